@@ -1,0 +1,166 @@
+"""The one HTTP layer every HTTP backend shares: pooled urllib3, timeouts, TLS verification on.
+
+It also holds the status-code vocabulary that HTTP destinations have in common, so a backend only
+writes the cases where its service differs (PagerDuty v1's 403, Telegram's ``retry_after``).
+urllib3 is imported on first use, keeping ``import alertkit`` light.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
+
+if TYPE_CHECKING:
+    import urllib3
+
+USER_AGENT = "alertkit-python/0.1"
+_MAX_REASON = 500
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A finished HTTP exchange."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+class TransportError(Exception):
+    """The request did not produce a response (refused, reset, timed out, TLS failure)."""
+
+
+class HttpTransport:
+    """A keep-alive connection pool with timeouts, recreated after ``fork()``."""
+
+    def __init__(self, *, connections: int = 4, timeout: float = 10.0, verify: bool = True) -> None:
+        self.connections = max(1, connections)
+        self.timeout = timeout
+        self.verify = verify
+        self._pool: urllib3.PoolManager | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _manager(self) -> urllib3.PoolManager:
+        pool = self._pool
+        if pool is not None and self._pid == os.getpid():
+            return pool
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                import urllib3
+
+                self._pid = os.getpid()
+                self._pool = urllib3.PoolManager(
+                    num_pools=4,
+                    maxsize=self.connections,
+                    block=False,
+                    cert_reqs="CERT_REQUIRED" if self.verify else "CERT_NONE",
+                    retries=False,
+                    timeout=urllib3.Timeout(connect=min(5.0, self.timeout), read=self.timeout),
+                )
+            return self._pool
+
+    def post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> HttpResponse:
+        """POST ``body``; return the response whatever its status.
+
+        Raises:
+            TransportError: no response came back.
+        """
+        import urllib3
+
+        all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        try:
+            response = self._manager().request(
+                "POST", url, body=body, headers=all_headers, redirect=False, preload_content=True
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransportError(_describe_error(exc)) from exc
+        except OSError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        return HttpResponse(
+            status=response.status,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            body=response.data or b"",
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.clear()
+                self._pool = None
+
+
+def _describe_error(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    inner = reason if isinstance(reason, BaseException) else exc
+    return f"{type(inner).__name__}: {inner}"[:_MAX_REASON]
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        try:
+            from dateutil import parser as date_parser
+
+            when = date_parser.parse(value)
+        except (ValueError, OverflowError):
+            return None
+    if when.tzinfo is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def reason_from_body(response: HttpResponse) -> str:
+    """A short human reason from an error response: JSON ``message``/``errors`` or the text."""
+    import json
+
+    text = response.text.strip()
+    try:
+        data: Any = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        parts = [str(data[key]) for key in ("message", "error", "description") if data.get(key)]
+        errors = data.get("errors")
+        if errors:
+            parts.append("; ".join(map(str, errors)) if isinstance(errors, list) else str(errors))
+        if parts:
+            text = ": ".join(parts)
+    return f"HTTP {response.status}" + (f" {text[:_MAX_REASON]}" if text else "")
+
+
+def classify_response(response: HttpResponse) -> Outcome:
+    """The common meaning of an HTTP status for an event API.
+
+    2xx delivered; 408 and 429 retry (honouring ``Retry-After``); other 4xx rejected with the
+    server's reason; 5xx retried.
+    """
+    status = response.status
+    if 200 <= status < 300:
+        return Delivered({"status": status})
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if status in (408, 425, 429) or status >= 500:
+        return RetryLater(reason_from_body(response), retry_after)
+    return Rejected(reason_from_body(response))

@@ -1,0 +1,150 @@
+"""The backend protocol and the small base class every built-in backend uses.
+
+A backend turns a batch of envelopes into one outcome per envelope and nothing else: queueing,
+batching, retry and spooling live once, above it, in :mod:`alertkit.worker`. The base class adds the
+metadata the registry and the pipeline need (URL scheme, secret fields, kinds, batch size), the common
+options (``name``, ``min_level``), URL parsing, and a ``repr()`` that never shows a secret.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+from urllib.parse import SplitResult, parse_qsl, urlsplit
+
+from alertkit.errors import ConfigError
+from alertkit.levels import level_number
+from alertkit.models import Envelope
+from alertkit.outcomes import Outcome
+
+MASK = "****"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientContext:
+    """What a backend may take from the client it serves (``Backend.bind``)."""
+
+    api_key: str | None = None
+    connections: int = 4
+    timeout: float = 10.0
+    hostname: str = ""
+    app_name: str | None = None
+    app_version: str = ""
+    deployment_stage: str = ""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the pipeline needs from a destination."""
+
+    scheme: ClassVar[str]
+    name: str
+    min_level: int
+    kinds: ClassVar[frozenset[str]]
+    max_batch: ClassVar[int]
+    max_concurrency: ClassVar[int]
+
+    def bind(self, context: ClientContext) -> None:
+        """Take defaults from the client (API key, pool size ...); called once, before any send."""
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        """Deliver ``batch``; return one outcome per envelope, in order. Must not raise on delivery errors."""
+
+    def close(self) -> None:
+        """Release connections and files. Idempotent."""
+
+
+class BaseBackend:
+    """Convenience base: metadata as class attributes, common options, masked ``repr``.
+
+    Subclasses set ``scheme`` (and ``schemes`` when they answer to several, e.g. ``http``/``https``),
+    list secret attribute names in ``secret_fields``, implement ``send``, and implement
+    ``_options_from_url`` to turn a parsed URL into keyword arguments.
+    """
+
+    scheme: ClassVar[str] = ""
+    schemes: ClassVar[tuple[str, ...]] = ()
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    kinds: ClassVar[frozenset[str]] = frozenset({"event"})
+    max_batch: ClassVar[int] = 1
+    max_concurrency: ClassVar[int] = 4
+
+    def __init__(self, *, name: str | None = None, min_level: str | int | None = None) -> None:
+        self.name = name or self.scheme
+        try:
+            self.min_level = 0 if min_level is None else level_number(min_level)
+        except ValueError as exc:
+            raise ConfigError(f"{self.scheme}: min_level: {exc}") from None
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    # -- construction from URLs ------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> BaseBackend:
+        """Build the backend from its URL form; keyword ``overrides`` win over the URL.
+
+        Raises:
+            ConfigError: the URL is malformed or names an unknown option.
+        """
+        try:
+            parts = urlsplit(url)
+            query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        except ValueError as exc:
+            raise ConfigError(f"{cls.scheme}: malformed URL: {exc}") from None
+        common: dict[str, Any] = {}
+        for key in ("name", "min_level"):
+            if key in query:
+                common[key] = query.pop(key)
+        options = cls._options_from_url(parts, query)
+        return cls(**{**common, **options, **overrides})
+
+    @classmethod
+    def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
+        raise ConfigError(f"{cls.scheme}: this backend cannot be configured from a URL")
+
+    @staticmethod
+    def _reject_unknown(scheme: str, query: Mapping[str, str], known: Sequence[str]) -> None:
+        unknown = sorted(set(query) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"{scheme}: unknown URL option(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+
+    # -- the protocol ------------------------------------------------------------------------------
+
+    def bind(self, context: ClientContext) -> None:
+        """Take defaults from the client; the base keeps nothing."""
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:  # pragma: no cover - abstract
+        raise TypeError(f"{type(self).__name__} does not implement send()")
+
+    def close(self) -> None:
+        """Mark closed and call :meth:`_close` once, however often this is called."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._close()
+
+    def _close(self) -> None:
+        """Release resources; called once by :meth:`close`."""
+
+    # -- safe description --------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """A one-line description with every secret masked, safe for logs and ``repr``."""
+        return f"{self.scheme}://"
+
+    def mask(self, text: str) -> str:
+        """Replace every secret value of this backend that occurs in ``text`` with ``****``."""
+        for field_name in self.secret_fields:
+            secret = getattr(self, field_name, None)
+            if isinstance(secret, str) and len(secret) >= 4:
+                text = text.replace(secret, MASK)
+        return text
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} {self.mask(self.describe())}>"

@@ -1,0 +1,123 @@
+"""The Trakerr-style event API: one ``POST .../v1/events`` of the AppEvent JSON per event.
+
+WIRE.md section 1: JSON body, ``Accept: application/json``, the key in the body's ``apiKey``; 2xx is
+success, anything else carries an ``Error`` body. The event id travels in an ``Idempotency-Key``
+header, outside the wire JSON, so that replays can be recognised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import SplitResult, urlencode, urlunsplit
+
+import msgspec
+
+from alertkit._http import HttpTransport, TransportError, classify_response
+from alertkit.backends.base import MASK, BaseBackend, ClientContext
+from alertkit.errors import ConfigError
+from alertkit.models import Envelope, encode_event
+from alertkit.outcomes import Outcome, RetryLater
+
+DEFAULT_URL = "https://www.trakerr.io/api/v1/events"
+
+
+class HttpBackend(BaseBackend):
+    """POSTs each event's wire JSON to an event API (``https://host/api/v1/events?api_key=KEY``).
+
+    Args:
+        url: the events endpoint.
+        api_key: the ``apiKey`` to put in the body; default: the client's.
+        timeout: per-request timeout in seconds; default: the client's.
+        connections: keep-alive connections in the pool; default: the client's.
+        verify: verify TLS certificates (keep it on outside tests).
+    """
+
+    scheme = "https"
+    schemes = ("http", "https")
+    secret_fields = ("api_key",)
+    max_batch = 50
+    max_concurrency = 8
+
+    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, *,
+                 timeout: float | None = None, connections: int | None = None,
+                 verify: bool = True, name: str | None = None,
+                 min_level: str | int | None = None) -> None:
+        super().__init__(name=name or "http", min_level=min_level)
+        if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"http: url must start with http:// or https://, got {url!r}")
+        if timeout is not None and timeout <= 0:
+            raise ConfigError("http: timeout must be positive")
+        if connections is not None and connections < 1:
+            raise ConfigError("http: connections must be at least 1")
+        self.url = url
+        self.api_key = api_key
+        self.timeout = timeout
+        self.connections = connections
+        self.verify = verify
+        self._transport: HttpTransport | None = None
+
+    @classmethod
+    def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
+        cls._reject_unknown("http", query, ["api_key", "timeout", "connections", "verify"])
+        options: dict[str, Any] = {}
+        try:
+            if "timeout" in query:
+                options["timeout"] = float(query.pop("timeout"))
+            if "connections" in query:
+                options["connections"] = int(query.pop("connections"))
+        except ValueError as exc:
+            raise ConfigError(f"http: {exc}") from None
+        if "verify" in query:
+            options["verify"] = query.pop("verify").lower() not in ("0", "false", "no")
+        options["api_key"] = query.pop("api_key", None)
+        rest = urlencode(query)
+        options["url"] = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
+        return options
+
+    def bind(self, context: ClientContext) -> None:
+        if self.api_key is None:
+            self.api_key = context.api_key
+        if self.timeout is None:
+            self.timeout = context.timeout
+        if self.connections is None:
+            self.connections = context.connections
+        if not self.api_key:
+            raise ConfigError(
+                "http: the event API needs an api_key (Client(api_key=...), ?api_key= in the URL, "
+                "or ALERTKIT_API_KEY)")
+
+    def _client(self) -> HttpTransport:
+        if self._transport is None:
+            self._transport = HttpTransport(connections=self.connections or 4,
+                                            timeout=self.timeout or 10.0, verify=self.verify)
+        return self._transport
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        transport = self._client()
+        outcomes: list[Outcome] = []
+        for index, envelope in enumerate(batch):
+            event = envelope.event
+            if self.api_key and event.api_key != self.api_key:
+                event = msgspec.structs.replace(event, api_key=self.api_key)
+            headers = {"Content-Type": "application/json", "Accept": "application/json",
+                       "Idempotency-Key": envelope.event_id}
+            try:
+                response = transport.post(self.url, encode_event(event), headers)
+            except TransportError as exc:
+                # The destination is unreachable: the rest of the batch would wait out the same
+                # timeout one by one, so they are all retried later together.
+                reason = self.mask(str(exc))
+                outcomes.extend([RetryLater(reason)] * (len(batch) - index))
+                break
+            outcome = classify_response(response)
+            outcomes.append(outcome)
+        return outcomes
+
+    def describe(self) -> str:
+        key = f"?api_key={MASK}" if self.api_key else ""
+        return f"{self.url}{key}"
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()

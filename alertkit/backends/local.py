@@ -1,0 +1,146 @@
+"""The local inbox: every event as a row in a SQLite file. The default when nothing is configured.
+
+One row per event with its wire JSON, time, level and type, so ``alertkit events`` can list what an
+application sent without any account anywhere. WAL mode lets the CLI read while the app writes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, unquote
+
+from alertkit.backends.base import BaseBackend
+from alertkit.errors import ConfigError
+from alertkit.models import Envelope, encode_event
+from alertkit.outcomes import Delivered, Outcome, RetryLater
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    time_ms INTEGER NOT NULL,
+    level TEXT,
+    event_type TEXT NOT NULL,
+    classification TEXT,
+    message TEXT,
+    logger TEXT,
+    json TEXT NOT NULL,
+    details TEXT
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time_ms);
+"""
+
+
+def alertkit_home() -> Path:
+    """``$ALERTKIT_HOME``, default ``~/.alertkit``."""
+    return Path(os.environ.get("ALERTKIT_HOME") or Path.home() / ".alertkit")
+
+
+def default_inbox_path() -> Path:
+    return alertkit_home() / "events.db"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) an inbox database in WAL mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False,
+                           isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+class LocalBackend(BaseBackend):
+    """Stores events in a local SQLite inbox (``local:///path/events.db``; default
+    ``$ALERTKIT_HOME/events.db``)."""
+
+    scheme = "local"
+    max_batch = 500
+    max_concurrency = 1
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, name: str | None = None,
+                 min_level: str | int | None = None) -> None:
+        super().__init__(name=name, min_level=min_level)
+        self.path = Path(path) if path else default_inbox_path()
+        if self.path.exists() and self.path.is_dir():
+            raise ConfigError(f"local: {self.path} is a directory, not a database file")
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    @classmethod
+    def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
+        cls._reject_unknown("local", query, ["path", "name", "min_level"])
+        path = query.get("path") or unquote(parts.netloc + parts.path)
+        return {"path": path or None}
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._conn = connect(self.path)
+        return self._conn
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        rows = []
+        for envelope in batch:
+            event = envelope.event
+            rows.append((
+                envelope.event_id, event.event_time or int(envelope.created * 1000),
+                event.log_level, event.event_type, event.classification, event.event_message,
+                envelope.logger_name, encode_event(event).decode(),
+                encode_event(envelope.details).decode() if envelope.details else None,  # type: ignore[arg-type]
+            ))
+        try:
+            with self._lock:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO events (event_id, time_ms, level, event_type, "
+                        "classification, message, logger, json, details) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            return [RetryLater(f"sqlite: {exc}")] * len(batch)
+        return [Delivered({"path": str(self.path)})] * len(batch)
+
+    def describe(self) -> str:
+        return f"local://{self.path}"
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def read_events(path: Path, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest ``limit`` events of an inbox, newest first (for the CLI and tests)."""
+    import json
+
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    try:
+        cursor = conn.execute(
+            "SELECT event_id, time_ms, level, event_type, classification, message, logger, json, "
+            "details FROM events ORDER BY time_ms DESC, id DESC LIMIT ?", (limit,))
+        columns = [c[0] for c in cursor.description]
+        result = []
+        for row in cursor.fetchall():
+            item = dict(zip(columns, row))
+            item["event"] = json.loads(item.pop("json"))
+            item["details"] = json.loads(item["details"]) if item["details"] else {}
+            result.append(item)
+        return result
+    finally:
+        conn.close()

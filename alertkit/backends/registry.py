@@ -1,0 +1,75 @@
+"""The backend registry: URL scheme to backend class, built-ins imported only when used.
+
+Built-in backends are listed by module path so that ``import alertkit`` does not import redis-py or
+urllib3; :func:`register` adds a custom backend class under its scheme(s).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from alertkit.backends.base import Backend, BaseBackend
+from alertkit.errors import ConfigError
+
+_BUILTIN: dict[str, str] = {
+    "http": "alertkit.backends.http:HttpBackend",
+    "https": "alertkit.backends.http:HttpBackend",
+    "local": "alertkit.backends.local:LocalBackend",
+}
+_CUSTOM: dict[str, type[BaseBackend]] = {}
+
+
+def register(cls: type[BaseBackend]) -> type[BaseBackend]:
+    """Register a backend class under ``cls.scheme`` and ``cls.schemes``; usable as a decorator.
+
+    Raises:
+        ConfigError: the class declares no scheme.
+    """
+    names = {cls.scheme, *cls.schemes} - {""}
+    if not names:
+        raise ConfigError(f"{cls.__name__} declares no scheme")
+    for scheme in names:
+        _CUSTOM[scheme.lower()] = cls
+    return cls
+
+
+def known_schemes() -> list[str]:
+    """Every scheme a backend URL may use."""
+    return sorted({*_BUILTIN, *_CUSTOM})
+
+
+def backend_class(scheme: str) -> type[BaseBackend]:
+    """Return the class registered for ``scheme``.
+
+    Raises:
+        ConfigError: no backend answers to the scheme.
+    """
+    key = scheme.lower()
+    if key in _CUSTOM:
+        return _CUSTOM[key]
+    target = _BUILTIN.get(key)
+    if target is None:
+        raise ConfigError(
+            f"unknown backend scheme {scheme!r}; known schemes: {', '.join(known_schemes())}"
+        )
+    module_name, _, class_name = target.partition(":")
+    cls: type[BaseBackend] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def create_backend(spec: str | Backend, **overrides: Any) -> Backend:
+    """Turn a URL string (``pagerduty://KEY``) or a backend object into a backend.
+
+    Raises:
+        ConfigError: unknown scheme, malformed URL, or bad option values.
+        TypeError: ``spec`` is neither a string nor a backend.
+    """
+    if isinstance(spec, str):
+        scheme, sep, _ = spec.partition("://")
+        if not sep or not scheme:
+            raise ConfigError(f"backend URL {spec!r} has no scheme (expected scheme://...)")
+        return backend_class(scheme).from_url(spec, **overrides)
+    if isinstance(spec, Backend):
+        return spec
+    raise TypeError(f"a backend must be a URL string or a Backend object, not {type(spec).__name__}")

@@ -1,0 +1,430 @@
+"""The client: event defaults from the platform, the public capture API, and the pipeline it owns."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from alertkit._safe import to_json_safe
+from alertkit.backends.base import Backend, ClientContext
+from alertkit.backends.registry import create_backend
+from alertkit.environment import PlatformInfo, SystemSampler
+from alertkit.guard import capture_internal_exceptions
+from alertkit.levels import LEVEL_NUMBERS, normalize_level
+from alertkit.models import AppEvent, Envelope
+from alertkit.outcomes import Result
+from alertkit.pipeline import DropCallback, Pipeline, Processor, Results
+from alertkit.retry import RetryPolicy
+from alertkit.stacktrace import (
+    ExcInfo,
+    build_stacktrace,
+    exception_type_name,
+    format_exception_text,
+    resolve_exc_info,
+    safe_str,
+)
+
+#: ``Client.log`` keys with a place in the wire event (WIRE.md section 1); others become details.
+LOG_KEYS: dict[str, str] = {
+    "eventtype": "event_type",
+    "eventmessage": "event_message",
+    "user": "event_user",
+    "session": "event_session",
+    "time": "context_operation_time_millis",
+    "url": "context_url",
+    "corrid": "context_cross_app_correlation_id",
+    "device": "context_device",
+}
+
+_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _positive(name: str, value: Any, kind: type = int) -> Any:
+    if isinstance(value, bool) or not isinstance(value, kind if kind is int else (int, float)):
+        raise TypeError(f"{name} must be a {'whole number' if kind is int else 'number'}, "
+                        f"not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return value
+
+
+def _text(name: str, value: Any, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _parse_tags(tags: Iterable[str] | Mapping[str, Any]) -> dict[str, str]:
+    if isinstance(tags, str):
+        raise TypeError("tags must be a list of 'key:value' strings or a mapping, not a string")
+    if isinstance(tags, Mapping):
+        return {str(k): str(v) for k, v in tags.items()}
+    parsed: dict[str, str] = {}
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise TypeError(f"tags: every tag must be a string, got {type(tag).__name__}")
+        key, _, value = tag.partition(":")
+        parsed[key] = value
+    return parsed
+
+
+class Client:
+    """Captures events and hands them to the delivery pipeline; see the module docs for options.
+
+    Args:
+        api_key: the event API key (``apiKey`` on the wire); env ``ALERTKIT_API_KEY``.
+        app_version: ``contextAppVersion`` of every event.
+        deployment_stage: ``deploymentStage`` (development, staging, production or custom).
+        application_sku: ``contextAppSku``.
+        tags: ``contextTags``; ``"key:value"`` strings or a mapping. Backends that take key/value
+            tags (Redis, PagerDuty details) get them as a mapping.
+        threads: delivery threads per backend (each backend may allow fewer).
+        connections: pooled keep-alive connections per HTTP backend.
+        backends: backend URLs (``"pagerduty://KEY"``) or objects; env ``ALERTKIT_BACKENDS``
+            (comma-separated); default the local inbox.
+        app_name: the application's name (Redis ``service``; the demo prints it).
+        hostname: override the host name read from the platform.
+        data_center: ``contextDataCenter``.
+        data_center_region: ``contextDataCenterRegion``.
+        queue_size: capacity of the intake queue and of each backend's queue; a full queue drops
+            and counts, never blocks.
+        batch_size: most events handed to one ``backend.send`` call.
+        retry: the retry policy for every backend (default :class:`RetryPolicy()`).
+        timeout: per-request network timeout in seconds.
+        shutdown_timeout: the budget of the ``shutdown()`` run at interpreter exit.
+        sample_system: fill ``contextCpuPercentage``/``contextMemoryPercentage`` from a sampler.
+        processors: callables run once per event before fan-out; return None to drop it.
+        on_drop: called as ``on_drop(envelope_or_None, reason)`` for each dropped event.
+        register_atexit: run ``shutdown(shutdown_timeout)`` at interpreter exit.
+
+    Raises:
+        TypeError: an unknown option, or a value of the wrong type (the message names it).
+        ValueError: a value out of range, or a bad backend URL.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        app_version: str = "1.0",
+        deployment_stage: str = "development",
+        application_sku: str = "",
+        tags: Iterable[str] | Mapping[str, Any] = (),
+        threads: int = 4,
+        connections: int = 4,
+        backends: Sequence[str | Backend] | None = None,
+        *,
+        app_name: str | None = None,
+        hostname: str | None = None,
+        data_center: str | None = None,
+        data_center_region: str | None = None,
+        queue_size: int = 10_000,
+        batch_size: int = 100,
+        retry: RetryPolicy | None = None,
+        timeout: float = 10.0,
+        shutdown_timeout: float = 2.0,
+        sample_system: bool = True,
+        processors: Sequence[Processor] = (),
+        on_drop: DropCallback | None = None,
+        register_atexit: bool = True,
+    ) -> None:
+        self.api_key = _text("api_key", api_key if api_key is not None
+                             else os.environ.get("ALERTKIT_API_KEY"), optional=True)
+        self.app_version = _text("app_version", app_version)
+        self.deployment_stage = _text("deployment_stage", deployment_stage)
+        self.application_sku = _text("application_sku", application_sku)
+        self.app_name = _text("app_name", app_name, optional=True)
+        self.data_center = _text("data_center", data_center, optional=True)
+        self.data_center_region = _text("data_center_region", data_center_region, optional=True)
+        self.tags = _parse_tags(tags)
+        self.context_tags = [f"{k}:{v}" if v else k for k, v in self.tags.items()]
+        self.threads = _positive("threads", threads)
+        self.connections = _positive("connections", connections)
+        self.queue_size = _positive("queue_size", queue_size)
+        self.batch_size = _positive("batch_size", batch_size)
+        self.timeout = float(_positive("timeout", timeout, float))
+        self.shutdown_timeout = float(_positive("shutdown_timeout", shutdown_timeout, float))
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        if on_drop is not None and not callable(on_drop):
+            raise TypeError("on_drop must be callable")
+        for processor in processors:
+            if not callable(processor):
+                raise TypeError(f"processors: {processor!r} is not callable")
+        self.platform = PlatformInfo.detect(_text("hostname", hostname, optional=True))
+        self._sampler = SystemSampler() if sample_system else None
+        self.backends = self._make_backends(backends)
+        self.pipeline = Pipeline(
+            self.backends,
+            policy=retry or RetryPolicy(),
+            queue_size=self.queue_size,
+            batch_size=self.batch_size,
+            threads=self.threads,
+            processors=processors,
+            on_drop=on_drop,
+        )
+        self._shutdown_lock = threading.Lock()
+        self._is_shut_down = False
+        if register_atexit:
+            _live_clients.add(self)
+
+    def _make_backends(self, specs: Sequence[str | Backend] | None) -> list[Backend]:
+        if specs is None:
+            env = os.environ.get("ALERTKIT_BACKENDS", "").strip()
+            specs = [s.strip() for s in env.split(",") if s.strip()] if env else ["local://"]
+        if isinstance(specs, str | bytes) or not isinstance(specs, Sequence | set | frozenset):
+            raise TypeError("backends must be a list of URL strings or backend objects")
+        context = ClientContext(
+            api_key=self.api_key, connections=self.connections, timeout=self.timeout,
+            hostname=self.platform.hostname, app_name=self.app_name,
+            app_version=self.app_version, deployment_stage=self.deployment_stage,
+        )
+        made: list[Backend] = []
+        names: set[str] = set()
+        for spec in specs:
+            backend = create_backend(spec)
+            base, n = backend.name, 1
+            while backend.name in names:
+                n += 1
+                backend.name = f"{base}-{n}"
+            names.add(backend.name)
+            backend.bind(context)
+            made.append(backend)
+        if not made:
+            raise ValueError("backends: the list is empty; leave it out to use the local inbox")
+        return made
+
+    # -- building events -----------------------------------------------------------------------------
+
+    def create_new_app_event(
+        self,
+        log_level: str = "error",
+        classification: str = "issue",
+        event_type: str = "unknown",
+        event_message: str = "unknown",
+        exc_info: Any = False,
+    ) -> AppEvent:
+        """A new event filled with the client's defaults.
+
+        Args:
+            log_level: debug, info, warning, error, fatal (``critical`` is ``fatal``).
+            classification: ``issue`` by default; ``log`` for plain logs; or custom.
+            event_type: the event's type; with an exception and the default ``"unknown"``, the
+                exception's qualified name.
+            event_message: likewise ``str(exception)``.
+            exc_info: True reads the active exception; a ``(type, value, tb)`` tuple or an
+                exception instance is used as is.
+
+        Raises:
+            ValueError: unknown ``log_level``.
+        """
+        level = normalize_level(log_level)
+        info = resolve_exc_info(exc_info)
+        event = self._base_event(level, classification, event_type, event_message)
+        if info is not None:
+            self._apply_exception(event, info)
+        return event
+
+    def _base_event(self, level: str, classification: str, event_type: str,
+                    event_message: str) -> AppEvent:
+        sampler = self._sampler
+        if sampler is not None:
+            sampler.ensure_started()
+        platform = self.platform
+        return AppEvent(
+            api_key=self.api_key or "",
+            log_level=level,  # type: ignore[arg-type]
+            classification=classification,
+            event_type=event_type,
+            event_message=event_message,
+            event_time=int(time.time() * 1000),
+            context_app_version=self.app_version,
+            deployment_stage=self.deployment_stage,
+            context_env_language=platform.language,
+            context_env_name=platform.interpreter,
+            context_env_version=platform.interpreter_version,
+            context_env_hostname=platform.hostname,
+            context_app_os=platform.os_name,
+            context_app_os_version=platform.os_version,
+            context_data_center=self.data_center,
+            context_data_center_region=self.data_center_region,
+            context_app_sku=self.application_sku or None,
+            context_tags=list(self.context_tags) or None,
+            context_cpu_percentage=sampler.cpu_percent if sampler else None,
+            context_memory_percentage=sampler.memory_percent if sampler else None,
+        )
+
+    @staticmethod
+    def _apply_exception(event: AppEvent, info: ExcInfo) -> None:
+        if event.event_type == "unknown":
+            event.event_type = exception_type_name(info[0])
+        if event.event_message == "unknown":
+            event.event_message = safe_str(info[1])
+        event.event_stacktrace = build_stacktrace(info[1])
+
+    def envelope_for(self, event: AppEvent, **fields: Any) -> Envelope:
+        """Wrap an event for the pipeline, with the client's tags and its level number."""
+        level = event.log_level or "error"
+        envelope = Envelope(event=event, levelno=LEVEL_NUMBERS.get(level, 40), **fields)
+        if not envelope.tags and self.tags:
+            envelope.tags = dict(self.tags)
+        return envelope
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def log(
+        self,
+        arg_dict: Mapping[str, Any],
+        log_level: str = "error",
+        classification: str = "issue",
+        exc_info: Any = True,
+    ) -> Future[Results]:
+        """Send an event built from a dict, Trakerr-style, without waiting.
+
+        The keys ``eventtype``, ``eventmessage``, ``user``, ``session``, ``time`` (operation time
+        in ms), ``url``, ``corrid`` and ``device`` fill their wire fields; other keys become the
+        event's details. ``exc_info=True`` attaches the active exception, if there is one.
+
+        Raises:
+            ValueError: unknown ``log_level`` (a programming error, raised at once).
+        """
+        level = normalize_level(log_level)
+        info = resolve_exc_info(exc_info)
+        data = dict(arg_dict) if isinstance(arg_dict, Mapping) else {"data": arg_dict}
+
+        def capture() -> Envelope:
+            event = self._base_event(level, classification, "unknown", "unknown")
+            details: dict[str, Any] = {}
+            for key, value in data.items():
+                attr = LOG_KEYS.get(str(key).lower())
+                if attr is None:
+                    details[str(key)] = value
+                elif attr == "context_operation_time_millis":
+                    try:
+                        event.context_operation_time_millis = int(value)
+                    except (TypeError, ValueError, OverflowError):
+                        details[str(key)] = value
+                else:
+                    setattr(event, attr, safe_str(value))
+            exc_text = None
+            if info is not None:
+                self._apply_exception(event, info)
+                exc_text = format_exception_text(info)
+            return self.envelope_for(event, details=to_json_safe(details), exc_text=exc_text)
+
+        return self._submit(capture, None)
+
+    def send_event(self, event: AppEvent | Envelope, timeout: float | None = None) -> Results:
+        """Deliver ``event`` to every backend and wait; returns one final result per backend.
+
+        ``timeout`` bounds the wait (default: until the retry policy settles every backend); a
+        backend still working when it runs out is absent from the result.
+        """
+        future = self.send_event_async(event)
+        try:
+            return future.result(timeout)
+        except Exception:  # TimeoutError: report what has settled so far
+            return {}
+
+    def send_event_async(
+        self,
+        event: AppEvent | Envelope,
+        callback: Callable[[Results], Any] | None = None,
+    ) -> Future[Results]:
+        """Queue ``event`` for every backend and return at once.
+
+        Returns:
+            A future whose result maps each backend's name to its final result (``Delivered``,
+            ``Rejected``, ``Dropped`` or ``Skipped``). ``callback``, if given, is called with that
+            mapping on a worker thread; an exception in it is logged, never raised.
+        """
+        if isinstance(event, Envelope):
+            envelope = event
+        elif isinstance(event, AppEvent):
+            envelope = self.envelope_for(event)
+        else:
+            raise TypeError(f"send_event needs an AppEvent, not {type(event).__name__}")
+        return self._submit(lambda: envelope, callback)
+
+    def submit_capture(self, capture: Callable[[], Envelope | None]) -> bool:
+        """Queue a capture (a callable run on the policy thread that builds the envelope)."""
+        return self.pipeline.submit(capture)
+
+    def _submit(self, capture: Callable[[], Envelope | None],
+                callback: Callable[[Results], Any] | None) -> Future[Results]:
+        future: Future[Results] = Future()
+        if callback is not None:
+            def call(done: Future[Results]) -> None:
+                with capture_internal_exceptions():
+                    callback(done.result())
+            future.add_done_callback(call)
+        self.pipeline.submit(capture, future)
+        return future
+
+    # -- lifecycle and visibility ------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event given so far has a final result; True if that happened in time."""
+        return self.pipeline.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Deliver what is queued within ``timeout`` seconds (default ``shutdown_timeout``), then stop.
+
+        Idempotent and bounded: a hanging destination cannot hold it past the timeout. What could
+        not be delivered is counted (``stats()``) and reported in one line on stderr.
+        """
+        with self._shutdown_lock:
+            if self._is_shut_down:
+                return
+            self._is_shut_down = True
+        budget = self.shutdown_timeout if timeout is None else max(0.0, float(timeout))
+        if self._sampler is not None:
+            self._sampler.stop()
+        self.pipeline.shutdown(budget)
+        _live_clients.discard(self)
+
+    close = shutdown
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per-backend counts: enqueued, queued, delivered, retried, rejected, dropped, skipped,
+        and the last reason of each."""
+        result = self.pipeline.stats()
+        lost = self.pipeline.intake_dropped
+        if lost:
+            for entry in result.values():
+                entry["dropped"] += lost
+        return result
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        backends = ", ".join(repr(b) for b in self.backends)
+        key = "****" if self.api_key else None
+        return (f"<Client app_version={self.app_version!r} stage={self.deployment_stage!r} "
+                f"api_key={key} backends=[{backends}]>")
+
+
+def _shutdown_all_at_exit() -> None:
+    clients = list(_live_clients)
+    if not clients:
+        return
+    budget_end = time.monotonic() + max(c.shutdown_timeout for c in clients)
+    for client in clients:
+        with capture_internal_exceptions():
+            client.shutdown(max(0.0, budget_end - time.monotonic()))
+    sys.stderr.flush()
+
+
+atexit.register(_shutdown_all_at_exit)

@@ -1,0 +1,121 @@
+"""What the platform says about where the application runs: the event context defaults.
+
+Read once per client from :mod:`platform` exactly as Trakerr's client does (WIRE.md section 1), plus a
+CPU/memory sampler. Unlike Trakerr's, the sampler thread is a daemon, starts only when the first event
+asks for a reading, and stops at ``shutdown()``, so it never keeps a process alive.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformInfo:
+    """The context strings every event carries."""
+
+    language: str
+    interpreter: str
+    interpreter_version: str
+    hostname: str
+    os_name: str
+    os_version: str
+
+    @classmethod
+    def detect(cls, hostname: str | None = None) -> PlatformInfo:
+        system = platform.system()
+        if system == "Windows":
+            os_name = f"{system} {platform.release()}"
+            os_version = platform.version()
+        else:
+            os_name = system
+            os_version = platform.release()
+        return cls(
+            language="Python",
+            interpreter=platform.python_implementation(),
+            interpreter_version=platform.python_version(),
+            hostname=hostname or platform.node(),
+            os_name=os_name,
+            os_version=os_version,
+        )
+
+
+class SystemSampler:
+    """Samples system CPU and memory percent once a second on a daemon thread.
+
+    Uses psutil when it is installed (extra ``system``), else ``/proc`` on Linux; elsewhere the
+    readings stay None and the event fields are left out.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self.cpu_percent: float | None = None
+        self.memory_percent: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._last_cpu: tuple[float, float] | None = None
+
+    def ensure_started(self) -> None:
+        """Start the thread on first use (and again in a forked child)."""
+        if self._thread is not None and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid():
+                return
+            if self._stop.is_set():
+                return
+            self._pid = os.getpid()
+            self._sample()
+            thread = threading.Thread(target=self._run, name="alertkit-sampler", daemon=True)
+            thread.start()
+            self._thread = thread
+
+    def stop(self) -> None:
+        """Stop sampling; the thread ends within one interval."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        try:
+            import psutil
+
+            self.cpu_percent = float(psutil.cpu_percent(interval=None))
+            self.memory_percent = float(psutil.virtual_memory().percent)
+            return
+        except ImportError:
+            pass
+        except Exception:  # psutil failing on an odd platform must not break events
+            return
+        self._sample_proc()
+
+    def _sample_proc(self) -> None:
+        try:
+            with open("/proc/stat", encoding="ascii") as stat:
+                fields = [float(v) for v in stat.readline().split()[1:]]
+            idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+            total = sum(fields)
+            if self._last_cpu is not None:
+                d_total = total - self._last_cpu[0]
+                d_idle = idle - self._last_cpu[1]
+                if d_total > 0:
+                    self.cpu_percent = round(100.0 * (1.0 - d_idle / d_total), 1)
+            self._last_cpu = (total, idle)
+            meminfo: dict[str, float] = {}
+            with open("/proc/meminfo", encoding="ascii") as mem:
+                for line in mem:
+                    key, _, rest = line.partition(":")
+                    if key in ("MemTotal", "MemAvailable"):
+                        meminfo[key] = float(rest.split()[0])
+            if meminfo.get("MemTotal"):
+                used = meminfo["MemTotal"] - meminfo.get("MemAvailable", 0.0)
+                self.memory_percent = round(100.0 * used / meminfo["MemTotal"], 1)
+        except (OSError, ValueError, IndexError):
+            return

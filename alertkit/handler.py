@@ -1,0 +1,179 @@
+"""``AlertHandler``: the logging capture point. Cheap on the caller's thread, never raising.
+
+On the caller's thread ``emit`` does only what keeps the event correct later: the formatted message
+(the args may change after the call), a copy of the record's attributes, and a hand-off to the
+pipeline. The event is built on the policy thread (:func:`envelope_from_record`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import Any
+
+from alertkit._safe import to_json_safe
+from alertkit.client import Client
+from alertkit.levels import level_from_number
+from alertkit.models import Envelope
+from alertkit.stacktrace import format_exception_text, resolve_exc_info, safe_str
+
+#: Loggers whose records never become events: alertkit's own, and the libraries our backends use,
+#: so that a failing destination cannot feed on its own error reports.
+IGNORED_LOGGERS: frozenset[str] = frozenset({
+    "alertkit", "urllib3", "requests", "redis", "http.client", "smtplib", "mail.log",
+    "asyncio", "concurrent.futures",
+})
+
+#: Attributes every LogRecord has; whatever else is in ``record.__dict__`` came from ``extra``.
+_RECORD_ATTRS: frozenset[str] = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__
+) | {"message", "asctime", "taskName"}
+
+#: ``extra`` keys that steer delivery rather than being details.
+_STEERING = ("incident_key", "dedup_key", "links", "images", "tags")
+
+_ignored_cache: dict[str, bool] = {}
+
+
+def is_ignored(name: str) -> bool:
+    """True for the loggers in :data:`IGNORED_LOGGERS` and their children."""
+    cached = _ignored_cache.get(name)
+    if cached is None:
+        root = name
+        cached = False
+        while root:
+            if root in IGNORED_LOGGERS:
+                cached = True
+                break
+            root = root.rpartition(".")[0]
+        if len(_ignored_cache) < 10_000:
+            _ignored_cache[name] = cached
+    return cached
+
+
+def envelope_from_record(
+    client: Client, attrs: dict[str, Any], message: str, incident_key: str | None
+) -> Envelope:
+    """Build the event of a log record (WIRE.md section 1 mapping); runs on the policy thread."""
+    levelno = int(attrs.get("levelno", logging.ERROR))
+    level = level_from_number(levelno)
+    info = resolve_exc_info(attrs.get("exc_info"))
+    logger_name = str(attrs.get("name") or "root")
+    event = client._base_event(level, "log" if levelno < logging.WARNING else "issue",
+                               logger_name, message)
+    exc_text = None
+    if info is not None:
+        client._apply_exception(event, info)
+        event.event_message = message or event.event_message
+        exc_text = format_exception_text(info)
+    elif attrs.get("exc_text"):
+        exc_text = str(attrs["exc_text"])
+    if attrs.get("stack_info"):
+        exc_text = (exc_text + "\n" if exc_text else "") + str(attrs["stack_info"])
+    extra = {k: v for k, v in attrs.items() if k not in _RECORD_ATTRS and not k.startswith("_")}
+    steering = {k: extra.pop(k) for k in _STEERING if k in extra}
+    tags = dict(client.tags)
+    if isinstance(steering.get("tags"), dict):
+        tags.update({str(k): safe_str(v) for k, v in steering["tags"].items()})
+    key = incident_key or steering.get("incident_key") or steering.get("dedup_key")
+    template = attrs.get("msg")
+    return Envelope(
+        event=event,
+        levelno=levelno,
+        logger_name=logger_name,
+        template=template if isinstance(template, str) else safe_str(template),
+        details=to_json_safe(extra),
+        exc_text=exc_text,
+        incident_key=safe_str(key) if key else None,
+        links=_dict_list(steering.get("links")),
+        images=_dict_list(steering.get("images")),
+        tags=tags,
+        created=float(attrs.get("created") or time.time()),
+    )
+
+
+def _dict_list(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [{str(k): safe_str(v) for k, v in item.items()} for item in value
+            if isinstance(item, dict)]
+
+
+class AlertHandler(logging.Handler):
+    """A logging handler that sends records at or above ``level`` as events; never blocks or raises.
+
+    Args:
+        client: the client to send through; default: a client made from ``backends`` and
+            ``client_options`` if any are given, else the default client (``alertkit.init``).
+        level: the lowest level sent (a number or a name such as ``"ERROR"``); default WARNING.
+        backends: backend URLs for the handler's own client (handy in ``dictConfig``).
+        incident_key: a fixed dedup key for every event of this handler.
+        **client_options: passed to :class:`~alertkit.Client` for the handler's own client.
+    """
+
+    def __init__(
+        self,
+        client: Client | None = None,
+        level: int | str = logging.WARNING,
+        backends: list[str] | None = None,
+        incident_key: str | None = None,
+        **client_options: Any,
+    ) -> None:
+        super().__init__(level)
+        if client is not None and (backends is not None or client_options):
+            raise TypeError("AlertHandler: give either client= or client options, not both")
+        self._owns_client = client is None and (backends is not None or bool(client_options))
+        if client is None:
+            if self._owns_client:
+                client = Client(backends=backends, **client_options)
+            else:
+                from alertkit.api import get_client
+
+                client = get_client()
+        self.client = client
+        self.incident_key = incident_key
+        self.dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if is_ignored(record.name):
+                return
+            try:
+                message = record.getMessage()
+            except Exception:
+                message = f"{safe_str(record.msg)} (message arguments failed to format: " \
+                          f"{to_json_safe(record.args)!r})"
+            capture = partial(envelope_from_record, self.client, dict(record.__dict__), message,
+                              self.incident_key)
+            if not self.client.submit_capture(capture):
+                self.dropped += 1
+        except Exception:  # never into the application
+            self.dropped += 1
+
+    def flush(self) -> None:
+        """Give queued events a moment to go out (bounded by the client's shutdown timeout)."""
+        try:
+            self.client.flush(self.client.shutdown_timeout)
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        """Close the handler; a client the handler made itself is shut down (bounded)."""
+        try:
+            if self._owns_client:
+                self.client.shutdown()
+        except Exception:
+            pass
+        super().close()
+
+
+def get_logger(name: str | None = None, level: int | str = logging.NOTSET,
+               **client_options: Any) -> logging.Logger:
+    """A logger with exactly one :class:`AlertHandler` attached (repeated calls add no second one)."""
+    logger = logging.getLogger(name)
+    if level:
+        logger.setLevel(level)
+    if not any(isinstance(h, AlertHandler) for h in logger.handlers):
+        logger.addHandler(AlertHandler(**client_options))
+    return logger

@@ -1,0 +1,137 @@
+"""The event model: the generated wire classes, their dict/JSON helpers, and the envelope around them.
+
+The wire classes (``AppEvent``, ``CustomData`` ...) are generated from ``generated/openapi.json`` into
+the ``alertkit_generated`` package and are never edited by hand. This module gives them
+``to_dict()``/``to_json()``/``from_dict()``/``from_json()`` so users need not know about msgspec, and
+defines :class:`Envelope`: what a backend needs beyond the wire model travels beside the event there,
+so the Trakerr JSON stays exactly WIRE.md section 1.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+
+from alertkit_generated import (
+    AppEvent,
+    CustomData,
+    CustomDoubleData,
+    CustomStringData,
+    Error,
+    InnerStackTrace,
+    StackTraceLine,
+)
+
+__all__ = [
+    "AppEvent",
+    "CustomData",
+    "CustomDoubleData",
+    "CustomStringData",
+    "Envelope",
+    "Error",
+    "InnerStackTrace",
+    "StackTraceLine",
+    "decode_event",
+    "encode_event",
+]
+
+_T = TypeVar("_T", bound=msgspec.Struct)
+_ENCODER = msgspec.json.Encoder()
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def encode_event(event: msgspec.Struct) -> bytes:
+    """Encode a wire model as compact JSON bytes, None fields left out."""
+    return _ENCODER.encode(event)
+
+
+def decode_event(data: bytes | str, model: type[_T] = AppEvent) -> _T:  # type: ignore[assignment]
+    """Decode and validate JSON into a wire model.
+
+    Raises:
+        msgspec.ValidationError: the JSON does not match the model.
+    """
+    decoder = _DECODERS.get(model)
+    if decoder is None:
+        decoder = _DECODERS[model] = msgspec.json.Decoder(model)
+    result: _T = decoder.decode(data)
+    return result
+
+
+def _to_dict(self: msgspec.Struct) -> dict[str, Any]:
+    """Return the wire form as a dict: camelCase keys, None fields left out."""
+    result: dict[str, Any] = msgspec.to_builtins(self)
+    return result
+
+
+def _to_json(self: msgspec.Struct) -> str:
+    """Return the wire JSON as text."""
+    return _ENCODER.encode(self).decode()
+
+
+def _from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
+    """Build the model from its wire dict (camelCase keys), validating types."""
+    return msgspec.convert(data, cls)
+
+
+def _from_json(cls: type[_T], data: bytes | str) -> _T:
+    """Build the model from its wire JSON, validating types."""
+    return decode_event(data, cls)
+
+
+for _model in (AppEvent, CustomData, CustomDoubleData, CustomStringData, Error, InnerStackTrace,
+               StackTraceLine):
+    _model.to_dict = _to_dict  # type: ignore[attr-defined]
+    _model.to_json = _to_json  # type: ignore[attr-defined]
+    _model.from_dict = classmethod(_from_dict)  # type: ignore[attr-defined]
+    _model.from_json = classmethod(_from_json)  # type: ignore[attr-defined]
+
+
+def new_event_id() -> str:
+    """A fresh event id: travels with the event through retries and spool replays."""
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True, eq=False)
+class Envelope:
+    """One event on its way through the pipeline, with what backends need beyond the wire model.
+
+    Attributes:
+        event: the wire event, sent as is by the HTTP backend and stored by the local inbox.
+        kind: ``"event"`` for application events; other kinds (metrics, incident lifecycle) carry
+            their data in ``payload`` and only reach backends that declare the kind.
+        event_id: stable across retries and replays, so deduplicating destinations see one event.
+        levelno: the :mod:`logging` number of the event's level, for ``min_level`` routing.
+        logger_name: the logger that produced the record, when it came through logging.
+        template: the unformatted message (``record.msg``): the same for every host in
+            ``log.error("Disk %s full", host)``, which makes it a grouping key.
+        details: the record's ``extra`` fields, or the keys of ``Client.log`` that have no wire field.
+        exc_text: the formatted traceback, for destinations that show text.
+        incident_key: a dedup key chosen by the user (handler option or ``extra``).
+        links: ``[{"href", "text"}]`` to attach where the destination supports it.
+        images: ``[{"src", "href", "alt"}]`` likewise.
+        tags: key/value tags (client, scope, ``extra={"tags": ...}``).
+        request_log: the scope's request log, when the event escalates one.
+        payload: the data of non-event kinds.
+        created: seconds since the epoch when the event was captured.
+    """
+
+    event: AppEvent
+    kind: str = "event"
+    event_id: str = field(default_factory=new_event_id)
+    levelno: int = 40
+    logger_name: str | None = None
+    template: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    exc_text: str | None = None
+    incident_key: str | None = None
+    links: list[dict[str, str]] = field(default_factory=list)
+    images: list[dict[str, str]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    request_log: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = None
+    created: float = field(default_factory=time.time)

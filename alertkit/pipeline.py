@@ -1,0 +1,249 @@
+"""The delivery pipeline, top to bottom: intake -> policy -> fan-out -> per-backend workers.
+
+* **Intake** (caller thread): :meth:`Pipeline.submit` appends a capture to a bounded deque and wakes
+  the policy thread. No lock, no I/O, no formatting; a full intake drops and counts.
+* **Policy** (one thread): builds the :class:`~alertkit.models.Envelope` from the capture, runs the
+  processors (scrubbing, limits, sampling ... each may drop the event) once, so every backend sees
+  the same event, then routes it by kind and ``min_level``.
+* **Delivery** (:mod:`alertkit.worker`): one bounded queue and worker thread(s) per backend.
+
+Shutdown shares one time budget across all backends and reports what it had to give up on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from alertkit.backends.base import Backend
+from alertkit.guard import capture_internal_exceptions, report_internal_error
+from alertkit.models import Envelope
+from alertkit.outcomes import Dropped, Result, Skipped
+from alertkit.retry import RetryPolicy
+from alertkit.worker import BackendWorker, Delivery, Ticket
+
+log = logging.getLogger("alertkit.pipeline")
+
+Capture = Callable[[], "Envelope | None"]
+Processor = Callable[[Envelope], "Envelope | None"]
+Results = dict[str, Result]
+DropCallback = Callable[[Envelope | None, str], None]
+
+
+class Pipeline:
+    """Moves captured events to every backend without ever blocking or raising into the caller."""
+
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        *,
+        policy: RetryPolicy,
+        queue_size: int,
+        batch_size: int,
+        threads: int,
+        processors: Sequence[Processor] = (),
+        on_drop: DropCallback | None = None,
+    ) -> None:
+        self.queue_size = queue_size
+        self.processors: list[Processor] = list(processors)
+        self.on_drop = on_drop
+        self.intake_dropped = 0
+        self.workers = [
+            BackendWorker(
+                backend,
+                policy=policy,
+                queue_size=queue_size,
+                batch_size=batch_size,
+                threads=threads,
+                on_give_up=self._give_up,
+            )
+            for backend in backends
+        ]
+        self._reset()
+        _live_pipelines.add(self)
+
+    def _reset(self) -> None:
+        self._intake: deque[tuple[Capture, Future[Results] | None]] = deque()
+        self._wakeup = threading.Event()
+        self._idle = threading.Condition(threading.Lock())
+        self._in_flight = 0
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._closed = False
+
+    def after_fork(self) -> None:
+        """In a forked child: start over with empty queues; threads restart on the next event."""
+        self._reset()
+        for worker in self.workers:
+            worker.after_fork()
+
+    # -- intake: the caller's thread ------------------------------------------------------------
+
+    def submit(self, capture: Capture, future: Future[Results] | None = None) -> bool:
+        """Hand a capture to the policy thread; False (and counted) if the intake is full or closed."""
+        if self._closed or len(self._intake) >= self.queue_size:
+            self._drop_at_intake(future, "shut down" if self._closed else "intake queue full")
+            return False
+        self._intake.append((capture, future))
+        if self._thread is None:
+            self._start()
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        return True
+
+    def _drop_at_intake(self, future: Future[Results] | None, reason: str) -> None:
+        self.intake_dropped += 1
+        if future is not None and not future.done():
+            future.set_result({"intake": Dropped(reason)})
+        self._notify_drop(None, reason)
+
+    def _start(self) -> None:
+        with self._thread_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="alertkit-policy", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    # -- policy: one thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._wakeup.wait()
+            self._wakeup.clear()
+            while True:
+                with self._idle:
+                    if not self._intake:
+                        break
+                    capture, future = self._intake.popleft()
+                    self._in_flight += 1
+                with capture_internal_exceptions():
+                    self._process(capture, future)
+            if self._closed and not self._intake:
+                with self._idle:
+                    self._idle.notify_all()
+                return
+
+    def _process(self, capture: Capture, future: Future[Results] | None) -> None:
+        envelope: Envelope | None = None
+        try:
+            envelope = capture()
+            for processor in self.processors:
+                if envelope is None:
+                    break
+                envelope = processor(envelope)
+        except Exception as exc:
+            report_internal_error(exc)
+            self._finish(future, {"pipeline": Dropped(f"could not build the event: {exc!r}")})
+            return
+        if envelope is None:
+            self._finish(future, {"pipeline": Skipped("filtered out")})
+            return
+        self.route(envelope, future)
+
+    def route(self, envelope: Envelope, future: Future[Results] | None) -> None:
+        """Fan ``envelope`` out to every backend that takes its kind and level."""
+        targets = [
+            worker for worker in self.workers
+            if envelope.kind in worker.backend.kinds and envelope.levelno >= worker.backend.min_level
+        ]
+        skipped = {
+            worker.backend.name: Skipped("below min_level or kind not handled")
+            for worker in self.workers if worker not in targets
+        }
+        ticket = Ticket(len(targets), lambda t: self._finish(future, {**skipped, **t.results}))
+        for worker in targets:
+            if not worker.put(Delivery(envelope, ticket)):
+                reason = "shut down" if self._closed else "queue full"
+                worker.stats.add("dropped", reason=reason)
+                self._notify_drop(envelope, f"{worker.backend.name}: {reason}")
+                ticket.settle(worker.backend.name, Dropped(reason))
+
+    def _finish(self, future: Future[Results] | None, results: Results) -> None:
+        if future is not None and not future.done():
+            try:
+                future.set_result(results)
+            except Exception as exc:  # InvalidStateError on a cancelled future
+                report_internal_error(exc)
+        with self._idle:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.notify_all()
+
+    def _give_up(self, backend: Backend, delivery: Delivery, reason: str) -> Result:
+        """A worker could not deliver: count the drop (the spool hooks in here)."""
+        worker = next(w for w in self.workers if w.backend is backend)
+        worker.stats.add("dropped", reason=reason)
+        log.warning("%s: dropped event %s: %s", backend.name, delivery.envelope.event_id, reason)
+        self._notify_drop(delivery.envelope, f"{backend.name}: {reason}")
+        return Dropped(reason)
+
+    def _notify_drop(self, envelope: Envelope | None, reason: str) -> None:
+        if self.on_drop is not None:
+            with capture_internal_exceptions():
+                self.on_drop(envelope, reason)
+
+    # -- flush and shutdown ---------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted event has a final result; True if that happened in time."""
+        with self._idle:
+            return self._idle.wait_for(
+                lambda: not self._intake and self._in_flight == 0, timeout
+            )
+
+    def shutdown(self, timeout: float) -> dict[str, int]:
+        """Deliver what is queued within ``timeout`` seconds in all, then give up on the rest.
+
+        Returns the number of events given up per backend during shutdown.
+        """
+        close_by = time.monotonic() + max(0.0, timeout)
+        if self._thread is not None and self._thread.is_alive():
+            self._closed = True
+            self._wakeup.set()
+            self._thread.join(max(0.0, close_by - time.monotonic()))
+        self._closed = True
+        before = {w.backend.name: w.stats.snapshot(0)["dropped"] for w in self.workers}
+        for worker in self.workers:
+            worker.begin_close(close_by)
+        for worker in self.workers:
+            worker.join(close_by)
+        lost = {
+            w.backend.name: w.stats.snapshot(0)["dropped"] - before[w.backend.name]
+            for w in self.workers
+        }
+        for worker in self.workers:
+            with capture_internal_exceptions():
+                worker.backend.close()
+        leftover = len(self._intake)
+        if leftover:
+            lost["intake"] = leftover
+            self.intake_dropped += leftover
+        lost = {name: count for name, count in lost.items() if count}
+        if lost:
+            summary = ", ".join(f"{name}: {count}" for name, count in lost.items())
+            print(f"alertkit: shutdown budget of {timeout:g}s ran out; events not delivered: "
+                  f"{summary}", file=sys.stderr)
+        return lost
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {worker.backend.name: worker.snapshot() for worker in self.workers}
+
+
+_live_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pipeline in list(_live_pipelines):
+        pipeline.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
