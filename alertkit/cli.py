@@ -28,14 +28,31 @@ def _demo(args: argparse.Namespace) -> int:
     from alertkit.handler import AlertHandler
     from alertkit.outcomes import Delivered
 
-    client = Client(app_version="2.4.1", deployment_stage="demo", app_name="alertkit-demo",
-                    backends=args.backend or None, register_atexit=False)
+    client = Client(
+        app_version="2.4.1",
+        deployment_stage="demo",
+        app_name="alertkit-demo",
+        backends=args.backend or None,
+        register_atexit=False,
+    )
     print(f"alertkit {__version__} demo: sending to {', '.join(map(repr, client.backends))}")
     futures = []
-    futures.append(("log call (info)", client.log(
-        {"user": "jill@example.com", "eventtype": "logon issue",
-         "eventmessage": "User refreshed the page.", "session": "s-42"},
-        "info", "logon script", exc_info=False)))
+    futures.append(
+        (
+            "log call (info)",
+            client.log(
+                {
+                    "user": "jill@example.com",
+                    "eventtype": "logon issue",
+                    "eventmessage": "User refreshed the page.",
+                    "session": "s-42",
+                },
+                "info",
+                "logon script",
+                exc_info=False,
+            ),
+        )
+    )
 
     logger = logging.getLogger("alertkit_demo.checkout")
     logger.propagate = False
@@ -52,7 +69,8 @@ def _demo(args: argparse.Namespace) -> int:
         event = client.create_new_app_event("fatal", exc_info=True)
         event.custom_properties = CustomData(
             string_data=CustomStringData(custom_data1="checkout"),
-            double_data=CustomDoubleData(custom_data1=42.5))
+            double_data=CustomDoubleData(custom_data1=42.5),
+        )
         futures.append(("event with custom data (fatal)", client.send_event_async(event)))
 
     ok = client.flush(args.timeout)
@@ -67,8 +85,10 @@ def _demo(args: argparse.Namespace) -> int:
     stats = client.stats()
     client.shutdown(args.timeout)
     for name, entry in stats.items():
-        print(f"  {name}: delivered {entry['delivered']}, retried {entry['retried']}, "
-              f"rejected {entry['rejected']}, dropped {entry['dropped']}")
+        print(
+            f"  {name}: delivered {entry['delivered']}, retried {entry['retried']}, "
+            f"rejected {entry['rejected']}, dropped {entry['dropped']}"
+        )
     local = [b for b in client.backends if b.scheme == "local"]
     if local:
         print(f"See them with: alertkit events --path {getattr(local[0], 'path', '')}")
@@ -82,8 +102,15 @@ def _events(args: argparse.Namespace) -> int:
     path = Path(args.path) if args.path else default_inbox_path()
     rows = read_events(path, args.limit)
     if args.json:
-        print(json.dumps([row["event"] | {"_logger": row["logger"], "_details": row["details"]}
-                          for row in rows], indent=2))
+        print(
+            json.dumps(
+                [
+                    row["event"] | {"_logger": row["logger"], "_details": row["details"]}
+                    for row in rows
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not rows:
         print(f"no events in {path}")
@@ -92,8 +119,10 @@ def _events(args: argparse.Namespace) -> int:
     for row in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["time_ms"] / 1000))
         message = (row["message"] or "").splitlines()[0] if row["message"] else ""
-        print(f"{when:<19}  {row['level'] or '':<7}  {_cut(row['event_type'], 30):<30}  "
-              f"{_cut(message, 80)}")
+        print(
+            f"{when:<19}  {row['level'] or '':<7}  {_cut(row['event_type'], 30):<30}  "
+            f"{_cut(message, 80)}"
+        )
     return 0
 
 
@@ -113,8 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     demo = commands.add_parser("demo", help="send a few realistic events through the pipeline")
-    demo.add_argument("--backend", action="append", metavar="URL",
-                      help="backend URL (repeatable); default: $ALERTKIT_BACKENDS or the inbox")
+    demo.add_argument(
+        "--backend",
+        action="append",
+        metavar="URL",
+        help="backend URL (repeatable); default: $ALERTKIT_BACKENDS or the inbox",
+    )
     demo.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for delivery")
     demo.set_defaults(func=_demo)
 

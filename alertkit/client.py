@@ -9,8 +9,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alertkit._safe import to_json_safe
 from alertkit.backends.base import Backend, ClientContext
@@ -19,7 +18,6 @@ from alertkit.environment import PlatformInfo, SystemSampler
 from alertkit.guard import capture_internal_exceptions
 from alertkit.levels import LEVEL_NUMBERS, normalize_level
 from alertkit.models import AppEvent, Envelope
-from alertkit.outcomes import Result
 from alertkit.pipeline import DropCallback, Pipeline, Processor, Results
 from alertkit.retry import RetryPolicy
 from alertkit.stacktrace import (
@@ -43,13 +41,18 @@ LOG_KEYS: dict[str, str] = {
     "device": "context_device",
 }
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
 def _positive(name: str, value: Any, kind: type = int) -> Any:
     if isinstance(value, bool) or not isinstance(value, kind if kind is int else (int, float)):
-        raise TypeError(f"{name} must be a {'whole number' if kind is int else 'number'}, "
-                        f"not {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a {'whole number' if kind is int else 'number'}, "
+            f"not {type(value).__name__}"
+        )
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
     return value
@@ -136,8 +139,11 @@ class Client:
         on_drop: DropCallback | None = None,
         register_atexit: bool = True,
     ) -> None:
-        self.api_key = _text("api_key", api_key if api_key is not None
-                             else os.environ.get("ALERTKIT_API_KEY"), optional=True)
+        self.api_key = _text(
+            "api_key",
+            api_key if api_key is not None else os.environ.get("ALERTKIT_API_KEY"),
+            optional=True,
+        )
         self.app_version = _text("app_version", app_version)
         self.deployment_stage = _text("deployment_stage", deployment_stage)
         self.application_sku = _text("application_sku", application_sku)
@@ -183,9 +189,13 @@ class Client:
         if isinstance(specs, str | bytes) or not isinstance(specs, Sequence | set | frozenset):
             raise TypeError("backends must be a list of URL strings or backend objects")
         context = ClientContext(
-            api_key=self.api_key, connections=self.connections, timeout=self.timeout,
-            hostname=self.platform.hostname, app_name=self.app_name,
-            app_version=self.app_version, deployment_stage=self.deployment_stage,
+            api_key=self.api_key,
+            connections=self.connections,
+            timeout=self.timeout,
+            hostname=self.platform.hostname,
+            app_name=self.app_name,
+            app_version=self.app_version,
+            deployment_stage=self.deployment_stage,
         )
         made: list[Backend] = []
         names: set[str] = set()
@@ -233,8 +243,15 @@ class Client:
             self._apply_exception(event, info)
         return event
 
-    def _base_event(self, level: str, classification: str, event_type: str,
-                    event_message: str) -> AppEvent:
+    def _base_event(
+        self,
+        level: str,
+        classification: str,
+        event_type: str,
+        event_message: str,
+        created: float | None = None,
+    ) -> AppEvent:
+        """An event with the client's defaults; ``created`` (epoch seconds) defaults to now."""
         sampler = self._sampler
         if sampler is not None:
             sampler.ensure_started()
@@ -245,7 +262,7 @@ class Client:
             classification=classification,
             event_type=event_type,
             event_message=event_message,
-            event_time=int(time.time() * 1000),
+            event_time=int((time.time() if created is None else created) * 1000),
             context_app_version=self.app_version,
             deployment_stage=self.deployment_stage,
             context_env_language=platform.language,
@@ -300,8 +317,10 @@ class Client:
         info = resolve_exc_info(exc_info)
         data = dict(arg_dict) if isinstance(arg_dict, Mapping) else {"data": arg_dict}
 
+        created = time.time()
+
         def capture() -> Envelope:
-            event = self._base_event(level, classification, "unknown", "unknown")
+            event = self._base_event(level, classification, "unknown", "unknown", created)
             details: dict[str, Any] = {}
             for key, value in data.items():
                 attr = LOG_KEYS.get(str(key).lower())
@@ -318,7 +337,9 @@ class Client:
             if info is not None:
                 self._apply_exception(event, info)
                 exc_text = format_exception_text(info)
-            return self.envelope_for(event, details=to_json_safe(details), exc_text=exc_text)
+            return self.envelope_for(
+                event, details=to_json_safe(details), exc_text=exc_text, created=created
+            )
 
         return self._submit(capture, None)
 
@@ -358,13 +379,18 @@ class Client:
         """Queue a capture (a callable run on the policy thread that builds the envelope)."""
         return self.pipeline.submit(capture)
 
-    def _submit(self, capture: Callable[[], Envelope | None],
-                callback: Callable[[Results], Any] | None) -> Future[Results]:
+    def _submit(
+        self, capture: Callable[[], Envelope | None], callback: Callable[[Results], Any] | None
+    ) -> Future[Results]:
+        from concurrent.futures import Future
+
         future: Future[Results] = Future()
         if callback is not None:
+
             def call(done: Future[Results]) -> None:
                 with capture_internal_exceptions():
                     callback(done.result())
+
             future.add_done_callback(call)
         self.pipeline.submit(capture, future)
         return future
@@ -412,8 +438,10 @@ class Client:
     def __repr__(self) -> str:
         backends = ", ".join(repr(b) for b in self.backends)
         key = "****" if self.api_key else None
-        return (f"<Client app_version={self.app_version!r} stage={self.deployment_stage!r} "
-                f"api_key={key} backends=[{backends}]>")
+        return (
+            f"<Client app_version={self.app_version!r} stage={self.deployment_stage!r} "
+            f"api_key={key} backends=[{backends}]>"
+        )
 
 
 def _shutdown_all_at_exit() -> None:

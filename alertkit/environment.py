@@ -8,7 +8,6 @@ asks for a reading, and stops at ``shutdown()``, so it never keeps a process ali
 from __future__ import annotations
 
 import os
-import platform
 import threading
 from dataclasses import dataclass
 
@@ -26,6 +25,8 @@ class PlatformInfo:
 
     @classmethod
     def detect(cls, hostname: str | None = None) -> PlatformInfo:
+        import platform
+
         system = platform.system()
         if system == "Windows":
             os_name = f"{system} {platform.release()}"

@@ -37,8 +37,9 @@ class MissingDependency(ConfigError):
 class DeliveryError(AlertkitError):
     """A backend failed to deliver; raised inside backends and translated to an outcome."""
 
-    def __init__(self, backend: str, message: str, *, status: int | None = None,
-                 response: str | None = None) -> None:
+    def __init__(
+        self, backend: str, message: str, *, status: int | None = None, response: str | None = None
+    ) -> None:
         super().__init__(f"{backend}: {message}")
         self.backend = backend
         self.status = status

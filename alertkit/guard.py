@@ -34,8 +34,9 @@ def capture_internal_exceptions() -> Iterator[None]:
 def report_internal_error(exc: BaseException) -> None:
     """Log an internal error and tell the hooks; never raises."""
     try:
-        log.warning("alertkit internal error (swallowed): %s: %s", type(exc).__name__, exc,
-                    exc_info=exc)
+        log.warning(
+            "alertkit internal error (swallowed): %s: %s", type(exc).__name__, exc, exc_info=exc
+        )
         for hook in list(_hooks):
             hook(exc)
     except Exception:  # the guard itself must never raise

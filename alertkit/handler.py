@@ -14,16 +14,31 @@ from typing import Any
 
 from alertkit._safe import to_json_safe
 from alertkit.client import Client
+from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.levels import level_from_number
 from alertkit.models import Envelope
-from alertkit.stacktrace import format_exception_text, resolve_exc_info, safe_str
+from alertkit.stacktrace import (
+    exception_type_name,
+    format_exception_text,
+    resolve_exc_info,
+    safe_str,
+)
 
 #: Loggers whose records never become events: alertkit's own, and the libraries our backends use,
 #: so that a failing destination cannot feed on its own error reports.
-IGNORED_LOGGERS: frozenset[str] = frozenset({
-    "alertkit", "urllib3", "requests", "redis", "http.client", "smtplib", "mail.log",
-    "asyncio", "concurrent.futures",
-})
+IGNORED_LOGGERS: frozenset[str] = frozenset(
+    {
+        "alertkit",
+        "urllib3",
+        "requests",
+        "redis",
+        "http.client",
+        "smtplib",
+        "mail.log",
+        "asyncio",
+        "concurrent.futures",
+    }
+)
 
 #: Attributes every LogRecord has; whatever else is in ``record.__dict__`` came from ``extra``.
 _RECORD_ATTRS: frozenset[str] = frozenset(
@@ -60,12 +75,13 @@ def envelope_from_record(
     level = level_from_number(levelno)
     info = resolve_exc_info(attrs.get("exc_info"))
     logger_name = str(attrs.get("name") or "root")
-    event = client._base_event(level, "log" if levelno < logging.WARNING else "issue",
-                               logger_name, message)
+    created = float(attrs.get("created") or time.time())
+    classification = "log" if levelno < logging.WARNING else "issue"
+    event = client._base_event(level, classification, logger_name, message, created)
     exc_text = None
     if info is not None:
         client._apply_exception(event, info)
-        event.event_message = message or event.event_message
+        event.event_type = exception_type_name(info[0])
         exc_text = format_exception_text(info)
     elif attrs.get("exc_text"):
         exc_text = str(attrs["exc_text"])
@@ -89,15 +105,16 @@ def envelope_from_record(
         links=_dict_list(steering.get("links")),
         images=_dict_list(steering.get("images")),
         tags=tags,
-        created=float(attrs.get("created") or time.time()),
+        created=created,
     )
 
 
 def _dict_list(value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list | tuple):
         return []
-    return [{str(k): safe_str(v) for k, v in item.items()} for item in value
-            if isinstance(item, dict)]
+    return [
+        {str(k): safe_str(v) for k, v in item.items()} for item in value if isinstance(item, dict)
+    ]
 
 
 class AlertHandler(logging.Handler):
@@ -142,34 +159,35 @@ class AlertHandler(logging.Handler):
             try:
                 message = record.getMessage()
             except Exception:
-                message = f"{safe_str(record.msg)} (message arguments failed to format: " \
-                          f"{to_json_safe(record.args)!r})"
-            capture = partial(envelope_from_record, self.client, dict(record.__dict__), message,
-                              self.incident_key)
+                message = (
+                    f"{safe_str(record.msg)} (message arguments failed to format: "
+                    f"{to_json_safe(record.args)!r})"
+                )
+            capture = partial(
+                envelope_from_record, self.client, dict(record.__dict__), message, self.incident_key
+            )
             if not self.client.submit_capture(capture):
                 self.dropped += 1
-        except Exception:  # never into the application
+        except Exception as exc:  # never into the application
             self.dropped += 1
+            report_internal_error(exc)
 
     def flush(self) -> None:
         """Give queued events a moment to go out (bounded by the client's shutdown timeout)."""
-        try:
+        with capture_internal_exceptions():
             self.client.flush(self.client.shutdown_timeout)
-        except Exception:
-            pass
 
     def close(self) -> None:
         """Close the handler; a client the handler made itself is shut down (bounded)."""
-        try:
+        with capture_internal_exceptions():
             if self._owns_client:
                 self.client.shutdown()
-        except Exception:
-            pass
         super().close()
 
 
-def get_logger(name: str | None = None, level: int | str = logging.NOTSET,
-               **client_options: Any) -> logging.Logger:
+def get_logger(
+    name: str | None = None, level: int | str = logging.NOTSET, **client_options: Any
+) -> logging.Logger:
     """A logger with exactly one :class:`AlertHandler` attached (repeated calls add no second one)."""
     logger = logging.getLogger(name)
     if level:

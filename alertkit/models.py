@@ -1,21 +1,20 @@
 """The event model: the generated wire classes, their dict/JSON helpers, and the envelope around them.
 
 The wire classes (``AppEvent``, ``CustomData`` ...) are generated from ``generated/openapi.json`` into
-the ``alertkit_generated`` package and are never edited by hand. This module gives them
-``to_dict()``/``to_json()``/``from_dict()``/``from_json()`` so users need not know about msgspec, and
-defines :class:`Envelope`: what a backend needs beyond the wire model travels beside the event there,
+the ``alertkit_generated`` package and are never edited by hand; they have ``to_dict()``,
+``to_json()``, ``from_dict()`` and ``from_json()`` from their base class. This module re-exports
+them, gives the pipeline a fast encoder, and defines :class:`Envelope`: what a backend needs beyond the wire model travels beside the event there,
 so the Trakerr JSON stays exactly WIRE.md section 1.
 """
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
-
 from alertkit_generated import (
     AppEvent,
     CustomData,
@@ -62,38 +61,9 @@ def decode_event(data: bytes | str, model: type[_T] = AppEvent) -> _T:  # type: 
     return result
 
 
-def _to_dict(self: msgspec.Struct) -> dict[str, Any]:
-    """Return the wire form as a dict: camelCase keys, None fields left out."""
-    result: dict[str, Any] = msgspec.to_builtins(self)
-    return result
-
-
-def _to_json(self: msgspec.Struct) -> str:
-    """Return the wire JSON as text."""
-    return _ENCODER.encode(self).decode()
-
-
-def _from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
-    """Build the model from its wire dict (camelCase keys), validating types."""
-    return msgspec.convert(data, cls)
-
-
-def _from_json(cls: type[_T], data: bytes | str) -> _T:
-    """Build the model from its wire JSON, validating types."""
-    return decode_event(data, cls)
-
-
-for _model in (AppEvent, CustomData, CustomDoubleData, CustomStringData, Error, InnerStackTrace,
-               StackTraceLine):
-    _model.to_dict = _to_dict  # type: ignore[attr-defined]
-    _model.to_json = _to_json  # type: ignore[attr-defined]
-    _model.from_dict = classmethod(_from_dict)  # type: ignore[attr-defined]
-    _model.from_json = classmethod(_from_json)  # type: ignore[attr-defined]
-
-
 def new_event_id() -> str:
     """A fresh event id: travels with the event through retries and spool replays."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @dataclass(slots=True, eq=False)

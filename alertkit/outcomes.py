@@ -7,7 +7,7 @@ and one place (:mod:`alertkit.worker`) that decides what happens next.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class Rejected:
     reason: str
 
 
-Outcome = Union[Delivered, RetryLater, Rejected]
+Outcome = Delivered | RetryLater | Rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,5 +49,5 @@ class Skipped:
     reason: str
 
 
-Result = Union[Delivered, Rejected, Dropped, Skipped]
+Result = Delivered | Rejected | Dropped | Skipped
 """The final word on one event for one backend, as returned by ``send_event`` and futures."""

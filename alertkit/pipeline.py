@@ -20,8 +20,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alertkit.backends.base import Backend
 from alertkit.guard import capture_internal_exceptions, report_internal_error
@@ -29,6 +28,9 @@ from alertkit.models import Envelope
 from alertkit.outcomes import Dropped, Result, Skipped
 from alertkit.retry import RetryPolicy
 from alertkit.worker import BackendWorker, Delivery, Ticket
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 log = logging.getLogger("alertkit.pipeline")
 
@@ -151,12 +153,15 @@ class Pipeline:
     def route(self, envelope: Envelope, future: Future[Results] | None) -> None:
         """Fan ``envelope`` out to every backend that takes its kind and level."""
         targets = [
-            worker for worker in self.workers
-            if envelope.kind in worker.backend.kinds and envelope.levelno >= worker.backend.min_level
+            worker
+            for worker in self.workers
+            if envelope.kind in worker.backend.kinds
+            and envelope.levelno >= worker.backend.min_level
         ]
         skipped = {
             worker.backend.name: Skipped("below min_level or kind not handled")
-            for worker in self.workers if worker not in targets
+            for worker in self.workers
+            if worker not in targets
         }
         ticket = Ticket(len(targets), lambda t: self._finish(future, {**skipped, **t.results}))
         for worker in targets:
@@ -195,9 +200,7 @@ class Pipeline:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every submitted event has a final result; True if that happened in time."""
         with self._idle:
-            return self._idle.wait_for(
-                lambda: not self._intake and self._in_flight == 0, timeout
-            )
+            return self._idle.wait_for(lambda: not self._intake and self._in_flight == 0, timeout)
 
     def shutdown(self, timeout: float) -> dict[str, int]:
         """Deliver what is queued within ``timeout`` seconds in all, then give up on the rest.
@@ -229,8 +232,11 @@ class Pipeline:
         lost = {name: count for name, count in lost.items() if count}
         if lost:
             summary = ", ".join(f"{name}: {count}" for name, count in lost.items())
-            print(f"alertkit: shutdown budget of {timeout:g}s ran out; events not delivered: "
-                  f"{summary}", file=sys.stderr)
+            print(
+                f"alertkit: shutdown budget of {timeout:g}s ran out; events not delivered: "
+                f"{summary}",
+                file=sys.stderr,
+            )
         return lost
 
     def stats(self) -> dict[str, dict[str, Any]]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 import traceback
 from types import TracebackType
-from typing import Any, Union
+from typing import Any
 
 from alertkit.models import InnerStackTrace, StackTraceLine
 
-ExcInfo = tuple[type[BaseException], BaseException, Union[TracebackType, None]]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 _MAX_CHAIN = 10
 
 
@@ -30,11 +30,11 @@ def resolve_exc_info(exc_info: Any) -> ExcInfo | None:
     if isinstance(exc_info, BaseException):
         return (type(exc_info), exc_info, exc_info.__traceback__)
     if isinstance(exc_info, tuple) and len(exc_info) == 3 and exc_info[1] is not None:
-        return exc_info  # type: ignore[return-value]
+        return exc_info
     current = sys.exc_info()
     if current[1] is None:
         return None
-    return current  # type: ignore[return-value]
+    return current
 
 
 def safe_str(value: object) -> str:
@@ -74,8 +74,9 @@ def build_stacktrace(exc: BaseException) -> list[InnerStackTrace]:
             for frame in traceback.extract_tb(item.__traceback__)
         ]
         entries.append(
-            InnerStackTrace(type=exception_type_name(type(item)), message=safe_str(item),
-                            trace_lines=lines)
+            InnerStackTrace(
+                type=exception_type_name(type(item)), message=safe_str(item), trace_lines=lines
+            )
         )
     return entries
 

@@ -88,8 +88,9 @@ def capture_events(**client_options: Any) -> Iterator[CapturedEvents]:
     from alertkit.client import Client
 
     backend = MemoryBackend()
-    client = Client(backends=[backend], sample_system=False, register_atexit=False,
-                    **client_options)
+    client = Client(
+        backends=[backend], sample_system=False, register_atexit=False, **client_options
+    )
     captured = CapturedEvents(backend, client)
     with api._lock:
         previous, api._default = api._default, client

@@ -170,7 +170,7 @@ class BackendWorker:
             if batch is None:
                 return
             outcomes = self._send(batch)
-            for delivery, outcome in zip(batch, outcomes):
+            for delivery, outcome in zip(batch, outcomes, strict=True):
                 with capture_internal_exceptions():
                     self._handle(delivery, outcome)
             with self._cond:
@@ -203,8 +203,9 @@ class BackendWorker:
             delivery.ticket.settle(name, outcome)
         elif isinstance(outcome, Rejected):
             self.stats.add("rejected", reason=outcome.reason)
-            log.warning("%s rejected event %s: %s", name, delivery.envelope.event_id,
-                        outcome.reason)
+            log.warning(
+                "%s rejected event %s: %s", name, delivery.envelope.event_id, outcome.reason
+            )
             delivery.ticket.settle(name, outcome)
         else:
             self._retry_or_give_up(delivery, outcome)
@@ -227,7 +228,7 @@ class BackendWorker:
         self._give_up(delivery, f"{reason}; last error: {outcome.reason}")
 
     def _give_up(self, delivery: Delivery, reason: str) -> None:
-        result = Dropped(reason)
+        result: Result = Dropped(reason)
         with capture_internal_exceptions():
             result = self._on_give_up(self.backend, delivery, reason)
         delivery.ticket.settle(self.backend.name, result)

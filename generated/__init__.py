@@ -5,24 +5,25 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypeAlias
 
-from msgspec import Meta, Struct, field
+from alertkit_generated._wire import WireModel
+from msgspec import Meta, field
 
 LogLevel: TypeAlias = Literal['debug', 'info', 'warning', 'error', 'fatal']
 
 
-class StackTraceLine(Struct, omit_defaults=True, kw_only=True):
+class StackTraceLine(WireModel):
     function: str | None = None
     line: int | None = None
     file: str | None = None
 
 
-class InnerStackTrace(Struct, omit_defaults=True, kw_only=True):
+class InnerStackTrace(WireModel):
     type: str | None = None
     message: str | None = None
     trace_lines: list[StackTraceLine] | None = field(name='traceLines', default=None)
 
 
-class CustomStringData(Struct, omit_defaults=True, kw_only=True):
+class CustomStringData(WireModel):
     custom_data1: str | None = field(name='customData1', default=None)
     custom_data2: str | None = field(name='customData2', default=None)
     custom_data3: str | None = field(name='customData3', default=None)
@@ -35,7 +36,7 @@ class CustomStringData(Struct, omit_defaults=True, kw_only=True):
     custom_data10: str | None = field(name='customData10', default=None)
 
 
-class CustomDoubleData(Struct, omit_defaults=True, kw_only=True):
+class CustomDoubleData(WireModel):
     custom_data1: float | None = field(name='customData1', default=None)
     custom_data2: float | None = field(name='customData2', default=None)
     custom_data3: float | None = field(name='customData3', default=None)
@@ -48,12 +49,12 @@ class CustomDoubleData(Struct, omit_defaults=True, kw_only=True):
     custom_data10: float | None = field(name='customData10', default=None)
 
 
-class CustomData(Struct, omit_defaults=True, kw_only=True):
+class CustomData(WireModel):
     string_data: CustomStringData | None = field(name='stringData', default=None)
     double_data: CustomDoubleData | None = field(name='doubleData', default=None)
 
 
-class AppEvent(Struct, omit_defaults=True, kw_only=True):
+class AppEvent(WireModel):
     api_key: Annotated[str, Meta(description='API key of the application (the only auth, no header).')] = field(
         name='apiKey'
     )
@@ -139,7 +140,7 @@ class AppEvent(Struct, omit_defaults=True, kw_only=True):
     custom_segments: CustomData | None = field(name='customSegments', default=None)
 
 
-class Error(Struct, omit_defaults=True, kw_only=True):
+class Error(WireModel):
     code: int | None = None
     message: str | None = None
     fields: str | None = None

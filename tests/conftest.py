@@ -14,8 +14,13 @@ def alertkit_home(tmp_path, monkeypatch) -> Iterator[object]:
     """Each test has its own ALERTKIT_HOME and no backend configuration from the environment."""
     home = tmp_path / "alertkit-home"
     monkeypatch.setenv("ALERTKIT_HOME", str(home))
-    for name in ("ALERTKIT_BACKENDS", "ALERTKIT_API_KEY", "REDIS_HOST", "REDIS_PORT",
-                 "CHOUETTE_LOG_LEVEL"):
+    for name in (
+        "ALERTKIT_BACKENDS",
+        "ALERTKIT_API_KEY",
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "CHOUETTE_LOG_LEVEL",
+    ):
         monkeypatch.delenv(name, raising=False)
     yield home
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from alertkit.errors import ConfigError
 from alertkit.levels import level_number
 from alertkit.models import Envelope
 from alertkit.outcomes import Outcome
+
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
 
 MASK = "****"
 
@@ -89,6 +91,8 @@ class BaseBackend:
         Raises:
             ConfigError: the URL is malformed or names an unknown option.
         """
+        from urllib.parse import parse_qsl, urlsplit
+
         try:
             parts = urlsplit(url)
             query = dict(parse_qsl(parts.query, keep_blank_values=True))

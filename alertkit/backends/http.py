@@ -39,10 +39,17 @@ class HttpBackend(BaseBackend):
     max_batch = 50
     max_concurrency = 8
 
-    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, *,
-                 timeout: float | None = None, connections: int | None = None,
-                 verify: bool = True, name: str | None = None,
-                 min_level: str | int | None = None) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        *,
+        timeout: float | None = None,
+        connections: int | None = None,
+        verify: bool = True,
+        name: str | None = None,
+        min_level: str | int | None = None,
+    ) -> None:
         super().__init__(name=name or "http", min_level=min_level)
         if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
             raise ConfigError(f"http: url must start with http:// or https://, got {url!r}")
@@ -85,12 +92,14 @@ class HttpBackend(BaseBackend):
         if not self.api_key:
             raise ConfigError(
                 "http: the event API needs an api_key (Client(api_key=...), ?api_key= in the URL, "
-                "or ALERTKIT_API_KEY)")
+                "or ALERTKIT_API_KEY)"
+            )
 
     def _client(self) -> HttpTransport:
         if self._transport is None:
-            self._transport = HttpTransport(connections=self.connections or 4,
-                                            timeout=self.timeout or 10.0, verify=self.verify)
+            self._transport = HttpTransport(
+                connections=self.connections or 4, timeout=self.timeout or 10.0, verify=self.verify
+            )
         return self._transport
 
     def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
@@ -100,8 +109,11 @@ class HttpBackend(BaseBackend):
             event = envelope.event
             if self.api_key and event.api_key != self.api_key:
                 event = msgspec.structs.replace(event, api_key=self.api_key)
-            headers = {"Content-Type": "application/json", "Accept": "application/json",
-                       "Idempotency-Key": envelope.event_id}
+            headers = {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "Idempotency-Key": envelope.event_id,
+            }
             try:
                 response = transport.post(self.url, encode_event(event), headers)
             except TransportError as exc:

@@ -48,8 +48,7 @@ def default_inbox_path() -> Path:
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) an inbox database in WAL mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False,
-                           isolation_level=None)
+    conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(_SCHEMA)
@@ -64,8 +63,13 @@ class LocalBackend(BaseBackend):
     max_batch = 500
     max_concurrency = 1
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, name: str | None = None,
-                 min_level: str | int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        name: str | None = None,
+        min_level: str | int | None = None,
+    ) -> None:
         super().__init__(name=name, min_level=min_level)
         self.path = Path(path) if path else default_inbox_path()
         if self.path.exists() and self.path.is_dir():
@@ -90,12 +94,19 @@ class LocalBackend(BaseBackend):
         rows = []
         for envelope in batch:
             event = envelope.event
-            rows.append((
-                envelope.event_id, event.event_time or int(envelope.created * 1000),
-                event.log_level, event.event_type, event.classification, event.event_message,
-                envelope.logger_name, encode_event(event).decode(),
-                encode_event(envelope.details).decode() if envelope.details else None,  # type: ignore[arg-type]
-            ))
+            rows.append(
+                (
+                    envelope.event_id,
+                    event.event_time or int(envelope.created * 1000),
+                    event.log_level,
+                    event.event_type,
+                    event.classification,
+                    event.event_message,
+                    envelope.logger_name,
+                    encode_event(event).decode(),
+                    encode_event(envelope.details).decode() if envelope.details else None,  # type: ignore[arg-type]
+                )
+            )
         try:
             with self._lock:
                 conn = self._connection()
@@ -104,7 +115,9 @@ class LocalBackend(BaseBackend):
                     conn.executemany(
                         "INSERT OR IGNORE INTO events (event_id, time_ms, level, event_type, "
                         "classification, message, logger, json, details) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -133,11 +146,13 @@ def read_events(path: Path, limit: int = 20) -> list[dict[str, Any]]:
     try:
         cursor = conn.execute(
             "SELECT event_id, time_ms, level, event_type, classification, message, logger, json, "
-            "details FROM events ORDER BY time_ms DESC, id DESC LIMIT ?", (limit,))
+            "details FROM events ORDER BY time_ms DESC, id DESC LIMIT ?",
+            (limit,),
+        )
         columns = [c[0] for c in cursor.description]
         result = []
         for row in cursor.fetchall():
-            item = dict(zip(columns, row))
+            item = dict(zip(columns, row, strict=True))
             item["event"] = json.loads(item.pop("json"))
             item["details"] = json.loads(item["details"]) if item["details"] else {}
             result.append(item)

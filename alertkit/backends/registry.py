@@ -72,4 +72,6 @@ def create_backend(spec: str | Backend, **overrides: Any) -> Backend:
         return backend_class(scheme).from_url(spec, **overrides)
     if isinstance(spec, Backend):
         return spec
-    raise TypeError(f"a backend must be a URL string or a Backend object, not {type(spec).__name__}")
+    raise TypeError(
+        f"a backend must be a URL string or a Backend object, not {type(spec).__name__}"
+    )

@@ -1,0 +1,142 @@
+"""HttpBackend: the Trakerr wire request, URL configuration, and status handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from alertkit import Client, Delivered, Rejected, RetryLater
+from alertkit.backends.base import ClientContext
+from alertkit.backends.http import HttpBackend
+from alertkit.errors import ConfigError
+from alertkit.models import AppEvent, Envelope
+from tests.servers.http import Reply, ScriptedServer, free_port
+
+SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "trakerr-appevent.schema.json"
+
+
+def envelope(**fields) -> Envelope:
+    event = AppEvent(
+        api_key="",
+        classification="issue",
+        event_type="t",
+        event_message="m",
+        log_level="error",
+        event_time=1,
+    )
+    return Envelope(event=event, **fields)
+
+
+def bound(url: str, **kwargs) -> HttpBackend:
+    backend = HttpBackend(url, **kwargs)
+    backend.bind(ClientContext(api_key="client-key", timeout=2))
+    return backend
+
+
+def test_request_is_the_trakerr_wire_format() -> None:
+    with ScriptedServer() as server:
+        backend = bound(f"{server.url}/api/v1/events")
+        env = envelope()
+        assert backend.send([env]) == [Delivered({"status": 200})]
+        request = server.requests[0]
+        assert request.path == "/api/v1/events"
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["accept"] == "application/json"
+        assert request.headers["idempotency-key"] == env.event_id
+        assert "authorization" not in request.headers, "the key travels in the body only"
+        body = request.json()
+        assert body["apiKey"] == "client-key"
+        assert "eventId" not in body and "event_id" not in body
+        if SCHEMA.exists():
+            jsonschema.validate(body, json.loads(SCHEMA.read_text()))
+
+
+def test_backend_api_key_overrides_the_clients() -> None:
+    with ScriptedServer() as server:
+        backend = bound(f"{server.url}/v1/events", api_key="own-key")
+        backend.send([envelope()])
+        assert server.requests[0].json()["apiKey"] == "own-key"
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (200, Delivered),
+        (201, Delivered),
+        (400, Rejected),
+        (401, Rejected),
+        (404, Rejected),
+        (408, RetryLater),
+        (429, RetryLater),
+        (500, RetryLater),
+        (502, RetryLater),
+        (503, RetryLater),
+    ],
+)
+def test_status_codes(status: int, kind: type) -> None:
+    with ScriptedServer([Reply(status, {"code": status, "message": "why"})]) as server:
+        outcome = bound(f"{server.url}/v1/events").send([envelope()])[0]
+        assert isinstance(outcome, kind)
+        if kind is Rejected:
+            assert "why" in outcome.reason
+
+
+def test_retry_after_http_date_is_parsed() -> None:
+    import time
+    from email.utils import formatdate
+
+    date = formatdate(time.time() + 30, usegmt=True)
+    with ScriptedServer([Reply(503, headers={"Retry-After": date})]) as server:
+        outcome = bound(f"{server.url}/v1/events").send([envelope()])[0]
+        assert isinstance(outcome, RetryLater) and 25 <= outcome.delay <= 31
+
+
+def test_connection_refused_fails_the_whole_batch_fast() -> None:
+    backend = bound(f"http://127.0.0.1:{free_port()}/v1/events")
+    outcomes = backend.send([envelope(), envelope(), envelope()])
+    assert len(outcomes) == 3 and all(isinstance(o, RetryLater) for o in outcomes)
+
+
+def test_connection_reset_is_retried() -> None:
+    with ScriptedServer([Reply(reset=True)]) as server:
+        outcome = bound(f"{server.url}/v1/events").send([envelope()])[0]
+        assert isinstance(outcome, RetryLater)
+
+
+def test_url_form_options() -> None:
+    backend = HttpBackend.from_url(
+        "https://events.example/api/v1/events?api_key=abc123456&timeout=3&connections=2&min_level=warning&x=1".replace(
+            "&x=1", ""
+        )
+    )
+    assert backend.url == "https://events.example/api/v1/events"
+    assert (backend.api_key, backend.timeout, backend.connections) == ("abc123456", 3.0, 2)
+    assert backend.min_level == 30
+    assert "abc123456" not in repr(backend)
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("https://x/v1/events?colour=red", "unknown URL option"),
+        ("https://x/v1/events?timeout=soon", "http"),
+        ("https://x/v1/events?min_level=loud", "min_level"),
+    ],
+)
+def test_bad_url_options_are_clear_errors(url: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        HttpBackend.from_url(url)
+
+
+def test_no_api_key_anywhere_is_a_construction_error() -> None:
+    with pytest.raises(ConfigError, match="api_key"):
+        Client(backends=["https://x/v1/events"], register_atexit=False)
+
+
+def test_close_is_idempotent() -> None:
+    backend = bound("http://127.0.0.1:9/v1/events")
+    backend.close()
+    backend.close()
