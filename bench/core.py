@@ -55,18 +55,25 @@ def _setup(case: str, url: str) -> tuple[Any, Any]:
     if case == "alertkit":
         from alertkit import AlertHandler, Client
 
-        client = Client(api_key="bench", backends=[f"{url}/api/v1/events"], sample_system=False,
-                        register_atexit=False)
+        client = Client(
+            api_key="bench",
+            backends=[f"{url}/api/v1/events"],
+            sample_system=False,
+            register_atexit=False,
+        )
         logger.addHandler(AlertHandler(client=client))
-        return logger, lambda timeout: client.shutdown(timeout)
+        return logger, client.shutdown
     if case == "sentry":
         import sentry_sdk
         from sentry_sdk.integrations.logging import LoggingIntegration
 
         port = url.rsplit(":", 1)[1]
-        sentry_sdk.init(dsn=f"http://public@127.0.0.1:{port}/1", default_integrations=False,
-                        integrations=[LoggingIntegration(level=None, event_level=logging.ERROR)])
-        return logging.getLogger(f"bench.{case}"), lambda timeout: sentry_sdk.flush(timeout)
+        sentry_sdk.init(
+            dsn=f"http://public@127.0.0.1:{port}/1",
+            default_integrations=False,
+            integrations=[LoggingIntegration(level=None, event_level=logging.ERROR)],
+        )
+        return logging.getLogger(f"bench.{case}"), sentry_sdk.flush
     if case == "filtered":
         logger.addHandler(logging.NullHandler())
         logger.setLevel(logging.CRITICAL)
@@ -111,11 +118,15 @@ def run_case(case: str, url: str, n: int, warmup: int) -> dict[str, Any]:
     shutdown = time.perf_counter() - t0
     delivered = max(delivered, sink.count()["events"] - base)
     return {
-        "case": case, "n": n,
-        "p50_us": _percentile(latencies, 0.50), "p99_us": _percentile(latencies, 0.99),
-        "max_us": max(latencies) / 1000.0, "mean_us": statistics.fmean(latencies) / 1000.0,
+        "case": case,
+        "n": n,
+        "p50_us": _percentile(latencies, 0.50),
+        "p99_us": _percentile(latencies, 0.99),
+        "max_us": max(latencies) / 1000.0,
+        "mean_us": statistics.fmean(latencies) / 1000.0,
         "calls_per_s": n / (calls_done - start),
-        "delivered": min(delivered, n), "lost": max(0, n - delivered),
+        "delivered": min(delivered, n),
+        "lost": max(0, n - delivered),
         "delivered_per_s": min(delivered, n) / (delivered_at - start),
         "shutdown_s": shutdown,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
@@ -124,13 +135,22 @@ def run_case(case: str, url: str, n: int, warmup: int) -> dict[str, Any]:
 
 def import_time(runs: int = 7) -> dict[str, float]:
     """Best-of-``runs`` wall time of ``import alertkit`` and of ``import logging`` (baseline)."""
-    code = ("import time; t = time.perf_counter(); import {m}; "
-            "print((time.perf_counter() - t) * 1000)")
+    code = (
+        "import time; t = time.perf_counter(); import {m}; print((time.perf_counter() - t) * 1000)"
+    )
     result = {}
     for module in ("logging", "alertkit"):
-        times = [float(subprocess.run([sys.executable, "-c", code.format(m=module)],
-                                      capture_output=True, text=True, check=True).stdout)
-                 for _ in range(runs)]
+        times = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", code.format(m=module)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _ in range(runs)
+        ]
         result[module] = min(times)
     return result
 
@@ -160,10 +180,25 @@ def main(argv: list[str] | None = None) -> int:
     with Sink() as sink:
         for case in cases:
             out = subprocess.run(
-                [sys.executable, "-m", "bench.core", "--case", case, "--url", sink.url,
-                 "--n", str(args.n), "--warmup", str(args.warmup)],
-                capture_output=True, text=True, timeout=300, check=False,
-                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.core",
+                    "--case",
+                    case,
+                    "--url",
+                    sink.url,
+                    "--n",
+                    str(args.n),
+                    "--warmup",
+                    str(args.warmup),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            )
             if out.returncode != 0:
                 print(f"case {case} failed:\n{out.stderr}", file=sys.stderr)
                 return 1
@@ -171,19 +206,26 @@ def main(argv: list[str] | None = None) -> int:
     imports = import_time()
     base = next(r for r in rows if r["case"] == "queue_handler")
     print(f"\nN = {args.n} logger.error calls per case, same sink, same run.\n")
-    print("| case | p50 µs | p99 µs | p50 / QueueHandler | p99 / QueueHandler | delivered | "
-          "delivered/s | delivered/s / QueueHandler | shutdown s |")
+    print(
+        "| case | p50 µs | p99 µs | p50 / QueueHandler | p99 / QueueHandler | delivered | "
+        "delivered/s | delivered/s / QueueHandler | shutdown s |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['case']} | {r['p50_us']:.2f} | {r['p99_us']:.2f} | "
-              f"{r['p50_us'] / base['p50_us']:.2f}x | {r['p99_us'] / base['p99_us']:.2f}x | "
-              f"{r['delivered']}/{r['n']} | {r['delivered_per_s']:.0f} | "
-              f"{r['delivered_per_s'] / base['delivered_per_s']:.2f}x | {r['shutdown_s']:.2f} |")
-    print(f"\nimport alertkit: {imports['alertkit']:.1f} ms (import logging: "
-          f"{imports['logging']:.1f} ms), best of 7 fresh interpreters")
+        print(
+            f"| {r['case']} | {r['p50_us']:.2f} | {r['p99_us']:.2f} | "
+            f"{r['p50_us'] / base['p50_us']:.2f}x | {r['p99_us'] / base['p99_us']:.2f}x | "
+            f"{r['delivered']}/{r['n']} | {r['delivered_per_s']:.0f} | "
+            f"{r['delivered_per_s'] / base['delivered_per_s']:.2f}x | {r['shutdown_s']:.2f} |"
+        )
+    print(
+        f"\nimport alertkit: {imports['alertkit']:.1f} ms (import logging: "
+        f"{imports['logging']:.1f} ms), best of 7 fresh interpreters"
+    )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "core.json").write_text(json.dumps({"n": args.n, "cases": rows,
-                                                   "import_ms": imports}, indent=2) + "\n")
+    (RESULTS / "core.json").write_text(
+        json.dumps({"n": args.n, "cases": rows, "import_ms": imports}, indent=2) + "\n"
+    )
     return 0
 
 

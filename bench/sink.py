@@ -57,8 +57,12 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 STATE["requests"] += 1
                 STATE["events"] += _count_events(body, headers)
                 payload = b"{}"
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                         + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(payload)).encode()
+                + b"\r\n\r\n"
+                + payload
+            )
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError, ValueError):
         pass
@@ -102,8 +106,9 @@ class Sink:
             return json.loads(response.read())
 
     def reset(self) -> None:
-        urllib.request.urlopen(urllib.request.Request(f"{self.url}/reset", data=b"", method="POST"),
-                               timeout=5).read()
+        urllib.request.urlopen(
+            urllib.request.Request(f"{self.url}/reset", data=b"", method="POST"), timeout=5
+        ).read()
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:
