@@ -173,9 +173,6 @@ class BackendWorker:
             for delivery, outcome in zip(batch, outcomes, strict=True):
                 with capture_internal_exceptions():
                     self._handle(delivery, outcome)
-            with self._cond:
-                self._sending.difference_update(batch)
-                self._cond.notify_all()
 
     def _send(self, batch: Sequence[Delivery]) -> Sequence[Outcome]:
         envelopes = [delivery.envelope for delivery in batch]
@@ -195,9 +192,18 @@ class BackendWorker:
         mask = getattr(self.backend, "mask", None)
         return mask(text) if callable(mask) else text
 
+    def _done_sending(self, delivery: Delivery) -> None:
+        """Stop counting ``delivery`` as in flight: before its result is settled, so that whoever
+        waits on the result (``flush``) never sees it still queued."""
+        with self._cond:
+            self._sending.discard(delivery)
+            self._cond.notify_all()
+
     def _handle(self, delivery: Delivery, outcome: Outcome) -> None:
         delivery.attempt += 1
         name = self.backend.name
+        if not isinstance(outcome, RetryLater):
+            self._done_sending(delivery)
         if isinstance(outcome, Delivered):
             self.stats.add("delivered")
             delivery.ticket.settle(name, outcome)
@@ -218,10 +224,11 @@ class BackendWorker:
         with self._cond:
             if reason is None and self._closing and due > self._close_by:
                 reason = "shutdown budget exhausted"
+            self._sending.discard(delivery)
             if reason is None:
                 delivery.due = due
                 heapq.heappush(self._retry, (due, next(self._seq), delivery))
-                self._cond.notify()
+            self._cond.notify_all()
         if reason is None:
             self.stats.add("retried", reason=outcome.reason)
             return
