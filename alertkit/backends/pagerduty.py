@@ -51,17 +51,6 @@ _SEVERITY = {
     "debug": "info",
 }
 _OVERRIDES = ("summary", "source", "severity", "client", "client_url")
-#: Keys alertkit adds to ``custom_details``; a same-named ``extra`` field becomes ``extra.<key>``.
-_OWN_DETAILS = (
-    "message",
-    "custom_data",
-    "custom_segments",
-    "app_version",
-    "stack_trace",
-    "tags",
-    "user",
-    "url",
-)
 _URL_OPTIONS = (
     "endpoint",
     "change_endpoint",
@@ -348,7 +337,7 @@ class PagerDutyBackend(BaseBackend):
             "class": self.event_class or event.event_type,
         }
         payload.update({k: v for k, v in optional.items() if v})
-        payload["custom_details"] = self._details(envelope, summary)
+        payload["custom_details"] = self._details(envelope, payload["summary"])
         body: dict[str, Any] = {
             "routing_key": self.routing_key,
             "event_action": "trigger",
@@ -368,31 +357,23 @@ class PagerDutyBackend(BaseBackend):
         return body
 
     def _details(self, envelope: Envelope, summary: str) -> dict[str, Any]:
+        """The ``extra`` fields, then what alertkit adds; an extra field whose name alertkit
+        uses for this event is kept as ``extra.<name>``."""
         event = envelope.event
-        details: dict[str, Any] = {}
-        for key, value in envelope.details.items():
-            details[f"extra.{key}" if key in _OWN_DETAILS else str(key)] = value
         message = event.event_message or ""
-        if message and message != summary:
-            details["message"] = message
-        for key, data in (
-            ("custom_data", event.custom_properties),
-            ("custom_segments", event.custom_segments),
-        ):
-            flat = _custom(data)
-            if flat:
-                details[key] = flat
-        if event.context_app_version:
-            details["app_version"] = event.context_app_version
-        trace = render_stacktrace(event.event_stacktrace) or envelope.exc_text
-        if trace:
-            details["stack_trace"] = trace
-        if envelope.tags:
-            details["tags"] = dict(envelope.tags)
-        if event.event_user:
-            details["user"] = event.event_user
-        if event.context_url:
-            details["url"] = event.context_url
+        own: dict[str, Any] = {
+            "message": message if message != summary else None,
+            "custom_data": _custom(event.custom_properties),
+            "custom_segments": _custom(event.custom_segments),
+            "app_version": event.context_app_version,
+            "stack_trace": render_stacktrace(event.event_stacktrace) or envelope.exc_text,
+            "tags": dict(envelope.tags),
+            "user": event.event_user,
+            "url": event.context_url,
+        }
+        own = {k: v for k, v in own.items() if v}
+        details = {f"extra.{k}" if k in own else str(k): v for k, v in envelope.details.items()}
+        details.update(own)
         return details
 
     def _change_body(self, payload: dict[str, Any]) -> dict[str, Any]:
