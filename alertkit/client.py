@@ -388,17 +388,29 @@ class Client:
 
         return self.send_event_async(lifecycle_envelope(self, "resolve", dedup_key))
 
-    def change_event(self, summary: str, *, source: str | None = None,
-                     custom_details: Mapping[str, Any] | None = None,
-                     links: Sequence[Mapping[str, str]] | None = None,
-                     timestamp: Any = None) -> Future[Results]:
+    def change_event(
+        self,
+        summary: str,
+        *,
+        source: str | None = None,
+        custom_details: Mapping[str, Any] | None = None,
+        links: Sequence[Mapping[str, str]] | None = None,
+        timestamp: Any = None,
+    ) -> Future[Results]:
         """Send a change event (a deploy ...; see :func:`alertkit.incidents.change_envelope`);
         returns the future like :meth:`acknowledge`."""
         from alertkit.incidents import change_envelope
 
-        return self.send_event_async(change_envelope(
-            self, summary, source=source, custom_details=custom_details, links=links,
-            timestamp=timestamp))
+        return self.send_event_async(
+            change_envelope(
+                self,
+                summary,
+                source=source,
+                custom_details=custom_details,
+                links=links,
+                timestamp=timestamp,
+            )
+        )
 
     def submit_capture(self, capture: Callable[[], Envelope | None]) -> bool:
         """Queue a capture (a callable run on the policy thread that builds the envelope)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import threading
@@ -13,7 +12,7 @@ import pytest
 
 import alertkit
 from alertkit import ConfigError
-from alertkit.bridge import BridgeApp, add_bridge_command, create_app, make_bridge_server, serve
+from alertkit.bridge import BridgeApp, create_app, make_bridge_server, run_bridge, serve
 from alertkit.testing import MemoryBackend
 from tests.servers.pagerduty import PagerDutyStandIn
 
@@ -47,12 +46,12 @@ class Bridge:
         self.app = app
         self.server = make_bridge_server("127.0.0.1:0", app)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
-    def post(self, path: str, body: Any, headers: dict[str, str] | None = None,
-             *, auth: bool = True) -> tuple[int, dict[str, Any]]:
+    def post(
+        self, path: str, body: Any, headers: dict[str, str] | None = None, *, auth: bool = True
+    ) -> tuple[int, dict[str, Any]]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if auth:
@@ -86,7 +85,8 @@ def bridge(pd: PagerDutyStandIn) -> Iterator[Bridge]:
 
 
 def test_trigger_then_resolve_of_one_monitor_share_a_dedup_key(
-        bridge: Bridge, pd: PagerDutyStandIn) -> None:
+    bridge: Bridge, pd: PagerDutyStandIn
+) -> None:
     assert bridge.post("/guance", guance("critical"))[0] == 202
     assert bridge.app.client.flush(5)
     assert bridge.post("/guance?token=" + TOKEN, guance("ok"), auth=False)[0] == 202
@@ -105,14 +105,21 @@ def test_trigger_then_resolve_of_one_monitor_share_a_dedup_key(
     assert payload["custom_details"]["value"] == 97.5
     assert payload["custom_details"]["tags"] == {"host": "web001"}
     assert trigger["client_url"] == "https://console.guance.example/events/abc"
-    assert trigger["links"] == [{"href": "https://console.guance.example/events/abc",
-                                 "text": "Guance event"}]
+    assert trigger["links"] == [
+        {"href": "https://console.guance.example/events/abc", "text": "Guance event"}
+    ]
 
 
-@pytest.mark.parametrize(("status", "severity"), [
-    ("critical", "critical"), ("error", "error"), ("warning", "warning"), ("info", "info"),
-    ("nodata", "warning"),
-])
+@pytest.mark.parametrize(
+    ("status", "severity"),
+    [
+        ("critical", "critical"),
+        ("error", "error"),
+        ("warning", "warning"),
+        ("info", "info"),
+        ("nodata", "warning"),
+    ],
+)
 def test_guance_status_sets_the_severity(status: str, severity: str) -> None:
     memory = MemoryBackend()
     app = create_app([memory], token=TOKEN, register_atexit=False)
@@ -134,8 +141,10 @@ def test_every_ok_status_resolves_with_the_fault_id_as_fallback(status: str) -> 
     try:
         body = guance(status)
         del body["df_monitor_checker_event_ref"]
-        assert running.post("/guance", body) == (202, {
-            "status": "queued", "action": "resolve", "dedup_key": "fault-1"})
+        assert running.post("/guance", body) == (
+            202,
+            {"status": "queued", "action": "resolve", "dedup_key": "fault-1"},
+        )
         assert app.client.flush(5)
     finally:
         running.close()
@@ -164,8 +173,10 @@ def test_malformed_json_and_missing_fields_are_400_naming_the_field(bridge: Brid
     for field in ("df_title", "df_status"):
         data = guance("critical")
         del data[field]
-        assert bridge.post("/guance", data) == (400, {
-            "error": f"{field} is required (a non-empty string)", "field": field})
+        assert bridge.post("/guance", data) == (
+            400,
+            {"error": f"{field} is required (a non-empty string)", "field": field},
+        )
     assert bridge.post("/guance", guance("sideways"))[1]["field"] == "df_status"
     bad_tags = guance("critical", df_dimension_tags="[1")
     assert bridge.post("/guance", bad_tags)[1]["field"] == "df_dimension_tags"
@@ -181,8 +192,13 @@ def test_body_over_one_megabyte_is_413(bridge: Bridge, pd: PagerDutyStandIn) -> 
 
 
 def test_events_route_delivers_an_app_event(bridge: Bridge, pd: PagerDutyStandIn) -> None:
-    event = {"apiKey": "k", "classification": "issue", "eventType": "PaymentDeclined",
-             "eventMessage": "card declined", "logLevel": "error"}
+    event = {
+        "apiKey": "k",
+        "classification": "issue",
+        "eventType": "PaymentDeclined",
+        "eventMessage": "card declined",
+        "logLevel": "error",
+    }
     status, body = bridge.post("/events", event)
     assert status == 202
     assert len(body["event_id"]) == 32
@@ -193,12 +209,20 @@ def test_events_route_delivers_an_app_event(bridge: Bridge, pd: PagerDutyStandIn
 
 
 def test_events_route_rejects_a_non_event_naming_the_field(bridge: Bridge) -> None:
-    status, body = bridge.post("/events", {"apiKey": "k", "classification": "issue",
-                                           "eventType": "t"})
+    status, body = bridge.post(
+        "/events", {"apiKey": "k", "classification": "issue", "eventType": "t"}
+    )
     assert (status, body["field"]) == (400, "eventMessage")
-    status, body = bridge.post("/events", {"apiKey": "k", "classification": "issue",
-                                           "eventType": "t", "eventMessage": "m",
-                                           "logLevel": "loud"})
+    status, body = bridge.post(
+        "/events",
+        {
+            "apiKey": "k",
+            "classification": "issue",
+            "eventType": "t",
+            "eventMessage": "m",
+            "logLevel": "loud",
+        },
+    )
     assert (status, body["field"]) == (400, "logLevel")
 
 
@@ -221,13 +245,25 @@ def test_create_app_checks_its_configuration() -> None:
         make_bridge_server("no-port", BridgeApp.__new__(BridgeApp))
 
 
-def test_bridge_command_parses_and_serve_runs_until_stopped(pd: PagerDutyStandIn) -> None:
-    parser = argparse.ArgumentParser()
-    add_bridge_command(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bridge", "--listen", "127.0.0.1:0", "--token", TOKEN, pd.url()])
-    assert (args.listen, args.token, args.backend) == ("127.0.0.1:0", TOKEN, [pd.url()])
-    assert args.func.__name__ == "run_bridge"
+def test_bridge_command_plugs_into_the_cli(monkeypatch, capsys) -> None:
+    from alertkit import cli
 
+    monkeypatch.setitem(cli.PLUGINS, "bridge", ("alertkit.bridge", "add_bridge_command"))
+    monkeypatch.delenv("ALERTKIT_BRIDGE_TOKEN", raising=False)
+    args = cli.build_parser().parse_args(
+        ["bridge", "--listen", "127.0.0.1:0", "--token", TOKEN, "pagerduty://" + "k" * 32]
+    )
+    assert (args.listen, args.token, args.backend) == (
+        "127.0.0.1:0",
+        TOKEN,
+        ["pagerduty://" + "k" * 32],
+    )
+    assert args.func is run_bridge
+    assert cli.main(["bridge", "pagerduty://" + "k" * 32]) == 2
+    assert "--token" in capsys.readouterr().err
+
+
+def test_serve_runs_until_stopped(pd: PagerDutyStandIn) -> None:
     started = threading.Event()
     servers: list[Any] = []
 
@@ -240,8 +276,12 @@ def test_bridge_command_parses_and_serve_runs_until_stopped(pd: PagerDutyStandIn
     assert started.wait(10)
     port = servers[0].server_address[1]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("POST", f"/guance?token={TOKEN}", json.dumps(guance("warning")).encode(),
-                 {"Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        f"/guance?token={TOKEN}",
+        json.dumps(guance("warning")).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert conn.getresponse().status == 202
     conn.close()
     servers[0].shutdown()

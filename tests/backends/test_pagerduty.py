@@ -35,8 +35,9 @@ def make_client() -> Iterator[Any]:
 
     def make(*backends: Any, **options: Any) -> Client:
         options.setdefault("retry", FAST)
-        client = Client(backends=list(backends), sample_system=False, register_atexit=False,
-                        **options)
+        client = Client(
+            backends=list(backends), sample_system=False, register_atexit=False, **options
+        )
         clients.append(client)
         return client
 
@@ -78,7 +79,11 @@ def test_url_options_are_named_like_the_keyword_arguments() -> None:
     )
     assert isinstance(backend, PagerDutyBackend)
     assert (backend.routing_key, backend.source, backend.component, backend.group) == (
-        KEY, "web01", "db", "prod")
+        KEY,
+        "web01",
+        "db",
+        "prod",
+    )
     assert (backend.event_class, backend.incident_key, backend.client) == ("disk", "k1", "ops")
     assert backend.client_url == "https://ops.example"
     assert backend.endpoint == "https://events.eu.pagerduty.com/v2/enqueue"
@@ -117,14 +122,16 @@ def test_repr_and_reasons_never_show_the_key() -> None:
 
 
 def test_event_maps_to_a_valid_trigger_with_details(pd: PagerDutyStandIn, make_client: Any) -> None:
-    client = make_client(pd.url(), app_version="2.4.1", deployment_stage="production",
-                         tags={"team": "payments"})
+    client = make_client(
+        pd.url(), app_version="2.4.1", deployment_stage="production", tags={"team": "payments"}
+    )
     try:
-        1 / 0  # noqa: B018
+        1 / 0
     except ZeroDivisionError:
         event = client.create_new_app_event("fatal", exc_info=True)
     event.custom_properties = alertkit.CustomData(
-        string_data=alertkit.CustomStringData(custom_data1="checkout"))
+        string_data=alertkit.CustomStringData(custom_data1="checkout")
+    )
     results = client.send_event(event, timeout=5)
     assert isinstance(results["pagerduty"], Delivered)
     body = body_of(pd)
@@ -146,10 +153,16 @@ def test_event_maps_to_a_valid_trigger_with_details(pd: PagerDutyStandIn, make_c
     assert results["pagerduty"].info["dedup_key"] == body["dedup_key"]
 
 
-@pytest.mark.parametrize(("level", "severity"), [
-    ("fatal", "critical"), ("error", "error"), ("warning", "warning"), ("info", "info"),
-    ("debug", "info"),
-])
+@pytest.mark.parametrize(
+    ("level", "severity"),
+    [
+        ("fatal", "critical"),
+        ("error", "error"),
+        ("warning", "warning"),
+        ("info", "info"),
+        ("debug", "info"),
+    ],
+)
 def test_severity_follows_the_level(level: str, severity: str, make_client: Any) -> None:
     backend = PagerDutyBackend(KEY)
     client = make_client(LocalBackend())
@@ -159,39 +172,59 @@ def test_severity_follows_the_level(level: str, severity: str, make_client: Any)
 
 
 def test_configured_fields_win_over_the_event(pd: PagerDutyStandIn, make_client: Any) -> None:
-    client = make_client(pd.url(source="web01", component="db", group="blue",
-                                event_class="disk", client="ops", client_url="https://ops.example"))
+    client = make_client(
+        pd.url(
+            source="web01",
+            component="db",
+            group="blue",
+            event_class="disk",
+            client="ops",
+            client_url="https://ops.example",
+        )
+    )
     client.send_event(client.create_new_app_event("error", event_message="full"), timeout=5)
     body = body_of(pd)
     assert {k: body["payload"][k] for k in ("source", "component", "group", "class")} == {
-        "source": "web01", "component": "db", "group": "blue", "class": "disk"}
+        "source": "web01",
+        "component": "db",
+        "group": "blue",
+        "class": "disk",
+    }
     assert (body["client"], body["client_url"]) == ("ops", "https://ops.example")
 
 
 def test_extra_field_named_like_an_alertkit_detail_is_kept_aside(
-        pd: PagerDutyStandIn, make_client: Any) -> None:
+    pd: PagerDutyStandIn, make_client: Any
+) -> None:
     client = make_client(pd.url(), app_version="3.0")
     event = client.create_new_app_event("error", event_message="m")
-    client.send_event(client.envelope_for(event, details={"app_version": "x", "message": "y"}),
-                      timeout=5)
+    client.send_event(
+        client.envelope_for(event, details={"app_version": "x", "message": "y"}), timeout=5
+    )
     details = body_of(pd)["payload"]["custom_details"]
     assert (details["app_version"], details["extra.app_version"]) == ("3.0", "x")
     assert details["message"] == "y"  # alertkit adds no message when it equals the summary
 
 
 def test_two_thousand_character_message_gives_a_valid_body(
-        pd: PagerDutyStandIn, make_client: Any) -> None:
+    pd: PagerDutyStandIn, make_client: Any
+) -> None:
     client = make_client(pd.url())
     message = "x" * 2000
-    assert isinstance(client.send_event(client.create_new_app_event(
-        "error", event_message=message), timeout=5)["pagerduty"], Delivered)
+    assert isinstance(
+        client.send_event(client.create_new_app_event("error", event_message=message), timeout=5)[
+            "pagerduty"
+        ],
+        Delivered,
+    )
     body = body_of(pd)
     assert len(body["payload"]["summary"]) == 1024
     assert body["payload"]["custom_details"]["message"] == message
 
 
 def test_one_megabyte_extra_field_gives_a_valid_body(
-        pd: PagerDutyStandIn, make_client: Any) -> None:
+    pd: PagerDutyStandIn, make_client: Any
+) -> None:
     client = make_client(pd.url())
     logger = logging.getLogger("tests.pagerduty.big")
     logger.propagate = False
@@ -209,7 +242,8 @@ def test_one_megabyte_extra_field_gives_a_valid_body(
 
 
 def test_body_over_512_kb_is_trimmed_largest_details_first(
-        pd: PagerDutyStandIn, make_client: Any) -> None:
+    pd: PagerDutyStandIn, make_client: Any
+) -> None:
     client = make_client(pd.url())
     event = client.create_new_app_event("error", event_message="big")
     details = {"huge": "a" * 400_000, "large": "b" * 300_000, "small": "keep me"}
@@ -223,7 +257,8 @@ def test_body_over_512_kb_is_trimmed_largest_details_first(
 
 
 def test_long_dedup_key_is_hashed_stably_for_trigger_and_resolve(
-        pd: PagerDutyStandIn, make_client: Any) -> None:
+    pd: PagerDutyStandIn, make_client: Any
+) -> None:
     client = make_client(pd.url())
     long_key = "k" * 300
     event = client.create_new_app_event("error", event_message="m")
@@ -235,7 +270,8 @@ def test_long_dedup_key_is_hashed_stably_for_trigger_and_resolve(
 
 
 def test_links_and_images_are_attached_and_http_images_dropped(
-        pd: PagerDutyStandIn, make_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    pd: PagerDutyStandIn, make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     client = make_client(pd.url())
     logger = logging.getLogger("tests.pagerduty.links")
     logger.propagate = False
@@ -243,18 +279,28 @@ def test_links_and_images_are_attached_and_http_images_dropped(
     logger.addHandler(handler)
     caplog.set_level(logging.WARNING, logger="alertkit.backends.pagerduty")
     try:
-        logger.error("Latency high", extra={
-            "links": [{"href": "https://grafana.example/d/1", "text": "dashboard"}],
-            "images": [{"src": "https://grafana.example/p.png", "href": "https://g.example",
-                        "alt": "p99"}, {"src": "http://insecure.example/p.png"}],
-        })
+        logger.error(
+            "Latency high",
+            extra={
+                "links": [{"href": "https://grafana.example/d/1", "text": "dashboard"}],
+                "images": [
+                    {
+                        "src": "https://grafana.example/p.png",
+                        "href": "https://g.example",
+                        "alt": "p99",
+                    },
+                    {"src": "http://insecure.example/p.png"},
+                ],
+            },
+        )
         assert client.flush(5)
     finally:
         logger.removeHandler(handler)
     body = body_of(pd)
     assert body["links"] == [{"href": "https://grafana.example/d/1", "text": "dashboard"}]
-    assert body["images"] == [{"src": "https://grafana.example/p.png",
-                               "href": "https://g.example", "alt": "p99"}]
+    assert body["images"] == [
+        {"src": "https://grafana.example/p.png", "href": "https://g.example", "alt": "p99"}
+    ]
     assert "links" not in body["payload"]["custom_details"]
     assert any("http://insecure.example/p.png" in r.getMessage() for r in caplog.records)
 
@@ -263,15 +309,24 @@ def test_links_and_images_are_attached_and_http_images_dropped(
 
 
 def _dict_config(configured: list[str], logger: str, backend_url: str, **handler: Any) -> Client:
-    logging.config.dictConfig({
-        "version": 1,
-        "disable_existing_loggers": False,
-        "handlers": {"pagerduty": {
-            "()": "alertkit.AlertHandler", "level": "ERROR", "backends": [backend_url],
-            "sample_system": False, "register_atexit": False, "retry": FAST, **handler,
-        }},
-        "loggers": {logger: {"handlers": ["pagerduty"], "level": "ERROR", "propagate": False}},
-    })
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "pagerduty": {
+                    "()": "alertkit.AlertHandler",
+                    "level": "ERROR",
+                    "backends": [backend_url],
+                    "sample_system": False,
+                    "register_atexit": False,
+                    "retry": FAST,
+                    **handler,
+                }
+            },
+            "loggers": {logger: {"handlers": ["pagerduty"], "level": "ERROR", "propagate": False}},
+        }
+    )
     configured.append(logger)
     found = logging.getLogger(logger).handlers[0]
     assert isinstance(found, alertkit.AlertHandler)
@@ -279,8 +334,7 @@ def _dict_config(configured: list[str], logger: str, backend_url: str, **handler
 
 
 def test_dedup_handler_incident_key_wins(pd: PagerDutyStandIn, configured_loggers: Any) -> None:
-    client = _dict_config(configured_loggers, "tests.pd.fixed", pd.url(),
-                          incident_key="db-outage")
+    client = _dict_config(configured_loggers, "tests.pd.fixed", pd.url(), incident_key="db-outage")
     log = logging.getLogger("tests.pd.fixed")
     log.error("Primary down")
     log.error("Replica %s lagging", "r2", extra={"incident_key": "ignored"})
@@ -290,7 +344,8 @@ def test_dedup_handler_incident_key_wins(pd: PagerDutyStandIn, configured_logger
 
 
 def test_dedup_extra_incident_key_when_the_handler_has_none(
-        pd: PagerDutyStandIn, configured_loggers: Any) -> None:
+    pd: PagerDutyStandIn, configured_loggers: Any
+) -> None:
     # The seed pagerdutyapi vocabulary: a v1 service key given as service_id.
     url = f"pagerduty://?service_id={V1_KEY}&endpoint={pd.endpoint}"
     client = _dict_config(configured_loggers, "tests.pd.extra", url)
@@ -301,7 +356,8 @@ def test_dedup_extra_incident_key_when_the_handler_has_none(
 
 
 def test_dedup_template_groups_every_host_into_one_incident(
-        pd: PagerDutyStandIn, configured_loggers: Any) -> None:
+    pd: PagerDutyStandIn, configured_loggers: Any
+) -> None:
     client = _dict_config(configured_loggers, "tests.pd.disk", pd.url())
     log = logging.getLogger("tests.pd.disk")
     for host in ("web01", "web02", "web03"):
@@ -310,14 +366,20 @@ def test_dedup_template_groups_every_host_into_one_incident(
     keys = {b["dedup_key"] for b in pd.bodies}
     assert keys == {"tests.pd.disk:Disk %s at %s%%"}
     assert [b["payload"]["summary"] for b in pd.bodies] == [
-        f"tests.pd.disk: Disk {h} at 97%" for h in ("web01", "web02", "web03")]
+        f"tests.pd.disk: Disk {h} at 97%" for h in ("web01", "web02", "web03")
+    ]
     assert pd.invalid == []
 
 
 def test_dedup_backend_incident_key_wins_over_everything(
-        pd: PagerDutyStandIn, configured_loggers: Any) -> None:
-    client = _dict_config(configured_loggers, "tests.pd.backend", pd.url(incident_key="svc"),
-                          incident_key="handler-key")
+    pd: PagerDutyStandIn, configured_loggers: Any
+) -> None:
+    client = _dict_config(
+        configured_loggers,
+        "tests.pd.backend",
+        pd.url(incident_key="svc"),
+        incident_key="handler-key",
+    )
     logging.getLogger("tests.pd.backend").error("boom")
     assert client.flush(5)
     assert body_of(pd)["dedup_key"] == "svc"
@@ -327,8 +389,11 @@ def test_dedup_backend_incident_key_wins_over_everything(
 
 
 def test_400_is_sent_once_and_reported_in_stats(make_client: Any) -> None:
-    error = {"status": "invalid event", "message": "Event object is invalid",
-             "errors": ["'payload.summary' is missing or blank"]}
+    error = {
+        "status": "invalid event",
+        "message": "Event object is invalid",
+        "errors": ["'payload.summary' is missing or blank"],
+    }
     with PagerDutyStandIn(Reply(400, error)) as pd:
         client = make_client(pd.url())
         result = client.send_event(client.create_new_app_event("error"), timeout=5)
@@ -397,9 +462,13 @@ def test_v1_key_403_is_a_rate_limit_but_v2_403_is_rejected(make_client: Any) -> 
 
 
 def test_acknowledge_and_resolve_send_the_dedup_key(pd: PagerDutyStandIn, make_client: Any) -> None:
-    client = make_client(pd.url(), LocalBackend(), )
-    trigger = client.send_event(client.create_new_app_event("error", event_message="m"),
-                                timeout=5)["pagerduty"]
+    client = make_client(
+        pd.url(),
+        LocalBackend(),
+    )
+    trigger = client.send_event(client.create_new_app_event("error", event_message="m"), timeout=5)[
+        "pagerduty"
+    ]
     assert isinstance(trigger, Delivered)
     key = trigger.info["dedup_key"]
     acked = client.acknowledge(key).result(5)
@@ -414,7 +483,8 @@ def test_acknowledge_and_resolve_send_the_dedup_key(pd: PagerDutyStandIn, make_c
 
 
 def test_resolve_reaches_a_backend_with_a_high_min_level(
-        pd: PagerDutyStandIn, make_client: Any) -> None:
+    pd: PagerDutyStandIn, make_client: Any
+) -> None:
     client = make_client(pd.url(min_level="fatal"))
     assert isinstance(client.resolve("k1").result(5)["pagerduty"], Delivered)
     assert body_of(pd)["event_action"] == "resolve"
@@ -424,14 +494,21 @@ def test_change_event_goes_to_the_change_endpoint(pd: PagerDutyStandIn, make_cli
     client = make_client(pd.url())
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     result = client.change_event(
-        "Deploy 2.4.1", source="ci", custom_details={"build": 220},
-        links=[{"href": "https://ci.example/220", "text": "build"}], timestamp=when,
+        "Deploy 2.4.1",
+        source="ci",
+        custom_details={"build": 220},
+        links=[{"href": "https://ci.example/220", "text": "build"}],
+        timestamp=when,
     ).result(5)
     assert isinstance(result["pagerduty"], Delivered)
     body = body_of(pd)
     assert pd.paths == ["/v2/change/enqueue"]
-    assert body["payload"] == {"summary": "Deploy 2.4.1", "source": "ci",
-                               "timestamp": when.isoformat(), "custom_details": {"build": 220}}
+    assert body["payload"] == {
+        "summary": "Deploy 2.4.1",
+        "source": "ci",
+        "timestamp": when.isoformat(),
+        "custom_details": {"build": 220},
+    }
     assert body["links"] == [{"href": "https://ci.example/220", "text": "build"}]
 
 

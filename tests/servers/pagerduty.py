@@ -94,8 +94,14 @@ class PagerDutyStandIn:
             body = json.loads(request.body)
         except ValueError:
             self.invalid.append((None, ["not JSON"]))
-            return Reply(400, {"status": "invalid event", "message": "Event object is invalid",
-                               "errors": ["JSON parse error"]})
+            return Reply(
+                400,
+                {
+                    "status": "invalid event",
+                    "message": "Event object is invalid",
+                    "errors": ["JSON parse error"],
+                },
+            )
         kind = "change" if request.path.endswith("/change/enqueue") else "enqueue"
         errors = [e.message for e in self.validators[kind].iter_errors(body)]
         errors += limit_errors(body, len(request.body))
@@ -104,8 +110,14 @@ class PagerDutyStandIn:
             self.paths.append(request.path)
             if errors:
                 self.invalid.append((body, errors))
-                return Reply(400, {"status": "invalid event",
-                                   "message": "Event object is invalid", "errors": errors})
+                return Reply(
+                    400,
+                    {
+                        "status": "invalid event",
+                        "message": "Event object is invalid",
+                        "errors": errors,
+                    },
+                )
             reply = self.replies.pop(0) if self.replies else Reply(202)
         if reply.status == 202 and reply.body == b"{}":
             dedup = body.get("dedup_key") or uuid.uuid4().hex
