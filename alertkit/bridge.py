@@ -3,10 +3,8 @@
 ``create_app`` returns a plain WSGI application, so it runs under gunicorn or any WSGI server;
 ``serve`` runs it with the standard library's threaded server (``alertkit bridge``). Routes:
 
-* ``POST /guance``: a Guance webhook body (WIRE.md section 5). ``critical``/``error``/``warning``/
-  ``info`` trigger with that severity, ``nodata`` triggers a warning, ``ok``/``nodata_ok``/
-  ``nodata_as_ok``/``manual_ok`` resolve. Trigger and resolve share one dedup key,
-  ``df_monitor_checker_event_ref`` (else ``df_fault_id``).
+* ``POST /guance``: a Guance webhook body, mapped by :mod:`alertkit.guance` to a trigger or a
+  resolve sharing one dedup key.
 * ``POST /events``: an AppEvent JSON (WIRE.md section 1), delivered like ``send_event_async``.
 
 The token travels as ``Authorization: Bearer <token>`` or ``?token=<token>`` (Guance can only put
@@ -37,24 +35,14 @@ import msgspec
 from alertkit.backends.base import Backend
 from alertkit.client import Client
 from alertkit.errors import ConfigError
-from alertkit.levels import LEVEL_NUMBERS
-from alertkit.models import AppEvent, Envelope, decode_event
+from alertkit.guance import BadRequestError, read_guance
+from alertkit.models import AppEvent, decode_event
 from alertkit.outcomes import Dropped
 from alertkit.pipeline import Results
 
 log = logging.getLogger("alertkit.bridge")
 
 MAX_BODY = 1024 * 1024
-#: Guance status -> (wire log level, PagerDuty severity) for triggers.
-TRIGGER_STATUSES = {
-    "critical": ("fatal", "critical"),
-    "error": ("error", "error"),
-    "warning": ("warning", "warning"),
-    "info": ("info", "info"),
-    "nodata": ("warning", "warning"),
-}
-RESOLVE_STATUSES = frozenset({"ok", "nodata_ok", "nodata_as_ok", "manual_ok"})
-
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _REASONS = {
     202: "Accepted",
@@ -66,14 +54,6 @@ _REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
-
-
-class BadRequestError(Exception):
-    """A request body the bridge cannot use; ``field`` names the culprit."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class BridgeApp:
@@ -138,28 +118,11 @@ class BridgeApp:
     # -- routes ----------------------------------------------------------------------------------
 
     def _guance(self, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        for field in ("df_title", "df_status"):
-            if not isinstance(data.get(field), str) or not data[field]:
-                raise BadRequestError(f"{field} is required (a non-empty string)", field)
-        status = data["df_status"].lower()
-        key = _text(data.get("df_monitor_checker_event_ref")) or _text(data.get("df_fault_id"))
-        if status in RESOLVE_STATUSES:
-            if not key:
-                raise BadRequestError(
-                    "a resolve needs df_monitor_checker_event_ref or df_fault_id",
-                    "df_monitor_checker_event_ref",
-                )
-            return self._queued(
-                self.client.resolve(key),
-                {"status": "queued", "action": "resolve", "dedup_key": key},
-            )
-        if status not in TRIGGER_STATUSES:
-            raise BadRequestError(f"unknown df_status {data['df_status']!r}", "df_status")
-        envelope = guance_trigger(self.client, data, status, key)
-        return self._queued(
-            self.client.send_event_async(envelope),
-            {"status": "queued", "action": "trigger", "dedup_key": key},
-        )
+        alert = read_guance(self.client, data)
+        answer = {"status": "queued", "action": alert.action, "dedup_key": alert.dedup_key}
+        if alert.envelope is None:
+            return self._queued(self.client.resolve(alert.dedup_key or ""), answer)
+        return self._queued(self.client.send_event_async(alert.envelope), answer)
 
     def _event(self, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         try:
@@ -187,47 +150,6 @@ class BridgeApp:
             self.client.shutdown()
 
 
-def guance_trigger(client: Client, data: dict[str, Any], status: str, key: str | None) -> Envelope:
-    """The trigger envelope of a Guance alert (WIRE.md section 5 mapping)."""
-    level, severity = TRIGGER_STATUSES[status]
-    tags = _dimension_tags(data.get("df_dimension_tags"))
-    title = data["df_title"]
-    source = tags.get("host") or _text(data.get("df_workspace_name")) or "guance"
-    event = client._base_event(
-        level, "issue", _text(data.get("df_monitor_name")) or "guance", title
-    )
-    event.context_env_hostname = source
-    when = data.get("timestamp") or data.get("date")
-    if isinstance(when, int | float) and not isinstance(when, bool) and when > 0:
-        event.event_time = int(when * 1000)
-    details: dict[str, Any] = {"status": status}
-    for name, field in (
-        ("message", "df_message"),
-        ("value", "Result"),
-        ("monitor", "df_monitor_name"),
-        ("checker", "df_monitor_checker_name"),
-        ("workspace", "df_workspace_name"),
-        ("event_id", "df_event_id"),
-    ):
-        if data.get(field) not in (None, ""):
-            details[name] = data[field]
-    link = _text(data.get("df_event_link"))
-    overrides = {"summary": title, "source": source, "severity": severity, "client": "Guance"}
-    if link:
-        overrides["client_url"] = link
-    return Envelope(
-        event=event,
-        levelno=LEVEL_NUMBERS[level],
-        logger_name="guance",
-        template=_text(data.get("df_monitor_checker_name")) or title,
-        details=details,
-        incident_key=key,
-        links=[{"href": link, "text": "Guance event"}] if link else [],
-        tags=tags,
-        payload=overrides,
-    )
-
-
 def _drain(stream: Any, length: int, limit: int = 8 * MAX_BODY) -> None:
     """Read and discard a refused body (up to ``limit``), so the client sees the 413 rather than
     a connection reset while it is still sending."""
@@ -247,26 +169,6 @@ def _field_of(message: str) -> str | None:
             name = re.split(r"[`\[.]", message.split(marker, 1)[1], maxsplit=1)[0]
             return name or None
     return None
-
-
-def _text(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
-def _dimension_tags(value: Any) -> dict[str, str]:
-    """``df_dimension_tags``: a JSON string (``'{"host":"web001"}'``) or already an object."""
-    if isinstance(value, str) and value.strip():
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise BadRequestError(
-                "df_dimension_tags is not a JSON object", "df_dimension_tags"
-            ) from None
-    if value in (None, ""):
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequestError("df_dimension_tags is not a JSON object", "df_dimension_tags")
-    return {str(k): str(v) for k, v in value.items()}
 
 
 def create_app(
