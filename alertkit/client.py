@@ -375,6 +375,43 @@ class Client:
             raise TypeError(f"send_event needs an AppEvent, not {type(event).__name__}")
         return self._submit(lambda: envelope, callback)
 
+    def acknowledge(self, dedup_key: str) -> Future[Results]:
+        """Acknowledge incident ``dedup_key`` on every backend that takes lifecycle events
+        (PagerDuty); returns the future of :meth:`send_event_async`."""
+        from alertkit.incidents import lifecycle_envelope
+
+        return self.send_event_async(lifecycle_envelope(self, "acknowledge", dedup_key))
+
+    def resolve(self, dedup_key: str) -> Future[Results]:
+        """Resolve incident ``dedup_key``; like :meth:`acknowledge`."""
+        from alertkit.incidents import lifecycle_envelope
+
+        return self.send_event_async(lifecycle_envelope(self, "resolve", dedup_key))
+
+    def change_event(
+        self,
+        summary: str,
+        *,
+        source: str | None = None,
+        custom_details: Mapping[str, Any] | None = None,
+        links: Sequence[Mapping[str, str]] | None = None,
+        timestamp: Any = None,
+    ) -> Future[Results]:
+        """Send a change event (a deploy ...; see :func:`alertkit.incidents.change_envelope`);
+        returns the future like :meth:`acknowledge`."""
+        from alertkit.incidents import change_envelope
+
+        return self.send_event_async(
+            change_envelope(
+                self,
+                summary,
+                source=source,
+                custom_details=custom_details,
+                links=links,
+                timestamp=timestamp,
+            )
+        )
+
     def submit_capture(self, capture: Callable[[], Envelope | None]) -> bool:
         """Queue a capture (a callable run on the policy thread that builds the envelope)."""
         return self.pipeline.submit(capture)

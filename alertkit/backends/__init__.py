@@ -15,6 +15,7 @@ from alertkit.backends.registry import create_backend, known_schemes, register
 _LAZY: dict[str, str] = {
     "HttpBackend": "alertkit.backends.http",
     "LocalBackend": "alertkit.backends.local",
+    "PagerDutyBackend": "alertkit.backends.pagerduty",
 }
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ClientContext",
     "HttpBackend",
     "LocalBackend",
+    "PagerDutyBackend",
     "create_backend",
     "known_schemes",
     "register",

@@ -16,6 +16,7 @@ _BUILTIN: dict[str, str] = {
     "http": "alertkit.backends.http:HttpBackend",
     "https": "alertkit.backends.http:HttpBackend",
     "local": "alertkit.backends.local:LocalBackend",
+    "pagerduty": "alertkit.backends.pagerduty:PagerDutyBackend",
 }
 _CUSTOM: dict[str, type[BaseBackend]] = {}
 
