@@ -132,7 +132,9 @@ def _cut(text: str, width: int) -> str:
 
 #: Subcommands that other modules add: ``name -> (module, function)``; the function takes the
 #: subparsers object and registers its command (keeps optional features out of this file).
-PLUGINS: dict[str, tuple[str, str]] = {}
+PLUGINS: dict[str, tuple[str, str]] = {
+    "bridge": ("alertkit.bridge", "add_bridge_command"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 from alertkit._safe import to_json_safe
+from alertkit.backends.base import Backend
 from alertkit.client import Client
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.levels import level_from_number
@@ -126,6 +128,10 @@ class AlertHandler(logging.Handler):
         level: the lowest level sent (a number or a name such as ``"ERROR"``); default WARNING.
         backends: backend URLs for the handler's own client (handy in ``dictConfig``).
         incident_key: a fixed dedup key for every event of this handler.
+        routing_key: shorthand for a PagerDuty backend with this key (Events v2 routing key or
+            v1 service key); ``service_key`` and ``service_id`` (the seed ``pagerdutyapi``
+            handler's dictConfig vocabulary) are accepted too. ``endpoint`` overrides the
+            PagerDuty URL (tests, proxies).
         **client_options: passed to :class:`~alertkit.Client` for the handler's own client.
     """
 
@@ -133,11 +139,22 @@ class AlertHandler(logging.Handler):
         self,
         client: Client | None = None,
         level: int | str = logging.WARNING,
-        backends: list[str] | None = None,
+        backends: Sequence[str | Backend] | None = None,
         incident_key: str | None = None,
+        routing_key: str | None = None,
+        service_key: str | None = None,
+        service_id: str | None = None,
+        endpoint: str | None = None,
         **client_options: Any,
     ) -> None:
         super().__init__(level)
+        key = routing_key or service_key or service_id
+        if key is not None:
+            from alertkit.backends.pagerduty import PagerDutyBackend
+
+            backends = [*(backends or ()), PagerDutyBackend(key, endpoint=endpoint)]
+        elif endpoint is not None:
+            raise TypeError("AlertHandler: endpoint= is only meaningful with a routing_key")
         if client is not None and (backends is not None or client_options):
             raise TypeError("AlertHandler: give either client= or client options, not both")
         self._owns_client = client is None and (backends is not None or bool(client_options))

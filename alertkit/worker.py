@@ -86,6 +86,11 @@ class BackendWorker:
         self.queue_size = queue_size
         self.batch_size = max(1, min(batch_size, backend.max_batch))
         self.thread_count = max(1, min(threads, backend.max_concurrency))
+        # An ordered backend (PagerDuty: a resolve must not overtake its trigger) gets one thread
+        # and sends nothing new while an earlier event waits for its retry.
+        self.ordered = bool(getattr(backend, "ordered", False))
+        if self.ordered:
+            self.thread_count = 1
         self.stats = BackendStats(backend.name)
         self._on_give_up = on_give_up
         self._reset()
@@ -141,7 +146,7 @@ class BackendWorker:
                 if self._abort:
                     return None
                 now = time.monotonic()
-                if self._ready:
+                if self._ready and not (self.ordered and self._retry):
                     count = min(self.batch_size, len(self._ready))
                     batch = [self._ready.popleft() for _ in range(count)]
                     self._sending.update(batch)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from alertkit import Client, Delivered, Dropped, Rejected, RetryPolicy
+from alertkit import Client, Delivered, Dropped, Rejected, RetryLater, RetryPolicy
 from alertkit.testing import MemoryBackend
 from tests.servers.http import Reply, ScriptedServer, free_port
 
@@ -196,6 +196,28 @@ def test_a_backend_that_raises_is_retried_not_fatal() -> None:
     results = client.send_event(client.create_new_app_event(), timeout=5)
     assert isinstance(results["memory"], Delivered)
     assert client.stats()["memory"]["retried"] == 1
+    client.shutdown(1)
+
+
+def test_an_ordered_backend_never_lets_a_later_event_overtake_a_retry() -> None:
+    class Ordered(MemoryBackend):
+        ordered = True
+        failures = 2
+
+        def send(self, batch):
+            if batch[0].event.event_message == "trigger" and Ordered.failures:
+                Ordered.failures -= 1
+                return [RetryLater("HTTP 500")] * len(batch)
+            return super().send(batch)
+
+    backend = Ordered()
+    client = Client(
+        backends=[backend], retry=FAST, batch_size=1, sample_system=False, register_atexit=False
+    )
+    client.send_event_async(client.create_new_app_event(event_message="trigger"))
+    client.send_event_async(client.create_new_app_event(event_message="resolve"))
+    assert client.flush(5)
+    assert [e.event_message for e in backend.events] == ["trigger", "resolve"]
     client.shutdown(1)
 
 

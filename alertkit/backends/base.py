@@ -72,6 +72,9 @@ class BaseBackend:
     kinds: ClassVar[frozenset[str]] = frozenset({"event"})
     max_batch: ClassVar[int] = 1
     max_concurrency: ClassVar[int] = 4
+    #: Deliver in capture order: one thread, and nothing new is sent while an earlier event waits
+    #: for its retry (head-of-line blocking, for destinations where order carries meaning).
+    ordered: ClassVar[bool] = False
 
     def __init__(self, *, name: str | None = None, min_level: str | int | None = None) -> None:
         self.name = name or self.scheme

@@ -118,6 +118,7 @@ class PagerDutyBackend(BaseBackend):
     max_batch = 20
     # One sender keeps a trigger before its resolve; PagerDuty takes ~120 events/min anyway.
     max_concurrency = 1
+    ordered = True
 
     def __init__(
         self,

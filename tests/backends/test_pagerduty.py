@@ -522,3 +522,35 @@ def test_lifecycle_arguments_are_checked_at_the_call(make_client: Any) -> None:
         client.change_event("deploy", timestamp="yesterday")
     with pytest.raises(ValueError, match="href"):
         client.change_event("deploy", links=[{"text": "no href"}])
+
+
+def test_dictconfig_with_the_seed_handlers_service_id(
+    pd: PagerDutyStandIn, configured_loggers: Any
+) -> None:
+    """The seed pagerdutyapi handler took ``service_id=`` in dictConfig; AlertHandler does too."""
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "pd": {
+                    "class": "alertkit.AlertHandler",
+                    "level": "ERROR",
+                    "service_id": V1_KEY,
+                    "endpoint": pd.endpoint,
+                    "incident_key": "seed-style",
+                    "sample_system": False,
+                    "register_atexit": False,
+                }
+            },
+            "loggers": {"tests.pd.seed": {"handlers": ["pd"], "propagate": False}},
+        }
+    )
+    configured_loggers.append("tests.pd.seed")
+    handler = logging.getLogger("tests.pd.seed").handlers[0]
+    assert isinstance(handler, alertkit.AlertHandler)
+    logging.getLogger("tests.pd.seed").error("Queue stuck")
+    assert handler.client.flush(5)
+    assert body_of(pd)["routing_key"] == V1_KEY
+    assert body_of(pd)["dedup_key"] == "seed-style"
+    assert [b.scheme for b in handler.client.backends] == ["pagerduty"]
