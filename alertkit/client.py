@@ -16,6 +16,7 @@ from alertkit.backends.base import Backend, ClientContext
 from alertkit.backends.registry import create_backend
 from alertkit.environment import PlatformInfo, SystemSampler
 from alertkit.guard import capture_internal_exceptions
+from alertkit.hooks import BeforeSend, BeforeSendHook, Sampler
 from alertkit.levels import LEVEL_NUMBERS, normalize_level
 from alertkit.models import AppEvent, Envelope
 from alertkit.pipeline import DropCallback, Pipeline, Processor, Results
@@ -28,6 +29,7 @@ from alertkit.stacktrace import (
     resolve_exc_info,
     safe_str,
 )
+from alertkit.storm import StormControl
 
 #: ``Client.log`` keys with a place in the wire event (WIRE.md section 1); others become details.
 LOG_KEYS: dict[str, str] = {
@@ -43,6 +45,8 @@ LOG_KEYS: dict[str, str] = {
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from alertkit.spool import Spool
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -106,6 +110,16 @@ class Client:
         shutdown_timeout: the budget of the ``shutdown()`` run at interpreter exit.
         sample_system: fill ``contextCpuPercentage``/``contextMemoryPercentage`` from a sampler.
         processors: callables run once per event before fan-out; return None to drop it.
+        before_send: ``before_send(event, hint) -> event | None``, run once per application
+            event after the processors; None drops the event; if it raises, the event goes on.
+        sample_rate: the share of application events kept (0.0 to 1.0); metrics and incident
+            lifecycle events are never sampled.
+        storm_window: seconds of storm control per fingerprint (dedup key, else type + template
+            + logger): the first occurrence goes at once, repeats are counted and summed up in a
+            digest event when the window ends. 0 turns it off.
+        spool: keep events that cannot be delivered now (deadline, open circuit, end of the
+            shutdown budget) in a SQLite spool and replay them later; ``spool_path`` implies it.
+        spool_path: the spool file (default ``$ALERTKIT_HOME/spool.db``).
         on_drop: called as ``on_drop(envelope_or_None, reason)`` for each dropped event.
         register_atexit: run ``shutdown(shutdown_timeout)`` at interpreter exit.
 
@@ -136,6 +150,11 @@ class Client:
         shutdown_timeout: float = 2.0,
         sample_system: bool = True,
         processors: Sequence[Processor] = (),
+        before_send: BeforeSendHook | None = None,
+        sample_rate: float = 1.0,
+        storm_window: float = 60.0,
+        spool: bool = False,
+        spool_path: str | os.PathLike[str] | None = None,
         on_drop: DropCallback | None = None,
         register_atexit: bool = True,
     ) -> None:
@@ -165,22 +184,53 @@ class Client:
         for processor in processors:
             if not callable(processor):
                 raise TypeError(f"processors: {processor!r} is not callable")
+        if before_send is not None and not callable(before_send):
+            raise TypeError("before_send must be callable")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
+            raise TypeError(f"sample_rate must be a number, not {type(sample_rate).__name__}")
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate!r}")
+        if isinstance(storm_window, bool) or not isinstance(storm_window, int | float):
+            raise TypeError(f"storm_window must be a number, not {type(storm_window).__name__}")
+        if storm_window < 0:
+            raise ValueError(f"storm_window must not be negative, got {storm_window!r}")
         self.platform = PlatformInfo.detect(_text("hostname", hostname, optional=True))
         self._sampler = SystemSampler() if sample_system else None
         self.backends = self._make_backends(backends)
+        chain: list[Processor] = []
+        if sample_rate < 1.0:
+            chain.append(Sampler(float(sample_rate)))
+        chain.extend(processors)
+        if before_send is not None:
+            chain.append(BeforeSend(before_send))
         self.pipeline = Pipeline(
             self.backends,
             policy=retry or RetryPolicy(),
             queue_size=self.queue_size,
             batch_size=self.batch_size,
             threads=self.threads,
-            processors=processors,
+            processors=chain,
+            storm=StormControl(float(storm_window)) if storm_window else None,
+            spool=self._open_spool(spool, spool_path),
             on_drop=on_drop,
         )
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
         if register_atexit:
             _live_clients.add(self)
+
+    @staticmethod
+    def _open_spool(spool: bool, path: str | os.PathLike[str] | None) -> Spool | None:
+        if not isinstance(spool, bool):
+            raise TypeError(f"spool must be True or False, not {type(spool).__name__}")
+        if not spool and path is None:
+            return None
+        from alertkit.spool import Spool
+
+        try:
+            return Spool(path)
+        except Exception as exc:
+            raise ValueError(f"spool_path: cannot open the spool: {exc}") from exc
 
     def _make_backends(self, specs: Sequence[str | Backend] | None) -> list[Backend]:
         if specs is None:

@@ -88,6 +88,9 @@ class Envelope:
         request_log: the scope's request log, when the event escalates one.
         payload: the data of non-event kinds.
         created: seconds since the epoch when the event was captured.
+        storm_suppressed: storm control counted this event as a repeat: backends that page
+            people (``storm_controlled``) skip it and get a digest later; sinks still get it.
+        digest: this event is a storm digest, meant for the storm-controlled backends only.
     """
 
     event: AppEvent
@@ -105,3 +108,5 @@ class Envelope:
     request_log: dict[str, Any] | None = None
     payload: dict[str, Any] | None = None
     created: float = field(default_factory=time.time)
+    storm_suppressed: bool = False
+    digest: bool = False

@@ -43,11 +43,19 @@ class Dropped:
 
 
 @dataclass(frozen=True, slots=True)
+class Spooled:
+    """Not delivered yet, but safe on disk: it is replayed when the backend recovers or on the
+    next start (at least once, with the same event id)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Skipped:
     """The backend was not meant to get this event (below its ``min_level``, or a kind it does not take)."""
 
     reason: str
 
 
-Result = Delivered | Rejected | Dropped | Skipped
+Result = Delivered | Rejected | Dropped | Spooled | Skipped
 """The final word on one event for one backend, as returned by ``send_event`` and futures."""

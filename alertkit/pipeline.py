@@ -25,12 +25,16 @@ from typing import TYPE_CHECKING, Any
 from alertkit.backends.base import Backend
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.models import Envelope
-from alertkit.outcomes import Dropped, Result, Skipped
+from alertkit.outcomes import Dropped, Result, Skipped, Spooled
 from alertkit.retry import RetryPolicy
 from alertkit.worker import BackendWorker, Delivery, Ticket
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from alertkit.spool import Spool
+    from alertkit.spooling import BackendSpool
+    from alertkit.storm import StormControl
 
 log = logging.getLogger("alertkit.pipeline")
 
@@ -52,14 +56,20 @@ class Pipeline:
         batch_size: int,
         threads: int,
         processors: Sequence[Processor] = (),
+        storm: StormControl | None = None,
+        spool: Spool | None = None,
         on_drop: DropCallback | None = None,
     ) -> None:
         self.queue_size = queue_size
         self.processors: list[Processor] = list(processors)
+        self.storm = storm
+        self.spool = spool
         self.on_drop = on_drop
         self.intake_dropped = 0
-        self.workers = [
-            BackendWorker(
+        self.workers = []
+        self._links: dict[str, BackendSpool] = {}
+        for backend in backends:
+            worker = BackendWorker(
                 backend,
                 policy=policy,
                 queue_size=queue_size,
@@ -67,10 +77,19 @@ class Pipeline:
                 threads=threads,
                 on_give_up=self._give_up,
             )
-            for backend in backends
-        ]
+            if spool is not None:
+                from alertkit.spooling import BackendSpool
+
+                link = BackendSpool(spool, backend.name, worker.stats)
+                worker.spool = link
+                self._links[backend.name] = link
+            self.workers.append(worker)
         self._reset()
         _live_pipelines.add(self)
+        for worker in self.workers:  # replay what an earlier run left in the spool
+            pending = self._links.get(worker.backend.name)
+            if pending is not None and pending.has_pending():
+                worker.start()
 
     def _reset(self) -> None:
         self._intake: deque[tuple[Capture, Future[Results] | None]] = deque()
@@ -118,8 +137,9 @@ class Pipeline:
 
     def _run(self) -> None:
         while True:
-            self._wakeup.wait()
+            self._wakeup.wait(self.storm.next_due() if self.storm is not None else None)
             self._wakeup.clear()
+            self._send_digests(flush_all=self._closed)
             while True:
                 with self._idle:
                     if not self._intake:
@@ -133,6 +153,15 @@ class Pipeline:
                     self._idle.notify_all()
                 return
 
+    def _send_digests(self, *, flush_all: bool) -> None:
+        if self.storm is None:
+            return
+        for digest in self.storm.due_digests(flush_all=flush_all):
+            with self._idle:
+                self._in_flight += 1
+            with capture_internal_exceptions():
+                self.route(digest, None)
+
     def _process(self, capture: Capture, future: Future[Results] | None) -> None:
         envelope: Envelope | None = None
         try:
@@ -141,6 +170,8 @@ class Pipeline:
                 if envelope is None:
                     break
                 envelope = processor(envelope)
+            if envelope is not None and self.storm is not None:
+                envelope = self.storm(envelope)
         except Exception as exc:
             report_internal_error(exc)
             self._finish(future, {"pipeline": Dropped(f"could not build the event: {exc!r}")})
@@ -152,17 +183,14 @@ class Pipeline:
 
     def route(self, envelope: Envelope, future: Future[Results] | None) -> None:
         """Fan ``envelope`` out to every backend that takes its kind and level."""
-        targets = [
-            worker
-            for worker in self.workers
-            if envelope.kind in worker.backend.kinds
-            and envelope.levelno >= worker.backend.min_level
-        ]
-        skipped = {
-            worker.backend.name: Skipped("below min_level or kind not handled")
-            for worker in self.workers
-            if worker not in targets
-        }
+        targets: list[BackendWorker] = []
+        skipped: dict[str, Result] = {}
+        for worker in self.workers:
+            reason = self._skip_reason(worker.backend, envelope)
+            if reason is None:
+                targets.append(worker)
+            else:
+                skipped[worker.backend.name] = Skipped(reason)
         ticket = Ticket(len(targets), lambda t: self._finish(future, {**skipped, **t.results}))
         for worker in targets:
             if not worker.put(Delivery(envelope, ticket)):
@@ -170,6 +198,20 @@ class Pipeline:
                 worker.stats.add("dropped", reason=reason)
                 self._notify_drop(envelope, f"{worker.backend.name}: {reason}")
                 ticket.settle(worker.backend.name, Dropped(reason))
+
+    @staticmethod
+    def _skip_reason(backend: Backend, envelope: Envelope) -> str | None:
+        """Why ``backend`` does not get ``envelope``, or None if it does."""
+        if envelope.kind not in backend.kinds:
+            return f"{backend.name} does not take {envelope.kind!r} events"
+        if envelope.levelno < backend.min_level:
+            return "below min_level"
+        if getattr(backend, "storm_controlled", False):
+            if envelope.storm_suppressed:
+                return "storm control: a repeat, counted in the coming digest"
+        elif envelope.digest:
+            return "storm digests are for storm-controlled backends only"
+        return None
 
     def _finish(self, future: Future[Results] | None, results: Results) -> None:
         if future is not None and not future.done():
@@ -182,12 +224,22 @@ class Pipeline:
             if self._in_flight == 0:
                 self._idle.notify_all()
 
-    def _give_up(self, backend: Backend, delivery: Delivery, reason: str) -> Result:
-        """A worker could not deliver: count the drop (the spool hooks in here)."""
-        worker = next(w for w in self.workers if w.backend is backend)
-        worker.stats.add("dropped", reason=reason)
-        log.warning("%s: dropped event %s: %s", backend.name, delivery.envelope.event_id, reason)
-        self._notify_drop(delivery.envelope, f"{backend.name}: {reason}")
+    def _give_up(self, backend: Backend, deliveries: Sequence[Delivery], reason: str) -> Result:
+        """A worker cannot deliver these now: spool them if there is a spool, else drop them,
+        counted, logged and passed to ``on_drop``."""
+        link = self._links.get(backend.name)
+        if link is not None:
+            result = link.save(deliveries, reason)
+            if isinstance(result, Spooled):
+                return result
+        else:
+            worker = next(w for w in self.workers if w.backend is backend)
+            worker.stats.add("dropped", len(deliveries), reason=reason)
+        for delivery in deliveries:
+            log.warning(
+                "%s: dropped event %s: %s", backend.name, delivery.envelope.event_id, reason
+            )
+            self._notify_drop(delivery.envelope, f"{backend.name}: {reason}")
         return Dropped(reason)
 
     def _notify_drop(self, envelope: Envelope | None, reason: str) -> None:
@@ -213,34 +265,57 @@ class Pipeline:
             self._wakeup.set()
             self._thread.join(max(0.0, close_by - time.monotonic()))
         self._closed = True
-        before = {w.backend.name: w.stats.snapshot(0)["dropped"] for w in self.workers}
+        self._send_digests(flush_all=True)
+
+        def counts() -> dict[str, tuple[int, int]]:
+            return {
+                w.backend.name: (w.stats.count("dropped"), w.stats.count("spooled"))
+                for w in self.workers
+            }
+
+        before = counts()
         for worker in self.workers:
             worker.begin_close(close_by)
         for worker in self.workers:
             worker.join(close_by)
-        lost = {
-            w.backend.name: w.stats.snapshot(0)["dropped"] - before[w.backend.name]
-            for w in self.workers
-        }
+        after = counts()
         for worker in self.workers:
             with capture_internal_exceptions():
                 worker.backend.close()
+        if self.spool is not None:
+            with capture_internal_exceptions():
+                self.spool.close()
         leftover = len(self._intake)
         if leftover:
-            lost["intake"] = leftover
             self.intake_dropped += leftover
-        lost = {name: count for name, count in lost.items() if count}
-        if lost:
-            summary = ", ".join(f"{name}: {count}" for name, count in lost.items())
+        lost = {name: after[name][0] - before[name][0] for name in after}
+        kept = {name: after[name][1] - before[name][1] for name in after}
+        parts = [
+            f"{name}: {lost[name]} dropped"
+            if not kept[name]
+            else f"{name}: {kept[name]} spooled" + (f", {lost[name]} dropped" if lost[name] else "")
+            for name in after
+            if lost[name] or kept[name]
+        ]
+        if leftover:
+            parts.append(f"intake: {leftover} dropped")
+        if parts:
             print(
-                f"alertkit: shutdown budget of {timeout:g}s ran out; events not delivered: "
-                f"{summary}",
+                f"alertkit: shutdown budget of {timeout:g}s ran out; not delivered: "
+                f"{'; '.join(parts)}",
                 file=sys.stderr,
             )
-        return lost
+        return {name: lost[name] + kept[name] for name in after if lost[name] or kept[name]}
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        return {worker.backend.name: worker.snapshot() for worker in self.workers}
+        result = {}
+        for worker in self.workers:
+            entry = worker.snapshot()
+            link = self._links.get(worker.backend.name)
+            if link is not None:
+                entry["evicted"] = link.evicted()
+            result[worker.backend.name] = entry
+        return result
 
 
 _live_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()

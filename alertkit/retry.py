@@ -22,6 +22,10 @@ class RetryPolicy:
             processes recovering together do not retry in lockstep.
         deadline: seconds from capture after which an event is no longer retried.
         max_hint: the longest server-requested wait (``Retry-After``) that is honoured as is.
+        circuit_threshold: consecutive failed sends that open a backend's circuit (0: never).
+        circuit_cooldown: how long an open circuit stays open before one probe is let through;
+            it doubles while probes fail, up to ``circuit_max_cooldown``.
+        circuit_max_cooldown: the ceiling of that cool-down.
     """
 
     max_attempts: int = 6
@@ -30,11 +34,23 @@ class RetryPolicy:
     jitter: bool = True
     deadline: float = 120.0
     max_hint: float = 300.0
+    circuit_threshold: int = 5
+    circuit_cooldown: float = 10.0
+    circuit_max_cooldown: float = 300.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("retry: max_attempts must be at least 1")
-        for name in ("backoff", "max_backoff", "deadline", "max_hint"):
+        if self.circuit_threshold < 0:
+            raise ValueError("retry: circuit_threshold must not be negative")
+        for name in (
+            "backoff",
+            "max_backoff",
+            "deadline",
+            "max_hint",
+            "circuit_cooldown",
+            "circuit_max_cooldown",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"retry: {name} must not be negative")
 

@@ -1,10 +1,17 @@
 """Delivery to one backend: a bounded queue, its worker threads, and the retry loop.
 
 Each backend gets its own :class:`BackendWorker` (a bulkhead), so a hanging SMTP server cannot delay
-a PagerDuty page. The worker takes batches, calls ``backend.send``, and acts on each outcome:
-``Delivered`` and ``Rejected`` settle the event, ``RetryLater`` schedules another attempt after the
-policy's (or the server's) delay, until the attempt cap or the deadline; what is given up goes to
-``on_give_up`` (the pipeline counts it, or spools it).
+a PagerDuty page. A worker thread repeatedly takes the next batch — new events first (in capture
+order for an ordered backend), then retries that are due, then events replayed from the spool —
+waits for the backend's rate limit, calls ``backend.send`` and acts on each outcome:
+
+* ``Delivered`` / ``Rejected`` settle the event;
+* ``RetryLater`` schedules another attempt after the server's or the policy's delay, until the
+  attempt cap or the deadline; then the event is given up: spooled if the client has a spool,
+  else dropped and counted.
+
+A circuit breaker watches whole batches: after repeated failures the worker stops sending for a
+cool-down (events wait, or go to the spool), then probes with one event.
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from alertkit.backends.base import Backend
+from alertkit.flow import CircuitBreaker, TokenBucket
 from alertkit.guard import capture_internal_exceptions
 from alertkit.models import Envelope
-from alertkit.outcomes import Delivered, Dropped, Outcome, Rejected, Result, RetryLater
+from alertkit.outcomes import Delivered, Dropped, Outcome, Rejected, Result, RetryLater, Spooled
 from alertkit.retry import RetryPolicy
 from alertkit.stats import BackendStats
 
@@ -54,18 +62,41 @@ class Ticket:
 
 
 class Delivery:
-    """One envelope on its way to one backend."""
+    """One envelope on its way to one backend.
 
-    __slots__ = ("attempt", "due", "envelope", "ticket")
+    ``born`` starts the per-event deadline: the capture time, or the claim time of a replay.
+    ``spool_id`` is set for events replayed from the spool.
+    """
 
-    def __init__(self, envelope: Envelope, ticket: Ticket) -> None:
+    __slots__ = ("attempt", "born", "envelope", "spool_id", "ticket")
+
+    def __init__(
+        self,
+        envelope: Envelope,
+        ticket: Ticket,
+        *,
+        spool_id: int | None = None,
+        born: float | None = None,
+    ) -> None:
         self.envelope = envelope
         self.ticket = ticket
         self.attempt = 0
-        self.due = 0.0
+        self.spool_id = spool_id
+        self.born = envelope.created if born is None else born
 
 
-GiveUp = Callable[[Backend, Delivery, str], Result]
+class SpoolLink(Protocol):
+    """The spool as one worker sees it (see :mod:`alertkit.spooling`)."""
+
+    def claim(self, limit: int) -> list[Delivery]:
+        """Deliveries replayed from the spool, oldest first (their tickets ack or release)."""
+
+    def has_pending(self) -> bool:
+        """Whether this backend may have spooled events waiting."""
+
+
+GiveUp = Callable[[Backend, Sequence[Delivery], str], Result]
+SPOOL_RECHECK = 30.0
 
 
 class BackendWorker:
@@ -80,6 +111,7 @@ class BackendWorker:
         batch_size: int,
         threads: int,
         on_give_up: GiveUp,
+        spool: SpoolLink | None = None,
     ) -> None:
         self.backend = backend
         self.policy = policy
@@ -92,6 +124,7 @@ class BackendWorker:
         if self.ordered:
             self.thread_count = 1
         self.stats = BackendStats(backend.name)
+        self.spool = spool
         self._on_give_up = on_give_up
         self._reset()
 
@@ -106,6 +139,13 @@ class BackendWorker:
         self._closing = False
         self._abort = False
         self._close_by = float("inf")
+        policy = self.policy
+        self.circuit = CircuitBreaker(
+            policy.circuit_threshold, policy.circuit_cooldown, policy.circuit_max_cooldown
+        )
+        limit = getattr(self.backend, "rate_limit", None)
+        self._bucket = TokenBucket(*limit) if limit else None
+        self._spool_check_at = 0.0
 
     def after_fork(self) -> None:
         """Forget the parent's queue and threads; the parent delivers what it had queued."""
@@ -119,19 +159,30 @@ class BackendWorker:
             if self._closing or len(self._ready) + len(self._retry) >= self.queue_size:
                 return False
             self._ready.append(delivery)
-            if not self._threads:
-                self._start()
+            self._ensure_started()
             self._cond.notify()
         self.stats.add("enqueued")
         return True
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the threads now (to replay a spool at start-up) rather than on the first event."""
+        with self._cond:
+            self._ensure_started()
+
+    def _ensure_started(self) -> None:
+        if self._threads:
+            return
         for index in range(self.thread_count):
             thread = threading.Thread(
                 target=self._run, name=f"alertkit-{self.backend.name}-{index}", daemon=True
             )
             self._threads.append(thread)
             thread.start()
+
+    def spool_changed(self) -> None:
+        """Something was spooled for this backend (by us or another process): look again soon."""
+        with self._cond:
+            self._spool_check_at = 0.0
 
     def queued(self) -> int:
         """Events waiting: queued, scheduled for retry, or being sent."""
@@ -140,51 +191,158 @@ class BackendWorker:
 
     # -- consumer side --------------------------------------------------------------------------
 
-    def _take(self) -> list[Delivery] | None:
+    def _take(self) -> tuple[str, list[Delivery]] | None:
+        """The next thing to do: ``("send", batch)``, ``("spool", items)``, ``("expire", items)``
+        or ``("claim", [])``; None when the thread should end."""
         with self._cond:
             while True:
                 if self._abort:
                     return None
                 now = time.monotonic()
+                if not self.circuit.allows(now):
+                    if self.spool is not None and (self._ready or self._retry):
+                        items = list(self._ready) + [entry[2] for entry in self._retry]
+                        self._ready.clear()
+                        self._retry.clear()
+                        return ("spool", items)
+                    expired = self._expired()
+                    if expired:
+                        return ("expire", expired)
+                    if self._closing and (
+                        not (self._ready or self._retry) or now >= self._close_by
+                    ):
+                        return None
+                    wait = self.circuit.wait_time(now)
+                    wait = 0.05 if wait is None else wait
+                    oldest = [d.born for d in self._ready] + [e[2].born for e in self._retry]
+                    if oldest:
+                        expiry = min(oldest) + self.policy.deadline - time.time()
+                        wait = min(wait, max(0.01, expiry))
+                    self._cond.wait(self._bounded(now, wait))
+                    continue
+                size = 1 if self.circuit.is_probe() else self.batch_size
+                batch: list[Delivery] = []
                 if self._ready and not (self.ordered and self._retry):
-                    count = min(self.batch_size, len(self._ready))
-                    batch = [self._ready.popleft() for _ in range(count)]
-                    self._sending.update(batch)
-                    return batch
-                if self._retry and self._retry[0][0] <= now:
-                    batch = []
-                    while self._retry and self._retry[0][0] <= now and len(batch) < self.batch_size:
+                    batch = [self._ready.popleft() for _ in range(min(size, len(self._ready)))]
+                elif self._retry and self._retry[0][0] <= now:
+                    while self._retry and self._retry[0][0] <= now and len(batch) < size:
                         batch.append(heapq.heappop(self._retry)[2])
+                if batch:
+                    self.circuit.start_probe()
                     self._sending.update(batch)
-                    return batch
+                    return ("send", batch)
+                if (
+                    self.spool is not None
+                    and not self._closing
+                    and not self._retry
+                    and now >= self._spool_check_at
+                ):
+                    self._spool_check_at = now + SPOOL_RECHECK
+                    return ("claim", [])
                 if self._closing and not self._retry:
                     return None
-                timeout = None
+                timeout: float | None = None
                 if self._retry:
                     timeout = self._retry[0][0] - now
+                if self.spool is not None and not self._closing:
+                    until_check = max(0.0, self._spool_check_at - now)
+                    timeout = until_check if timeout is None else min(timeout, until_check)
                 if self._closing:
                     remaining = self._close_by - now
-                    timeout = remaining if timeout is None else min(timeout, remaining)
-                    if timeout <= 0:
+                    if remaining <= 0:
                         return None
+                    timeout = remaining if timeout is None else min(timeout, remaining)
                 self._cond.wait(timeout)
+
+    def _expired(self) -> list[Delivery]:
+        """Remove and return queued deliveries past their deadline (while the circuit is open)."""
+        cutoff = time.time() - self.policy.deadline
+        expired = [d for d in self._ready if d.born < cutoff]
+        expired += [entry[2] for entry in self._retry if entry[2].born < cutoff]
+        if expired:
+            gone = set(expired)
+            self._ready = deque(d for d in self._ready if d not in gone)
+            self._retry = [entry for entry in self._retry if entry[2] not in gone]
+            heapq.heapify(self._retry)
+        return expired
+
+    def _bounded(self, now: float, wait: float) -> float:
+        return max(0.0, min(wait, self._close_by - now)) if self._closing else wait
 
     def _run(self) -> None:
         while True:
-            batch = self._take()
-            if batch is None:
+            task = self._take()
+            if task is None:
                 return
-            outcomes = self._send(batch)
-            for delivery, outcome in zip(batch, outcomes, strict=True):
-                with capture_internal_exceptions():
-                    self._handle(delivery, outcome)
+            action, items = task
+            with capture_internal_exceptions():
+                if action == "spool":
+                    self._give_up(items, "circuit open")
+                elif action == "expire":
+                    self._give_up(
+                        items,
+                        f"deadline of {self.policy.deadline:g}s exceeded "
+                        "while the circuit was open",
+                    )
+                elif action == "claim":
+                    self._claim_from_spool()
+                else:
+                    self._deliver(items)
+
+    def _claim_from_spool(self) -> None:
+        if self.spool is None or not self.spool.has_pending():
+            return
+        batch = self.spool.claim(self.batch_size)
+        if not batch:
+            return
+        self.stats.add("replayed", len(batch))
+        with self._cond:
+            self._sending.update(batch)
+            self._spool_check_at = 0.0  # more may be waiting: look again right after this batch
+        self._deliver(batch)
+
+    def _deliver(self, batch: list[Delivery]) -> None:
+        self._wait_for_rate(len(batch))
+        outcomes = self._send(batch)
+        answered = any(not isinstance(o, RetryLater) for o in outcomes)
+        with self._cond:
+            now = time.monotonic()
+            if answered:
+                if self.circuit.record_success():
+                    log.info("%s: circuit closed, destination answers again", self.backend.name)
+                    self._spool_check_at = 0.0
+            elif self.circuit.record_failure(now):
+                log.warning(
+                    "%s: circuit open for %.0fs after repeated failures",
+                    self.backend.name,
+                    self.circuit.cooldown,
+                )
+            self._cond.notify_all()
+        given_up: list[tuple[Delivery, str]] = []
+        for delivery, outcome in zip(batch, outcomes, strict=True):
+            with capture_internal_exceptions():
+                reason = self._handle(delivery, outcome)
+                if reason is not None:
+                    given_up.append((delivery, reason))
+        for reason in {r for _, r in given_up}:
+            self._give_up([d for d, r in given_up if r == reason], reason)
+
+    def _wait_for_rate(self, count: int) -> None:
+        if self._bucket is None:
+            return
+        with self._cond:
+            while not self._abort:
+                wait = self._bucket.reserve(count, time.monotonic())
+                if wait <= 0:
+                    return
+                self._cond.wait(wait)
 
     def _send(self, batch: Sequence[Delivery]) -> Sequence[Outcome]:
         envelopes = [delivery.envelope for delivery in batch]
         try:
             outcomes = list(self.backend.send(envelopes))
         except Exception as exc:  # a backend bug must not kill the worker
-            reason = self.backend_mask(f"{type(exc).__name__}: {exc}")
+            reason = self.mask(f"{type(exc).__name__}: {exc}")
             log.warning("backend %s raised while sending: %s", self.backend.name, reason)
             return [RetryLater(reason)] * len(batch)
         if len(outcomes) != len(batch):
@@ -193,9 +351,9 @@ class BackendWorker:
             outcomes = (outcomes + [RetryLater(reason)] * len(batch))[: len(batch)]
         return outcomes
 
-    def backend_mask(self, text: str) -> str:
+    def mask(self, text: str) -> str:
         mask = getattr(self.backend, "mask", None)
-        return mask(text) if callable(mask) else text
+        return str(mask(text)) if callable(mask) else text
 
     def _done_sending(self, delivery: Delivery) -> None:
         """Stop counting ``delivery`` as in flight: before its result is settled, so that whoever
@@ -204,46 +362,57 @@ class BackendWorker:
             self._sending.discard(delivery)
             self._cond.notify_all()
 
-    def _handle(self, delivery: Delivery, outcome: Outcome) -> None:
+    def _handle(self, delivery: Delivery, outcome: Outcome) -> str | None:
+        """Settle or reschedule one delivery; returns a reason when it must be given up."""
         delivery.attempt += 1
         name = self.backend.name
-        if not isinstance(outcome, RetryLater):
-            self._done_sending(delivery)
         if isinstance(outcome, Delivered):
+            self._done_sending(delivery)
             self.stats.add("delivered")
             delivery.ticket.settle(name, outcome)
-        elif isinstance(outcome, Rejected):
+            return None
+        if isinstance(outcome, Rejected):
+            self._done_sending(delivery)
             self.stats.add("rejected", reason=outcome.reason)
             log.warning(
                 "%s rejected event %s: %s", name, delivery.envelope.event_id, outcome.reason
             )
             delivery.ticket.settle(name, outcome)
-        else:
-            self._retry_or_give_up(delivery, outcome)
-
-    def _retry_or_give_up(self, delivery: Delivery, outcome: RetryLater) -> None:
+            return None
         wait = self.policy.delay(delivery.attempt, outcome.delay)
-        age = time.time() - delivery.envelope.created
+        age = time.time() - delivery.born
         reason = self.policy.gives_up(delivery.attempt, age, wait)
         due = time.monotonic() + wait
         with self._cond:
+            self._sending.discard(delivery)
             if reason is None and self._closing and due > self._close_by:
                 reason = "shutdown budget exhausted"
-            self._sending.discard(delivery)
             if reason is None:
-                delivery.due = due
                 heapq.heappush(self._retry, (due, next(self._seq), delivery))
             self._cond.notify_all()
         if reason is None:
             self.stats.add("retried", reason=outcome.reason)
-            return
-        self._give_up(delivery, f"{reason}; last error: {outcome.reason}")
+            return None
+        return f"{reason}; last error: {outcome.reason}"
 
-    def _give_up(self, delivery: Delivery, reason: str) -> None:
+    def _give_up(self, deliveries: Sequence[Delivery], reason: str) -> None:
+        """Hand what cannot be delivered now to the pipeline (spool or drop); a replayed event
+        simply stays in the spool."""
+        replayed = [d for d in deliveries if d.spool_id is not None]
+        fresh = [d for d in deliveries if d.spool_id is None]
+        name = self.backend.name
+        for delivery in replayed:
+            delivery.ticket.settle(name, Spooled(f"still failing: {reason}"))
+        if replayed:
+            with self._cond:
+                self._spool_check_at = time.monotonic() + self.policy.max_backoff
+        if not fresh:
+            return
         result: Result = Dropped(reason)
         with capture_internal_exceptions():
-            result = self._on_give_up(self.backend, delivery, reason)
-        delivery.ticket.settle(self.backend.name, result)
+            result = self._on_give_up(self.backend, fresh, reason)
+        for delivery in fresh:
+            delivery.ticket.settle(name, result)
 
     # -- shutdown -------------------------------------------------------------------------------
 
@@ -263,16 +432,12 @@ class BackendWorker:
             leftovers = list(self._ready) + [item[2] for item in self._retry] + list(self._sending)
             self._ready.clear()
             self._retry.clear()
+            self._sending.clear()
             self._cond.notify_all()
-        for delivery in leftovers:
-            self._give_up(delivery, "shutdown budget exhausted")
-
-    def wait_idle(self, timeout: float | None) -> bool:
-        """Wait until nothing is queued, retrying or being sent."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: not (self._ready or self._retry or self._sending), timeout
-            )
+        if leftovers:
+            self._give_up(leftovers, "shutdown budget exhausted")
 
     def snapshot(self) -> dict[str, Any]:
-        return self.stats.snapshot(self.queued())
+        result = self.stats.snapshot(self.queued())
+        result["circuit"] = self.circuit.state
+        return result

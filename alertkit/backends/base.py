@@ -75,6 +75,9 @@ class BaseBackend:
     #: Deliver in capture order: one thread, and nothing new is sent while an earlier event waits
     #: for its retry (head-of-line blocking, for destinations where order carries meaning).
     ordered: ClassVar[bool] = False
+    #: Backends that page or message people get storm control (one alert per fingerprint and
+    #: window, then a digest); sinks that store or aggregate events get every event.
+    storm_controlled: ClassVar[bool] = False
 
     def __init__(self, *, name: str | None = None, min_level: str | int | None = None) -> None:
         self.name = name or self.scheme

@@ -1,0 +1,77 @@
+"""The durable spool as the pipeline uses it: give-ups go in, replays come out.
+
+:mod:`alertkit.spool` stores envelopes in SQLite; this module connects it to one backend's worker.
+A replayed event gets a ticket whose result decides the row's fate: delivered rows are deleted,
+rejected rows dropped for good, anything else released to be tried again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from alertkit.outcomes import Delivered, Dropped, Rejected, Result, Spooled
+from alertkit.spool import Spool, SpoolError
+from alertkit.stats import BackendStats
+from alertkit.worker import Delivery, Ticket
+
+log = logging.getLogger("alertkit.spooling")
+
+
+class BackendSpool:
+    """One backend's view of the shared spool (implements ``worker.SpoolLink``)."""
+
+    def __init__(self, spool: Spool, backend_name: str, stats: BackendStats) -> None:
+        self.spool = spool
+        self.name = backend_name
+        self.stats = stats
+
+    def save(self, deliveries: Sequence[Delivery], reason: str) -> Result:
+        """Spool fresh deliveries that could not be delivered now."""
+        try:
+            for delivery in deliveries:
+                self.spool.put(self.name, delivery.envelope, reason)
+        except SpoolError as exc:
+            log.warning("%s: could not spool %d events: %s", self.name, len(deliveries), exc)
+            self.stats.add("dropped", len(deliveries), reason=f"spool failed: {exc}")
+            return Dropped(f"{reason}; spool failed: {exc}")
+        self.stats.add("spooled", len(deliveries), reason=reason)
+        return Spooled(reason)
+
+    def has_pending(self) -> bool:
+        try:
+            return self.spool.counts().get(self.name, 0) > 0
+        except SpoolError:
+            return False
+
+    def claim(self, limit: int) -> list[Delivery]:
+        try:
+            rows = self.spool.claim(self.name, limit)
+        except SpoolError as exc:
+            log.warning("%s: could not read the spool: %s", self.name, exc)
+            return []
+        now = time.time()
+        deliveries = []
+        for row in rows:
+            ticket = Ticket(1, lambda t, row_id=row.id: self._settle(row_id, t.results))
+            deliveries.append(Delivery(row.envelope, ticket, spool_id=row.id, born=now))
+        return deliveries
+
+    def _settle(self, row_id: int, results: dict[str, Result]) -> None:
+        result = results.get(self.name)
+        try:
+            if isinstance(result, Delivered):
+                self.spool.ack([row_id])
+            elif isinstance(result, Rejected):
+                self.spool.drop([row_id])
+            else:
+                self.spool.release([row_id], getattr(result, "reason", None))
+        except SpoolError as exc:
+            log.warning("%s: spool update failed for row %s: %s", self.name, row_id, exc)
+
+    def evicted(self) -> int:
+        try:
+            return int(self.spool.evicted().get(self.name, 0))
+        except SpoolError:
+            return 0
