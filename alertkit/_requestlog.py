@@ -76,6 +76,7 @@ class RequestLog:
         self.escalated_at: str | None = None
         self._service_clock: dict[str, float] = {}
         self._recorded_errors = 0
+        self._error_keys: dict[str, int] = {}
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -138,10 +139,12 @@ class RequestLog:
                 more["value"] += 1
             return
         self._recorded_errors += 1
-        name, n = key, 1
-        while name in section:
+        n = self._error_keys.get(key, 0)
+        name = key if n == 0 else f"{key} #{n + 1}"
+        while name in section:  # only when add_to_log took the name first
             n += 1
-            name = f"{key} #{n}"
+            name = f"{key} #{n + 1}"
+        self._error_keys[key] = n + 1
         entry = self.put(
             ERROR_LOGS, name, message, code=None, message=message, level=level, extras=None
         )

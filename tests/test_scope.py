@@ -448,3 +448,17 @@ def test_recorded_errors_are_bounded_per_request(client: Client, app_log: loggin
         errors = get_all_logs()["error_logs"]
     assert len(errors) == 51
     assert errors["more errors"]["value"] == 30
+
+
+def test_repeated_errors_get_numbered_keys_that_never_overwrite(
+    client: Client, app_log: logging.Logger
+) -> None:
+    """The same logger failing again adds 'name #2', skipping a key the application took."""
+    with client.scope():
+        add_to_log("tests.scope.app #2", "mine", tag="error_logs", level="warning")
+        app_log.error("first")
+        app_log.error("second")
+        errors = get_all_logs()["error_logs"]
+    assert errors["tests.scope.app"]["value"] == "first"
+    assert errors["tests.scope.app #2"]["value"] == "mine"
+    assert errors["tests.scope.app #3"]["value"] == "second"
