@@ -45,6 +45,7 @@ from alertkit._requestlog import (
     top_entry,
 )
 from alertkit._safe import to_json_safe
+from alertkit.guard import capture_internal_exceptions
 from alertkit.levels import LEVEL_NUMBERS, level_from_number, normalize_level
 from alertkit.models import Envelope
 from alertkit.stacktrace import (
@@ -210,12 +211,13 @@ class Scope:
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
-            failure = exc if isinstance(exc, Exception) else None
-            if failure is not None:
-                self.record_exception(failure)
-            self.end_logging()
-            if self.escalate_from is not None:
-                self.escalate(from_level=self.escalate_from, exc_info=failure)
+            with capture_internal_exceptions():  # never replace the application's exception
+                failure = exc if isinstance(exc, Exception) else None
+                if failure is not None:
+                    self.record_exception(failure)
+                self.end_logging()
+                if self.escalate_from is not None:
+                    self.escalate(from_level=self.escalate_from, exc_info=failure)
         finally:
             token, self._token = self._token, None
             if token is not None:
@@ -321,7 +323,7 @@ class Scope:
         )
 
     def _record_error(self, key: str, message: str, level: str, trace: Trace) -> None:
-        with self._lock:
+        with capture_internal_exceptions(), self._lock:
             self._log.record_error(key, message, level, trace)
 
     # -- sending -----------------------------------------------------------------------------------
@@ -464,17 +466,22 @@ def scope_for_log(data: Mapping[str, Any], level: str, info: Any) -> ScopeContex
     if scope is None:
         return None
     if LEVEL_NUMBERS[level] >= logging.ERROR:
-        found = {
-            str(k).lower(): v
-            for k, v in data.items()
-            if str(k).lower() in ("eventtype", "eventmessage")
-        }
-        trace = _usable(info)
-        exc = trace if isinstance(trace, BaseException) else trace[1] if trace else None
-        key = found.get("eventtype") or (exception_type_name(type(exc)) if exc else "log")
-        text = found.get("eventmessage") or (safe_str(exc) if exc else "")
-        scope._record_error(safe_str(key), safe_str(text), level, trace)
+        with capture_internal_exceptions():
+            _record_log_error(scope, data, level, info)
     return scope.context
+
+
+def _record_log_error(scope: Scope, data: Mapping[str, Any], level: str, info: Any) -> None:
+    found = {
+        name: value
+        for name, value in ((safe_str(k).lower(), v) for k, v in data.items())
+        if name in ("eventtype", "eventmessage")
+    }
+    trace = _usable(info)
+    exc = trace if isinstance(trace, BaseException) else trace[1] if trace else None
+    key = found.get("eventtype") or (exception_type_name(type(exc)) if exc else "log")
+    text = found.get("eventmessage") or (safe_str(exc) if exc else "")
+    scope._record_error(safe_str(key), safe_str(text), level, trace)
 
 
 def scope_for_event(envelope: Envelope) -> ScopeContext | None:

@@ -242,3 +242,19 @@ def test_bad_escalate_from_is_rejected() -> None:
     """escalate_from is checked when the middleware is built, not at the first request."""
     with pytest.raises(ValueError, match="unknown log level"):
         AlertkitMiddleware(_lifespan_app, escalate_from="loud")
+
+
+@pytest.mark.allow_internal_errors
+def test_a_broken_default_client_does_not_break_requests(
+    monkeypatch: pytest.MonkeyPatch, internal_errors: list[BaseException]
+) -> None:
+    """If the default client cannot be made, requests still run (without a scope) and the
+    problem is reported to alertkit's internal log."""
+    from alertkit import api
+
+    monkeypatch.setattr(api, "_default", None)
+    monkeypatch.setenv("ALERTKIT_BACKENDS", "nosuchscheme://x")
+    [reply] = get(make_app(None), "/ok")
+    assert reply.status_code == 200
+    assert [type(e).__name__ for e in internal_errors] == ["ConfigError"]
+    assert api._default is None
