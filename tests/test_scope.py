@@ -462,3 +462,20 @@ def test_repeated_errors_get_numbered_keys_that_never_overwrite(
     assert errors["tests.scope.app"]["value"] == "first"
     assert errors["tests.scope.app #2"]["value"] == "mine"
     assert errors["tests.scope.app #3"]["value"] == "second"
+
+
+def test_incident_lifecycle_messages_are_not_scope_events(
+    client: Client, memory: MemoryBackend
+) -> None:
+    """acknowledge/resolve sent inside a scope keep their own identity: no scope user, tags or
+    correlation id, and nothing recorded in the request log."""
+    with client.scope(tags={"route": "ops"}, user="jill"):
+        client.resolve("disk-full-web001")
+        log = get_all_logs()
+    assert client.flush(5)
+    [envelope] = memory.envelopes
+    assert envelope.kind == "resolve"
+    assert envelope.event.event_user is None
+    assert envelope.event.context_cross_app_correlation_id is None
+    assert "route" not in envelope.tags
+    assert log["error_logs"] == {} and log["log_level"] == "info"
