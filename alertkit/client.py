@@ -21,6 +21,7 @@ from alertkit.levels import LEVEL_NUMBERS, normalize_level
 from alertkit.models import AppEvent, Envelope
 from alertkit.pipeline import DropCallback, Pipeline, Processor, Results
 from alertkit.retry import RetryPolicy
+from alertkit.scope import Scope, scope_for_event, scope_for_log
 from alertkit.stacktrace import (
     ExcInfo,
     build_stacktrace,
@@ -366,6 +367,7 @@ class Client:
         level = normalize_level(log_level)
         info = resolve_exc_info(exc_info)
         data = dict(arg_dict) if isinstance(arg_dict, Mapping) else {"data": arg_dict}
+        scope = scope_for_log(data, level, info)
 
         created = time.time()
 
@@ -387,9 +389,10 @@ class Client:
             if info is not None:
                 self._apply_exception(event, info)
                 exc_text = format_exception_text(info)
-            return self.envelope_for(
+            envelope = self.envelope_for(
                 event, details=to_json_safe(details), exc_text=exc_text, created=created
             )
+            return envelope if scope is None else scope.apply(envelope)
 
         return self._submit(capture, None)
 
@@ -423,6 +426,10 @@ class Client:
             envelope = self.envelope_for(event)
         else:
             raise TypeError(f"send_event needs an AppEvent, not {type(event).__name__}")
+        scope = scope_for_event(envelope)
+        if scope is not None:
+            tags_win = not isinstance(event, Envelope)  # an Envelope's own tags are per-event
+            return self._submit(lambda: scope.apply(envelope, tags_win=tags_win), callback)
         return self._submit(lambda: envelope, callback)
 
     def acknowledge(self, dedup_key: str) -> Future[Results]:
@@ -461,6 +468,21 @@ class Client:
                 timestamp=timestamp,
             )
         )
+
+    def scope(
+        self,
+        tags: Iterable[str] | Mapping[str, Any] | None = None,
+        user: str | None = None,
+        *,
+        escalate_from: str | int | None = None,
+    ) -> Scope:
+        """A per-request scope: ``with client.scope(tags=..., user=...) as scope:``.
+
+        Events captured inside carry its tags, user and ``alert_id``; ``alertkit.scope``'s
+        functions (``add_to_log``, ``escalate`` ...) work on it. With ``escalate_from``, leaving
+        the block escalates when the request reached that level. See :mod:`alertkit.scope`.
+        """
+        return Scope(self, tags=_parse_tags(tags or ()), user=user, escalate_from=escalate_from)
 
     def submit_capture(self, capture: Callable[[], Envelope | None]) -> bool:
         """Queue a capture (a callable run on the policy thread that builds the envelope)."""

@@ -19,6 +19,7 @@ from alertkit.client import Client
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.levels import level_from_number
 from alertkit.models import Envelope
+from alertkit.scope import ScopeContext, scope_for_record
 from alertkit.stacktrace import (
     exception_type_name,
     format_exception_text,
@@ -70,7 +71,11 @@ def is_ignored(name: str) -> bool:
 
 
 def envelope_from_record(
-    client: Client, attrs: dict[str, Any], message: str, incident_key: str | None
+    client: Client,
+    attrs: dict[str, Any],
+    message: str,
+    incident_key: str | None,
+    scope: ScopeContext | None = None,
 ) -> Envelope:
     """Build the event of a log record (WIRE.md section 1 mapping); runs on the policy thread."""
     levelno = int(attrs.get("levelno", logging.ERROR))
@@ -91,12 +96,12 @@ def envelope_from_record(
         exc_text = (exc_text + "\n" if exc_text else "") + str(attrs["stack_info"])
     extra = {k: v for k, v in attrs.items() if k not in _RECORD_ATTRS and not k.startswith("_")}
     steering = {k: extra.pop(k) for k in _STEERING if k in extra}
-    tags = dict(client.tags)
+    tags = dict(client.tags) if scope is None else {**client.tags, **scope.tags}
     if isinstance(steering.get("tags"), dict):
         tags.update({str(k): safe_str(v) for k, v in steering["tags"].items()})
     key = incident_key or steering.get("incident_key") or steering.get("dedup_key")
     template = attrs.get("msg")
-    return Envelope(
+    envelope = Envelope(
         event=event,
         levelno=levelno,
         logger_name=logger_name,
@@ -109,6 +114,7 @@ def envelope_from_record(
         tags=tags,
         created=created,
     )
+    return envelope if scope is None else scope.apply(envelope, tags_win=False)
 
 
 def _dict_list(value: Any) -> list[dict[str, str]]:
@@ -180,8 +186,14 @@ class AlertHandler(logging.Handler):
                     f"{safe_str(record.msg)} (message arguments failed to format: "
                     f"{to_json_safe(record.args)!r})"
                 )
+            scope = scope_for_record(record, message)
             capture = partial(
-                envelope_from_record, self.client, dict(record.__dict__), message, self.incident_key
+                envelope_from_record,
+                self.client,
+                dict(record.__dict__),
+                message,
+                self.incident_key,
+                scope,
             )
             if not self.client.submit_capture(capture):
                 self.dropped += 1

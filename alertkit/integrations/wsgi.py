@@ -1,0 +1,124 @@
+"""WSGI middleware (Flask, Django, any WSGI app): a scope per request.
+
+::
+
+    from flask import Flask
+    from alertkit.integrations.wsgi import AlertkitMiddleware
+
+    app = Flask(__name__)
+    app.wsgi_app = AlertkitMiddleware(app.wsgi_app, escalate_from="error")
+
+See :mod:`alertkit.integrations` for what happens per request. The scope stays current while the
+server iterates the response body (a streamed body's errors are caught too) and ends when the server
+closes the response, as PEP 3333 requires every server to do.
+
+Flask and Django turn an unhandled exception into a 500 response themselves (unless Flask's
+``PROPAGATE_EXCEPTIONS`` is on): the middleware then sees the 500, which makes the request an error,
+and the traceback reaches ``error_logs`` through the framework's own error log record when an
+:class:`~alertkit.AlertHandler` is attached to logging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.util import request_uri
+
+from alertkit.client import Client
+from alertkit.integrations import RequestTracker
+
+__all__ = ["AlertkitMiddleware"]
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+def _status_code(status: str) -> int | None:
+    try:
+        return int(str(status).split(" ", 1)[0])
+    except ValueError:
+        return None
+
+
+class _Response:
+    """The app's response iterable, calling ``done`` once: on an error while iterating, when the
+    body is exhausted, or at ``close()``, whichever comes first."""
+
+    def __init__(
+        self, result: Iterable[bytes], done: Callable[[BaseException | None], None]
+    ) -> None:
+        self._result = result
+        self._done: Callable[[BaseException | None], None] | None = done
+
+    def _finish(self, exc: BaseException | None) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done(exc)
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._result
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+        self._finish(None)  # the body is sent: end now, even if the server never calls close()
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+        finally:
+            self._finish(None)
+
+
+class AlertkitMiddleware:
+    """Wrap a WSGI app so each request runs in its own alertkit scope.
+
+    Args:
+        app: the WSGI application (for Flask: ``app.wsgi_app``; for Django: the
+            ``get_wsgi_application()`` object).
+        client: the client to report through; default ``alertkit.get_client()`` at request time.
+        escalate_from: the request level from which the request log is escalated.
+
+    Raises:
+        ValueError: unknown ``escalate_from``.
+    """
+
+    def __init__(
+        self, app: WSGIApp, client: Client | None = None, escalate_from: str | int = "error"
+    ) -> None:
+        self.app = app
+        self.tracker = RequestTracker(client, escalate_from)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD") or "GET")
+        path = (str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")) or "/"
+        try:
+            url: str | None = request_uri(environ, include_query=False)
+        except Exception:  # an environ without the server keys
+            url = None
+        alert_scope = self.tracker.begin(method, path, url)
+        if alert_scope is None:
+            return self.app(environ, start_response)
+        status: list[int | None] = [None]
+
+        def watch_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
+            status[0] = _status_code(status_line)
+            if exc_info is None:
+                return start_response(status_line, headers)
+            return start_response(status_line, headers, exc_info)
+
+        def done(exc: BaseException | None) -> None:
+            self.tracker.finish(alert_scope, method, path, status[0], exc)
+
+        try:
+            result = self.app(environ, watch_start_response)
+        except BaseException as exc:
+            done(exc)
+            raise
+        return _Response(result, done)
