@@ -148,11 +148,13 @@ def summarize(envelope: Envelope, *, app_name: str | None = None) -> Summary:
     event_type = event.event_type or "event"
     where = app_name or envelope.logger_name or ""
     stage = event.deployment_stage or ""
-    name = f"[{level.upper()}] {short_type(event_type)}"
+    name = one_line(f"[{level.upper()}] {short_type(event_type)}")
     headline = cut(one_line(message), MAX_TITLE_MESSAGE)
     title = f"{name}: {headline}" if headline else name
     if where or stage:
-        suffix = " —" + (f" {where}" if where else "") + (f" ({stage})" if stage else "")
+        suffix = " " + one_line(
+            "—" + (f" {where}" if where else "") + (f" ({stage})" if stage else "")
+        )
         title += suffix
         name += suffix
     when = format_time(event.event_time, envelope.created)

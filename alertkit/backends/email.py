@@ -231,6 +231,8 @@ class EmailBackend(BaseBackend):
         return smtp
 
     def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        if not batch:
+            return []
         try:
             smtp = self._connect()
         except smtplib.SMTPNotSupportedError as exc:
