@@ -49,7 +49,7 @@ class _RedactFilter(logging.Filter):
 
 def redact_in_library_logs(backend: _Masking) -> None:
     """Mask ``backend``'s secrets in urllib3's log records for as long as the backend lives."""
-    global _installed  # noqa: PLW0603 - one filter for the process, installed on first use
+    global _installed
     with _lock:
         _backends.add(backend)
         if not _installed:

@@ -77,8 +77,7 @@ class EmailBackend(BaseBackend):
     max_batch = 20
     max_concurrency = 2
 
-    # The positional order is the documented Escalite-compatible signature of issue 5.
-    def __init__(  # noqa: PLR0917
+    def __init__(
         self,
         smtp_server: str,
         smtp_port: int = 587,

@@ -66,8 +66,7 @@ class WhatsAppBackend(BaseBackend):
     max_batch = 20
     max_concurrency = 2
 
-    # The positional order is the documented signature of issue 5.
-    def __init__(  # noqa: PLR0917
+    def __init__(
         self,
         api_url: str,
         token: str,

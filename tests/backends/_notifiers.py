@@ -13,7 +13,7 @@ from alertkit import Client, Envelope
 FAST_RETRY = alertkit.RetryPolicy(backoff=0.01, max_backoff=0.05)
 
 
-class PaymentDeclined(Exception):  # noqa: N818 - the name the example title shows
+class PaymentDeclined(Exception):
     """The exception of the example title: ``[ERROR] PaymentDeclined: card refused — ...``."""
 
 
