@@ -16,15 +16,23 @@ _LAZY: dict[str, str] = {
     "HttpBackend": "alertkit.backends.http",
     "LocalBackend": "alertkit.backends.local",
     "PagerDutyBackend": "alertkit.backends.pagerduty",
+    "EmailBackend": "alertkit.backends.email",
+    "SlackBackend": "alertkit.backends.slack",
+    "TelegramBackend": "alertkit.backends.telegram",
+    "WhatsAppBackend": "alertkit.backends.whatsapp",
 }
 
 __all__ = [
     "Backend",
     "BaseBackend",
     "ClientContext",
+    "EmailBackend",
     "HttpBackend",
     "LocalBackend",
     "PagerDutyBackend",
+    "SlackBackend",
+    "TelegramBackend",
+    "WhatsAppBackend",
     "create_backend",
     "known_schemes",
     "register",

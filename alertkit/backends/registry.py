@@ -17,6 +17,11 @@ _BUILTIN: dict[str, str] = {
     "https": "alertkit.backends.http:HttpBackend",
     "local": "alertkit.backends.local:LocalBackend",
     "pagerduty": "alertkit.backends.pagerduty:PagerDutyBackend",
+    "slack": "alertkit.backends.slack:SlackBackend",
+    "smtp": "alertkit.backends.email:EmailBackend",
+    "smtps": "alertkit.backends.email:EmailBackend",
+    "tgram": "alertkit.backends.telegram:TelegramBackend",
+    "whatsapp": "alertkit.backends.whatsapp:WhatsAppBackend",
 }
 _CUSTOM: dict[str, type[BaseBackend]] = {}
 

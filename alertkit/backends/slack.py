@@ -1,0 +1,170 @@
+"""Slack incoming webhooks: one Block Kit message per event, with a plain ``text`` fallback.
+
+WIRE.md section 4: ``POST <webhook_url>`` with JSON ``{"text": ..., "blocks": [...]}``. Slack
+answers 200 ``ok``; 4xx with a short text reason (``invalid_payload``, ``no_service`` for a revoked
+webhook, ``channel_not_found``, ``channel_is_archived`` ...), which is permanent; 429 with
+``Retry-After``; 5xx, which is retried. The webhook URL's path is the secret: whoever has it can
+post to the channel, so it is masked in ``repr()`` and in every reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from alertkit._http import HttpTransport, TransportError, classify_response
+from alertkit.backends._message import render_text, slack_blocks, slack_escape, summarize
+from alertkit.backends._redact import redact_in_library_logs
+from alertkit.backends.base import MASK, BaseBackend, ClientContext
+from alertkit.errors import ConfigError
+from alertkit.models import Envelope
+from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
+
+DEFAULT_HOST = "hooks.slack.com"
+_MAX_TEXT = 3000
+
+
+class SlackBackend(BaseBackend):
+    """Posts each event to a Slack channel through an incoming webhook.
+
+    URL form: ``slack://hooks.slack.com/services/T000/B000/XXXX`` (or the short
+    ``slack://T000/B000/XXXX``), options ``?endpoint=`` (another base URL, for tests and proxies),
+    ``timeout``, ``connections``, ``verify``, ``name`` and ``min_level``.
+
+    Args:
+        webhook_url: the full ``https://hooks.slack.com/services/...`` URL Slack gave you.
+        timeout: per-request timeout in seconds; default: the client's.
+        connections: keep-alive connections in the pool; default: the client's.
+        verify: verify TLS certificates (keep it on outside tests).
+        name: the backend's name in stats and results (default ``slack``).
+        min_level: the lowest level sent here (``"warning"``, ``"error"`` or a number).
+
+    Raises:
+        ConfigError: the URL is not an http(s) URL with a webhook path.
+    """
+
+    scheme = "slack"
+    secret_fields = ("webhook_url", "_webhook_path", "_webhook_token")
+    max_batch = 20
+    max_concurrency = 2
+
+    def __init__(
+        self,
+        webhook_url: str,
+        *,
+        timeout: float | None = None,
+        connections: int | None = None,
+        verify: bool = True,
+        name: str | None = None,
+        min_level: str | int | None = None,
+    ) -> None:
+        super().__init__(name=name, min_level=min_level)
+        if not isinstance(webhook_url, str) or not webhook_url.lower().startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError(
+                "slack: webhook_url must be an http(s) URL (https://hooks.slack.com/services/...)"
+            )
+        parts = urlsplit(webhook_url)
+        if not parts.netloc or parts.path.strip("/") == "":
+            raise ConfigError(
+                "slack: webhook_url has no webhook path "
+                "(expected https://hooks.slack.com/services/T.../B.../...)"
+            )
+        if timeout is not None and timeout <= 0:
+            raise ConfigError("slack: timeout must be positive")
+        if connections is not None and connections < 1:
+            raise ConfigError("slack: connections must be at least 1")
+        self.webhook_url = webhook_url
+        self._webhook_path = parts.path
+        self._webhook_token = parts.path.rstrip("/").rpartition("/")[2]
+        self._base = f"{parts.scheme}://{parts.netloc}"
+        self.timeout = timeout
+        self.connections = connections
+        self.verify = verify
+        self.app_name: str | None = None
+        self._transport: HttpTransport | None = None
+        redact_in_library_logs(self)
+
+    @classmethod
+    def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
+        cls._reject_unknown("slack", query, ["endpoint", "timeout", "connections", "verify"])
+        options: dict[str, Any] = {}
+        try:
+            if "timeout" in query:
+                options["timeout"] = float(query["timeout"])
+            if "connections" in query:
+                options["connections"] = int(query["connections"])
+        except ValueError as exc:
+            raise ConfigError(f"slack: {exc}") from None
+        if "verify" in query:
+            options["verify"] = query["verify"].lower() not in ("0", "false", "no")
+        host = unquote(parts.netloc)
+        path = unquote(parts.path)
+        if host and "." not in host:
+            # The short form slack://T000/B000/XXXX names the three tokens only.
+            path, host = f"/services/{host}{path}", DEFAULT_HOST
+        if not host or not path.strip("/"):
+            raise ConfigError(
+                "slack: the URL needs the webhook path, e.g. "
+                "slack://hooks.slack.com/services/T000/B000/XXXX"
+            )
+        base = query.get("endpoint") or f"https://{host}"
+        options["webhook_url"] = base.rstrip("/") + path
+        return options
+
+    def bind(self, context: ClientContext) -> None:
+        if self.timeout is None:
+            self.timeout = context.timeout
+        if self.connections is None:
+            self.connections = context.connections
+        self.app_name = context.app_name
+
+    def _client(self) -> HttpTransport:
+        if self._transport is None:
+            self._transport = HttpTransport(
+                connections=self.connections or 2, timeout=self.timeout or 10.0, verify=self.verify
+            )
+        return self._transport
+
+    def payload(self, envelope: Envelope) -> dict[str, Any]:
+        """The webhook body: Block Kit blocks and the plain-text fallback Slack shows in
+        notifications and in clients that cannot draw blocks."""
+        summary = summarize(envelope, app_name=self.app_name)
+        text = slack_escape(render_text(summary))
+        if len(text) > _MAX_TEXT:
+            text = text[: _MAX_TEXT - 1] + "…"
+        return {"text": text, "blocks": slack_blocks(summary)}
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        transport = self._client()
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        outcomes: list[Outcome] = []
+        for index, envelope in enumerate(batch):
+            body = json.dumps(self.payload(envelope), ensure_ascii=False).encode("utf-8")
+            try:
+                response = transport.post(self.webhook_url, body, headers)
+            except TransportError as exc:
+                # Slack is unreachable: the rest of the batch would wait out the same timeout.
+                outcomes.extend([RetryLater(self.mask(str(exc)))] * (len(batch) - index))
+                break
+            outcome = classify_response(response)
+            if isinstance(outcome, Delivered):
+                outcome = Delivered(
+                    {"status": response.status, "response": response.text.strip()[:100]}
+                )
+            elif isinstance(outcome, RetryLater):
+                outcome = RetryLater(self.mask(outcome.reason), outcome.delay)
+            else:
+                outcome = Rejected(self.mask(outcome.reason))
+            outcomes.append(outcome)
+        return outcomes
+
+    def describe(self) -> str:
+        return f"{self._base}/{MASK}"
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()

@@ -1,0 +1,216 @@
+"""Telegram bots: one ``sendMessage`` per event, plain text, cut to Telegram's 4096 characters.
+
+WIRE.md section 4: ``POST {api_url}/bot<token>/sendMessage`` with JSON ``{"chat_id", "text"}``.
+Telegram answers ``{"ok": true, "result": {"message_id": ...}}``, or ``{"ok": false, "error_code",
+"description", "parameters"}``: 429 carries ``parameters.retry_after`` (seconds to wait), a 400
+for a group that became a supergroup carries ``parameters.migrate_to_chat_id``; 400/401/403/404 are
+permanent (bad chat, bad token, bot blocked). The bot token is part of the URL path, so it is masked
+in ``repr()`` and in every reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import SplitResult, unquote
+
+from alertkit._http import (
+    HttpResponse,
+    HttpTransport,
+    TransportError,
+    classify_response,
+    parse_retry_after,
+)
+from alertkit.backends._message import json_object, render_text, summarize
+from alertkit.backends._redact import redact_in_library_logs
+from alertkit.backends.base import MASK, BaseBackend, ClientContext
+from alertkit.errors import ConfigError
+from alertkit.models import Envelope
+from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
+
+DEFAULT_API_URL = "https://api.telegram.org"
+#: sendMessage takes 1-4096 characters of text, counted as UTF-16 code units.
+MAX_TEXT = 4096
+CUT_MARKER = "\n…[cut to Telegram's 4096-character limit]"
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units, the unit Telegram counts in (an emoji counts two)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def cut_message(text: str, limit: int = MAX_TEXT, marker: str = CUT_MARKER) -> str:
+    """``text`` if it fits in ``limit`` UTF-16 units, else its start and ``marker``, fitting."""
+    if utf16_len(text) <= limit:
+        return text
+    budget = limit - utf16_len(marker)
+    used = 0
+    for index, ch in enumerate(text):
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > budget:
+            return text[:index] + marker
+    return text
+
+
+class TelegramBackend(BaseBackend):
+    """Sends each event to a Telegram chat through a bot.
+
+    URL form: ``tgram://<bot_token>/<chat_id>`` (``chat_id`` a number such as ``-1001234567890``
+    or ``@channelname``), options ``?endpoint=`` (another Bot API server, for tests or a local
+    Bot API server), ``silent``, ``timeout``, ``connections``, ``verify``, ``name`` and
+    ``min_level``.
+
+    Args:
+        bot_token: the token BotFather gave you (``123456:ABC-DEF...``).
+        chat_id: the chat, group or channel to write to.
+        api_url: the Bot API server.
+        silent: send without a notification sound (``disable_notification``).
+        timeout: per-request timeout in seconds; default: the client's.
+        connections: keep-alive connections in the pool; default: the client's.
+        verify: verify TLS certificates (keep it on outside tests).
+        name: the backend's name in stats and results (default ``tgram``).
+        min_level: the lowest level sent here.
+
+    Raises:
+        ConfigError: a missing or malformed token, chat id or API URL.
+    """
+
+    scheme = "tgram"
+    secret_fields = ("bot_token",)
+    max_batch = 20
+    max_concurrency = 1
+
+    def __init__(
+        self,
+        bot_token: str,
+        chat_id: str | int,
+        api_url: str = DEFAULT_API_URL,
+        *,
+        silent: bool = False,
+        timeout: float | None = None,
+        connections: int | None = None,
+        verify: bool = True,
+        name: str | None = None,
+        min_level: str | int | None = None,
+    ) -> None:
+        super().__init__(name=name, min_level=min_level)
+        if (
+            not isinstance(bot_token, str)
+            or ":" not in bot_token
+            or any(c in bot_token for c in "/?# \t\n")
+        ):
+            raise ConfigError(
+                "tgram: bot_token must be the token BotFather gave (digits, a colon, then letters)"
+            )
+        if isinstance(chat_id, bool) or not isinstance(chat_id, str | int) or not str(chat_id):
+            raise ConfigError("tgram: chat_id must be a chat number or @channelname")
+        if not isinstance(api_url, str) or not api_url.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"tgram: api_url must start with http(s)://, got {api_url!r}")
+        if timeout is not None and timeout <= 0:
+            raise ConfigError("tgram: timeout must be positive")
+        if connections is not None and connections < 1:
+            raise ConfigError("tgram: connections must be at least 1")
+        self.bot_token = bot_token
+        self.chat_id = chat_id
+        self.api_url = api_url.rstrip("/")
+        self.silent = silent
+        self.timeout = timeout
+        self.connections = connections
+        self.verify = verify
+        self.app_name: str | None = None
+        self._transport: HttpTransport | None = None
+        redact_in_library_logs(self)
+
+    @classmethod
+    def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
+        cls._reject_unknown(
+            "tgram", query, ["endpoint", "silent", "timeout", "connections", "verify"]
+        )
+        chats = [unquote(p) for p in parts.path.split("/") if p]
+        if not parts.netloc or len(chats) != 1:
+            raise ConfigError(
+                "tgram: the URL must be tgram://<bot_token>/<chat_id> (one chat per backend)"
+            )
+        options: dict[str, Any] = {"bot_token": unquote(parts.netloc), "chat_id": chats[0]}
+        try:
+            if "timeout" in query:
+                options["timeout"] = float(query["timeout"])
+            if "connections" in query:
+                options["connections"] = int(query["connections"])
+        except ValueError as exc:
+            raise ConfigError(f"tgram: {exc}") from None
+        for flag in ("verify", "silent"):
+            if flag in query:
+                options[flag] = query[flag].lower() not in ("0", "false", "no")
+        if query.get("endpoint"):
+            options["api_url"] = query["endpoint"]
+        return options
+
+    def bind(self, context: ClientContext) -> None:
+        if self.timeout is None:
+            self.timeout = context.timeout
+        if self.connections is None:
+            self.connections = context.connections
+        self.app_name = context.app_name
+
+    def _client(self) -> HttpTransport:
+        if self._transport is None:
+            self._transport = HttpTransport(
+                connections=self.connections or 1, timeout=self.timeout or 10.0, verify=self.verify
+            )
+        return self._transport
+
+    def payload(self, envelope: Envelope) -> dict[str, Any]:
+        """The ``sendMessage`` body: plain text (no ``parse_mode``, so nothing needs escaping and a
+        cut cannot break markup)."""
+        text = cut_message(render_text(summarize(envelope, app_name=self.app_name)))
+        body: dict[str, Any] = {"chat_id": self.chat_id, "text": text}
+        if self.silent:
+            body["disable_notification"] = True
+        return body
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        transport = self._client()
+        url = f"{self.api_url}/bot{self.bot_token}/sendMessage"
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        outcomes: list[Outcome] = []
+        for index, envelope in enumerate(batch):
+            body = json.dumps(self.payload(envelope), ensure_ascii=False).encode("utf-8")
+            try:
+                response = transport.post(url, body, headers)
+            except TransportError as exc:
+                outcomes.extend([RetryLater(self.mask(str(exc)))] * (len(batch) - index))
+                break
+            outcomes.append(self._outcome(response))
+        return outcomes
+
+    def _outcome(self, response: HttpResponse) -> Outcome:
+        data = json_object(response.body)
+        params = json_object(data.get("parameters"))
+        outcome = classify_response(response)
+        if isinstance(outcome, Delivered):
+            result = json_object(data.get("result"))
+            return Delivered({"status": response.status, "message_id": result.get("message_id")})
+        if isinstance(outcome, RetryLater):
+            delay = outcome.delay
+            hint = params.get("retry_after")
+            if isinstance(hint, int | float) and not isinstance(hint, bool):
+                delay = float(hint)
+            elif delay is None:
+                delay = parse_retry_after(response.headers.get("retry-after"))
+            return RetryLater(self.mask(outcome.reason), delay)
+        reason = outcome.reason
+        if params.get("migrate_to_chat_id"):
+            reason += (
+                f" (the group is now the supergroup {params['migrate_to_chat_id']}: "
+                "use that chat_id)"
+            )
+        return Rejected(self.mask(reason))
+
+    def describe(self) -> str:
+        return f"{self.api_url}/bot{MASK}/sendMessage chat_id={self.chat_id}"
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
