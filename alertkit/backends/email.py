@@ -71,6 +71,7 @@ class EmailBackend(BaseBackend):
         ConfigError: no server, sender or recipient, a bad port, or both TLS modes at once.
     """
 
+    storm_controlled = True
     scheme = "smtp"
     schemes = ("smtp", "smtps")
     secret_fields = ("sender_password",)

@@ -45,6 +45,7 @@ class SlackBackend(BaseBackend):
         ConfigError: the URL is not an http(s) URL with a webhook path.
     """
 
+    storm_controlled = True
     scheme = "slack"
     secret_fields = ("webhook_url", "_webhook_path", "_webhook_token")
     max_batch = 20

@@ -76,6 +76,7 @@ class TelegramBackend(BaseBackend):
         ConfigError: a missing or malformed token, chat id or API URL.
     """
 
+    storm_controlled = True
     scheme = "tgram"
     secret_fields = ("bot_token",)
     max_batch = 20

@@ -61,6 +61,7 @@ class WhatsAppBackend(BaseBackend):
         ConfigError: a missing token or recipient, or a malformed URL.
     """
 
+    storm_controlled = True
     scheme = "whatsapp"
     secret_fields = ("token",)
     max_batch = 20
