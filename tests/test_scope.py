@@ -55,8 +55,13 @@ def memory() -> MemoryBackend:
 
 @pytest.fixture
 def client(memory: MemoryBackend) -> Iterator[Client]:
-    made = Client(backends=[memory], sample_system=False, register_atexit=False, retry=FAST,
-                  tags={"service": "shop"})
+    made = Client(
+        backends=[memory],
+        sample_system=False,
+        register_atexit=False,
+        retry=FAST,
+        tags={"service": "shop"},
+    )
     yield made
     made.shutdown(2.0)
 
@@ -79,19 +84,34 @@ def escalations(memory: MemoryBackend) -> list[Envelope]:
 def test_request_log_has_the_escalite_shape(client: Client) -> None:
     """alert_id (uuid4), three sections, level, times and date; entries carry Escalite's fields."""
     with client.scope() as scope:
-        add_to_log("cart", {"items": 2}, tag="api_logs", code=200, message="loaded",
-                   extras={"shard": 3})
+        add_to_log(
+            "cart", {"items": 2}, tag="api_logs", code=200, message="loaded", extras={"shard": 3}
+        )
         add_service_log("inventory", "checked", url="https://inventory.invalid/v1")
         add_to_log("note", "top-level, as in Escalite")
         log = end_logging()
     assert uuid.UUID(log["alert_id"]).version == 4
     assert log["alert_id"] == scope.alert_id
-    assert set(log) == {"alert_id", "api_logs", "service_logs", "error_logs", "log_level",
-                        "start_time", "end_time", "time_elapsed", "log_date", "note"}
+    assert set(log) == {
+        "alert_id",
+        "api_logs",
+        "service_logs",
+        "error_logs",
+        "log_level",
+        "start_time",
+        "end_time",
+        "time_elapsed",
+        "log_date",
+        "note",
+    }
     cart = log["api_logs"]["cart"]
     assert {k: cart[k] for k in ("value", "code", "message", "log_level", "extras")} == {
-        "value": {"items": 2}, "code": 200, "message": "loaded", "log_level": "info",
-        "extras": {"shard": 3}}
+        "value": {"items": 2},
+        "code": 200,
+        "message": "loaded",
+        "log_level": "info",
+        "extras": {"shard": 3},
+    }
     assert cart["log_time"] >= log["start_time"]
     assert log["service_logs"]["inventory"]["extras"] == {"url": "https://inventory.invalid/v1"}
     assert log["end_time"] >= log["start_time"] and log["time_elapsed"] >= 0
@@ -153,8 +173,7 @@ def test_escalate_sends_once_per_level(client: Client, memory: MemoryBackend) ->
 def test_every_backend_is_tried_when_one_fails(memory: MemoryBackend) -> None:
     """The escalation goes through the pipeline: a refusing notifier does not stop the others."""
     down = DownBackend()
-    client = Client(backends=[down, memory], sample_system=False, register_atexit=False,
-                    retry=FAST)
+    client = Client(backends=[down, memory], sample_system=False, register_atexit=False, retry=FAST)
     try:
         with client.scope():
             add_to_log("x", 1, tag="error_logs", level="error")
@@ -295,8 +314,9 @@ def test_captured_events_carry_tags_user_and_correlation_id(memory: MemoryBacken
             with events.client.scope(tags={"route": "checkout"}, user="jill") as scope:
                 logger.error("handler event")
                 events.client.log({"eventmessage": "log event"}, "warning")
-                events.client.log({"eventmessage": "own ids", "corrid": "abc", "user": "bob"},
-                                  "info")
+                events.client.log(
+                    {"eventmessage": "own ids", "corrid": "abc", "user": "bob"}, "info"
+                )
                 set_tag("step", "pay")
                 set_user("jill@example.com")
                 event = events.client.create_new_app_event("info", event_message="async event")
@@ -321,8 +341,9 @@ def test_captured_events_carry_tags_user_and_correlation_id(memory: MemoryBacken
     assert "outside any scope" not in by_message
 
 
-def test_the_scope_is_read_on_the_caller_thread(client: Client, memory: MemoryBackend,
-                                                app_log: logging.Logger) -> None:
+def test_the_scope_is_read_on_the_caller_thread(
+    client: Client, memory: MemoryBackend, app_log: logging.Logger
+) -> None:
     """An event logged just before the scope closes still carries the scope's context, although
     the policy thread builds it later."""
     with client.scope(user="ann") as scope:
@@ -358,8 +379,10 @@ def test_errors_sent_in_a_scope_enter_error_logs(client: Client) -> None:
         log = get_all_logs()
     assert list(log["error_logs"]) == ["checkout", "ZeroDivisionError"]
     assert "ZeroDivisionError" in log["error_logs"]["checkout"]["error_trace"]
-    assert "ZeroDivisionError: division by zero" in log["error_logs"]["ZeroDivisionError"][
-        "error_trace"]
+    assert (
+        "ZeroDivisionError: division by zero"
+        in log["error_logs"]["ZeroDivisionError"]["error_trace"]
+    )
     assert log["log_level"] == "fatal"
 
 

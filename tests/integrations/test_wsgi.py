@@ -49,8 +49,11 @@ def make_app(client: Client, *, propagate: bool, escalate_from: str = "error") -
         add_to_log("inventory", None, tag="service_logs", message="timed out", level="error")
         return "stale"
 
-    app.wsgi_app = AlertkitMiddleware(app.wsgi_app, client=client,  # type: ignore[method-assign]
-                                      escalate_from=escalate_from)
+    app.wsgi_app = AlertkitMiddleware(
+        app.wsgi_app,
+        client=client,  # type: ignore[method-assign]
+        escalate_from=escalate_from,
+    )
     return app
 
 

@@ -1,0 +1,96 @@
+"""Circuit breaker and token bucket: the state machine, and the worker obeying it end to end."""
+
+from __future__ import annotations
+
+import time
+
+from alertkit import Client, Delivered, RetryPolicy
+from alertkit.flow import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, TokenBucket
+from tests.servers.http import Reply, ScriptedServer
+
+
+def test_circuit_opens_after_threshold_and_probes_after_cooldown() -> None:
+    circuit = CircuitBreaker(threshold=3, cooldown=10.0, max_cooldown=40.0)
+    assert circuit.allows(0.0)
+    assert not circuit.record_failure(0.0) and not circuit.record_failure(0.0)
+    assert circuit.record_failure(0.0) and circuit.state == OPEN
+    assert not circuit.allows(5.0)
+    assert circuit.wait_time(5.0) == 5.0
+    assert circuit.allows(10.0) and circuit.state == HALF_OPEN
+    circuit.start_probe()
+    assert not circuit.allows(10.0), "one probe at a time"
+    assert circuit.record_failure(10.0) and circuit.cooldown == 20.0, "failed probe doubles"
+    assert circuit.allows(30.0)
+    assert circuit.record_success() and circuit.state == CLOSED and circuit.cooldown == 10.0
+
+
+def test_cooldown_has_a_ceiling() -> None:
+    circuit = CircuitBreaker(threshold=1, cooldown=10.0, max_cooldown=25.0)
+    now = 0.0
+    for _ in range(5):
+        circuit.record_failure(now)
+        now = circuit.open_until
+        circuit.allows(now)
+    assert circuit.cooldown == 25.0
+
+
+def test_token_bucket_waits_instead_of_dropping() -> None:
+    bucket = TokenBucket(rate=2, per=1.0)
+    assert bucket.reserve(2, bucket.stamp) == 0.0
+    wait = bucket.reserve(1, bucket.stamp)
+    assert 0.4 < wait <= 0.5
+    assert bucket.reserve(1, bucket.stamp + 0.5) == 0.0
+
+
+def test_open_circuit_stops_sending_then_a_probe_recovers() -> None:
+    """A dead destination gets `threshold` attempts, not one per event; after the cool-down a
+    single probe goes out and, once it succeeds, everything queued is delivered."""
+    with ScriptedServer([Reply(500)]) as server:
+        policy = RetryPolicy(
+            backoff=0.01,
+            max_backoff=0.02,
+            max_attempts=50,
+            circuit_threshold=3,
+            circuit_cooldown=0.5,
+            deadline=30,
+        )
+        client = Client(
+            api_key="k",
+            backends=[f"{server.url}/v1/events"],
+            retry=policy,
+            batch_size=1,
+            threads=1,
+            sample_system=False,
+            register_atexit=False,
+        )
+        futures = [
+            client.send_event_async(client.create_new_app_event(event_message=str(i)))
+            for i in range(20)
+        ]
+        time.sleep(0.3)
+        assert client.stats()["http"]["circuit"] == "open"
+        assert len(server.requests) == 3, "no hammering while the circuit is open"
+        server.set_script([Reply(200)])
+        assert client.flush(10)
+        assert all(isinstance(f.result()["http"], Delivered) for f in futures)
+        assert client.stats()["http"]["circuit"] == "closed"
+        client.shutdown(1)
+
+
+def test_rate_limited_backend_is_paced_not_dropped() -> None:
+    from alertkit.testing import MemoryBackend
+
+    class Paced(MemoryBackend):
+        rate_limit = (5, 1.0)
+
+    backend = Paced()
+    client = Client(
+        backends=[backend], batch_size=1, sample_system=False, register_atexit=False, storm_window=0
+    )
+    start = time.monotonic()
+    for i in range(8):
+        client.send_event_async(client.create_new_app_event(event_message=str(i)))
+    assert client.flush(10)
+    assert len(backend.events) == 8
+    assert time.monotonic() - start >= 0.5, "the 6th to 8th events waited for tokens"
+    client.shutdown(1)
