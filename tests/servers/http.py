@@ -35,6 +35,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
     reset: bool = False
+    reset_mid_response: bool = False
     delay: float = 0.0
 
 
@@ -64,6 +65,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if reply.delay:
             self.server.owner.release.wait(reply.delay)
+        if reply.reset_mid_response:  # half a status line, then RST
+            self.wfile.write(b"HTTP/1.1 20")
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
         payload = reply.body
         if isinstance(payload, dict):
             payload = json.dumps(payload).encode()
@@ -88,12 +95,12 @@ class _Server(ThreadingHTTPServer):
 class ScriptedServer:
     """Start with ``with ScriptedServer() as server:``; ``server.url`` is its base URL."""
 
-    def __init__(self, script: list[Reply] | Script | None = None) -> None:
+    def __init__(self, script: list[Reply] | Script | None = None, port: int = 0) -> None:
         self.requests: list[Request] = []
         self.release = threading.Event()
         self._lock = threading.Lock()
         self.set_script(script or [Reply()])
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.owner = self
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
