@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from concurrent.futures import Future
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -56,6 +55,8 @@ from alertkit.stacktrace import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from alertkit.client import Client
     from alertkit.pipeline import Results
 
