@@ -17,6 +17,8 @@ _BUILTIN: dict[str, str] = {
     "https": "alertkit.backends.http:HttpBackend",
     "local": "alertkit.backends.local:LocalBackend",
     "pagerduty": "alertkit.backends.pagerduty:PagerDutyBackend",
+    "redis": "alertkit.backends.redis:RedisBackend",
+    "rediss": "alertkit.backends.redis:RedisBackend",
     "slack": "alertkit.backends.slack:SlackBackend",
     "smtp": "alertkit.backends.email:EmailBackend",
     "smtps": "alertkit.backends.email:EmailBackend",

@@ -1,0 +1,345 @@
+"""Redis in the Chouette-IoT layout: logs and metrics that the Chouette aggregator ships to Datadog.
+
+WIRE.md section 3, as the Chouette aggregator (``akatashev/chouette-iot``, branch dev) reads it:
+
+* every queue is a pair, a sorted set ``<queue>.keys`` (member: a uuid4 string, score: the unix
+  time) and a hash ``<queue>.values`` (field: the same uuid4, value: the JSON message);
+* events go to ``chouette:logs:wrapped`` as Datadog log JSON, metrics (envelopes of kind
+  ``"metric"``, made by :mod:`alertkit.metrics`) to ``chouette:metrics:raw``.
+
+A whole batch, logs and metrics together, is written with one ``ZADD`` and one ``HSET`` per queue
+inside one MULTI/EXEC, so a batch costs one round trip whatever its size. The uuid of a message is
+derived from the envelope's event id, so a retry after an ambiguous failure (a timeout after the
+write reached Redis) overwrites the same message instead of adding a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
+
+import msgspec
+
+from alertkit.backends.base import MASK, BaseBackend, ClientContext
+from alertkit.errors import ConfigError, MissingDependency
+from alertkit.models import Envelope
+from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
+from alertkit.stacktrace import render_stacktrace
+
+LOGS_QUEUE = "chouette:logs:wrapped"
+METRICS_QUEUE = "chouette:metrics:raw"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 6379
+
+#: Keys of the log JSON itself; an ``extra`` field with one of these names goes under ``"extra"``.
+RESERVED_LOG_KEYS = frozenset(
+    {"date", "ddsource", "service", "ddtags", "level", "message", "exc_info", "extra"}
+)
+
+_ENCODER = msgspec.json.Encoder()
+_URL_OPTIONS = (
+    "service_name",
+    "socket_timeout",
+    "connect_timeout",
+    "max_connections",
+    "db",
+    "ssl_ca_certs",
+    "verify",
+)
+
+
+def chouette_log_level() -> int | None:
+    """The level of ``CHOUETTE_LOG_LEVEL`` (a name such as ``WARNING``, or a number), or None.
+
+    Raises:
+        ConfigError: the variable is set to something that is not a log level.
+    """
+    raw = os.environ.get("CHOUETTE_LOG_LEVEL", "").strip()
+    if not raw:
+        return None
+    if raw.isdigit():
+        return int(raw)
+    level = logging.getLevelName(raw.upper())
+    if not isinstance(level, int):
+        raise ConfigError(
+            f"redis: CHOUETTE_LOG_LEVEL={raw!r} is not a log level "
+            "(expected NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL or a number)"
+        )
+    return level
+
+
+def _member(event_id: str) -> str:
+    """The uuid4-style member of a message, stable across retries of the same envelope."""
+    try:
+        return str(uuid.UUID(hex=event_id))
+    except ValueError:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, event_id))
+
+
+def _parse_url(url: str | None) -> tuple[bool, str, int, int, str | None, str | None]:
+    """``(tls, host, port, db, username, password)`` of a Redis URL; no host: the environment."""
+    parts = urlsplit(url if url is not None else "redis://")
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss"):
+        raise ConfigError(f"redis: the URL must start with redis:// or rediss://, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"redis: the port in {url!r} is not a number") from None
+    host = parts.hostname
+    if not host:
+        host = os.environ.get("REDIS_HOST") or DEFAULT_HOST
+        env_port = os.environ.get("REDIS_PORT")
+        if port is None and env_port:
+            try:
+                port = int(env_port)
+            except ValueError:
+                raise ConfigError(f"redis: REDIS_PORT={env_port!r} is not a number") from None
+    if parts.query:
+        raise ConfigError(
+            f"redis: URL options ({parts.query}) are read by RedisBackend.from_url "
+            "and backend URL strings; pass them as keywords to RedisBackend()"
+        )
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ConfigError(f"redis: the database in {url!r} must be a number, got {path!r}")
+    return (
+        scheme == "rediss",
+        host,
+        port or DEFAULT_PORT,
+        int(path) if path else 0,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+    )
+
+
+class RedisBackend(BaseBackend):
+    """Writes events and metrics to Redis queues for the Chouette-IoT aggregator.
+
+    Args:
+        url: ``redis://[[user]:password@]host[:port][/db]`` or ``rediss://`` for TLS. Without a
+            URL (or without a host in it) the host and port come from ``REDIS_HOST`` and
+            ``REDIS_PORT`` as in the Chouette client, else ``127.0.0.1:6379``.
+        service_name: ``service`` and ``ddsource`` of every log; default the client's
+            ``app_name``, else the record's logger name, else ``"python"``.
+        password: overrides the URL's password.
+        db: overrides the URL's database number.
+        socket_timeout: seconds to wait on a Redis reply before the batch is retried later.
+        connect_timeout: seconds to wait for a connection; default ``socket_timeout``.
+        max_connections: size of the connection pool.
+        ssl_ca_certs: a CA bundle for ``rediss://``.
+        verify: verify the server certificate of ``rediss://`` (keep it on outside tests).
+        name: the backend's name in stats; default ``redis``.
+        min_level: the lowest level of events written; default ``CHOUETTE_LOG_LEVEL`` when set,
+            else everything. Metrics are never filtered by level.
+
+    Raises:
+        ConfigError: a malformed URL or option.
+        MissingDependency: redis-py is not installed (``pip install 'alertkit[redis]'``).
+    """
+
+    scheme = "redis"
+    schemes = ("redis", "rediss")
+    secret_fields = ("password",)
+    kinds = frozenset({"event", "metric"})
+    max_batch = 500
+    max_concurrency = 2
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        service_name: str | None = None,
+        password: str | None = None,
+        db: int | None = None,
+        socket_timeout: float = 5.0,
+        connect_timeout: float | None = None,
+        max_connections: int = 4,
+        ssl_ca_certs: str | None = None,
+        verify: bool = True,
+        name: str | None = None,
+        min_level: str | int | None = None,
+    ) -> None:
+        if min_level is None:
+            min_level = chouette_log_level()
+        super().__init__(name=name or "redis", min_level=min_level)
+        try:
+            import redis
+        except ImportError:
+            raise MissingDependency("redis", "redis", "redis") from None
+        self._redis_module = redis
+        self.tls, self.host, self.port, self.db, self.username, self.password = _parse_url(url)
+        if password is not None:
+            self.password = password
+        if db is not None:
+            self.db = db
+        if isinstance(self.db, bool) or not isinstance(self.db, int) or self.db < 0:
+            raise ConfigError(f"redis: db must be a whole number >= 0, got {self.db!r}")
+        for option, value in (
+            ("socket_timeout", socket_timeout),
+            ("connect_timeout", connect_timeout),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise ConfigError(f"redis: {option} must be a positive number, got {value!r}")
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ConfigError(f"redis: max_connections must be at least 1, got {max_connections!r}")
+        if service_name is not None and (not isinstance(service_name, str) or not service_name):
+            raise ConfigError("redis: service_name must be a non-empty string")
+        if ssl_ca_certs is not None and not self.tls:
+            raise ConfigError("redis: ssl_ca_certs needs a rediss:// URL")
+        self.service_name = service_name
+        self.socket_timeout = float(socket_timeout)
+        self.connect_timeout = float(connect_timeout or socket_timeout)
+        self.max_connections = max_connections
+        self.ssl_ca_certs = ssl_ca_certs
+        self.verify = verify
+        self._app_name: str | None = None
+        self._pool = self._make_pool()
+        self._client: Any = redis.Redis(connection_pool=self._pool)
+
+    @classmethod
+    def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
+        cls._reject_unknown("redis", query, _URL_OPTIONS)
+        options: dict[str, Any] = {}
+        try:
+            for key, kind in (
+                ("socket_timeout", float),
+                ("connect_timeout", float),
+                ("max_connections", int),
+                ("db", int),
+            ):
+                if key in query:
+                    options[key] = kind(query.pop(key))
+        except ValueError as exc:
+            raise ConfigError(f"redis: {exc}") from None
+        if "verify" in query:
+            options["verify"] = query.pop("verify").lower() not in ("0", "false", "no")
+        for key in ("service_name", "ssl_ca_certs"):
+            if key in query:
+                options[key] = query.pop(key)
+        options["url"] = parts._replace(query="", fragment="").geturl()
+        return options
+
+    def _make_pool(self) -> Any:
+        redis = self._redis_module
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "db": self.db,
+            "username": self.username,
+            "password": self.password,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "max_connections": self.max_connections,
+            # No retries inside redis-py: the worker owns retry and backoff, so a dead Redis
+            # costs one failed attempt, not redis-py's own sleeps on a delivery thread.
+            "retry": Retry(NoBackoff(), 0),
+            "client_name": "alertkit",
+        }
+        if self.tls:
+            kwargs["connection_class"] = redis.SSLConnection
+            kwargs["ssl_cert_reqs"] = "required" if self.verify else "none"
+            kwargs["ssl_check_hostname"] = self.verify
+            if self.ssl_ca_certs:
+                kwargs["ssl_ca_certs"] = self.ssl_ca_certs
+        return redis.ConnectionPool(**kwargs)
+
+    def bind(self, context: ClientContext) -> None:
+        self._app_name = context.app_name
+
+    # -- the Chouette messages ------------------------------------------------------------------
+
+    def log_message(self, envelope: Envelope) -> dict[str, Any]:
+        """The Datadog log JSON of an event, as the Chouette log handler writes it (WIRE.md 3)."""
+        event = envelope.event
+        service = self.service_name or self._app_name or envelope.logger_name or "python"
+        message: dict[str, Any] = {"msg": event.event_message}
+        if envelope.template is not None:
+            message["template"] = envelope.template
+        record: dict[str, Any] = {
+            "date": datetime.fromtimestamp(envelope.created, tz=timezone.utc).isoformat(
+                timespec="microseconds"
+            ),
+            "ddsource": service,
+            "service": service,
+            "ddtags": [f"{key}:{value}" if value else key for key, value in envelope.tags.items()],
+            "level": logging.getLevelName(envelope.levelno),
+            "message": message,
+        }
+        exc_text = envelope.exc_text or render_stacktrace(event.event_stacktrace)
+        if exc_text:
+            record["exc_info"] = exc_text
+        clashes: dict[str, Any] = {}
+        for key, value in envelope.details.items():
+            if key in RESERVED_LOG_KEYS:
+                clashes[key] = value
+            else:
+                record[key] = value
+        if clashes:
+            record["extra"] = clashes
+        return record
+
+    @staticmethod
+    def metric_message(envelope: Envelope) -> dict[str, Any]:
+        """The raw metric JSON (``metric``, ``type``, ``value``, ``timestamp``, ``tags``)."""
+        if not envelope.payload:
+            raise ValueError("a metric envelope without a payload")
+        return envelope.payload
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        outcomes: list[Outcome] = []
+        queues: dict[str, tuple[dict[str, float], dict[str, bytes]]] = {}
+        for envelope in batch:
+            try:
+                if envelope.kind == "metric":
+                    queue, body = METRICS_QUEUE, self.metric_message(envelope)
+                    score = float(body["timestamp"])
+                else:
+                    queue, body = LOGS_QUEUE, self.log_message(envelope)
+                    score = envelope.created
+                data = _ENCODER.encode(body)
+            except Exception as exc:  # a message that cannot be written now never will be
+                outcomes.append(Rejected(f"redis: cannot encode the message: {exc!r}"))
+                continue
+            member = _member(envelope.event_id)
+            keys, values = queues.setdefault(queue, ({}, {}))
+            keys[member] = score
+            values[member] = data
+            outcomes.append(Delivered({"queue": queue, "key": member}))
+        if not queues:
+            return outcomes
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            for queue, (keys, values) in queues.items():
+                pipe.zadd(f"{queue}.keys", keys)
+                pipe.hset(f"{queue}.values", mapping=values)
+            pipe.execute()
+        except (self._redis_module.RedisError, OSError) as exc:
+            reason = self.mask(f"redis {self.host}:{self.port}: {type(exc).__name__}: {exc}")
+            return [o if isinstance(o, Rejected) else RetryLater(reason) for o in outcomes]
+        return outcomes
+
+    def describe(self) -> str:
+        scheme = "rediss" if self.tls else "redis"
+        user = self.username or ""
+        auth = f"{user}:{MASK}@" if self.password else (f"{user}@" if user else "")
+        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+    def _close(self) -> None:
+        self._pool.disconnect()
