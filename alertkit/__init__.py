@@ -6,6 +6,7 @@ The public surface is exactly :data:`__all__`; everything else is an implementat
 
 from __future__ import annotations
 
+from alertkit import metrics
 from alertkit.api import get_client, init
 from alertkit.client import Client
 from alertkit.errors import AlertkitError, ConfigError, DeliveryError, MissingDependency
@@ -50,4 +51,5 @@ __all__ = [
     "get_client",
     "get_logger",
     "init",
+    "metrics",
 ]

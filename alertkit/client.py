@@ -47,6 +47,7 @@ LOG_KEYS: dict[str, str] = {
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from alertkit.metrics import Metrics
     from alertkit.spool import Spool
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -128,6 +129,8 @@ class Client:
         TypeError: an unknown option, or a value of the wrong type (the message names it).
         ValueError: a value out of range, or a bad backend URL.
     """
+
+    _metrics: Metrics | None = None
 
     def __init__(
         self,
@@ -527,6 +530,15 @@ class Client:
         _live_clients.discard(self)
 
     close = shutdown
+
+    @property
+    def metrics(self) -> Metrics:
+        """Chouette-style metrics (count, gauge, histogram, rate, set, timed) of this client."""
+        if self._metrics is None:
+            from alertkit.metrics import Metrics
+
+            self._metrics = Metrics(self)
+        return self._metrics
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per-backend counts: enqueued, queued, delivered, retried, rejected, dropped, skipped,
