@@ -67,8 +67,12 @@ def default_client() -> Iterator[tuple[Client, MemoryBackend]]:
 
 def test_every_metric_type_is_written_exactly_in_the_chouette_layout(redis_server):
     """Each call is one ``chouette:metrics:raw`` message of WIRE.md 3, scored by its timestamp."""
-    client = Client(backends=[RedisBackend(redis_server.url)], sample_system=False,
-                    register_atexit=False, retry=RetryPolicy(backoff=0.01, max_backoff=0.05))
+    client = Client(
+        backends=[RedisBackend(redis_server.url)],
+        sample_system=False,
+        register_atexit=False,
+        retry=RetryPolicy(backoff=0.01, max_backoff=0.05),
+    )
     try:
         m = client.metrics
         tags = {"shop": "eu", "tier": 2}
@@ -88,20 +92,55 @@ def test_every_metric_type_is_written_exactly_in_the_chouette_layout(redis_serve
     wire_tags = {"shop": "eu", "tier": "2"}
     assert [record for _, _, record in written] == [
         {"metric": "shop.orders", "type": "count", "value": 3, "timestamp": TS, "tags": wire_tags},
-        {"metric": "shop.visits", "type": "count", "value": 1, "timestamp": TS + 1,
-         "tags": wire_tags},
-        {"metric": "shop.stock", "type": "count", "value": -2, "timestamp": TS + 2,
-         "tags": wire_tags},
-        {"metric": "shop.queue", "type": "gauge", "value": 7.5, "timestamp": TS + 3,
-         "tags": wire_tags},
-        {"metric": "shop.latency", "type": "histogram", "value": 0.125, "timestamp": TS + 4,
-         "tags": wire_tags},
-        {"metric": "shop.bytes", "type": "rate", "value": 1024, "timestamp": TS + 5,
-         "tags": wire_tags},
-        {"metric": "shop.users", "type": "set", "value": ["jill"], "timestamp": TS + 6,
-         "tags": wire_tags},
-        {"metric": "shop.carts", "type": "set", "value": ["a", "b", "a"], "timestamp": TS + 7,
-         "tags": wire_tags},
+        {
+            "metric": "shop.visits",
+            "type": "count",
+            "value": 1,
+            "timestamp": TS + 1,
+            "tags": wire_tags,
+        },
+        {
+            "metric": "shop.stock",
+            "type": "count",
+            "value": -2,
+            "timestamp": TS + 2,
+            "tags": wire_tags,
+        },
+        {
+            "metric": "shop.queue",
+            "type": "gauge",
+            "value": 7.5,
+            "timestamp": TS + 3,
+            "tags": wire_tags,
+        },
+        {
+            "metric": "shop.latency",
+            "type": "histogram",
+            "value": 0.125,
+            "timestamp": TS + 4,
+            "tags": wire_tags,
+        },
+        {
+            "metric": "shop.bytes",
+            "type": "rate",
+            "value": 1024,
+            "timestamp": TS + 5,
+            "tags": wire_tags,
+        },
+        {
+            "metric": "shop.users",
+            "type": "set",
+            "value": ["jill"],
+            "timestamp": TS + 6,
+            "tags": wire_tags,
+        },
+        {
+            "metric": "shop.carts",
+            "type": "set",
+            "value": ["a", "b", "a"],
+            "timestamp": TS + 7,
+            "tags": wire_tags,
+        },
     ]
     assert [score for _, score, _ in written] == [TS + n for n in range(8)]
 
@@ -129,9 +168,15 @@ def test_module_level_functions_use_the_default_client(default_client):
     alertkit.metrics.rate("a.rate", 5, TS)
     alertkit.metrics.set("a.set", [1, 2], TS)
     got = [(p["metric"], p["type"], p["value"]) for p in payloads(client, backend)]
-    assert got == [("a.count", "count", 2), ("a.inc", "count", 1), ("a.dec", "count", -1),
-                   ("a.gauge", "gauge", 3), ("a.hist", "histogram", 4), ("a.rate", "rate", 5),
-                   ("a.set", "set", [1, 2])]
+    assert got == [
+        ("a.count", "count", 2),
+        ("a.inc", "count", 1),
+        ("a.dec", "count", -1),
+        ("a.gauge", "gauge", 3),
+        ("a.hist", "histogram", 4),
+        ("a.rate", "rate", 5),
+        ("a.set", "set", [1, 2]),
+    ]
 
 
 def test_metrics_ignore_level_filters(monkeypatch):
@@ -229,8 +274,11 @@ def test_timed_as_a_context_manager(memory, fake_clock):
         pass
     [payload] = payloads(client, backend)
     assert payload["type"] == "histogram"
-    assert (payload["metric"], payload["value"], payload["tags"]) == \
-        ("block.seconds", 0.25, {"step": "pay"})
+    assert (payload["metric"], payload["value"], payload["tags"]) == (
+        "block.seconds",
+        0.25,
+        {"step": "pay"},
+    )
 
 
 def test_timed_in_milliseconds_sends_whole_numbers(memory, fake_clock):
@@ -266,8 +314,9 @@ def test_timed_decorator_passes_keyword_arguments_and_the_result(memory, fake_cl
     assert add(4) == 4
     assert add.__name__ == "add"
     assert add.__doc__ == "Add and scale."
-    assert [(p["metric"], p["value"], p["tags"]) for p in payloads(client, backend)] == \
-        [("fn.seconds", 0.25, {"fn": "add"})] * 2
+    assert [(p["metric"], p["value"], p["tags"]) for p in payloads(client, backend)] == [
+        ("fn.seconds", 0.25, {"fn": "add"})
+    ] * 2
 
 
 def test_timed_decorator_on_async_def(memory, fake_clock):

@@ -77,11 +77,13 @@ def chouette_log_level() -> int | None:
 
 
 def _member(event_id: str) -> str:
-    """The uuid4-style member of a message, stable across retries of the same envelope."""
+    """The uuid4 member of a message, derived from the event id so that it is the same on every
+    retry of the envelope: its hex digits with the version and variant bits of a version-4 UUID."""
     if len(event_id) == 32 and _HEX.fullmatch(event_id):
         h = event_id.lower()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, event_id))
+        variant = "89ab"[int(h[16], 16) & 3]
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+    return str(uuid.UUID(bytes=uuid.uuid5(uuid.NAMESPACE_URL, event_id).bytes, version=4))
 
 
 class _Command:
