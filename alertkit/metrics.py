@@ -57,7 +57,6 @@ _R = TypeVar("_R")
 _clock = time.perf_counter
 _valid_names: builtins.set[str] = builtins.set()
 _MAX_CACHED_NAMES = 10_000
-_NO_TAGS: dict[str, str] = {}
 
 
 def _check_name(what: str, name: Any) -> str:
@@ -102,7 +101,7 @@ def _check_timestamp(metric: str, timestamp: Any) -> float:
 def _check_tags(tags: Mapping[str, Any] | Iterable[str] | None) -> dict[str, str]:
     """Tags as ``{key: value}`` strings, from a mapping or from ``"key:value"`` strings."""
     if not tags:
-        return _NO_TAGS
+        return {}  # a fresh dict: processors and backends may change a payload
     if isinstance(tags, str):
         raise ValueError(f"tags must be a mapping or a list of 'key:value' strings, got {tags!r}")
     items: Iterable[tuple[Any, Any]]

