@@ -167,6 +167,17 @@ def test_tags_come_from_the_client_and_from_extra(redis_server, make_client, mak
     }
 
 
+def test_scope_tags_join_the_client_tags(redis_server, make_client, make_logger):
+    """Inside ``client.scope(tags=...)`` the scope's tags override the client's, extra's win."""
+    client = make_client(RedisBackend(redis_server.url), tags={"env": "prod"})
+    logger = make_logger(client, "app.scoped")
+    with client.scope(tags={"route": "checkout", "env": "canary"}):
+        logger.error("in a request", extra={"tags": {"user": "jill"}})
+    assert client.flush(5)
+    [(_, _, record)] = read_queue(redis_server, LOGS_QUEUE)
+    assert sorted(record["ddtags"]) == ["env:canary", "route:checkout", "user:jill"]
+
+
 def test_event_without_logging_gets_its_stack_trace_as_exc_info(redis_server, make_client):
     """An AppEvent made with exc_info (no formatted text) still carries the trace as text."""
     client = make_client(RedisBackend(redis_server.url, service_name="svc"))
