@@ -306,7 +306,14 @@ def test_redis_restart_mid_run_loses_nothing(redis_server_own, make_client, make
     """Events sent while Redis restarts are retried and all arrive once it is back."""
     client = make_client(
         RedisBackend(redis_server_own.url, service_name="svc"),
-        retry=RetryPolicy(backoff=0.01, max_backoff=0.05, max_attempts=100_000, deadline=120),
+        retry=RetryPolicy(
+            backoff=0.01,
+            max_backoff=0.05,
+            max_attempts=100_000,
+            deadline=120,
+            circuit_cooldown=0.05,
+            circuit_max_cooldown=0.2,
+        ),
     )
     logger = make_logger(client, "app.restart")
     for n in range(50):
@@ -354,6 +361,7 @@ def test_redis_down_never_raises_and_is_counted(make_client, make_logger):
         or "connect" in stats["last_reason"]["retried"].lower()
     )
     assert "hunter22" not in json.dumps(stats)
+    client.shutdown(0.1)  # what is still retrying is given up and counted, not waited for
 
 
 class HangingRedis:
