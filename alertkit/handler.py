@@ -94,8 +94,9 @@ def envelope_from_record(
         exc_text = str(attrs["exc_text"])
     if attrs.get("stack_info"):
         exc_text = (exc_text + "\n" if exc_text else "") + str(attrs["stack_info"])
-    extra = {k: v for k, v in attrs.items() if k not in _RECORD_ATTRS and not k.startswith("_")}
-    steering = {k: extra.pop(k) for k in _STEERING if k in extra}
+    extra_keys = attrs.keys() - _RECORD_ATTRS  # a set operation in C: most records have none
+    extra = {k: attrs[k] for k in extra_keys if not k.startswith("_")} if extra_keys else {}
+    steering = {k: extra.pop(k) for k in _STEERING if k in extra} if extra else {}
     tags = dict(client.tags) if scope is None else {**client.tags, **scope.tags}
     if isinstance(steering.get("tags"), dict):
         tags.update({str(k): safe_str(v) for k, v in steering["tags"].items()})
@@ -106,11 +107,11 @@ def envelope_from_record(
         levelno=levelno,
         logger_name=logger_name,
         template=template if isinstance(template, str) else safe_str(template),
-        details=to_json_safe(extra),
+        details=to_json_safe(extra) if extra else {},
         exc_text=exc_text,
         incident_key=safe_str(key) if key else None,
-        links=_dict_list(steering.get("links")),
-        images=_dict_list(steering.get("images")),
+        links=_dict_list(steering["links"]) if "links" in steering else [],
+        images=_dict_list(steering["images"]) if "images" in steering else [],
         tags=tags,
         created=created,
     )

@@ -141,13 +141,15 @@ class Pipeline:
             self._wakeup.clear()
             self._send_digests(flush_all=self._closed)
             while True:
-                with self._idle:
-                    if not self._intake:
+                with self._idle:  # take a batch per lock round trip
+                    count = min(len(self._intake), 256)
+                    if not count:
                         break
-                    capture, future = self._intake.popleft()
-                    self._in_flight += 1
-                with capture_internal_exceptions():
-                    self._process(capture, future)
+                    batch = [self._intake.popleft() for _ in range(count)]
+                    self._in_flight += count
+                for capture, future in batch:
+                    with capture_internal_exceptions():
+                        self._process(capture, future)
             if self._closed and not self._intake:
                 with self._idle:
                     self._idle.notify_all()

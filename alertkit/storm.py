@@ -46,6 +46,7 @@ class StormControl:
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
         self.suppressed_total = 0
+        self._earliest = float("inf")  # the soonest end of a window that has repeats
 
     def __call__(self, envelope: Envelope) -> Envelope:
         if self.window <= 0 or envelope.kind != "event" or envelope.request_log is not None:
@@ -57,6 +58,7 @@ class StormControl:
             if current is not None and now < current.ends:
                 current.suppressed += 1
                 current.last = envelope
+                self._earliest = min(self._earliest, current.ends)
                 self.suppressed_total += 1
                 envelope.storm_suppressed = True
                 return envelope
@@ -72,21 +74,28 @@ class StormControl:
 
     def next_due(self) -> float | None:
         """Seconds until the next window with suppressed events ends, or None."""
-        with self._lock:
-            ends = [w.ends for w in self._windows.values() if w.suppressed]
-        return max(0.0, min(ends) - time.monotonic()) if ends else None
+        earliest = self._earliest
+        if earliest == float("inf"):
+            return None
+        return max(0.0, earliest - time.monotonic())
 
     def due_digests(self, *, flush_all: bool = False) -> list[Envelope]:
         """Digest events for windows that ended (all of them with ``flush_all``, at shutdown)."""
         now = time.monotonic()
+        if not flush_all and now < self._earliest:
+            return []
         digests = []
         with self._lock:
+            earliest = float("inf")
             for key, window in list(self._windows.items()):
                 if window.ends > now and not flush_all:
+                    if window.suppressed:
+                        earliest = min(earliest, window.ends)
                     continue
                 if window.suppressed:
                     digests.append(self._digest(window, now))
                 del self._windows[key]
+            self._earliest = earliest
         return digests
 
     def _digest(self, window: _Window, now: float) -> Envelope:
