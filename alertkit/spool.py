@@ -1,0 +1,528 @@
+"""The durable spool: events a backend could not take yet, kept in SQLite until it can.
+
+The pipeline spools an event (per backend) when it reaches its deadline, meets an open circuit, or is
+still queued when the shutdown budget runs out; it replays spooled events, oldest first, when the
+backend recovers and on the next start. The whole :class:`~alertkit.models.Envelope` is stored, so a
+replay carries the same ``event_id`` and a deduplicating destination sees one event.
+
+One file may be shared by several threads and several processes: SQLite's own locking (WAL mode,
+``busy_timeout``, ``BEGIN IMMEDIATE`` for every write) serialises writers, and a *lease* on claimed
+rows keeps two replayers from taking the same rows; a lease that expires (its process crashed) makes
+the rows claimable again. Delivery is therefore at least once.
+
+The spool is bounded by event count, bytes and age; the oldest rows go first and every eviction is
+counted per backend in the file itself, so any process (and ``alertkit spool list``) can report it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from alertkit._safe import safe_repr
+from alertkit.backends.local import alertkit_home
+from alertkit.errors import AlertkitError
+from alertkit.models import Envelope
+
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_EVENTS",
+    "Spool",
+    "SpoolError",
+    "SpooledEvent",
+    "default_spool_path",
+]
+
+log = logging.getLogger("alertkit.spool")
+
+DEFAULT_MAX_EVENTS = 100_000
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+DEFAULT_MAX_AGE = 7 * 24 * 3600
+_CHUNK = 500  # ids per statement: below SQLite's oldest limit of 999 bound variables
+_MASK = "****"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    backend TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    spooled_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_until REAL NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    envelope BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS spool_event ON spool (backend, event_id);
+CREATE INDEX IF NOT EXISTS spool_order ON spool (backend, created, id);
+CREATE INDEX IF NOT EXISTS spool_age ON spool (created, id);
+CREATE TABLE IF NOT EXISTS evictions (backend TEXT PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS totals (
+    one INTEGER PRIMARY KEY CHECK (one = 1), events INTEGER NOT NULL, bytes INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO totals VALUES (1, 0, 0);
+CREATE TRIGGER IF NOT EXISTS spool_insert AFTER INSERT ON spool BEGIN
+    UPDATE totals SET events = events + 1, bytes = bytes + NEW.size WHERE one = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS spool_delete AFTER DELETE ON spool BEGIN
+    UPDATE totals SET events = events - 1, bytes = bytes - OLD.size WHERE one = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS spool_resize AFTER UPDATE OF size ON spool BEGIN
+    UPDATE totals SET bytes = bytes - OLD.size + NEW.size WHERE one = 1;
+END;
+PRAGMA user_version = 1;
+"""
+
+
+class SpoolError(AlertkitError):
+    """The spool could not do what was asked (disk full, file unreadable, closed, too large)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledEvent:
+    """One claimed row: ack it when delivered, release it when still failing, drop it when rejected."""
+
+    id: int
+    backend: str
+    envelope: Envelope
+    reason: str
+    spooled_at: float
+    attempts: int
+
+
+def default_spool_path() -> Path:
+    """``$ALERTKIT_HOME/spool.db``."""
+    return alertkit_home() / "spool.db"
+
+
+def _encode(envelope: Envelope) -> bytes:
+    # A value the pipeline failed to make JSON-safe is kept as its repr rather than losing the event.
+    return msgspec.json.encode(envelope, enc_hook=safe_repr)
+
+
+# Connections inherited through fork() must be neither used nor closed in the child (SQLite's rule):
+# closing one could checkpoint or unlock a file the parent is using. They are parked here instead.
+_inherited: builtins.list[sqlite3.Connection] = []
+_live: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+
+class Spool:
+    """A bounded, multi-process spool of envelopes per backend in one SQLite file.
+
+    Args:
+        path: the database file; default ``$ALERTKIT_HOME/spool.db``. Created (mode 0600) if missing.
+        max_events: most rows in the file; beyond it the oldest are evicted and counted.
+        max_bytes: most bytes of stored envelopes (the file itself is somewhat larger).
+        max_age: seconds after capture (``Envelope.created``) after which a row is evicted.
+        lease_seconds: how long claimed rows stay invisible to other claimers before they come back.
+        timeout: seconds to wait for another process's write lock (``busy_timeout``).
+        clock: the wall clock (tests pass a fake one).
+
+    Raises:
+        ValueError: a bound is not positive.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_age: float = DEFAULT_MAX_AGE,
+        lease_seconds: float = 60.0,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        for option, value in (
+            ("max_events", max_events),
+            ("max_bytes", max_bytes),
+            ("max_age", max_age),
+            ("lease_seconds", lease_seconds),
+            ("timeout", timeout),
+        ):
+            if value <= 0 and not (option == "lease_seconds" and value == 0):
+                raise ValueError(f"spool: {option} must be positive, got {value!r}")
+        self.path = Path(path) if path is not None else default_spool_path()
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.lease_seconds = lease_seconds
+        self.timeout = timeout
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._owner = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self._closed = False
+        _live.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Spool {str(self.path)!r}>"
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        self._lock = threading.RLock()
+        if self._conn is not None:
+            _inherited.append(self._conn)
+            self._conn = None
+        self._pid = os.getpid()
+        self._owner = f"{os.getpid()}-{os.urandom(6).hex()}"
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise SpoolError(f"spool {self.path} is closed")
+        if self._pid != os.getpid():  # forked without the at-fork hook (e.g. os.fork in C code)
+            self._after_fork()
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(
+            str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            deadline = time.monotonic() + self.timeout
+            while True:  # switching to WAL needs a moment alone with the file
+                try:
+                    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        conn.execute("PRAGMA journal_mode = WAL")
+                    break
+                except sqlite3.OperationalError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+            conn.execute(
+                "PRAGMA synchronous = NORMAL"
+            )  # WAL + NORMAL: a killed process loses nothing
+            if conn.execute("PRAGMA user_version").fetchone()[0] < 1:
+                conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")  # idempotent
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; every failure becomes :class:`SpoolError`."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except (sqlite3.Error, OSError) as exc:
+                raise SpoolError(f"spool {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._connection()
+            except (sqlite3.Error, OSError) as exc:
+                raise SpoolError(f"spool {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection; idempotent. Later calls raise :class:`SpoolError`."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                if self._pid == os.getpid():
+                    conn.close()
+                else:
+                    _inherited.append(conn)
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def put(self, backend: str, envelope: Envelope, reason: str) -> None:
+        """Store ``envelope`` for ``backend``, then enforce the bounds (oldest evicted first).
+
+        Spooling the same event id for the same backend again updates its row (keeping its place).
+        An event the bounds evict at once (captured more than ``max_age`` ago) is counted in
+        :meth:`evicted` like any other eviction.
+
+        Raises:
+            SpoolError: the event was not stored (disk full, locked too long, larger than max_bytes).
+        """
+        self.put_many(backend, [envelope], reason)
+
+    def put_many(self, backend: str, envelopes: Iterable[Envelope], reason: str) -> int:
+        """Store several envelopes in one transaction (shutdown spools many at once).
+
+        Returns:
+            How many of them are in the spool afterwards (the bounds may evict some at once).
+
+        Raises:
+            SpoolError: nothing was stored; an envelope larger than ``max_bytes`` fails the call.
+        """
+        rows = []
+        for envelope in envelopes:
+            try:
+                blob = _encode(envelope)
+            except Exception as exc:
+                raise SpoolError(f"spool: cannot encode event {envelope.event_id}: {exc}") from exc
+            if len(blob) > self.max_bytes:
+                raise SpoolError(
+                    f"spool: event {envelope.event_id} is {len(blob)} bytes, "
+                    f"more than max_bytes={self.max_bytes}"
+                )
+            rows.append((envelope.event_id, envelope.created, blob))
+        if not rows:
+            return 0
+        now = self._clock()
+        with self._write() as conn:
+            ids = []
+            for event_id, created, blob in rows:
+                found = conn.execute(
+                    "SELECT id FROM spool WHERE backend = ? AND event_id = ?", (backend, event_id)
+                ).fetchone()
+                if found:
+                    conn.execute(
+                        "UPDATE spool SET envelope = ?, size = ?, reason = ?, spooled_at = ?, "
+                        "lease_until = 0, lease_owner = NULL WHERE id = ?",
+                        (blob, len(blob), reason, now, found[0]),
+                    )
+                    ids.append(found[0])
+                else:
+                    cursor = conn.execute(
+                        "INSERT INTO spool (backend, event_id, created, spooled_at, reason, size, "
+                        "envelope) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (backend, event_id, created, now, reason, len(blob), blob),
+                    )
+                    ids.append(int(cursor.lastrowid or 0))
+            self._enforce_bounds(conn, now)
+            kept = 0
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                kept += conn.execute(
+                    f"SELECT COUNT(*) FROM spool WHERE id IN ({marks})", chunk
+                ).fetchone()[0]
+        return int(kept)
+
+    def _enforce_bounds(self, conn: sqlite3.Connection, now: float) -> None:
+        evicted: Counter[str] = Counter()
+        cutoff = now - self.max_age
+        for backend, count in conn.execute(
+            "SELECT backend, COUNT(*) FROM spool WHERE created < ? GROUP BY backend", (cutoff,)
+        ).fetchall():
+            evicted[backend] += count
+        if evicted:
+            conn.execute("DELETE FROM spool WHERE created < ?", (cutoff,))
+        events, nbytes = conn.execute("SELECT events, bytes FROM totals WHERE one = 1").fetchone()
+        while events > self.max_events or nbytes > self.max_bytes:
+            oldest = conn.execute(
+                "SELECT id, backend, size FROM spool ORDER BY created, id LIMIT ?", (_CHUNK,)
+            ).fetchall()
+            if not oldest:
+                break
+            doomed = []
+            for row_id, backend, size in oldest:
+                if events <= self.max_events and nbytes <= self.max_bytes:
+                    break
+                doomed.append(row_id)
+                evicted[backend] += 1
+                events -= 1
+                nbytes -= size
+            self._delete(conn, doomed)
+        for backend, count in evicted.items():
+            conn.execute("INSERT OR IGNORE INTO evictions VALUES (?, 0)", (backend,))
+            conn.execute(
+                "UPDATE evictions SET count = count + ? WHERE backend = ?", (count, backend)
+            )
+            log.warning("spool: evicted %d oldest event(s) of %s (bounds reached)", count, backend)
+
+    @staticmethod
+    def _delete(conn: sqlite3.Connection, ids: Sequence[int]) -> int:
+        deleted = 0
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            deleted += conn.execute(f"DELETE FROM spool WHERE id IN ({marks})", chunk).rowcount
+        return deleted
+
+    # -- replaying -------------------------------------------------------------------------------
+
+    def claim(self, backend: str, limit: int) -> builtins.list[SpooledEvent]:
+        """Lease up to ``limit`` of ``backend``'s rows, oldest capture first, for ``lease_seconds``.
+
+        Rows leased by another claimer are skipped until their lease expires. A row that can no
+        longer be decoded is evicted (and counted) rather than blocking the ones behind it.
+        """
+        if limit < 1:
+            return []
+        now = self._clock()
+        claimed: builtins.list[SpooledEvent] = []
+        with self._write() as conn:
+            self._enforce_bounds(conn, now)
+            rows = conn.execute(
+                "SELECT id, envelope, reason, spooled_at, attempts, event_id FROM spool "
+                "WHERE backend = ? AND lease_until <= ? ORDER BY created, id LIMIT ?",
+                (backend, now, limit),
+            ).fetchall()
+            broken = []
+            for row_id, blob, reason, spooled_at, attempts, event_id in rows:
+                try:
+                    envelope = msgspec.json.decode(blob, type=Envelope)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    log.warning("spool: evicting unreadable event %s: %s", event_id, exc)
+                    broken.append(row_id)
+                    continue
+                claimed.append(
+                    SpooledEvent(row_id, backend, envelope, reason, spooled_at, attempts)
+                )
+            if broken:
+                self._delete(conn, broken)
+                conn.execute("INSERT OR IGNORE INTO evictions VALUES (?, 0)", (backend,))
+                conn.execute(
+                    "UPDATE evictions SET count = count + ? WHERE backend = ?",
+                    (len(broken), backend),
+                )
+            for chunk in _chunks([item.id for item in claimed]):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    f"UPDATE spool SET lease_until = ?, lease_owner = ? WHERE id IN ({marks})",
+                    (now + self.lease_seconds, self._owner, *chunk),
+                )
+        return claimed
+
+    def ack(self, ids: Iterable[int]) -> int:
+        """Delete delivered rows; returns how many were still there."""
+        with self._write() as conn:
+            return self._delete(conn, builtins.list(ids))
+
+    def drop(self, ids: Iterable[int]) -> int:
+        """Delete rows given up for good (rejected by the destination); returns how many."""
+        return self.ack(ids)
+
+    def release(self, ids: Iterable[int], reason: str | None = None, *, delay: float = 0.0) -> int:
+        """Give back rows this spool claimed and could not deliver: their attempts go up by one and
+        they become claimable again after ``delay`` seconds. Rows whose lease expired and that
+        another claimer took since are left alone. Returns how many rows were released."""
+        released = 0
+        until = self._clock() + delay if delay > 0 else 0.0
+        with self._write() as conn:
+            for chunk in _chunks(builtins.list(ids)):
+                marks = ",".join("?" * len(chunk))
+                released += conn.execute(
+                    "UPDATE spool SET lease_until = ?, lease_owner = NULL, attempts = attempts + 1, "
+                    f"reason = COALESCE(?, reason) WHERE lease_owner = ? AND id IN ({marks})",
+                    (until, reason, self._owner, *chunk),
+                ).rowcount
+        return released
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Rows per backend."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT backend, COUNT(*) FROM spool GROUP BY backend").fetchall()
+        return {backend: int(count) for backend, count in rows}
+
+    def evicted(self) -> dict[str, int]:
+        """Rows evicted by the bounds since the file was created, per backend."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT backend, count FROM evictions ORDER BY backend").fetchall()
+        return {backend: int(count) for backend, count in rows}
+
+    def size(self) -> tuple[int, int]:
+        """``(events, bytes)`` stored in the whole file, as the bounds count them."""
+        with self._read() as conn:
+            events, nbytes = conn.execute("SELECT events, bytes FROM totals").fetchone()
+        return int(events), int(nbytes)
+
+    def list(self, backend: str | None = None, limit: int = 50) -> builtins.list[dict[str, Any]]:
+        """Up to ``limit`` rows in replay order, for display; the event's ``apiKey`` is masked."""
+        where, params = ("WHERE backend = ?", [backend]) if backend is not None else ("", [])
+        now = self._clock()
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT id, backend, event_id, created, spooled_at, reason, attempts, size, "
+                f"lease_until, envelope FROM spool {where} ORDER BY created, id LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        result = []
+        for (
+            row_id,
+            name,
+            event_id,
+            created,
+            spooled_at,
+            reason,
+            attempts,
+            size,
+            until,
+            blob,
+        ) in rows:
+            try:
+                event = msgspec.json.decode(blob).get("event") or {}
+            except msgspec.DecodeError:
+                event = {}
+            if event.get("apiKey"):
+                event["apiKey"] = _MASK
+            result.append(
+                {
+                    "id": row_id,
+                    "backend": name,
+                    "event_id": event_id,
+                    "created": created,
+                    "spooled_at": spooled_at,
+                    "reason": reason,
+                    "attempts": attempts,
+                    "size": size,
+                    "leased": until > now,
+                    "event": event,
+                }
+            )
+        return result
+
+    def purge(self, backend: str | None = None) -> int:
+        """Delete every row (or ``backend``'s rows); returns how many. Eviction counts stay."""
+        with self._write() as conn:
+            if backend is None:
+                return int(conn.execute("DELETE FROM spool").rowcount)
+            return int(conn.execute("DELETE FROM spool WHERE backend = ?", (backend,)).rowcount)
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[builtins.list[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield builtins.list(ids[start : start + _CHUNK])
+
+
+def _after_fork_in_child() -> None:
+    for spool in builtins.list(_live):
+        spool._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

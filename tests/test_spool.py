@@ -1,0 +1,396 @@
+"""The durable spool: whole envelopes kept in order, leased, bounded, shared by threads and processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from alertkit.errors import AlertkitError
+from alertkit.models import (
+    AppEvent,
+    CustomData,
+    CustomDoubleData,
+    CustomStringData,
+    Envelope,
+    InnerStackTrace,
+    StackTraceLine,
+)
+from alertkit.spool import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_EVENTS,
+    Spool,
+    SpoolError,
+    default_spool_path,
+)
+
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def envelope(n: int = 0, *, created: float = T0, event_id: str | None = None) -> Envelope:
+    """A small event with a fixed-width message, so every envelope has the same size."""
+    event = AppEvent(
+        api_key="key-0123456789",
+        classification="issue",
+        event_type="ValueError",
+        event_message=f"boom {n:06d}",
+        log_level="error",
+    )
+    if event_id is None:
+        return Envelope(event=event, created=created)
+    return Envelope(event=event, created=created, event_id=event_id)
+
+
+def full_envelope() -> Envelope:
+    """An envelope using every field the pipeline may fill."""
+    event = AppEvent(
+        api_key="key-0123456789",
+        classification="issue",
+        event_type="builtins.ZeroDivisionError",
+        event_message="division by zero — ünïcode ✓",
+        log_level="fatal",
+        event_time=1_800_000_000_123,
+        event_stacktrace=[
+            InnerStackTrace(
+                type="ZeroDivisionError",
+                message="division by zero",
+                trace_lines=[StackTraceLine(function="pay", line=42, file="shop/checkout.py")],
+            )
+        ],
+        event_user="jill@example.com",
+        context_tags=["eu", "web"],
+        context_cpu_percentage=12.5,
+        custom_properties=CustomData(
+            string_data=CustomStringData(custom_data1="checkout"),
+            double_data=CustomDoubleData(custom_data1=42.5),
+        ),
+    )
+    return Envelope(
+        event=event,
+        kind="event",
+        levelno=50,
+        logger_name="shop.checkout",
+        template="Checkout failed for order %s",
+        details={"order_id": 7731, "items": [1, 2.5, None, {"sku": "A-1"}], "ok": False},
+        exc_text="Traceback (most recent call last):\n  ...\nZeroDivisionError: division by zero",
+        incident_key="checkout-7731",
+        links=[{"href": "https://shop.example/orders/7731", "text": "order"}],
+        images=[{"src": "https://img.example/a.png", "href": "https://img.example", "alt": "a"}],
+        tags={"region": "eu"},
+        request_log={"entries": [{"at": 1.5, "msg": "GET /cart"}]},
+        payload=None,
+        created=T0 + 0.25,
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def spool(tmp_path, clock) -> Spool:
+    with Spool(tmp_path / "spool.db", clock=clock) as s:
+        yield s
+
+
+def test_defaults_are_documented_values_and_the_path_is_under_alertkit_home(alertkit_home) -> None:
+    assert (DEFAULT_MAX_EVENTS, DEFAULT_MAX_BYTES, DEFAULT_MAX_AGE) == (
+        100_000,
+        200 * 1024 * 1024,
+        7 * 24 * 3600,
+    )
+    assert default_spool_path() == Path(alertkit_home) / "spool.db"
+    assert Spool().path == default_spool_path()
+    assert issubclass(SpoolError, AlertkitError)
+
+
+def test_a_full_envelope_comes_back_identical_with_its_event_id(spool) -> None:
+    original = full_envelope()
+    spool.put("http", original, "deadline of 120s exceeded")
+    (item,) = spool.claim("http", 10)
+    assert item.envelope.event_id == original.event_id
+    assert msgspec.json.encode(item.envelope) == msgspec.json.encode(original)
+    assert item.envelope.event == original.event
+    assert item.envelope.details == original.details and item.envelope.links == original.links
+    assert (item.backend, item.reason, item.attempts, item.spooled_at) == (
+        "http",
+        "deadline of 120s exceeded",
+        0,
+        T0,
+    )
+
+
+def test_claim_returns_capture_order_per_backend(spool) -> None:
+    for n, created in enumerate([T0 + 3, T0 + 1, T0 + 2]):
+        spool.put("http", envelope(n, created=created), "down")
+    spool.put("pagerduty", envelope(9, created=T0), "down")
+    messages = [e.envelope.event.event_message for e in spool.claim("http", 10)]
+    assert messages == ["boom 000001", "boom 000002", "boom 000000"]
+    assert spool.counts() == {"http": 3, "pagerduty": 1}
+
+
+def test_spooling_the_same_event_again_keeps_one_row(spool) -> None:
+    first = envelope(1)
+    spool.put("http", first, "deadline")
+    spool.put("http", first, "circuit open")
+    spool.put("pagerduty", first, "deadline")
+    assert spool.counts() == {"http": 1, "pagerduty": 1}
+    (item,) = spool.claim("http", 10)
+    assert item.reason == "circuit open"
+
+
+def test_ack_release_and_drop_settle_claimed_rows(spool) -> None:
+    for n in range(3):
+        spool.put("http", envelope(n, created=T0 + n), "down")
+    a, b, c = spool.claim("http", 10)
+    assert spool.claim("http", 10) == [], "leased rows are not claimed twice"
+    assert spool.ack([a.id]) == 1
+    assert spool.drop([b.id]) == 1
+    assert spool.release([c.id], "503 Service Unavailable") == 1
+    (again,) = spool.claim("http", 10)
+    assert (again.id, again.attempts, again.reason) == (c.id, 1, "503 Service Unavailable")
+    assert spool.ack([a.id]) == 0, "a row already acked is gone"
+
+
+def test_release_with_delay_hides_rows_until_then(spool, clock) -> None:
+    spool.put("http", envelope(), "down")
+    (item,) = spool.claim("http", 1)
+    spool.release([item.id], delay=30)
+    assert spool.claim("http", 1) == []
+    clock.now += 31
+    assert [e.id for e in spool.claim("http", 1)] == [item.id]
+
+
+def test_two_claimers_get_disjoint_rows_and_an_expired_lease_comes_back(tmp_path, clock) -> None:
+    path = tmp_path / "shared.db"
+    one = Spool(path, lease_seconds=30, clock=clock)
+    two = Spool(path, lease_seconds=30, clock=clock)
+    try:
+        for n in range(10):
+            one.put("http", envelope(n, created=T0 + n), "down")
+        first = one.claim("http", 6)
+        clock.now += 20
+        second = two.claim("http", 6)
+        assert len(first) == 6 and len(second) == 4
+        assert {e.id for e in first}.isdisjoint({e.id for e in second})
+        assert two.claim("http", 6) == []
+        clock.now += 15  # process "one" crashed: its lease runs out, "two"'s does not yet
+        back = two.claim("http", 10)
+        assert sorted(e.id for e in back) == sorted(e.id for e in first)
+        assert one.release([e.id for e in first]) == 0, "a lease taken over is not released"
+    finally:
+        one.close()
+        two.close()
+
+
+def test_threads_claiming_at_once_never_share_a_row(spool) -> None:
+    for n in range(200):
+        spool.put("http", envelope(n, created=T0 + n), "down")
+    got: list[list[int]] = [[] for _ in range(4)]
+    start = threading.Barrier(4)
+
+    def claimer(slot: int) -> None:
+        start.wait()
+        while batch := spool.claim("http", 7):
+            got[slot].extend(e.id for e in batch)
+
+    threads = [threading.Thread(target=claimer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    ids = [i for part in got for i in part]
+    assert len(ids) == 200 and len(set(ids)) == 200
+
+
+def test_count_bound_evicts_oldest_first_and_counts_it(tmp_path, clock) -> None:
+    path = tmp_path / "spool.db"
+    with Spool(path, max_events=5, clock=clock) as spool:
+        for n in range(8):
+            spool.put("http" if n % 2 else "slack", envelope(n, created=T0 + n), "down")
+        left = [item["event"]["eventMessage"] for item in spool.list()]
+        assert left == [f"boom {n:06d}" for n in range(3, 8)]
+        assert spool.evicted() == {"http": 1, "slack": 2}
+        assert spool.size()[0] == 5
+    with Spool(path, clock=clock) as reopened:
+        assert reopened.evicted() == {"http": 1, "slack": 2}, "eviction counts are persisted"
+
+
+def test_byte_bound_evicts_oldest_until_the_rest_fits(tmp_path, clock) -> None:
+    one = len(msgspec.json.encode(envelope(0)))
+    with Spool(tmp_path / "spool.db", max_bytes=3 * one + one // 2, clock=clock) as spool:
+        for n in range(5):
+            spool.put("http", envelope(n, created=T0 + n), "down")
+        assert [e.envelope.event.event_message for e in spool.claim("http", 10)] == [
+            "boom 000002",
+            "boom 000003",
+            "boom 000004",
+        ]
+        assert spool.evicted() == {"http": 2}
+        assert spool.size() == (3, 3 * one)
+
+
+def test_an_event_larger_than_the_whole_spool_is_refused(tmp_path, clock) -> None:
+    with Spool(tmp_path / "spool.db", max_bytes=100, clock=clock) as spool:
+        with pytest.raises(SpoolError, match="max_bytes"):
+            spool.put("http", full_envelope(), "down")
+        assert spool.counts() == {}
+
+
+def test_age_bound_evicts_events_captured_too_long_ago(tmp_path, clock) -> None:
+    with Spool(tmp_path / "spool.db", max_age=100, clock=clock) as spool:
+        spool.put("http", envelope(1, created=T0 - 200), "down")
+        assert spool.counts() == {} and spool.evicted() == {"http": 1}
+        spool.put("http", envelope(2, created=T0 - 50), "down")
+        assert spool.counts() == {"http": 1}
+        clock.now += 60
+        assert spool.claim("http", 10) == [], "expired rows are not replayed"
+        assert spool.evicted() == {"http": 2}
+
+
+def test_an_unreadable_row_is_evicted_instead_of_blocking_the_rest(spool) -> None:
+    spool.put("http", envelope(1, created=T0), "down")
+    spool.put("http", envelope(2, created=T0 + 1), "down")
+    with sqlite3.connect(spool.path) as conn:
+        conn.execute("UPDATE spool SET envelope = ? WHERE id = 1", (b"{not json",))
+    assert [e.envelope.event.event_message for e in spool.claim("http", 10)] == ["boom 000002"]
+    assert spool.evicted() == {"http": 1}
+
+
+def test_list_shows_event_json_without_the_api_key_and_purge_empties(spool) -> None:
+    spool.put("http", full_envelope(), "deadline")
+    spool.put("slack", envelope(1), "circuit open")
+    (row,) = spool.list("http")
+    assert row["event"]["eventType"] == "builtins.ZeroDivisionError"
+    assert row["event"]["apiKey"] == "****"
+    assert "key-0123456789" not in json.dumps(spool.list())
+    assert (row["reason"], row["attempts"], row["leased"]) == ("deadline", 0, False)
+    assert spool.purge("slack") == 1
+    assert spool.counts() == {"http": 1}
+    assert spool.purge() == 1 and spool.counts() == {}
+
+
+def test_the_file_is_private_to_its_owner(spool) -> None:
+    spool.put("http", envelope(), "down")
+    assert stat.S_IMODE(os.stat(spool.path).st_mode) == 0o600
+
+
+def test_failures_raise_spool_error_and_close_is_idempotent(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    broken = Spool(blocker / "spool.db")
+    with pytest.raises(SpoolError):
+        broken.put("http", envelope(), "down")
+    spool = Spool(tmp_path / "ok.db")
+    spool.put("http", envelope(), "down")
+    spool.close()
+    spool.close()
+    with pytest.raises(SpoolError, match="closed"):
+        spool.put("http", envelope(), "down")
+
+
+@pytest.mark.parametrize("option", ["max_events", "max_bytes", "max_age", "timeout"])
+def test_bounds_must_be_positive(option) -> None:
+    with pytest.raises(ValueError, match=option):
+        Spool(**{option: 0})
+
+
+# -- processes ---------------------------------------------------------------------------------------
+
+
+def _child_after_fork(spool: Spool, parent_conn_id: int) -> None:
+    spool.put("http", envelope(2, created=T0 + 2, event_id="from-child"), "down")
+    assert spool._conn is not None and id(spool._conn) != parent_conn_id
+    os._exit(0)
+
+
+def test_a_forked_child_reopens_and_the_parent_keeps_working(tmp_path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    spool.put("http", envelope(1, created=T0 + 1, event_id="from-parent"), "down")
+    assert spool._conn is not None
+    child = multiprocessing.get_context("fork").Process(
+        target=_child_after_fork, args=(spool, id(spool._conn))
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    spool.put("http", envelope(3, created=T0 + 3, event_id="parent-again"), "down")
+    ids = [e.envelope.event_id for e in spool.claim("http", 10)]
+    assert ids == ["from-parent", "from-child", "parent-again"]
+    spool.close()
+
+
+def _writer(path: str, writer: int, count: int) -> None:
+    with Spool(path) as spool:
+        for n in range(count):
+            spool.put("http", envelope(n, event_id=f"w{writer}-{n}", created=time.time()), "down")
+
+
+def _claimer(path: str, out: str, writers_done: Any, together: Any) -> None:
+    """Claim and ack until the writers are done and the spool is empty. The two claimers meet at
+    a barrier between claim and ack, so each claims while the other still holds its lease."""
+    claimed: list[str] = []
+    deadline = time.monotonic() + 60
+    with Spool(path) as spool:
+        while time.monotonic() < deadline:
+            finished = writers_done.is_set()
+            batch = spool.claim("http", 25)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                together.wait(10)
+            claimed.extend(item.envelope.event_id for item in batch)
+            spool.ack([item.id for item in batch])
+            if not batch and finished:
+                together.abort()  # the partner goes on alone
+                break
+            if not batch:
+                time.sleep(0.005)
+    Path(out).write_text(json.dumps(claimed))
+
+
+def test_four_writer_processes_and_two_claimers_share_one_file(tmp_path) -> None:
+    context = multiprocessing.get_context("spawn")
+    path = str(tmp_path / "shared.db")
+    Spool(path).close()  # create the file once, so the processes race on writes, not on schema
+    done = context.Event()
+    together = context.Barrier(2)
+    outs = [str(tmp_path / f"acked-{i}.json") for i in range(2)]
+    claimers = [context.Process(target=_claimer, args=(path, out, done, together)) for out in outs]
+    writers = [context.Process(target=_writer, args=(path, w, 250)) for w in range(4)]
+    for process in claimers + writers:
+        process.start()
+    for process in writers:
+        process.join(120)
+    done.set()
+    for process in claimers:
+        process.join(120)
+    assert [p.exitcode for p in writers + claimers] == [0] * 6
+    acked = [event_id for out in outs for event_id in json.loads(Path(out).read_text())]
+    with Spool(path) as spool:
+        remaining = [e.envelope.event_id for e in spool.claim("http", 2000)]
+    assert len(acked) == len(set(acked)), "no event was claimed (and acked) twice"
+    assert set(acked).isdisjoint(remaining)
+    expected = {f"w{w}-{n}" for w in range(4) for n in range(250)}
+    assert set(acked) | set(remaining) == expected, "none lost, none invented"
+    assert len(acked) + len(remaining) == 1000
