@@ -170,6 +170,7 @@ class Spool:
         self._pid = os.getpid()
         self._owner = f"{os.getpid()}-{os.urandom(6).hex()}"
         self._closed = False
+        self._next_eviction_warning = 0.0
         _live.add(self)
 
     def __repr__(self) -> str:
@@ -334,16 +335,20 @@ class Spool:
     def _enforce_bounds(self, conn: sqlite3.Connection, now: float) -> None:
         evicted: Counter[str] = Counter()
         cutoff = now - self.max_age
-        for backend, count in conn.execute(
-            "SELECT backend, COUNT(*) FROM spool WHERE created < ? GROUP BY backend", (cutoff,)
-        ).fetchall():
-            evicted[backend] += count
-        if evicted:
+        (oldest_created,) = conn.execute("SELECT MIN(created) FROM spool").fetchone()
+        if oldest_created is not None and oldest_created < cutoff:  # the cheap test, every put
+            for backend, count in conn.execute(
+                "SELECT backend, COUNT(*) FROM spool WHERE created < ? GROUP BY backend", (cutoff,)
+            ).fetchall():
+                evicted[backend] += count
             conn.execute("DELETE FROM spool WHERE created < ?", (cutoff,))
         events, nbytes = conn.execute("SELECT events, bytes FROM totals WHERE one = 1").fetchone()
         while events > self.max_events or nbytes > self.max_bytes:
+            # Usually one row over the bound: read only about as many rows as must go.
+            want = max(events - self.max_events, 8)
             oldest = conn.execute(
-                "SELECT id, backend, size FROM spool ORDER BY created, id LIMIT ?", (_CHUNK,)
+                "SELECT id, backend, size FROM spool ORDER BY created, id LIMIT ?",
+                (min(want, _CHUNK),),
             ).fetchall()
             if not oldest:
                 break
@@ -361,7 +366,17 @@ class Spool:
             conn.execute(
                 "UPDATE evictions SET count = count + ? WHERE backend = ?", (count, backend)
             )
-            log.warning("spool: evicted %d oldest event(s) of %s (bounds reached)", count, backend)
+        if evicted:
+            # A spool at its bound evicts on every put: say so once a minute, not once an event.
+            quiet = time.monotonic() < self._next_eviction_warning
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "spool %s is at its bounds: evicted the oldest %s",
+                self.path,
+                ", ".join(f"{count} of {backend}" for backend, count in sorted(evicted.items())),
+            )
+            if not quiet:
+                self._next_eviction_warning = time.monotonic() + 60.0
 
     @staticmethod
     def _delete(conn: sqlite3.Connection, ids: Sequence[int]) -> int:
