@@ -134,6 +134,7 @@ def _cut(text: str, width: int) -> str:
 #: subparsers object and registers its command (keeps optional features out of this file).
 PLUGINS: dict[str, tuple[str, str]] = {
     "bridge": ("alertkit.bridge", "add_bridge_command"),
+    "spool": ("alertkit.spool_cli", "add_spool_command"),
 }
 
 
