@@ -210,8 +210,8 @@ def _replay(args: argparse.Namespace) -> int:
             backend.close()
     summary = f"replayed {tally.replayed}, failed {tally.failed}, rejected {tally.rejected}"
     if tally.skipped:
-        names = ", ".join(f"{name} ({count})" for name, count in tally.skipped.items())
-        summary += f", skipped {sum(tally.skipped.values())} (no --url for backend {names})"
+        names = ", ".join(tally.skipped)
+        summary += f", skipped {sum(tally.skipped.values())} (no backend named {names})"
     print(summary)
     return 0 if not (tally.failed or tally.rejected or tally.skipped) else 1
 

@@ -326,6 +326,7 @@ def _child_after_fork(spool: Spool, parent_conn_id: int) -> None:
     os._exit(0)
 
 
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork()")
 def test_a_forked_child_reopens_and_the_parent_keeps_working(tmp_path) -> None:
     spool = Spool(tmp_path / "spool.db")
     spool.put("http", envelope(1, created=T0 + 1, event_id="from-parent"), "down")
