@@ -213,9 +213,8 @@ class Spool:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.01)
-            conn.execute(
-                "PRAGMA synchronous = NORMAL"
-            )  # WAL + NORMAL: a killed process loses nothing
+            # WAL + NORMAL: a killed process loses nothing; a power cut may lose the last commits.
+            conn.execute("PRAGMA synchronous = NORMAL")
             if conn.execute("PRAGMA user_version").fetchone()[0] < 1:
                 conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")  # idempotent
         except BaseException:

@@ -8,12 +8,13 @@ name, and sends each batch with a short bounded retry. Rows it cannot deliver st
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 from alertkit.backends import Backend, ClientContext, create_backend
 from alertkit.errors import ConfigError
 from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
-from alertkit.spool import Spool, SpooledEvent, default_spool_path
+from alertkit.spool import Spool, SpooledEvent, SpoolError, default_spool_path
 
 #: The longest server-requested wait the CLI honours before a retry.
 MAX_WAIT = 60.0
@@ -82,6 +83,22 @@ def add_spool_command(subparsers: Any) -> None:
     purge.set_defaults(func=_purge)
 
 
+def _spool_errors(
+    command: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """An unreadable or unwritable spool file is one line on stderr and exit status 1."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except SpoolError as exc:
+            print(f"alertkit: error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
 def _open(args: argparse.Namespace) -> Spool:
     path = Path(args.path) if args.path else default_spool_path()
     if path.is_dir():
@@ -93,6 +110,7 @@ def _open(args: argparse.Namespace) -> Spool:
 # -- list ------------------------------------------------------------------------------------------
 
 
+@_spool_errors
 def _list(args: argparse.Namespace) -> int:
     """Print spooled events, oldest (next to replay) first, and what the bounds evicted."""
     if not _exists(args):
@@ -143,6 +161,7 @@ def _exists(args: argparse.Namespace) -> bool:
 # -- purge -----------------------------------------------------------------------------------------
 
 
+@_spool_errors
 def _purge(args: argparse.Namespace) -> int:
     """Delete spooled events (all, or one backend's) after confirmation."""
     if not _exists(args):
@@ -179,6 +198,7 @@ class _Tally:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
+@_spool_errors
 def _replay(args: argparse.Namespace) -> int:
     """Deliver spooled events to the configured backends; 0 when every one was delivered."""
     backends = _backends(args.url)

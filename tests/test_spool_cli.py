@@ -203,6 +203,17 @@ def test_bad_replay_configuration_is_one_line_and_exit_2(argv, message, capsys) 
     assert err.splitlines() == [err] and message in err
 
 
+@pytest.mark.parametrize("action", ["list", "purge", "replay"])
+def test_a_file_that_is_not_a_spool_is_one_line_and_exit_1(action, tmp_path, capsys) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database " * 100)
+    extra = ["--yes"] if action == "purge" else []
+    assert main(["spool", action, "--path", str(path), *extra]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "not a database" in err
+    assert path.read_text().startswith("not a database"), "the file is left as it was"
+
+
 @pytest.mark.parametrize(
     "argv",
     [["spool"], ["spool", "list", "--limit", "0"], ["spool", "replay", "--backoff", "x"]],
