@@ -34,7 +34,7 @@ import msgspec
 
 from alertkit._safe import safe_repr
 from alertkit.backends.local import alertkit_home
-from alertkit.errors import AlertkitError
+from alertkit.errors import AlertkitError, ConfigError
 from alertkit.models import Envelope
 
 __all__ = [
@@ -134,8 +134,12 @@ class Spool:
         timeout: seconds to wait for another process's write lock (``busy_timeout``).
         clock: the wall clock (tests pass a fake one).
 
+    The file is opened on first use, so constructing a spool is cheap and does no I/O beyond
+    checking that ``path`` is not a directory.
+
     Raises:
-        ValueError: a bound is not positive.
+        ConfigError: a bound is not positive, or ``path`` is a directory (ConfigError is a
+            ValueError).
     """
 
     def __init__(
@@ -157,8 +161,10 @@ class Spool:
             ("timeout", timeout),
         ):
             if value <= 0 and not (option == "lease_seconds" and value == 0):
-                raise ValueError(f"spool: {option} must be positive, got {value!r}")
+                raise ConfigError(f"spool: {option} must be positive, got {value!r}")
         self.path = Path(path) if path is not None else default_spool_path()
+        if self.path.is_dir():
+            raise ConfigError(f"spool: {self.path} is a directory, not a spool file")
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.max_age = max_age
@@ -462,6 +468,16 @@ class Spool:
         with self._read() as conn:
             rows = conn.execute("SELECT backend, COUNT(*) FROM spool GROUP BY backend").fetchall()
         return {backend: int(count) for backend, count in rows}
+
+    def pending(self, backend: str) -> bool:
+        """Whether ``backend`` has a row that :meth:`claim` would return now (an index lookup,
+        cheaper than :meth:`counts` on a large spool)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM spool WHERE backend = ? AND lease_until <= ? LIMIT 1",
+                (backend, self._clock()),
+            ).fetchone()
+        return row is not None
 
     def evicted(self) -> dict[str, int]:
         """Rows evicted by the bounds since the file was created, per backend."""

@@ -101,8 +101,6 @@ def _spool_errors(
 
 def _open(args: argparse.Namespace) -> Spool:
     path = Path(args.path) if args.path else default_spool_path()
-    if path.is_dir():
-        raise ConfigError(f"spool: {path} is a directory, not a spool file")
     # A replay can wait out several retries; other replayers must not take its rows meanwhile.
     return Spool(path, lease_seconds=300.0)
 

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from alertkit.errors import AlertkitError
+from alertkit.errors import AlertkitError, ConfigError
 from alertkit.models import (
     AppEvent,
     CustomData,
@@ -162,10 +162,13 @@ def test_spooling_the_same_event_again_keeps_one_row(spool) -> None:
 
 
 def test_ack_release_and_drop_settle_claimed_rows(spool) -> None:
+    assert not spool.pending("http")
     for n in range(3):
         spool.put("http", envelope(n, created=T0 + n), "down")
+    assert spool.pending("http") and not spool.pending("slack")
     a, b, c = spool.claim("http", 10)
     assert spool.claim("http", 10) == [], "leased rows are not claimed twice"
+    assert not spool.pending("http"), "leased rows are not pending"
     assert spool.ack([a.id]) == 1
     assert spool.drop([b.id]) == 1
     assert spool.release([c.id], "503 Service Unavailable") == 1
@@ -313,8 +316,13 @@ def test_failures_raise_spool_error_and_close_is_idempotent(tmp_path) -> None:
 
 @pytest.mark.parametrize("option", ["max_events", "max_bytes", "max_age", "timeout"])
 def test_bounds_must_be_positive(option) -> None:
-    with pytest.raises(ValueError, match=option):
+    with pytest.raises(ConfigError, match=option):
         Spool(**{option: 0})
+
+
+def test_a_directory_is_refused_at_construction(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="directory"):
+        Spool(tmp_path)
 
 
 # -- processes ---------------------------------------------------------------------------------------
