@@ -7,6 +7,7 @@ rejected rows dropped for good, anything else released to be tried again later.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -54,9 +55,12 @@ class BackendSpool:
         now = time.time()
         deliveries = []
         for row in rows:
-            ticket = Ticket(1, lambda t, row_id=row.id: self._settle(row_id, t.results))
+            ticket = Ticket(1, functools.partial(self._settle_ticket, row.id))
             deliveries.append(Delivery(row.envelope, ticket, spool_id=row.id, born=now))
         return deliveries
+
+    def _settle_ticket(self, row_id: int, ticket: Ticket) -> None:
+        self._settle(row_id, ticket.results)
 
     def _settle(self, row_id: int, results: dict[str, Result]) -> None:
         result = results.get(self.name)
