@@ -6,6 +6,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import sqlite3
 import stat
 import threading
@@ -403,3 +404,44 @@ def test_four_writer_processes_and_two_claimers_share_one_file(tmp_path) -> None
     expected = {f"w{w}-{n}" for w in range(4) for n in range(250)}
     assert set(acked) | set(remaining) == expected, "none lost, none invented"
     assert len(acked) + len(remaining) == 1000
+
+
+def _killed_writer(path: str, report: Any) -> None:
+    """Claim the waiting rows, then spool events until killed, reporting each one committed."""
+    with Spool(path) as spool:
+        report.send([item.envelope.event_id for item in spool.claim("http", 100)])
+        for n in range(100_000):
+            event_id = f"late-{n}"
+            spool.put("http", envelope(n, event_id=event_id), "down")
+            report.send(event_id)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_kill_9_loses_no_committed_event_and_its_leases_come_back(tmp_path) -> None:
+    context = multiprocessing.get_context("spawn")
+    path = str(tmp_path / "spool.db")
+    with Spool(path) as spool:
+        for n in range(10):
+            spool.put("http", envelope(n, event_id=f"early-{n}", created=T0 + n), "down")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_killed_writer, args=(path, sender))
+    child.start()
+    sender.close()
+    claimed = receiver.recv()
+    committed = []
+    while len(committed) < 50:
+        committed.append(receiver.recv())
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(30)
+    with contextlib.suppress(EOFError):
+        while True:
+            committed.append(receiver.recv())
+    assert child.exitcode == -signal.SIGKILL
+    assert claimed == [f"early-{n}" for n in range(10)]
+    an_hour_later = Spool(path, clock=lambda: time.time() + 3600)
+    with an_hour_later:
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        back = {item.envelope.event_id for item in an_hour_later.claim("http", 200_000)}
+    assert set(claimed) <= back, "the dead process's leased rows are claimable again"
+    assert set(committed) <= back, "every put that returned is on disk"
