@@ -287,24 +287,35 @@ class Spool:
     def put_many(self, backend: str, envelopes: Iterable[Envelope], reason: str) -> int:
         """Store several envelopes in one transaction (shutdown spools many at once).
 
+        An envelope that cannot be encoded or is larger than ``max_bytes`` on its own is left out
+        (and logged); the others are stored.
+
         Returns:
             How many of them are in the spool afterwards (the bounds may evict some at once).
 
         Raises:
-            SpoolError: nothing was stored; an envelope larger than ``max_bytes`` fails the call.
+            SpoolError: nothing was stored (the file could not be written, or every envelope was
+                left out).
         """
         rows = []
+        refused: builtins.list[str] = []
         for envelope in envelopes:
             try:
                 blob = _encode(envelope)
             except Exception as exc:
-                raise SpoolError(f"spool: cannot encode event {envelope.event_id}: {exc}") from exc
+                refused.append(f"cannot encode event {envelope.event_id}: {exc}")
+                continue
             if len(blob) > self.max_bytes:
-                raise SpoolError(
-                    f"spool: event {envelope.event_id} is {len(blob)} bytes, "
+                refused.append(
+                    f"event {envelope.event_id} is {len(blob)} bytes, "
                     f"more than max_bytes={self.max_bytes}"
                 )
+                continue
             rows.append((envelope.event_id, envelope.created, blob))
+        if refused:
+            if not rows:
+                raise SpoolError(f"spool: {'; '.join(refused[:3])}")
+            log.warning("spool: left out %d event(s): %s", len(refused), refused[0])
         if not rows:
             return 0
         now = self._clock()

@@ -257,10 +257,18 @@ def test_byte_bound_evicts_oldest_until_the_rest_fits(tmp_path, clock) -> None:
 
 
 def test_an_event_larger_than_the_whole_spool_is_refused(tmp_path, clock) -> None:
-    with Spool(tmp_path / "spool.db", max_bytes=100, clock=clock) as spool:
+    small = len(msgspec.json.encode(envelope(0)))
+    assert len(msgspec.json.encode(full_envelope())) > small * 2
+    with Spool(tmp_path / "spool.db", max_bytes=small * 2, clock=clock) as spool:
         with pytest.raises(SpoolError, match="max_bytes"):
             spool.put("http", full_envelope(), "down")
         assert spool.counts() == {}
+        batch = [envelope(1, created=T0 + 1), full_envelope(), envelope(2, created=T0 + 2)]
+        assert spool.put_many("http", batch, "shutdown budget ran out") == 2
+        assert [e.envelope.event.event_message for e in spool.claim("http", 10)] == [
+            "boom 000001",
+            "boom 000002",
+        ], "the others of a batch are stored"
 
 
 def test_age_bound_evicts_events_captured_too_long_ago(tmp_path, clock) -> None:
