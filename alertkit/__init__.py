@@ -21,7 +21,7 @@ from alertkit.models import (
     InnerStackTrace,
     StackTraceLine,
 )
-from alertkit.outcomes import Delivered, Dropped, Rejected, RetryLater, Skipped
+from alertkit.outcomes import Delivered, Dropped, Rejected, RetryLater, Skipped, Spooled
 from alertkit.retry import RetryPolicy
 
 __version__ = "0.1.0"
@@ -46,6 +46,7 @@ __all__ = [
     "RetryLater",
     "RetryPolicy",
     "Skipped",
+    "Spooled",
     "StackTraceLine",
     "__version__",
     "get_client",

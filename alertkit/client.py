@@ -232,9 +232,11 @@ class Client:
         from alertkit.spool import Spool
 
         try:
-            return Spool(path)
+            opened = Spool(path)
+            opened.counts()  # open the file now: a bad path is a construction error
         except Exception as exc:
             raise ValueError(f"spool_path: cannot open the spool: {exc}") from exc
+        return opened
 
     def _make_backends(self, specs: Sequence[str | Backend] | None) -> list[Backend]:
         if specs is None:

@@ -31,8 +31,7 @@ class BackendSpool:
     def save(self, deliveries: Sequence[Delivery], reason: str) -> Result:
         """Spool fresh deliveries that could not be delivered now."""
         try:
-            for delivery in deliveries:
-                self.spool.put(self.name, delivery.envelope, reason)
+            self.spool.put_many(self.name, [d.envelope for d in deliveries], reason)
         except SpoolError as exc:
             log.warning("%s: could not spool %d events: %s", self.name, len(deliveries), exc)
             self.stats.add("dropped", len(deliveries), reason=f"spool failed: {exc}")
@@ -42,7 +41,7 @@ class BackendSpool:
 
     def has_pending(self) -> bool:
         try:
-            return self.spool.counts().get(self.name, 0) > 0
+            return self.spool.pending(self.name)
         except SpoolError:
             return False
 

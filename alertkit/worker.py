@@ -411,6 +411,10 @@ class BackendWorker:
         result: Result = Dropped(reason)
         with capture_internal_exceptions():
             result = self._on_give_up(self.backend, fresh, reason)
+        if isinstance(result, Spooled):  # try the spool again once the backoff has passed
+            with self._cond:
+                retry_at = time.monotonic() + self.policy.max_backoff
+                self._spool_check_at = min(self._spool_check_at, retry_at)
         for delivery in fresh:
             delivery.ticket.settle(name, result)
 
