@@ -121,3 +121,34 @@ def test_hanging_server_cannot_hold_shutdown(capfd) -> None:
         stats = client.stats()["http"]
         assert stats["dropped"] == N, "no spool: every undelivered event is counted"
         assert "http: 40 dropped" in capfd.readouterr().err
+
+
+def test_smtp_server_down_then_up_loses_no_mail() -> None:
+    from tests.servers.smtp import SMTPServer
+
+    port = free_port()
+    client = Client(
+        backends=[
+            f"smtp://127.0.0.1:{port}?to=oncall@example.com&from=app@example.com&use_tls=false"
+        ],
+        retry=POLICY,
+        storm_window=0,
+        timeout=2,
+        sample_system=False,
+        register_atexit=False,
+    )
+    for i in range(5):
+        client.send_event_async(client.create_new_app_event("error", event_message=f"mail-{i}"))
+    time.sleep(2)  # the server is down: attempts fail with connection refused
+    server = SMTPServer()
+    server.port = port
+    server.controller.port = port
+    with server:
+        assert client.flush(30)
+        subjects = sorted(m.message["Subject"] for m in server.messages)
+        assert len(subjects) == 5 and all("mail-" in s for s in subjects)
+        stats = client.stats()[client.backends[0].name]
+        assert (stats["delivered"], stats["dropped"]) == (5, 0)
+        start = time.monotonic()
+        client.shutdown(2)
+        assert time.monotonic() - start <= 3

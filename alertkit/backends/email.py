@@ -27,7 +27,7 @@ from alertkit.errors import ConfigError
 from alertkit.models import Envelope
 from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
 
-_OPTIONS = ["to", "from", "tls", "timeout", "verify", "ca_file"]
+_OPTIONS = ["to", "from", "tls", "use_tls", "use_ssl", "timeout", "verify", "ca_file"]
 
 
 class _ConnectionLostError(Exception):
@@ -41,6 +41,11 @@ def _decode(code: int, reply: bytes | str) -> str:
 
 def _reply_text(error: smtplib.SMTPResponseException) -> str:
     return "SMTP " + _decode(error.smtp_code, error.smtp_error)
+
+
+def _flag(text: str) -> bool:
+    """A URL option's yes/no value."""
+    return text.strip().lower() not in ("0", "false", "no", "off")
 
 
 class EmailBackend(BaseBackend):
@@ -161,8 +166,8 @@ class EmailBackend(BaseBackend):
             "sender_email": sender,
             "sender_password": unquote(parts.password) if parts.password else None,
             "recipient_emails": recipients,
-            "use_ssl": secure,
-            "use_tls": (not secure) and query.get("tls", "yes").lower() not in ("0", "false", "no"),
+            "use_ssl": secure or _flag(query.get("use_ssl", "no")),
+            "use_tls": (not secure) and _flag(query.get("use_tls", query.get("tls", "yes"))),
             "username": user,
         }
         try:
