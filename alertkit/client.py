@@ -11,38 +11,21 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from alertkit._safe import to_json_safe
 from alertkit.backends.base import Backend, ClientContext
 from alertkit.backends.registry import create_backend
 from alertkit.environment import PlatformInfo, SystemSampler
+from alertkit.events import EventFactory
 from alertkit.guard import capture_internal_exceptions
 from alertkit.hooks import BeforeSend, BeforeSendHook, Sampler
-from alertkit.levels import LEVEL_NUMBERS, normalize_level
+from alertkit.levels import normalize_level
 from alertkit.models import AppEvent, Envelope
 from alertkit.pipeline import DropCallback, Pipeline, Processor, Results
 from alertkit.retry import RetryPolicy
 from alertkit.scope import Scope, scope_for_event, scope_for_log
 from alertkit.stacktrace import (
-    ExcInfo,
-    build_stacktrace,
-    exception_type_name,
-    format_exception_text,
     resolve_exc_info,
-    safe_str,
 )
 from alertkit.storm import StormControl
-
-#: ``Client.log`` keys with a place in the wire event (WIRE.md section 1); others become details.
-LOG_KEYS: dict[str, str] = {
-    "eventtype": "event_type",
-    "eventmessage": "event_message",
-    "user": "event_user",
-    "session": "event_session",
-    "time": "context_operation_time_millis",
-    "url": "context_url",
-    "corrid": "context_cross_app_correlation_id",
-    "device": "context_device",
-}
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -174,7 +157,6 @@ class Client:
         self.data_center = _text("data_center", data_center, optional=True)
         self.data_center_region = _text("data_center_region", data_center_region, optional=True)
         self.tags = _parse_tags(tags)
-        self.context_tags = [f"{k}:{v}" if v else k for k, v in self.tags.items()]
         self.threads = _positive("threads", threads)
         self.connections = _positive("connections", connections)
         self.queue_size = _positive("queue_size", queue_size)
@@ -199,7 +181,17 @@ class Client:
         if storm_window < 0:
             raise ValueError(f"storm_window must not be negative, got {storm_window!r}")
         self.platform = PlatformInfo.detect(_text("hostname", hostname, optional=True))
-        self._sampler = SystemSampler() if sample_system else None
+        self.events = EventFactory(
+            api_key=self.api_key,
+            app_version=self.app_version,
+            deployment_stage=self.deployment_stage,
+            application_sku=self.application_sku,
+            tags=self.tags,
+            platform=self.platform,
+            sampler=SystemSampler() if sample_system else None,
+            data_center=self.data_center,
+            data_center_region=self.data_center_region,
+        )
         self.backends = self._make_backends(backends)
         chain: list[Processor] = []
         if sample_rate < 1.0:
@@ -294,62 +286,14 @@ class Client:
         """
         level = normalize_level(log_level)
         info = resolve_exc_info(exc_info)
-        event = self._base_event(level, classification, event_type, event_message)
+        event = self.events.new(level, classification, event_type, event_message)
         if info is not None:
-            self._apply_exception(event, info)
+            self.events.add_exception(event, info)
         return event
-
-    def _base_event(
-        self,
-        level: str,
-        classification: str,
-        event_type: str,
-        event_message: str,
-        created: float | None = None,
-    ) -> AppEvent:
-        """An event with the client's defaults; ``created`` (epoch seconds) defaults to now."""
-        sampler = self._sampler
-        if sampler is not None:
-            sampler.ensure_started()
-        platform = self.platform
-        return AppEvent(
-            api_key=self.api_key or "",
-            log_level=level,  # type: ignore[arg-type]
-            classification=classification,
-            event_type=event_type,
-            event_message=event_message,
-            event_time=int((time.time() if created is None else created) * 1000),
-            context_app_version=self.app_version,
-            deployment_stage=self.deployment_stage,
-            context_env_language=platform.language,
-            context_env_name=platform.interpreter,
-            context_env_version=platform.interpreter_version,
-            context_env_hostname=platform.hostname,
-            context_app_os=platform.os_name,
-            context_app_os_version=platform.os_version,
-            context_data_center=self.data_center,
-            context_data_center_region=self.data_center_region,
-            context_app_sku=self.application_sku or None,
-            context_tags=list(self.context_tags) or None,
-            context_cpu_percentage=sampler.cpu_percent if sampler else None,
-            context_memory_percentage=sampler.memory_percent if sampler else None,
-        )
-
-    @staticmethod
-    def _apply_exception(event: AppEvent, info: ExcInfo) -> None:
-        if event.event_type == "unknown":
-            event.event_type = exception_type_name(info[0])
-        if event.event_message == "unknown":
-            event.event_message = safe_str(info[1])
-        event.event_stacktrace = build_stacktrace(info[1])
 
     def envelope_for(self, event: AppEvent, **fields: Any) -> Envelope:
         """Wrap an event for the pipeline, with the client's tags and its level number."""
-        level = event.log_level or "error"
-        envelope = Envelope(event=event, levelno=LEVEL_NUMBERS.get(level, 40), **fields)
-        if not envelope.tags and self.tags:
-            envelope.tags = dict(self.tags)
-        return envelope
+        return self.events.envelope(event, **fields)
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -377,26 +321,7 @@ class Client:
         created = time.time()
 
         def capture() -> Envelope:
-            event = self._base_event(level, classification, "unknown", "unknown", created)
-            details: dict[str, Any] = {}
-            for key, value in data.items():
-                attr = LOG_KEYS.get(str(key).lower())
-                if attr is None:
-                    details[str(key)] = value
-                elif attr == "context_operation_time_millis":
-                    try:
-                        event.context_operation_time_millis = int(value)
-                    except (TypeError, ValueError, OverflowError):
-                        details[str(key)] = value
-                else:
-                    setattr(event, attr, safe_str(value))
-            exc_text = None
-            if info is not None:
-                self._apply_exception(event, info)
-                exc_text = format_exception_text(info)
-            envelope = self.envelope_for(
-                event, details=to_json_safe(details), exc_text=exc_text, created=created
-            )
+            envelope = self.events.from_log_dict(data, level, classification, info, created)
             return envelope if scope is None else scope.apply(envelope)
 
         return self._submit(capture, None)
@@ -526,8 +451,8 @@ class Client:
                 return
             self._is_shut_down = True
         budget = self.shutdown_timeout if timeout is None else max(0.0, float(timeout))
-        if self._sampler is not None:
-            self._sampler.stop()
+        if self.events.sampler is not None:
+            self.events.sampler.stop()
         self.pipeline.shutdown(budget)
         _live_clients.discard(self)
 

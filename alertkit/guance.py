@@ -76,9 +76,7 @@ def guance_trigger(client: Client, data: dict[str, Any], status: str, key: str |
     tags = _dimension_tags(data.get("df_dimension_tags"))
     title = data["df_title"]
     source = tags.get("host") or _text(data.get("df_workspace_name")) or "guance"
-    event = client._base_event(
-        level, "issue", _text(data.get("df_monitor_name")) or "guance", title
-    )
+    event = client.events.new(level, "issue", _text(data.get("df_monitor_name")) or "guance", title)
     event.context_env_hostname = source
     when = data.get("timestamp") or data.get("date")
     if isinstance(when, int | float) and not isinstance(when, bool) and when > 0:

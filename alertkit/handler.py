@@ -84,10 +84,10 @@ def envelope_from_record(
     logger_name = str(attrs.get("name") or "root")
     created = float(attrs.get("created") or time.time())
     classification = "log" if levelno < logging.WARNING else "issue"
-    event = client._base_event(level, classification, logger_name, message, created)
+    event = client.events.new(level, classification, logger_name, message, created)
     exc_text = None
     if info is not None:
-        client._apply_exception(event, info)
+        client.events.add_exception(event, info)
         event.event_type = exception_type_name(info[0])
         exc_text = format_exception_text(info)
     elif attrs.get("exc_text"):

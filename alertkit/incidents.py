@@ -44,7 +44,7 @@ def lifecycle_envelope(client: Client, action: str, dedup_key: str) -> Envelope:
         raise TypeError(f"dedup_key must be a string, not {type(dedup_key).__name__}")
     if not dedup_key.strip():
         raise ValueError("dedup_key must not be empty")
-    event = client._base_event("info", "incident", action, f"{action} {dedup_key}")
+    event = client.events.new("info", "incident", action, f"{action} {dedup_key}")
     return Envelope(
         event=event,
         kind=action,
@@ -82,7 +82,7 @@ def change_envelope(
         if not isinstance(link, Mapping) or not link.get("href"):
             raise ValueError(f"links: every link needs an 'href', got {link!r}")
         link_list.append({k: str(link[k]) for k in ("href", "text") if link.get(k)})
-    event = client._base_event("info", "change", "change", summary)
+    event = client.events.new("info", "change", "change", summary)
     payload: dict[str, Any] = {
         "summary": summary,
         "source": source,

@@ -375,10 +375,10 @@ class Scope:
                 text = f"Request escalated at {level.upper()}"
                 if top is not None:
                     text += f": {describe_entry(*top)}"
-            event = client._base_event(level, "issue", ESCALATION_EVENT_TYPE, safe_str(text))
+            event = client.events.new(level, "issue", ESCALATION_EVENT_TYPE, safe_str(text))
             exc_text = None
             if info is not None:
-                client._apply_exception(event, info)
+                client.events.add_exception(event, info)
                 exc_text = format_exception_text(info)
             event.context_operation_time_millis = int(elapsed * 1000)
             errors = request_log.get(ERROR_LOGS) or {}

@@ -74,7 +74,7 @@ def test_system_sampler_fills_cpu_and_memory_and_stops(memory: MemoryBackend) ->
     if sys.platform.startswith("linux"):
         assert event.context_memory_percentage is not None
         assert 0 < event.context_memory_percentage <= 100
-    sampler = client._sampler
+    sampler = client.events.sampler
     assert sampler is not None and sampler._thread is not None and sampler._thread.daemon
     client.shutdown(1.0)
     sampler._thread.join(3.0)
@@ -83,7 +83,7 @@ def test_system_sampler_fills_cpu_and_memory_and_stops(memory: MemoryBackend) ->
 
 def test_sampler_does_not_start_before_the_first_event(memory: MemoryBackend) -> None:
     client = Client(backends=[memory], register_atexit=False)
-    assert client._sampler is not None and client._sampler._thread is None
+    assert client.events.sampler is not None and client.events.sampler._thread is None
     client.shutdown(1.0)
 
 

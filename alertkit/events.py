@@ -1,0 +1,147 @@
+"""Events with the client's defaults: the platform context, the sampler's readings, exceptions.
+
+Every capture path (``create_new_app_event``, ``Client.log``, ``AlertHandler``, scopes, the bridge,
+incident lifecycle) builds its ``AppEvent`` here, so the defaults of WIRE.md section 1 are filled
+the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from alertkit._safe import to_json_safe
+from alertkit.environment import PlatformInfo, SystemSampler
+from alertkit.levels import LEVEL_NUMBERS
+from alertkit.models import AppEvent, Envelope
+from alertkit.stacktrace import (
+    ExcInfo,
+    build_stacktrace,
+    exception_type_name,
+    format_exception_text,
+    safe_str,
+)
+
+#: ``Client.log`` keys with a place in the wire event (WIRE.md section 1); others become details.
+LOG_KEYS: dict[str, str] = {
+    "eventtype": "event_type",
+    "eventmessage": "event_message",
+    "user": "event_user",
+    "session": "event_session",
+    "time": "context_operation_time_millis",
+    "url": "context_url",
+    "corrid": "context_cross_app_correlation_id",
+    "device": "context_device",
+}
+
+
+class EventFactory:
+    """Builds events and envelopes with one client's defaults."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        app_version: str,
+        deployment_stage: str,
+        application_sku: str,
+        tags: dict[str, str],
+        platform: PlatformInfo,
+        sampler: SystemSampler | None,
+        data_center: str | None = None,
+        data_center_region: str | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.app_version = app_version
+        self.deployment_stage = deployment_stage
+        self.application_sku = application_sku
+        self.tags = tags
+        self.context_tags = [f"{k}:{v}" if v else k for k, v in tags.items()]
+        self.platform = platform
+        self.sampler = sampler
+        self.data_center = data_center
+        self.data_center_region = data_center_region
+
+    def new(
+        self,
+        level: str,
+        classification: str,
+        event_type: str,
+        event_message: str,
+        created: float | None = None,
+    ) -> AppEvent:
+        """An event with the defaults; ``level`` is a wire level, ``created`` epoch seconds."""
+        sampler = self.sampler
+        if sampler is not None:
+            sampler.ensure_started()
+        platform = self.platform
+        return AppEvent(
+            api_key=self.api_key or "",
+            log_level=level,  # type: ignore[arg-type]
+            classification=classification,
+            event_type=event_type,
+            event_message=event_message,
+            event_time=int((time.time() if created is None else created) * 1000),
+            context_app_version=self.app_version,
+            deployment_stage=self.deployment_stage,
+            context_env_language=platform.language,
+            context_env_name=platform.interpreter,
+            context_env_version=platform.interpreter_version,
+            context_env_hostname=platform.hostname,
+            context_app_os=platform.os_name,
+            context_app_os_version=platform.os_version,
+            context_data_center=self.data_center,
+            context_data_center_region=self.data_center_region,
+            context_app_sku=self.application_sku or None,
+            context_tags=list(self.context_tags) or None,
+            context_cpu_percentage=sampler.cpu_percent if sampler else None,
+            context_memory_percentage=sampler.memory_percent if sampler else None,
+        )
+
+    @staticmethod
+    def add_exception(event: AppEvent, info: ExcInfo) -> None:
+        """Attach the exception chain; type and message fill in where they are still "unknown"."""
+        if event.event_type == "unknown":
+            event.event_type = exception_type_name(info[0])
+        if event.event_message == "unknown":
+            event.event_message = safe_str(info[1])
+        event.event_stacktrace = build_stacktrace(info[1])
+
+    def envelope(self, event: AppEvent, **fields: Any) -> Envelope:
+        """Wrap an event for the pipeline, with the client's tags and its level number."""
+        level = event.log_level or "error"
+        envelope = Envelope(event=event, levelno=LEVEL_NUMBERS.get(level, 40), **fields)
+        if not envelope.tags and self.tags:
+            envelope.tags = dict(self.tags)
+        return envelope
+
+    def from_log_dict(
+        self,
+        data: Mapping[str, Any],
+        level: str,
+        classification: str,
+        info: ExcInfo | None,
+        created: float,
+    ) -> Envelope:
+        """The event of a Trakerr-style ``Client.log`` call: known keys fill wire fields."""
+        event = self.new(level, classification, "unknown", "unknown", created)
+        details: dict[str, Any] = {}
+        for key, value in data.items():
+            attr = LOG_KEYS.get(str(key).lower())
+            if attr is None:
+                details[str(key)] = value
+            elif attr == "context_operation_time_millis":
+                try:
+                    event.context_operation_time_millis = int(value)
+                except (TypeError, ValueError, OverflowError):
+                    details[str(key)] = value
+            else:
+                setattr(event, attr, safe_str(value))
+        exc_text = None
+        if info is not None:
+            self.add_exception(event, info)
+            exc_text = format_exception_text(info)
+        return self.envelope(
+            event, details=to_json_safe(details), exc_text=exc_text, created=created
+        )
