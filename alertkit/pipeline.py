@@ -303,7 +303,7 @@ class Pipeline:
             parts.append(f"intake: {leftover} dropped")
         if parts:
             print(
-                f"alertkit: shutdown budget of {timeout:g}s ran out; not delivered: "
+                f"alertkit: shutdown budget of {timeout:.3g}s ran out; not delivered: "
                 f"{'; '.join(parts)}",
                 file=sys.stderr,
             )
