@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+
+import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class PlatformInfo:
+class PlatformInfo(msgspec.Struct, frozen=True):
     """The context strings every event carries."""
 
     language: str

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
@@ -68,8 +67,7 @@ def new_event_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-@dataclass(slots=True, eq=False)
-class Envelope:
+class Envelope(msgspec.Struct, eq=False):
     """One event on its way through the pipeline, with what backends need beyond the wire model.
 
     Attributes:
@@ -97,18 +95,18 @@ class Envelope:
 
     event: AppEvent
     kind: str = "event"
-    event_id: str = field(default_factory=new_event_id)
+    event_id: str = msgspec.field(default_factory=new_event_id)
     levelno: int = 40
     logger_name: str | None = None
     template: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
     exc_text: str | None = None
     incident_key: str | None = None
-    links: list[dict[str, str]] = field(default_factory=list)
-    images: list[dict[str, str]] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)
+    links: list[dict[str, str]] = msgspec.field(default_factory=list)
+    images: list[dict[str, str]] = msgspec.field(default_factory=list)
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
     request_log: dict[str, Any] | None = None
     payload: dict[str, Any] | None = None
-    created: float = field(default_factory=time.time)
+    created: float = msgspec.field(default_factory=time.time)
     storm_suppressed: bool = False
     digest: bool = False

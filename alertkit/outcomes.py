@@ -6,27 +6,25 @@ and one place (:mod:`alertkit.worker`) that decides what happens next.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
+
+class Delivered(msgspec.Struct, frozen=True):
     """The destination accepted the event; ``info`` keeps what it answered (e.g. PagerDuty's dedup key)."""
 
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class RetryLater:
+class RetryLater(msgspec.Struct, frozen=True):
     """A transient failure: try again after ``delay`` seconds (``None``: the retry policy decides)."""
 
     reason: str
     delay: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(msgspec.Struct, frozen=True):
     """A permanent failure (bad request, bad key): retrying cannot help, the event is counted as rejected."""
 
     reason: str
@@ -35,23 +33,20 @@ class Rejected:
 Outcome = Delivered | RetryLater | Rejected
 
 
-@dataclass(frozen=True, slots=True)
-class Dropped:
+class Dropped(msgspec.Struct, frozen=True):
     """The pipeline gave up on an event (queue full, attempts or deadline exhausted, shutdown)."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Spooled:
+class Spooled(msgspec.Struct, frozen=True):
     """Not delivered yet, but safe on disk: it is replayed when the backend recovers or on the
     next start (at least once, with the same event id)."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Skipped:
+class Skipped(msgspec.Struct, frozen=True):
     """The backend was not meant to get this event (below its ``min_level``, or a kind it does not take)."""
 
     reason: str

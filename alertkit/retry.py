@@ -7,11 +7,11 @@ the destination's own hint (``Retry-After``) honoured up to ``max_hint``.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(msgspec.Struct, frozen=True):
     """How often and how long to retry a failed delivery.
 
     Attributes:

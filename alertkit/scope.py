@@ -27,9 +27,10 @@ import logging
 import threading
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from alertkit._requestlog import (
     API_LOGS,
@@ -90,8 +91,7 @@ def _tag_text(key: str, value: str) -> str:
     return f"{key}:{value}" if value else key
 
 
-@dataclass(frozen=True, slots=True)
-class ScopeContext:
+class ScopeContext(msgspec.Struct, frozen=True):
     """What an event captured in a scope takes from it. Immutable: a capture snapshots it on the
     caller's thread and the policy thread applies it, whatever the scope does in between."""
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from dataclasses import dataclass
+
+import msgspec
 
 from alertkit.models import Envelope
 
 MAX_FINGERPRINTS = 10_000
 
 
-@dataclass(slots=True)
-class _Window:
+class _Window(msgspec.Struct):
     ends: float
     suppressed: int
     last: Envelope

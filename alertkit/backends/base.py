@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import msgspec
 
 from alertkit.errors import ConfigError
 from alertkit.levels import level_number
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
 MASK = "****"
 
 
-@dataclass(frozen=True, slots=True)
-class ClientContext:
+class ClientContext(msgspec.Struct, frozen=True):
     """What a backend may take from the client it serves (``Backend.bind``)."""
 
     api_key: str | None = None
