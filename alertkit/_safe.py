@@ -8,13 +8,20 @@ raises, bytes, cycles, huge strings. Everything that reaches a backend passes th
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any
 
 MAX_STRING = 8192
 MAX_ITEMS = 100
 MAX_DEPTH = 8
+#: Appended where a string was cut; ``n`` counts the characters left out.
 CUT_MARKER = "...[cut {n} chars]"
+#: Put in place of the items cut from a list (appended) or a mapping (under the key ``"..."``).
+ITEMS_MARKER = "[{n} more items cut]"
+_INT64 = 1 << 63
+_TRAILING_CUT = re.compile(r"\.\.\.\[cut (\d+) chars\]\Z")
 
 
 def safe_repr(value: object) -> str:
@@ -28,10 +35,21 @@ def safe_repr(value: object) -> str:
 
 
 def clip(text: str, limit: int = MAX_STRING) -> str:
-    """Cut ``text`` to about ``limit`` characters, saying how much was cut."""
+    """Cut ``text`` to ``limit`` characters plus a marker saying how many were cut.
+
+    Cutting a string that already ends with a marker keeps one marker, whose count includes the
+    characters cut before, so text cut twice (by the scrubber, then by the limits) says the truth.
+    """
     if len(text) <= limit:
         return text
-    return text[:limit] + CUT_MARKER.format(n=len(text) - limit)
+    cut = len(text) - limit
+    found = _TRAILING_CUT.search(text, max(0, len(text) - 40))
+    if found is not None:
+        body = text[: found.start()]
+        if len(body) <= limit:
+            return text
+        cut = len(body) - limit + int(found.group(1))
+    return text[:limit] + CUT_MARKER.format(n=cut)
 
 
 def clean_str(text: str) -> str:
@@ -44,33 +62,45 @@ def clean_str(text: str) -> str:
 
 
 def to_json_safe(value: Any, *, depth: int = 0, seen: frozenset[int] = frozenset()) -> Any:
-    """A JSON-safe copy of ``value``: bounded depth, items and string length; cycles broken."""
-    if value is None or isinstance(value, bool | int):
+    """A JSON-safe copy of ``value``: bounded depth, items and string length; cycles broken.
+
+    Integers wider than 64 bits become a short description (JSON readers lose them anyway, and
+    ``str()`` refuses past 4300 digits); a collection that fails to iterate becomes its ``repr``.
+    """
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else f"<int of {value.bit_length()} bits>"
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
         return clean_str(clip(value))
     if isinstance(value, bytes | bytearray):
         return clip(bytes(value[: MAX_STRING + 1]).decode("utf-8", "replace"))
+    is_collection = isinstance(value, Mapping | list | tuple | set | frozenset)
     if depth >= MAX_DEPTH:
+        if is_collection:  # its repr could be huge, or recurse without end
+            return f"<{type(value).__name__} nested deeper than {MAX_DEPTH} levels>"
         return clip(safe_repr(value), 200)
     if id(value) in seen:
         return "<cycle>"
     inner = seen | {id(value)}
-    if isinstance(value, Mapping):
-        result: dict[str, Any] = {}
-        for index, (key, item) in enumerate(value.items()):
-            if index >= MAX_ITEMS:
-                result["..."] = f"[{len(value) - MAX_ITEMS} more items cut]"
-                break
-            name = key if isinstance(key, str) else safe_repr(key)
-            result[clean_str(clip(name, 200))] = to_json_safe(item, depth=depth + 1, seen=inner)
-        return result
-    if isinstance(value, list | tuple | set | frozenset):
-        items = list(value)[: MAX_ITEMS + 1]
-        out = [to_json_safe(item, depth=depth + 1, seen=inner) for item in items[:MAX_ITEMS]]
-        if len(items) > MAX_ITEMS:
-            out.append(f"[{len(value) - MAX_ITEMS} more items cut]")
-        return out
+    try:
+        if isinstance(value, Mapping):
+            result: dict[str, Any] = {}
+            for index, (key, item) in enumerate(value.items()):
+                if index >= MAX_ITEMS:
+                    result["..."] = ITEMS_MARKER.format(n=len(value) - MAX_ITEMS)
+                    break
+                name = key if isinstance(key, str) else safe_repr(key)
+                result[clean_str(clip(name, 200))] = to_json_safe(item, depth=depth + 1, seen=inner)
+            return result
+        if is_collection:
+            items = list(islice(value, MAX_ITEMS + 1))
+            out = [to_json_safe(item, depth=depth + 1, seen=inner) for item in items[:MAX_ITEMS]]
+            if len(items) > MAX_ITEMS:
+                out.append(ITEMS_MARKER.format(n=len(value) - MAX_ITEMS))
+            return out
+    except Exception:  # a collection whose iteration or len() raises: its repr says what it was
+        pass
     return clean_str(clip(safe_repr(value)))
