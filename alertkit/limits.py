@@ -1,0 +1,353 @@
+"""Every string and collection of an event bounded: the :class:`Limits` processor.
+
+Runs on the policy thread after the :class:`~alertkit.scrub.Scrubber`. What it cuts it marks:
+
+* a string keeps its first ``max_string`` characters (``max_message`` for the message, the
+  traceback text and the template) and ends with ``...[cut N chars]``;
+* a list keeps ``max_items`` items and ends with ``"[N more items cut]"``; a mapping keeps
+  ``max_items`` keys and says the same under the key ``"..."``;
+* a value nested deeper than ``max_depth`` becomes ``"[nested deeper than D levels: cut]"``;
+* once ``details`` (likewise ``payload``, the request log) holds ``max_total`` characters, the
+  rest is cut with the same markers;
+* a stack trace keeps ``max_exceptions`` exceptions (then an entry of type ``"[cut]"`` saying
+  how many more there were) and ``max_frames`` frames of each, the oldest and the newest half,
+  with a frame named ``"[N frames cut]"`` between them.
+
+It also makes the event safe to encode whatever the application put in it: lone surrogates are
+replaced, values of the wrong type become their ``str`` (or are left out when that makes no
+sense), integers wider than 64 bits become strings, NaN and infinity become strings in the data
+and are left out of the wire event, and objects become their ``repr``. Cycles become ``"<cycle>"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec.inspect as mi
+
+from alertkit._safe import CUT_MARKER, ITEMS_MARKER, clean_str, clip, safe_repr
+from alertkit.guard import report_internal_error
+from alertkit.models import AppEvent, Envelope, InnerStackTrace, StackTraceLine
+from alertkit.stacktrace import safe_str
+
+#: Characters kept of a string (``details`` values, wire fields, tags, link texts ...).
+MAX_STRING = 8192
+#: Characters kept of the event message, the traceback text and the message template.
+MAX_MESSAGE = 32768
+#: Items kept of a list or mapping.
+MAX_ITEMS = 100
+#: Levels of nesting kept in ``details``, ``payload`` and the request log.
+MAX_DEPTH = 8
+#: Characters in all of ``details`` (and, each on its own, ``payload`` and the request log).
+MAX_TOTAL = 256 * 1024
+#: Frames kept per exception of a stack trace.
+MAX_FRAMES = 100
+#: Exceptions kept of a chain (``raise ... from ...``).
+MAX_EXCEPTIONS = 10
+#: Characters kept of a frame's file name and function name, of an exception's type name, and of
+#: each ``contextTags`` entry.
+MAX_NAME = 512
+
+DEPTH_MARKER = "[nested deeper than {n} levels: cut]"
+FRAMES_MARKER = "[{n} frames cut]"
+EXCEPTIONS_MARKER = "[{n} more exceptions cut]"
+_INT64 = 1 << 63
+
+
+class _Budget:
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+class Limits:
+    """A pipeline processor that bounds an envelope and makes it JSON-safe; never raises.
+
+    Args:
+        max_string: characters kept of a string.
+        max_message: characters kept of the message, traceback text and template.
+        max_items: items kept of a list or mapping.
+        max_depth: nesting levels kept in structured data (at most 100).
+        max_frames: frames kept per exception.
+        max_exceptions: exceptions kept of a chain.
+        max_total: characters kept in all of ``details`` (``payload``, request log: each alike).
+
+    Raises:
+        TypeError: a limit is not a whole number.
+        ValueError: a limit is not positive (or ``max_depth`` is above 100).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_string: int = MAX_STRING,
+        max_message: int = MAX_MESSAGE,
+        max_items: int = MAX_ITEMS,
+        max_depth: int = MAX_DEPTH,
+        max_frames: int = MAX_FRAMES,
+        max_exceptions: int = MAX_EXCEPTIONS,
+        max_total: int = MAX_TOTAL,
+    ) -> None:
+        values = {
+            "max_string": max_string,
+            "max_message": max_message,
+            "max_items": max_items,
+            "max_depth": max_depth,
+            "max_frames": max_frames,
+            "max_exceptions": max_exceptions,
+            "max_total": max_total,
+        }
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if max_depth > 100:
+            raise ValueError(f"max_depth must be at most 100, got {max_depth}")
+        self.max_string = max_string
+        self.max_message = max_message
+        self.max_items = max_items
+        self.max_depth = max_depth
+        self.max_frames = max_frames
+        self.max_exceptions = max_exceptions
+        self.max_total = max_total
+
+    @property
+    def longest(self) -> int:
+        """The longest string these limits keep."""
+        return max(self.max_string, self.max_message, self.max_total)
+
+    def __repr__(self) -> str:
+        return (
+            f"Limits(max_string={self.max_string}, max_message={self.max_message}, "
+            f"max_items={self.max_items}, max_depth={self.max_depth}, "
+            f"max_frames={self.max_frames}, max_exceptions={self.max_exceptions}, "
+            f"max_total={self.max_total})"
+        )
+
+    # -- strings and data ----------------------------------------------------------------------------
+
+    def text(self, value: Any, limit: int | None = None) -> str:
+        """``value`` as a clean string of at most ``limit`` (default ``max_string``) characters."""
+        text = value if isinstance(value, str) else safe_str(value)
+        return clean_str(clip(text, self.max_string if limit is None else limit))
+
+    def data(self, value: Any) -> Any:
+        """A bounded, JSON-safe copy of ``value`` (see the module docs for the markers)."""
+        return self._data(value, 0, frozenset(), _Budget(self.max_total))
+
+    def _data(self, value: Any, depth: int, path: frozenset[int], budget: _Budget) -> Any:
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if -_INT64 <= value < _INT64:
+                return value
+            return self._string(f"<int of {value.bit_length()} bits>", budget)
+        if isinstance(value, float):
+            return value if math.isfinite(value) else str(value)
+        if isinstance(value, str):
+            return self._string(value, budget)
+        if isinstance(value, bytes | bytearray):
+            raw = bytes(value[: self.max_string + 1])
+            return self._string(raw.decode("utf-8", "replace"), budget, len(value) - len(raw))
+        if depth >= self.max_depth:
+            return DEPTH_MARKER.format(n=self.max_depth)
+        if id(value) in path:
+            return "<cycle>"
+        inner = path | {id(value)}
+        try:
+            if isinstance(value, Mapping):
+                return self._mapping(value, depth, inner, budget)
+            if isinstance(value, list | tuple | set | frozenset):
+                return self._sequence(value, depth, inner, budget)
+        except Exception:  # a user collection that fails to iterate
+            pass
+        return self._string(safe_repr(value), budget)
+
+    def _string(self, text: str, budget: _Budget, already_cut: int = 0) -> str:
+        limit = max(0, min(self.max_string, budget.left))
+        if already_cut:
+            text += CUT_MARKER.format(n=already_cut)
+        result = clean_str(clip(text, limit))
+        budget.left -= min(len(text), limit)
+        return result
+
+    def _mapping(
+        self, value: Mapping[Any, Any], depth: int, path: frozenset[int], budget: _Budget
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        size = len(value)
+        for index, (key, item) in enumerate(value.items()):
+            if index >= self.max_items or budget.left <= 0:
+                result["..."] = ITEMS_MARKER.format(n=size - index)
+                break
+            name = key if isinstance(key, str) else safe_repr(key)
+            name = clean_str(clip(name, min(200, self.max_string)))
+            budget.left -= len(name)
+            result[name] = self._data(item, depth + 1, path, budget)
+        return result
+
+    def _sequence(self, value: Any, depth: int, path: frozenset[int], budget: _Budget) -> list[Any]:
+        result: list[Any] = []
+        size = len(value)
+        for index, item in enumerate(value):
+            if index >= self.max_items or budget.left <= 0:
+                result.append(ITEMS_MARKER.format(n=size - index))
+                break
+            result.append(self._data(item, depth + 1, path, budget))
+        return result
+
+    # -- the wire event ------------------------------------------------------------------------------
+
+    def event(self, event: AppEvent) -> AppEvent:
+        """A copy of the wire event with every field of its declared type and within the limits."""
+        fitted: AppEvent = self._struct(event, _EVENT_TYPE)
+        return fitted
+
+    def _struct(self, obj: Any, info: mi.StructType) -> Any:
+        values: dict[str, Any] = {}
+        for field in info.fields:
+            value = getattr(obj, field.name, None)
+            if field.name == "event_stacktrace":
+                values[field.name] = self._stacktrace(value)
+            elif field.name == "event_message":
+                values[field.name] = self.text(value, self.max_message)
+            elif field.name == "context_tags":
+                values[field.name] = self._context_tags(value)
+            else:
+                values[field.name] = self._typed(value, field.type, field.required)
+        return info.cls(**values)
+
+    def _typed(self, value: Any, kind: Any, required: bool = False) -> Any:
+        while isinstance(kind, mi.Metadata):
+            kind = kind.type
+        if isinstance(kind, mi.UnionType):
+            if value is None and kind.includes_none:
+                return None
+            choices = [t for t in kind.types if not isinstance(t, mi.NoneType)]
+            return self._typed(value, choices[0], not kind.includes_none) if choices else None
+        if value is None and not required:
+            return None
+        if isinstance(kind, mi.StrType):
+            return self.text(value)
+        if isinstance(kind, mi.IntType):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            return value if ok and -_INT64 <= value < _INT64 else (0 if required else None)
+        if isinstance(kind, mi.FloatType):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            return float(value) if ok and math.isfinite(value) else (0.0 if required else None)
+        if isinstance(kind, mi.LiteralType):
+            return value if value in kind.values else None
+        if isinstance(kind, mi.ListType):
+            if not isinstance(value, list | tuple):
+                return None
+            return [self._typed(item, kind.item_type, True) for item in value[: self.max_items]]
+        if isinstance(kind, mi.StructType):
+            return self._struct(value, kind) if isinstance(value, kind.cls) else None
+        return None
+
+    def _context_tags(self, tags: Any) -> list[str] | None:
+        if not isinstance(tags, list | tuple):
+            return None
+        limit = min(MAX_NAME, self.max_string)
+        result = [self.text(tag, limit) for tag in tags[: self.max_items]]
+        if len(tags) > self.max_items:
+            result.append(ITEMS_MARKER.format(n=len(tags) - self.max_items))
+        return result
+
+    def _stacktrace(self, stack: Any) -> list[InnerStackTrace] | None:
+        if not isinstance(stack, list | tuple):
+            return None
+        entries = [entry for entry in stack if isinstance(entry, InnerStackTrace)]
+        result = [self._exception(entry) for entry in entries[: self.max_exceptions]]
+        if len(entries) > self.max_exceptions:
+            more = len(entries) - self.max_exceptions
+            result.append(InnerStackTrace(type="[cut]", message=EXCEPTIONS_MARKER.format(n=more)))
+        return result
+
+    def _exception(self, entry: InnerStackTrace) -> InnerStackTrace:
+        lines = entry.trace_lines if isinstance(entry.trace_lines, list | tuple) else []
+        frames = [self._frame(line) for line in lines if isinstance(line, StackTraceLine)]
+        if len(frames) > self.max_frames:
+            head = self.max_frames // 2
+            tail = self.max_frames - head
+            marker = StackTraceLine(function=FRAMES_MARKER.format(n=len(frames) - self.max_frames))
+            frames = [*frames[:head], marker, *frames[len(frames) - tail :]]
+        return InnerStackTrace(
+            type=None if entry.type is None else self.text(entry.type, MAX_NAME),
+            message=None if entry.message is None else self.text(entry.message),
+            trace_lines=frames if entry.trace_lines is not None else None,
+        )
+
+    def _frame(self, line: StackTraceLine) -> StackTraceLine:
+        short = min(MAX_NAME, self.max_string)
+        number = line.line
+        return StackTraceLine(
+            function=None if line.function is None else self.text(line.function, short),
+            line=number if isinstance(number, int) and -_INT64 <= number < _INT64 else None,
+            file=None if line.file is None else self.text(line.file, short),
+        )
+
+    # -- the processor -------------------------------------------------------------------------------
+
+    def __call__(self, envelope: Envelope) -> Envelope | None:
+        """A bounded copy of ``envelope``; None (the event is dropped) when it has no wire event."""
+        if not isinstance(envelope.event, AppEvent):
+            return None
+        try:
+            return self._fit(envelope)
+        except Exception as exc:  # a bug here must not stop the alert: send the bare event
+            report_internal_error(exc)
+            return Envelope(
+                event=self.event(envelope.event),
+                kind=envelope.kind if isinstance(envelope.kind, str) else "event",
+                event_id=self.text(envelope.event_id, 200),
+                levelno=envelope.levelno if isinstance(envelope.levelno, int) else 40,
+                created=envelope.created if isinstance(envelope.created, float) else 0.0,
+            )
+
+    def _fit(self, envelope: Envelope) -> Envelope:
+        optional = self._optional_text
+        return dataclasses.replace(
+            envelope,
+            event=self.event(envelope.event),
+            logger_name=optional(envelope.logger_name, self.max_string),
+            template=optional(envelope.template, self.max_message),
+            exc_text=optional(envelope.exc_text, self.max_message),
+            incident_key=optional(envelope.incident_key, self.max_string),
+            details=self._dict(envelope.details),
+            payload=None if envelope.payload is None else self._dict(envelope.payload),
+            request_log=None if envelope.request_log is None else self._dict(envelope.request_log),
+            tags=self._tags(envelope.tags),
+            links=self._links(envelope.links),
+            images=self._links(envelope.images),
+        )
+
+    def _optional_text(self, value: Any, limit: int) -> str | None:
+        return None if value is None else self.text(value, limit)
+
+    def _dict(self, value: Any) -> dict[str, Any]:
+        data = self.data(value)
+        return data if isinstance(data, dict) else {"data": data}
+
+    def _tags(self, tags: Any) -> dict[str, str]:
+        if not isinstance(tags, Mapping):
+            return {}
+        items = list(tags.items())[: self.max_items]
+        return {self.text(k, 200): self.text(v) for k, v in items}
+
+    def _links(self, links: Any) -> list[dict[str, str]]:
+        if not isinstance(links, list | tuple):
+            return []
+        return [
+            {self.text(k, 200): self.text(v) for k, v in link.items()}
+            for link in links[: self.max_items]
+            if isinstance(link, Mapping)
+        ]
+
+
+_EVENT_TYPE: mi.StructType = mi.type_info(AppEvent)  # type: ignore[assignment]

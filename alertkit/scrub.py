@@ -1,0 +1,435 @@
+"""Secrets out of events before they leave the process: the :class:`Scrubber` processor.
+
+Runs once per event on the policy thread, before fan-out, so every backend sees the same scrubbed
+event. Two kinds of rules:
+
+* **Keys.** A value stored under a secret-looking key (:data:`DEFAULT_DENYLIST`) is replaced by
+  the mask, whatever it holds, at any depth of ``details``, ``payload``, the scope's request log,
+  tags and URL query strings. Fragments of five or more characters match anywhere in the key, with
+  case and the separators ``_ - . space`` ignored (``api_key`` matches ``X-Api-Key`` and
+  ``apiKey``); shorter ones (``pwd``, ``pan``, ``ssn``, ``auth`` ...) must be a whole word of the
+  key (``card_pan``, ``mysqlPwd``), so ``company`` or ``author`` keep their values.
+* **Values.** Inside every string the scrubber reaches (details, messages, tracebacks, custom
+  data, URLs): Luhn-valid card numbers, ``Bearer``/``Basic`` credentials, passwords in URLs
+  (``https://user:pass@host``), ``Authorization``/``Cookie`` header lines, and ``key=value`` or
+  ``"key": "value"`` pairs whose key is secret-looking.
+
+The limits on sizes are a separate processor, :class:`~alertkit.limits.Limits`;
+:func:`default_processors` puts both in the right order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import unquote_plus, urlsplit
+
+import msgspec
+
+from alertkit._safe import clip, safe_repr
+from alertkit.guard import report_internal_error
+from alertkit.limits import Limits
+from alertkit.models import AppEvent, CustomData, Envelope, InnerStackTrace
+from alertkit.pipeline import Processor
+from alertkit.stacktrace import safe_str
+
+__all__ = ["DEFAULT_DENYLIST", "MASK", "Limits", "Scrubber", "default_processors"]
+
+#: What a secret is replaced with.
+MASK = "[Filtered]"
+
+#: Key fragments that mark a value as secret (see the module docs for how they match).
+DEFAULT_DENYLIST: tuple[str, ...] = (
+    # passwords and keys
+    "password",
+    "passwd",
+    "passphrase",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_key",
+    "private_key",
+    "privatekey",
+    "signing_key",
+    "credential",
+    "auth",
+    "authorization",
+    "jwt",
+    "otp",
+    # web sessions
+    "cookie",
+    "session",
+    "csrf",
+    "xsrf",
+    # payment cards and personal numbers
+    "card_number",
+    "cardnumber",
+    "cc_number",
+    "credit_card",
+    "pan",
+    "cvv",
+    "cvc",
+    "pin",
+    "ssn",
+)
+
+#: Strings longer than this are cut before scanning (the limits cut them far shorter anyway).
+MAX_SCAN = 1 << 20
+
+_SHORT = 4  # fragments this long or shorter must be a whole word of the key
+_SEPARATORS = re.compile(r"[\s_.\-]+")
+_WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+# A key ending like this names an exception or a log level, as in "TokenError: expired".
+_NOT_A_KEY = ("error", "exception", "warning", "failed", "expired", "invalid")
+
+_HEADER_HINTS = ("authoriz", "cookie", "api-key", "auth-token")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/?#@:]*:)([^\s/?#@]+)@")
+_HEADER_LINE = re.compile(
+    r"(?im)^([ \t]*(?:proxy-)?(?:authorization|cookie|set-cookie|x-api-key|x-auth-token|api-key)"
+    r"[ \t]*:[ \t]*)(\S[^\r\n]*)"
+)
+_BEARER = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9\-._~+/]+=*)")
+_BASIC = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
+_KEY_VALUE = re.compile(
+    r"(?<![\w.\-])([A-Za-z_][\w.\-]{0,63})([\"']?[ \t]*[=:][ \t]*)"
+    r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'&,;<>]+)"
+)
+_CARD = re.compile(r"(?<![\d])[2-6](?:[ \-]?\d){12,18}(?![\d])")
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when the digit string passes the Luhn check that every payment card number passes."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _normalize(key: str) -> str:
+    return _SEPARATORS.sub("", key).lower()
+
+
+class Scrubber:
+    """A pipeline processor that replaces secrets in an event with ``mask``; never raises.
+
+    Args:
+        denylist: key fragments that mark a secret (default :data:`DEFAULT_DENYLIST`).
+        extra_keys: more fragments, added to ``denylist``.
+        allow_keys: exact key names (case and separators ignored) never masked by key, e.g.
+            ``("prompt_tokens",)``; the value rules still apply to their strings.
+        mask: the replacement text.
+        max_scan: strings longer than this are cut (with a marker) before they are scanned.
+
+    Raises:
+        TypeError: a list of keys is a single string or holds something else than strings.
+    """
+
+    def __init__(
+        self,
+        denylist: Iterable[str] = DEFAULT_DENYLIST,
+        extra_keys: Iterable[str] = (),
+        allow_keys: Iterable[str] = (),
+        mask: str = MASK,
+        max_scan: int = MAX_SCAN,
+    ) -> None:
+        fragments = _keys("denylist", denylist) + _keys("extra_keys", extra_keys)
+        if not isinstance(mask, str):
+            raise TypeError(f"mask must be a string, not {type(mask).__name__}")
+        if isinstance(max_scan, bool) or not isinstance(max_scan, int) or max_scan < 1:
+            raise ValueError(f"max_scan must be a positive whole number, got {max_scan!r}")
+        normalized = {_normalize(f) for f in fragments} - {""}
+        self.words = frozenset(f for f in normalized if len(f) <= _SHORT)
+        self.fragments = tuple(sorted(normalized - self.words))
+        self.allow = frozenset(_normalize(k) for k in _keys("allow_keys", allow_keys))
+        self.mask = mask
+        self.max_scan = max_scan
+        self._hints = tuple(sorted(normalized, key=len))
+        self._cache: dict[str, bool] = {}
+
+    def __repr__(self) -> str:
+        return f"<Scrubber {len(self.words) + len(self.fragments)} key rules mask={self.mask!r}>"
+
+    # -- keys ---------------------------------------------------------------------------------------
+
+    def is_secret_key(self, key: object) -> bool:
+        """True when a value under ``key`` must be masked."""
+        name = key if isinstance(key, str) else safe_str(key)
+        cached = self._cache.get(name)
+        if cached is None:
+            flat = _normalize(name)
+            cached = flat not in self.allow and (
+                any(fragment in flat for fragment in self.fragments)
+                or any(word.lower() in self.words for word in _WORDS.findall(name))
+            )
+            if len(self._cache) < 10_000:
+                self._cache[name] = cached
+        return cached
+
+    # -- values -------------------------------------------------------------------------------------
+
+    def scrub_text(self, text: str) -> str:
+        """``text`` with every secret the value rules recognise replaced by the mask."""
+        if len(text) > self.max_scan:
+            text = clip(text, self.max_scan)
+        lower = text.lower()  # cheap tests on it skip the patterns that cannot match
+        if "://" in text:
+            if lower.startswith(("http://", "https://")):
+                text = self.scrub_url(text)
+            if "@" in text:
+                text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{self.mask}@", text)
+        if ":" in text and any(word in lower for word in _HEADER_HINTS):
+            text = _HEADER_LINE.sub(lambda m: m.group(1) + self.mask, text)
+        if "bearer" in lower:
+            text = _BEARER.sub(self._bearer, text)
+        if "basic" in lower:
+            text = _BASIC.sub(self._basic, text)
+        if ("=" in text or ":" in text) and self._mentions_key(lower):
+            text = _KEY_VALUE.sub(self._key_value, text)
+        return _CARD.sub(self._card, text)
+
+    def _mentions_key(self, lower: str) -> bool:
+        flat = lower.replace("_", "").replace("-", "").replace(".", "").replace(" ", "")
+        return any(fragment in flat for fragment in self._hints)
+
+    def scrub_url(self, url: str) -> str:
+        """Mask the secret-looking query (and fragment) parameters and the password of a URL."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return url
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            return url
+        query = self._scrub_params(parts.query)
+        fragment = self._scrub_params(parts.fragment) if "=" in parts.fragment else parts.fragment
+        netloc = parts.netloc
+        if parts.password is not None and "@" in netloc:
+            userinfo, _, host = netloc.rpartition("@")
+            netloc = f"{userinfo.partition(':')[0]}:{self.mask}@{host}"
+        if (query, fragment, netloc) == (parts.query, parts.fragment, parts.netloc):
+            return url
+        return (
+            f"{parts.scheme}://{netloc}{parts.path}"
+            + (f"?{query}" if query or "?" in url.partition("#")[0] else "")
+            + (f"#{fragment}" if fragment or "#" in url else "")
+        )
+
+    def _scrub_params(self, query: str) -> str:
+        if not query:
+            return query
+        pieces = query.split("&")
+        for index, piece in enumerate(pieces):
+            key, sep, _ = piece.partition("=")
+            if sep and self.is_secret_key(unquote_plus(key)):
+                pieces[index] = f"{key}={self.mask}"
+        return "&".join(pieces)
+
+    def _bearer(self, match: re.Match[str]) -> str:
+        token = match.group(2)
+        looks_random = len(token) >= 20 or (
+            len(token) >= 8 and any(c.isdigit() or c in "-._~+/=" for c in token)
+        )
+        return match.group(1) + self.mask if looks_random else match.group(0)
+
+    def _basic(self, match: re.Match[str]) -> str:
+        token = match.group(2)
+        try:
+            decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            return match.group(0)
+        return match.group(1) + self.mask if b":" in decoded else match.group(0)
+
+    def _key_value(self, match: re.Match[str]) -> str:
+        key, sep, value = match.groups()
+        lowered = key.lower()
+        if (
+            lowered.endswith(_NOT_A_KEY)
+            or not self.is_secret_key(key)
+            or value.lstrip("\"'").startswith(self.mask)
+        ):
+            return match.group(0)
+        quote = value[0] if value[:1] in ("'", '"') and len(value) > 1 else ""
+        return f"{key}{sep}{quote}{self.mask}{quote}"
+
+    def _card(self, match: re.Match[str]) -> str:
+        digits = match.group(0).replace(" ", "").replace("-", "")
+        return self.mask if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
+
+    # -- structures ---------------------------------------------------------------------------------
+
+    def scrub_data(self, value: Any, _depth: int = 0, _path: frozenset[int] = frozenset()) -> Any:
+        """A copy of ``value`` with secret keys masked and every string scrubbed.
+
+        Mappings stay dicts, lists and tuples become lists, strings are scrubbed, numbers, bools
+        and None pass; anything else becomes its scrubbed ``repr``. Cycles become ``"<cycle>"``;
+        what is nested deeper than 64 levels becomes the mask (it is not worth the risk).
+        """
+        if isinstance(value, str):
+            return self.scrub_text(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, bytes | bytearray):
+            return self.scrub_text(bytes(value[: self.max_scan]).decode("utf-8", "replace"))
+        if _depth >= 64:
+            return self.mask
+        if id(value) in _path:
+            return "<cycle>"
+        path = _path | {id(value)}
+        try:
+            if isinstance(value, Mapping):
+                return {
+                    key: self._masked(item)
+                    if self.is_secret_key(key)
+                    else self.scrub_data(item, _depth + 1, path)
+                    for key, item in list(value.items())
+                }
+            if isinstance(value, list | tuple | set | frozenset):
+                return [self.scrub_data(item, _depth + 1, path) for item in list(value)]
+        except Exception:  # a user mapping or sequence that fails to iterate
+            return self.mask
+        return self.scrub_text(safe_repr(value))
+
+    def _masked(self, value: Any) -> Any:
+        """The mask, except for None and bools, which cannot hold a secret and say something."""
+        return value if value is None or isinstance(value, bool) else self.mask
+
+    def _text_or_none(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return self.scrub_text(value if isinstance(value, str) else safe_str(value))
+
+    def scrub_tags(self, tags: Any) -> Any:
+        """Tag values masked by key and scrubbed as text."""
+        if not isinstance(tags, Mapping):
+            return self.scrub_data(tags)
+        return {
+            key: self.mask if self.is_secret_key(key) else self._text_or_none(value)
+            for key, value in list(tags.items())
+        }
+
+    def scrub_event(self, event: AppEvent) -> AppEvent:
+        """A copy of the wire event with its free-text fields, URL and custom data scrubbed."""
+        changes: dict[str, Any] = {
+            "event_message": self._text_or_none(event.event_message),
+            "context_url": self._text_or_none(event.context_url),
+        }
+        if isinstance(event.context_tags, list):
+            changes["context_tags"] = [self._context_tag(tag) for tag in event.context_tags]
+        if isinstance(event.event_stacktrace, list):
+            changes["event_stacktrace"] = [
+                msgspec.structs.replace(entry, message=self._text_or_none(entry.message))
+                if isinstance(entry, InnerStackTrace)
+                else entry
+                for entry in event.event_stacktrace
+            ]
+        for name in ("custom_properties", "custom_segments"):
+            data = getattr(event, name)
+            if isinstance(data, CustomData) and data.string_data is not None:
+                strings = data.string_data
+                scrubbed = {
+                    field: self._text_or_none(getattr(strings, field))
+                    for field in strings.__struct_fields__
+                }
+                changes[name] = msgspec.structs.replace(
+                    data, string_data=msgspec.structs.replace(strings, **scrubbed)
+                )
+        return msgspec.structs.replace(event, **changes)
+
+    def _context_tag(self, tag: Any) -> Any:
+        if not isinstance(tag, str):
+            return self._text_or_none(tag)
+        key, sep, _ = tag.partition(":")
+        if sep and self.is_secret_key(key):
+            return f"{key}:{self.mask}"
+        return self.scrub_text(tag)
+
+    # -- the processor ------------------------------------------------------------------------------
+
+    def __call__(self, envelope: Envelope) -> Envelope:
+        """A copy of ``envelope`` with every secret masked; a part that fails is masked whole."""
+        changes: dict[str, Any] = {}
+
+        def run(name: str, scrub: Callable[[Any], Any], value: Any, fallback: Any) -> None:
+            try:
+                changes[name] = scrub(value)
+            except Exception as exc:  # a bug here must not leak: fail closed, and say so
+                report_internal_error(exc)
+                changes[name] = fallback
+
+        if isinstance(envelope.event, AppEvent):
+            run("event", self.scrub_event, envelope.event, None)
+            if changes["event"] is None:
+                changes["event"] = msgspec.structs.replace(
+                    envelope.event, event_message=self.mask, event_stacktrace=None
+                )
+        run("details", self.scrub_data, envelope.details, {})
+        run("payload", self.scrub_data, envelope.payload, None)
+        run("request_log", self.scrub_data, envelope.request_log, None)
+        run("tags", self.scrub_tags, envelope.tags, {})
+        run("links", self.scrub_data, envelope.links, [])
+        run("images", self.scrub_data, envelope.images, [])
+        run("template", self._text_or_none, envelope.template, self.mask)
+        run("exc_text", self._text_or_none, envelope.exc_text, self.mask)
+        return dataclasses.replace(envelope, **changes)
+
+
+def _keys(option: str, keys: Iterable[str]) -> list[str]:
+    if isinstance(keys, str | bytes):
+        raise TypeError(f"{option} must be a list of key names, not a single string")
+    result = list(keys)
+    for key in result:
+        if not isinstance(key, str):
+            raise TypeError(f"{option}: every key must be a string, got {type(key).__name__}")
+    return result
+
+
+def default_processors(
+    *,
+    scrub: bool = True,
+    denylist: Iterable[str] | None = None,
+    extra_keys: Iterable[str] = (),
+    allow_keys: Iterable[str] = (),
+    limits: Limits | None = None,
+) -> list[Processor]:
+    """The processors every client runs: the :class:`Scrubber`, then the :class:`Limits`.
+
+    Scrubbing goes first so that a cut can never split a secret into a part no rule recognises.
+
+    Args:
+        scrub: False leaves secrets in (for a destination you trust with them); limits still apply.
+        denylist: replaces :data:`DEFAULT_DENYLIST`.
+        extra_keys: fragments added to the denylist.
+        allow_keys: key names never masked by key.
+        limits: the size limits (default :class:`Limits()`).
+
+    Raises:
+        TypeError: a value of the wrong type (the message names the option).
+    """
+    if limits is None:
+        limits = Limits()
+    elif not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
+    processors: list[Processor] = []
+    if scrub:
+        processors.append(
+            Scrubber(
+                DEFAULT_DENYLIST if denylist is None else denylist,
+                extra_keys=extra_keys,
+                allow_keys=allow_keys,
+                max_scan=limits.longest,
+            )
+        )
+    processors.append(limits)
+    return processors

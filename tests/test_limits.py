@@ -1,0 +1,203 @@
+"""The Limits processor: every string and collection bounded, with a marker where it cut."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+
+from alertkit._safe import clip
+from alertkit.limits import Limits
+from alertkit.models import (
+    AppEvent,
+    CustomData,
+    CustomDoubleData,
+    CustomStringData,
+    Envelope,
+    InnerStackTrace,
+    StackTraceLine,
+    decode_event,
+    encode_event,
+)
+
+
+def make_event(**fields: object) -> AppEvent:
+    base: dict[str, object] = {
+        "api_key": "KEY",
+        "classification": "issue",
+        "event_type": "t",
+        "event_message": "m",
+    }
+    return AppEvent(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_strings_are_cut_with_a_marker_saying_how_much():
+    limits = Limits(max_string=10, max_message=20)
+    out = limits(
+        Envelope(
+            event=make_event(event_message="m" * 50, event_user="u" * 15),
+            details={"s": "d" * 12},
+            exc_text="e" * 25,
+            template="t" * 21,
+        )
+    )
+    assert out is not None
+    assert out.event.event_message == "m" * 20 + "...[cut 30 chars]"
+    assert out.event.event_user == "u" * 10 + "...[cut 5 chars]"
+    assert out.details == {"s": "d" * 10 + "...[cut 2 chars]"}
+    assert out.exc_text == "e" * 20 + "...[cut 5 chars]"
+    assert out.template == "t" * 20 + "...[cut 1 chars]"
+
+
+def test_cutting_twice_keeps_one_marker_with_the_total_count():
+    once = clip("x" * 100, 50)
+    assert clip(once, 10) == "x" * 10 + "...[cut 90 chars]"
+
+
+def test_collections_keep_max_items_and_say_how_many_were_cut():
+    limits = Limits(max_items=3)
+    data = limits.data({"list": list(range(10)), "map": {str(i): i for i in range(5)}})
+    assert data == {
+        "list": [0, 1, 2, "[7 more items cut]"],
+        "map": {"0": 0, "1": 1, "2": 2, "...": "[2 more items cut]"},
+    }
+
+
+def test_depth_is_bounded_with_a_marker():
+    deep: list[object] = ["leaf"]
+    for _ in range(10_000):
+        deep = [deep]
+    out = Limits(max_depth=3).data({"d": deep})
+    assert out == {"d": [["[nested deeper than 3 levels: cut]"]]}
+
+
+def test_total_size_of_details_is_bounded():
+    limits = Limits(max_string=100, max_total=250)
+    data = limits.data({f"k{i}": "v" * 100 for i in range(10)})
+    text = json.dumps(data)
+    assert len(text) < 600
+    assert data["..."].endswith("more items cut]")
+
+
+def test_cycles_bytes_odd_numbers_and_objects_become_json_safe():
+    class Loud:
+        def __repr__(self) -> str:
+            raise RuntimeError("nope")
+
+    cyclic: dict[str, object] = {}
+    cyclic["me"] = cyclic
+    data = Limits().data(
+        {
+            "cyclic": cyclic,
+            "bytes": b"\xff\xfeab",
+            "nan": float("nan"),
+            "inf": float("-inf"),
+            "big": 1 << 80,
+            "surrogate": "a\udc80b",
+            "loud": Loud(),
+            "set": {1},
+            (1, 2): "tuple key",
+        }
+    )
+    assert data["cyclic"] == {"me": "<cycle>"}
+    assert data["nan"] == "nan" and data["inf"] == "-inf"
+    assert data["big"] == "<int of 81 bits>"
+    assert data["surrogate"] == "a?b"
+    assert data["loud"] == "<unrepresentable Loud>"
+    assert data["set"] == [1]
+    assert data["(1, 2)"] == "tuple key"
+    json.dumps(data, allow_nan=False)
+
+
+def test_stack_traces_keep_oldest_and_newest_frames_and_ten_exceptions():
+    frames = [StackTraceLine(function=f"f{i}", line=i, file="x.py") for i in range(250)]
+    stack = [InnerStackTrace(type=f"E{i}", message="m", trace_lines=frames) for i in range(15)]
+    out = Limits(max_frames=100, max_exceptions=10).event(make_event(event_stacktrace=stack))
+    assert out.event_stacktrace is not None
+    assert len(out.event_stacktrace) == 11
+    assert out.event_stacktrace[-1] == InnerStackTrace(
+        type="[cut]", message="[5 more exceptions cut]"
+    )
+    lines = out.event_stacktrace[0].trace_lines
+    assert lines is not None and len(lines) == 101
+    assert [line.function for line in lines[49:52]] == ["f49", "[150 frames cut]", "f200"]
+    assert lines[-1].function == "f249"
+
+
+def test_wire_fields_get_their_declared_types():
+    event = make_event(
+        event_message=123,
+        event_type=None,
+        log_level="loud",
+        event_time=1 << 70,
+        context_tags=["a", 5, "b\udc80"],
+        context_cpu_percentage=float("nan"),
+        context_operation_time_millis=True,
+        custom_properties=CustomData(
+            string_data=CustomStringData(custom_data1=object()),  # type: ignore[arg-type]
+            double_data=CustomDoubleData(custom_data1=float("inf"), custom_data2=2),
+        ),
+        custom_segments="not custom data",
+    )
+    out = Limits().event(event)
+    decoded = decode_event(encode_event(out))  # validates every field's type
+    assert decoded.event_message == "123"
+    assert decoded.event_type == "None"
+    assert decoded.log_level is None
+    assert decoded.event_time is None
+    assert decoded.context_tags == ["a", "5", "b?"]
+    assert decoded.context_cpu_percentage is None
+    assert decoded.context_operation_time_millis is None
+    assert decoded.custom_properties is not None
+    assert decoded.custom_properties.double_data == CustomDoubleData(custom_data2=2.0)
+    assert decoded.custom_segments is None
+
+
+def test_envelope_fields_are_made_well_typed():
+    envelope = Envelope(
+        event=make_event(),
+        details="not a dict",  # type: ignore[arg-type]
+        tags={"k": 1, 2: "v"},  # type: ignore[dict-item]
+        links=[{"href": "h", "text": 3}, "junk"],  # type: ignore[list-item]
+        payload={"x": b"bytes"},
+    )
+    out = Limits()(envelope)
+    assert out is not None
+    assert out.details == {"data": "not a dict"}
+    assert out.tags == {"k": "1", "2": "v"}
+    assert out.links == [{"href": "h", "text": "3"}]
+    assert out.payload == {"x": "bytes"}
+
+
+def test_an_envelope_without_a_wire_event_is_dropped():
+    assert Limits()(Envelope(event="nope")) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("max_string", 0, ValueError),
+        ("max_items", "5", TypeError),
+        ("max_depth", 101, ValueError),
+        ("max_frames", True, TypeError),
+    ],
+)
+def test_bad_limits_are_rejected_with_the_option_named(option, value, error):
+    with pytest.raises(error, match=option):
+        Limits(**{option: value})
+
+
+def test_defaults_encode_a_huge_event_within_a_megabyte():
+    huge = "x" * (10 << 20)
+    frames = [StackTraceLine(function=huge, line=1, file=huge)] * 500
+    event = make_event(
+        event_message=huge,
+        event_stacktrace=[InnerStackTrace(type=huge, message=huge, trace_lines=frames)] * 50,
+        context_tags=[huge] * 500,
+    )
+    out = Limits()(Envelope(event=event, details={"a": [huge] * 500}, exc_text=huge))
+    assert out is not None
+    assert len(encode_event(out.event)) < 2 << 20
+    assert len(json.dumps(out.details)) < 300 * 1024
+    assert msgspec.json.decode(encode_event(out.event))["eventMessage"].endswith("chars]")
