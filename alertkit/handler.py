@@ -99,8 +99,12 @@ def envelope_from_record(
     steering = {k: extra.pop(k) for k in _STEERING if k in extra} if extra else {}
     tags = dict(client.tags) if scope is None else {**client.tags, **scope.tags}
     if isinstance(steering.get("tags"), dict):
-        tags.update({str(k): safe_str(v) for k, v in steering["tags"].items()})
-    key = incident_key or steering.get("incident_key") or steering.get("dedup_key")
+        tags.update({safe_str(k): safe_str(v) for k, v in steering["tags"].items()})
+    # Test for None, not truth: the values come from the application and __bool__ may raise.
+    key_text = incident_key
+    for candidate in (steering.get("incident_key"), steering.get("dedup_key")):
+        if not key_text and candidate is not None:
+            key_text = candidate if isinstance(candidate, str) else safe_str(candidate)
     template = attrs.get("msg")
     envelope = Envelope(
         event=event,
@@ -109,7 +113,7 @@ def envelope_from_record(
         template=template if isinstance(template, str) else safe_str(template),
         details=to_json_safe(extra) if extra else {},
         exc_text=exc_text,
-        incident_key=safe_str(key) if key else None,
+        incident_key=key_text or None,
         links=_dict_list(steering["links"]) if "links" in steering else [],
         images=_dict_list(steering["images"]) if "images" in steering else [],
         tags=tags,
@@ -122,7 +126,9 @@ def _dict_list(value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list | tuple):
         return []
     return [
-        {str(k): safe_str(v) for k, v in item.items()} for item in value if isinstance(item, dict)
+        {safe_str(k): safe_str(v) for k, v in item.items()}
+        for item in value
+        if isinstance(item, dict)
     ]
 
 

@@ -72,7 +72,11 @@ class LocalBackend(BaseBackend):
     ) -> None:
         super().__init__(name=name, min_level=min_level)
         self.path = Path(path) if path else default_inbox_path()
-        if self.path.exists() and self.path.is_dir():
+        try:
+            is_dir = self.path.is_dir()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte ...
+            raise ConfigError(f"local: unusable path {str(self.path)[:200]!r}: {exc}") from None
+        if is_dir:
             raise ConfigError(f"local: {self.path} is a directory, not a database file")
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
