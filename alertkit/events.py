@@ -128,14 +128,15 @@ class EventFactory:
         event = self.new(level, classification, "unknown", "unknown", created)
         details: dict[str, Any] = {}
         for key, value in data.items():
-            attr = LOG_KEYS.get(str(key).lower())
+            name = key if isinstance(key, str) else safe_str(key)  # str() of a key may raise
+            attr = LOG_KEYS.get(name.lower())
             if attr is None:
-                details[str(key)] = value
+                details[name] = value
             elif attr == "context_operation_time_millis":
                 try:
                     event.context_operation_time_millis = int(value)
                 except (TypeError, ValueError, OverflowError):
-                    details[str(key)] = value
+                    details[name] = value
             else:
                 setattr(event, attr, safe_str(value))
         exc_text = None
