@@ -14,6 +14,10 @@ event. Two kinds of rules:
   (``https://user:pass@host``), ``Authorization``/``Cookie`` header lines, and ``key=value`` or
   ``"key": "value"`` pairs whose key is secret-looking.
 
+None and bools under a secret key are kept (they hold no secret and say something, e.g.
+``has_password: False``). In the request log the names of operations
+(``add_to_log("auth_service", ...)``) are not judged as keys; what each entry holds is.
+
 The limits on sizes are a separate processor, :class:`~alertkit.limits.Limits`;
 :func:`default_processors` puts both in the right order.
 """
@@ -30,6 +34,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 import msgspec
 
+from alertkit._requestlog import SECTIONS
 from alertkit._safe import clip, safe_repr
 from alertkit.guard import report_internal_error
 from alertkit.limits import Limits
@@ -319,6 +324,21 @@ class Scrubber:
             for key, value in list(tags.items())
         }
 
+    def scrub_request_log(self, log: Any) -> Any:
+        """The scope's request log: its sections map operation names (``"auth_service"``) to
+        entries, so there the names are not keys to judge; each entry is scrubbed as data."""
+        if not isinstance(log, Mapping):
+            return self.scrub_data(log)
+        result: dict[Any, Any] = {}
+        for key, value in list(log.items()):
+            if key in SECTIONS and isinstance(value, Mapping):
+                result[key] = {name: self.scrub_data(entry) for name, entry in list(value.items())}
+            elif self.is_secret_key(key):
+                result[key] = self._masked(value)
+            else:
+                result[key] = self.scrub_data(value)
+        return result
+
     def scrub_event(self, event: AppEvent) -> AppEvent:
         """A copy of the wire event with its free-text fields, URL and custom data scrubbed."""
         changes: dict[str, Any] = {
@@ -376,7 +396,7 @@ class Scrubber:
                 )
         run("details", self.scrub_data, envelope.details, {})
         run("payload", self.scrub_data, envelope.payload, None)
-        run("request_log", self.scrub_data, envelope.request_log, None)
+        run("request_log", self.scrub_request_log, envelope.request_log, None)
         run("tags", self.scrub_tags, envelope.tags, {})
         run("links", self.scrub_data, envelope.links, [])
         run("images", self.scrub_data, envelope.images, [])

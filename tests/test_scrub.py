@@ -310,3 +310,22 @@ def test_default_processors_scrub_then_limit():
     assert scrubber.is_secret_key("tenant") and not scrubber.is_secret_key("token_count")
     with pytest.raises(TypeError, match="limits"):
         default_processors(limits={"max_string": 1})  # type: ignore[arg-type]
+
+
+def test_request_log_entries_are_judged_by_content_not_by_operation_name(scrubber):
+    log = {
+        "alert_id": "a1",
+        "api_logs": {"auth_service": {"value": "ok", "extras": {"password": "p"}}},
+        "service_logs": {
+            "token_refresh": {"url": "https://idp/x?client_secret=s&x=1", "code": 200}
+        },
+        "session_id": "s-1",
+    }
+    assert scrubber.scrub_request_log(log) == {
+        "alert_id": "a1",
+        "api_logs": {"auth_service": {"value": "ok", "extras": {"password": MASK}}},
+        "service_logs": {
+            "token_refresh": {"url": f"https://idp/x?client_secret={MASK}&x=1", "code": 200}
+        },
+        "session_id": MASK,
+    }
