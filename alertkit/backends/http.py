@@ -17,7 +17,7 @@ from alertkit._http import HttpTransport, TransportError, classify_response
 from alertkit.backends.base import MASK, BaseBackend, ClientContext
 from alertkit.errors import ConfigError
 from alertkit.models import Envelope, encode_event
-from alertkit.outcomes import Outcome, RetryLater
+from alertkit.outcomes import Outcome, Rejected, RetryLater
 
 DEFAULT_URL = "https://www.trakerr.io/api/v1/events"
 
@@ -123,6 +123,11 @@ class HttpBackend(BaseBackend):
                 outcomes.extend([RetryLater(reason)] * (len(batch) - index))
                 break
             outcome = classify_response(response)
+            # A server may quote the request, api key included, in its error: mask it.
+            if isinstance(outcome, RetryLater):
+                outcome = RetryLater(self.mask(outcome.reason), outcome.delay)
+            elif isinstance(outcome, Rejected):
+                outcome = Rejected(self.mask(outcome.reason))
             outcomes.append(outcome)
         return outcomes
 
