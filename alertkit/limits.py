@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeGuard
 
 import msgspec.inspect as mi
 
@@ -115,6 +115,7 @@ class Limits:
         self.max_frames = max_frames
         self.max_exceptions = max_exceptions
         self.max_total = max_total
+        self._event_plan: list[tuple[str, Callable[[Any], Any]]] | None = None
 
     @property
     def longest(self) -> int:
@@ -204,60 +205,101 @@ class Limits:
     # -- the wire event ------------------------------------------------------------------------------
 
     def event(self, event: AppEvent) -> AppEvent:
-        """A copy of the wire event with every field of its declared type and within the limits."""
-        fitted: AppEvent = self._struct(event, _EVENT_TYPE)
+        """The wire event with every field of its declared type and within the limits: the same
+        object when nothing had to change, else a copy."""
+        if self._event_plan is None:
+            self._event_plan = self._plan(_EVENT_TYPE)
+        fitted: AppEvent = self._apply(event, AppEvent, self._event_plan)
         return fitted
 
-    def _struct(self, obj: Any, info: mi.StructType) -> Any:
-        values: dict[str, Any] = {}
-        for field in info.fields:
-            value = getattr(obj, field.name, None)
-            if field.name == "event_stacktrace":
-                values[field.name] = self._stacktrace(value)
-            elif field.name == "event_message":
-                values[field.name] = self.text(value, self.max_message)
-            elif field.name == "context_tags":
-                values[field.name] = self._context_tags(value)
-            else:
-                values[field.name] = self._typed(value, field.type, field.required)
-        return info.cls(**values)
+    def _fast_text(self, value: Any, limit: int) -> str:
+        if type(value) is str and len(value) <= limit and value.isascii():
+            return value  # nothing to cut, no surrogate possible
+        return self.text(value, limit)
 
-    def _typed(self, value: Any, kind: Any, required: bool = False) -> Any:
+    def _plan(self, info: mi.StructType) -> list[tuple[str, Callable[[Any], Any]]]:
+        """One fitting function per field, built once from the struct's declared types."""
+        plan: list[tuple[str, Callable[[Any], Any]]] = []
+        for field in info.fields:
+            if field.name == "event_stacktrace":
+                plan.append((field.name, self._stacktrace))
+            elif field.name == "event_message":
+                plan.append((field.name, lambda value: self._fast_text(value, self.max_message)))
+            elif field.name == "context_tags":
+                plan.append((field.name, self._context_tags))
+            else:
+                plan.append((field.name, self._fitter(field.type, field.required)))
+        return plan
+
+    @staticmethod
+    def _apply(obj: Any, cls: type[Any], plan: list[tuple[str, Callable[[Any], Any]]]) -> Any:
+        values: dict[str, Any] = {}
+        changed = False
+        for name, fit in plan:
+            old = getattr(obj, name, None)
+            values[name] = new = fit(old)
+            changed = changed or new is not old
+        return cls(**values) if changed else obj
+
+    def _fitter(self, kind: Any, required: bool) -> Callable[[Any], Any]:
+        """A function that turns any value into one of type ``kind`` (or None, if allowed)."""
         while isinstance(kind, mi.Metadata):
             kind = kind.type
         if isinstance(kind, mi.UnionType):
-            if value is None and kind.includes_none:
-                return None
             choices = [t for t in kind.types if not isinstance(t, mi.NoneType)]
-            return self._typed(value, choices[0], not kind.includes_none) if choices else None
-        if value is None and not required:
-            return None
+            if not choices:
+                return lambda value: None
+            inner = self._fitter(choices[0], not kind.includes_none)
+            if not kind.includes_none:
+                return inner
+            return lambda value: None if value is None else inner(value)
         if isinstance(kind, mi.StrType):
-            return self.text(value)
+            return lambda value: self._fast_text(value, self.max_string)
         if isinstance(kind, mi.IntType):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-            return value if ok and -_INT64 <= value < _INT64 else (0 if required else None)
+            default_int = 0 if required else None
+
+            def fit_int(value: Any) -> Any:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                return value if ok and -_INT64 <= value < _INT64 else default_int
+
+            return fit_int
         if isinstance(kind, mi.FloatType):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            return float(value) if ok and math.isfinite(value) else (0.0 if required else None)
+            default_float = 0.0 if required else None
+
+            def fit_float(value: Any) -> Any:
+                if type(value) is float and math.isfinite(value):
+                    return value
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+                return float(value) if ok and math.isfinite(value) else default_float
+
+            return fit_float
         if isinstance(kind, mi.LiteralType):
-            return value if value in kind.values else None
+            allowed = kind.values
+            return lambda value: value if value in allowed else None
         if isinstance(kind, mi.ListType):
-            if not isinstance(value, list | tuple):
-                return None
-            return [self._typed(item, kind.item_type, True) for item in value[: self.max_items]]
+            item = self._fitter(kind.item_type, True)
+            limit = self.max_items
+
+            def fit_list(value: Any) -> Any:
+                if not isinstance(value, list | tuple):
+                    return None
+                return [item(element) for element in value[:limit]]
+
+            return fit_list
         if isinstance(kind, mi.StructType):
-            return self._struct(value, kind) if isinstance(value, kind.cls) else None
-        return None
+            plan = self._plan(kind)
+            cls = kind.cls
+            return lambda value: self._apply(value, cls, plan) if isinstance(value, cls) else None
+        return lambda value: None
 
     def _context_tags(self, tags: Any) -> list[str] | None:
         if not isinstance(tags, list | tuple):
             return None
         limit = min(MAX_NAME, self.max_string)
-        result = [self.text(tag, limit) for tag in tags[: self.max_items]]
+        result = [self._fast_text(tag, limit) for tag in tags[: self.max_items]]
         if len(tags) > self.max_items:
             result.append(ITEMS_MARKER.format(n=len(tags) - self.max_items))
-        return result
+        return tags if _unchanged(tags, result) else result
 
     def _stacktrace(self, stack: Any) -> list[InnerStackTrace] | None:
         if not isinstance(stack, list | tuple):
@@ -267,29 +309,40 @@ class Limits:
         if len(entries) > self.max_exceptions:
             more = len(entries) - self.max_exceptions
             result.append(InnerStackTrace(type="[cut]", message=EXCEPTIONS_MARKER.format(n=more)))
-        return result
+        return stack if _unchanged(stack, result) else result
 
     def _exception(self, entry: InnerStackTrace) -> InnerStackTrace:
         lines = entry.trace_lines if isinstance(entry.trace_lines, list | tuple) else []
         frames = [self._frame(line) for line in lines if isinstance(line, StackTraceLine)]
+        unchanged = _unchanged(lines, frames)
         if len(frames) > self.max_frames:
             head = self.max_frames // 2
             tail = self.max_frames - head
             marker = StackTraceLine(function=FRAMES_MARKER.format(n=len(frames) - self.max_frames))
             frames = [*frames[:head], marker, *frames[len(frames) - tail :]]
+            unchanged = False
+        kind = None if entry.type is None else self._fast_text(entry.type, MAX_NAME)
+        message = None if entry.message is None else self._fast_text(entry.message, self.max_string)
+        if unchanged and kind is entry.type and message is entry.message:
+            return entry
         return InnerStackTrace(
-            type=None if entry.type is None else self.text(entry.type, MAX_NAME),
-            message=None if entry.message is None else self.text(entry.message),
+            type=kind,
+            message=message,
             trace_lines=frames if entry.trace_lines is not None else None,
         )
 
     def _frame(self, line: StackTraceLine) -> StackTraceLine:
         short = min(MAX_NAME, self.max_string)
-        number = line.line
+        function, number, file = line.function, line.line, line.file
+        fitted_function = None if function is None else self._fast_text(function, short)
+        fitted_file = None if file is None else self._fast_text(file, short)
+        number_ok = number is None or (
+            isinstance(number, int) and not isinstance(number, bool) and -_INT64 <= number < _INT64
+        )
+        if fitted_function is function and fitted_file is file and number_ok:
+            return line
         return StackTraceLine(
-            function=None if line.function is None else self.text(line.function, short),
-            line=number if isinstance(number, int) and -_INT64 <= number < _INT64 else None,
-            file=None if line.file is None else self.text(line.file, short),
+            function=fitted_function, line=number if number_ok else None, file=fitted_file
         )
 
     # -- the processor -------------------------------------------------------------------------------
@@ -348,6 +401,15 @@ class Limits:
             for link in links[: self.max_items]
             if isinstance(link, Mapping)
         ]
+
+
+def _unchanged(old: Any, new: list[Any]) -> TypeGuard[list[Any]]:
+    """True when ``old`` is a list holding exactly the objects of ``new``."""
+    return (
+        type(old) is list
+        and len(new) == len(old)
+        and all(a is b for a, b in zip(new, old, strict=True))
+    )
 
 
 _EVENT_TYPE: mi.StructType = mi.type_info(AppEvent)  # type: ignore[assignment]
