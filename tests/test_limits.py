@@ -201,3 +201,20 @@ def test_defaults_encode_a_huge_event_within_a_megabyte():
     assert len(encode_event(out.event)) < 2 << 20
     assert len(json.dumps(out.details)) < 300 * 1024
     assert msgspec.json.decode(encode_event(out.event))["eventMessage"].endswith("chars]")
+
+
+def test_an_event_within_the_limits_is_returned_as_is_and_a_cut_one_is_a_copy():
+    frames = [StackTraceLine(function="f", line=1, file="x.py")]
+    event = make_event(
+        context_tags=["prod"],
+        event_stacktrace=[InnerStackTrace(type="E", message="m", trace_lines=frames)],
+        custom_properties=CustomData(string_data=CustomStringData(custom_data1="c")),
+    )
+    limits = Limits(max_string=5)
+    assert limits.event(event) is event
+    event.event_stacktrace[0].message = "m" * 6  # type: ignore[index]
+    cut = limits.event(event)
+    assert cut is not event
+    assert cut.event_stacktrace[0].message == "mmmmm...[cut 1 chars]"  # type: ignore[index]
+    assert event.event_stacktrace[0].message == "m" * 6  # type: ignore[index]
+    assert cut.event_stacktrace[0].trace_lines is frames  # type: ignore[index]
