@@ -313,23 +313,20 @@ class Limits:
 
     def _exception(self, entry: InnerStackTrace) -> InnerStackTrace:
         lines = entry.trace_lines if isinstance(entry.trace_lines, list | tuple) else []
-        frames = [self._frame(line) for line in lines if isinstance(line, StackTraceLine)]
-        unchanged = _unchanged(lines, frames)
-        if len(frames) > self.max_frames:
+        fitted = [self._frame(line) for line in lines if isinstance(line, StackTraceLine)]
+        frames: list[StackTraceLine] | None = fitted
+        if len(fitted) > self.max_frames:
             head = self.max_frames // 2
             tail = self.max_frames - head
-            marker = StackTraceLine(function=FRAMES_MARKER.format(n=len(frames) - self.max_frames))
-            frames = [*frames[:head], marker, *frames[len(frames) - tail :]]
-            unchanged = False
+            marker = StackTraceLine(function=FRAMES_MARKER.format(n=len(fitted) - self.max_frames))
+            frames = [*fitted[:head], marker, *fitted[len(fitted) - tail :]]
+        elif entry.trace_lines is None or _unchanged(lines, fitted):
+            frames = entry.trace_lines  # None, or the caller's list: nothing in it needs cutting
         kind = None if entry.type is None else self._fast_text(entry.type, MAX_NAME)
         message = None if entry.message is None else self._fast_text(entry.message, self.max_string)
-        if unchanged and kind is entry.type and message is entry.message:
+        if frames is entry.trace_lines and kind is entry.type and message is entry.message:
             return entry
-        return InnerStackTrace(
-            type=kind,
-            message=message,
-            trace_lines=frames if entry.trace_lines is not None else None,
-        )
+        return InnerStackTrace(type=kind, message=message, trace_lines=frames)
 
     def _frame(self, line: StackTraceLine) -> StackTraceLine:
         short = min(MAX_NAME, self.max_string)
