@@ -2,9 +2,10 @@
 
 Property tests (hypothesis) throw generated input at every capture point (``Client.log``,
 ``create_new_app_event`` + ``send_event_async``, ``AlertHandler``) and at the config parsers
-(backend URLs, ``Client`` options). About 11,000 examples in all (the ``max_examples`` below). For
-each capture the event must arrive at the backend (none lost, no swallowed internal error) and,
-after the default processors, encode to valid JSON of the right types within the limits.
+(backend URLs, ``Client`` options): 10,006 examples in all (the ``examples(...)`` below; set
+``ALERTKIT_BAD_INPUT_SCALE`` to run more or fewer). For each capture the event must arrive at the
+backend (none lost, no swallowed internal error) and, after the default processors, encode to
+valid JSON of the wire types within the limits.
 """
 
 from __future__ import annotations
