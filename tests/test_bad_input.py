@@ -289,7 +289,7 @@ maybe_exception = st.one_of(st.none(), st.none(), st.none(), exceptions)
 # -- the capture points ----------------------------------------------------------------------------
 
 
-@examples(2500)
+@examples(2200)
 @given(
     data=st.one_of(st.dictionaries(keys, values, max_size=4), values),
     level=st.sampled_from(LEVELS),
@@ -309,7 +309,7 @@ def test_client_log_key_whose_str_raises(client, backend, internal_errors):
     assert envelope.details == {"<unprintable Unprintable>": "value"}
 
 
-@examples(1500)
+@examples(1400)
 @given(
     level=st.sampled_from(LEVELS),
     words=st.lists(texts, min_size=3, max_size=3),
@@ -335,7 +335,7 @@ RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"messa
 extra_keys = st.one_of(
     st.sampled_from(["password", "user", "incident_key", "tags", "links", "images", "note"]),
     st.text(max_size=10),
-).filter(lambda key: key not in RESERVED)
+).map(lambda key: f"{key}_" if key in RESERVED else key)  # logging refuses its own names
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +363,7 @@ def emit(
     handler.handle(record)
 
 
-@examples(2500)
+@examples(2200)
 @given(
     msg=st.one_of(
         texts,
@@ -447,7 +447,7 @@ urls = st.one_of(
 )
 
 
-@examples(3000)
+@examples(3700)
 @given(spec=st.one_of(urls, st.none(), st.integers(), st.binary(max_size=10)))
 def test_create_backend_rejects_malformed_urls_clearly(spec):
     try:
