@@ -21,11 +21,11 @@ and are left out of the wire event, and objects become their ``repr``. Cycles be
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
+import msgspec
 import msgspec.inspect as mi
 
 from alertkit._safe import CUT_MARKER, ITEMS_MARKER, clean_str, clip, safe_repr
@@ -362,7 +362,7 @@ class Limits:
 
     def _fit(self, envelope: Envelope) -> Envelope:
         optional = self._optional_text
-        return dataclasses.replace(
+        return msgspec.structs.replace(
             envelope,
             event=self.event(envelope.event),
             logger_name=optional(envelope.logger_name, self.max_string),

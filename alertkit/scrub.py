@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -402,7 +401,7 @@ class Scrubber:
         run("images", self.scrub_data, envelope.images, [])
         run("template", self._text_or_none, envelope.template, self.mask)
         run("exc_text", self._text_or_none, envelope.exc_text, self.mask)
-        return dataclasses.replace(envelope, **changes)
+        return msgspec.structs.replace(envelope, **changes)
 
 
 def _keys(option: str, keys: Iterable[str]) -> list[str]:

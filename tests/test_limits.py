@@ -218,3 +218,19 @@ def test_an_event_within_the_limits_is_returned_as_is_and_a_cut_one_is_a_copy():
     assert cut.event_stacktrace[0].message == "mmmmm...[cut 1 chars]"  # type: ignore[index]
     assert event.event_stacktrace[0].message == "m" * 6  # type: ignore[index]
     assert cut.event_stacktrace[0].trace_lines is frames  # type: ignore[index]
+
+
+@pytest.mark.allow_internal_errors
+def test_when_fitting_fails_the_bare_event_still_goes_out(monkeypatch, internal_errors):
+    limits = Limits()
+
+    def broken(value: object) -> object:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(limits, "_dict", broken)
+    envelope = Envelope(event=make_event(event_message="m" * 40_000), details={"a": 1}, kind="x")
+    out = limits(envelope)
+    assert out is not None
+    assert out.kind == "x" and out.event_id == envelope.event_id and out.details == {}
+    assert out.event.event_message.endswith("...[cut 7232 chars]")
+    assert [str(error) for error in internal_errors] == ["bug"]

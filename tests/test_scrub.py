@@ -329,3 +329,17 @@ def test_request_log_entries_are_judged_by_content_not_by_operation_name(scrubbe
         },
         "session_id": MASK,
     }
+
+
+@pytest.mark.allow_internal_errors
+def test_a_part_that_fails_to_scrub_is_masked_whole_and_reported(monkeypatch, internal_errors):
+    scrubber = Scrubber()
+
+    def broken(value: object) -> object:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(scrubber, "scrub_data", broken)
+    out = scrubber(make_envelope(details={"note": "kept?"}, payload={"a": 1}))
+    assert out.details == {} and out.payload is None  # fail closed: nothing unscrubbed goes out
+    assert out.event.event_message == "m"  # the other parts are still scrubbed and sent
+    assert internal_errors and {str(error) for error in internal_errors} == {"bug"}
