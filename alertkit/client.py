@@ -18,10 +18,12 @@ from alertkit.events import EventFactory
 from alertkit.guard import capture_internal_exceptions
 from alertkit.hooks import BeforeSend, BeforeSendHook, Sampler
 from alertkit.levels import normalize_level
+from alertkit.limits import Limits
 from alertkit.models import AppEvent, Envelope
 from alertkit.pipeline import DropCallback, Pipeline, Processor, Results
 from alertkit.retry import RetryPolicy
 from alertkit.scope import Scope, scope_for_event, scope_for_log
+from alertkit.scrub import default_processors
 from alertkit.stacktrace import (
     resolve_exc_info,
 )
@@ -105,6 +107,14 @@ class Client:
         spool: keep events that cannot be delivered now (deadline, open circuit, end of the
             shutdown budget) in a SQLite spool and replay them later; ``spool_path`` implies it.
         spool_path: the spool file (default ``$ALERTKIT_HOME/spool.db``).
+        scrub: mask secret-looking keys and values (passwords, tokens, card numbers, secrets in
+            URLs) in everything an event carries; False only for a destination trusted with them.
+        denylist: key fragments that mark a secret, replacing the default list
+            (``alertkit.scrub.DEFAULT_DENYLIST``).
+        extra_keys: fragments added to the denylist.
+        allow_keys: key names never masked by key.
+        limits: size limits for strings, collections, depth and stack traces
+            (``alertkit.limits.Limits()`` by default); what is cut carries a marker.
         on_drop: called as ``on_drop(envelope_or_None, reason)`` for each dropped event.
         register_atexit: run ``shutdown(shutdown_timeout)`` at interpreter exit.
 
@@ -142,6 +152,11 @@ class Client:
         storm_window: float = 60.0,
         spool: bool = False,
         spool_path: str | os.PathLike[str] | None = None,
+        scrub: bool = True,
+        denylist: Iterable[str] | None = None,
+        extra_keys: Iterable[str] = (),
+        allow_keys: Iterable[str] = (),
+        limits: Limits | None = None,
         on_drop: DropCallback | None = None,
         register_atexit: bool = True,
     ) -> None:
@@ -199,6 +214,16 @@ class Client:
         chain.extend(processors)
         if before_send is not None:
             chain.append(BeforeSend(before_send))
+        # Last, so that whatever the user's hooks add is scrubbed and bounded too.
+        chain.extend(
+            default_processors(
+                scrub=scrub,
+                denylist=denylist,
+                extra_keys=extra_keys,
+                allow_keys=allow_keys,
+                limits=limits,
+            )
+        )
         self.pipeline = Pipeline(
             self.backends,
             policy=retry or RetryPolicy(),

@@ -377,7 +377,13 @@ class Scrubber:
     # -- the processor ------------------------------------------------------------------------------
 
     def __call__(self, envelope: Envelope) -> Envelope:
-        """A copy of ``envelope`` with every secret masked; a part that fails is masked whole."""
+        """A copy of ``envelope`` with every secret masked; a part that fails is masked whole.
+
+        Metrics pass untouched: their tags are dimensions chosen by the application (a tag named
+        ``session`` is a label, not a session cookie) and they carry no free text.
+        """
+        if envelope.kind == "metric":
+            return envelope
         changes: dict[str, Any] = {}
 
         def run(name: str, scrub: Callable[[Any], Any], value: Any, fallback: Any) -> None:

@@ -11,6 +11,7 @@ from alertkit.models import InnerStackTrace, StackTraceLine
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 _MAX_CHAIN = 10
+_MAX_TEXT_FRAMES = 50
 
 
 def exception_type_name(exc_type: type[BaseException]) -> str:
@@ -84,7 +85,8 @@ def build_stacktrace(exc: BaseException) -> list[InnerStackTrace]:
 def format_exception_text(exc_info: ExcInfo) -> str:
     """The traceback as Python prints it, for destinations that show text."""
     try:
-        return "".join(traceback.format_exception(*exc_info)).rstrip()
+        # Bounded: a deep recursion or a long chain must not stall the policy thread.
+        return "".join(traceback.format_exception(*exc_info, limit=_MAX_TEXT_FRAMES)).rstrip()
     except Exception:
         return f"{exception_type_name(exc_info[0])}: {safe_str(exc_info[1])}"
 

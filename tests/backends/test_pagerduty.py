@@ -16,6 +16,7 @@ from alertkit import Client, ConfigError, Delivered, Dropped, Envelope, Rejected
 from alertkit.backends import PagerDutyBackend, create_backend
 from alertkit.backends.local import LocalBackend
 from alertkit.backends.pagerduty import stable_dedup_key
+from alertkit.limits import Limits
 from tests.servers.http import Reply, free_port
 from tests.servers.pagerduty import KEY, PagerDutyStandIn
 
@@ -244,7 +245,9 @@ def test_one_megabyte_extra_field_gives_a_valid_body(
 def test_body_over_512_kb_is_trimmed_largest_details_first(
     pd: PagerDutyStandIn, make_client: Any
 ) -> None:
-    client = make_client(pd.url())
+    # The client's own limits would cut these first; lift them to reach PagerDuty's 512 KB rule.
+    roomy = Limits(max_string=1_000_000, max_total=4_000_000)
+    client = make_client(pd.url(), limits=roomy)
     event = client.create_new_app_event("error", event_message="big")
     details = {"huge": "a" * 400_000, "large": "b" * 300_000, "small": "keep me"}
     result = client.send_event(client.envelope_for(event, details=details), timeout=5)
