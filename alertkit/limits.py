@@ -349,6 +349,11 @@ class Limits:
         if not isinstance(envelope.event, AppEvent):
             return None
         try:
+            if self._fits(envelope):
+                return envelope  # the common case: nothing to cut, no copy
+        except Exception:  # anything odd is for the thorough path below
+            pass
+        try:
             return self._fit(envelope)
         except Exception as exc:  # a bug here must not stop the alert: send the bare event
             report_internal_error(exc)
@@ -359,6 +364,121 @@ class Limits:
                 levelno=envelope.levelno if isinstance(envelope.levelno, int) else 40,
                 created=envelope.created if isinstance(envelope.created, float) else 0.0,
             )
+
+    def _fits(self, envelope: Envelope) -> bool:
+        """Whether ``envelope`` is already within every limit, with every wire field of its
+        declared type: a quick check (msgspec in C for the types) so that ordinary events skip
+        the field-by-field copy of :meth:`_fit`."""
+        event = envelope.event
+        for text, limit in (
+            (envelope.template, self.max_message),
+            (envelope.exc_text, self.max_message),
+            (envelope.logger_name, self.max_string),
+            (envelope.incident_key, self.max_string),
+        ):
+            if text is not None and len(text) > limit:
+                return False
+        # Lengths first, in Python: encoding an event that holds huge (or shared) strings
+        # would cost what the limits are there to prevent.
+        if not (self._event_fits(event) and self._side_fits(envelope)):
+            return False
+        raw = _ENCODE(event)  # fails on lone surrogates and objects JSON cannot hold
+        _DECODE_EVENT(raw)  # fails on a field of the wrong type
+        side = _ENCODE(
+            (
+                envelope.template,
+                envelope.exc_text,
+                envelope.logger_name,
+                envelope.incident_key,
+                envelope.tags,
+                envelope.links,
+                envelope.images,
+            )
+        )
+        budget = [self.max_total - len(raw) - len(side)]
+        if budget[0] < 0:
+            return False
+        return all(
+            value is None or (type(value) is dict and self._small(value, 0, budget))
+            for value in (envelope.details, envelope.payload, envelope.request_log)
+        )
+
+    def _event_fits(self, event: AppEvent) -> bool:
+        if len(event.event_message) > self.max_message:
+            return False
+        for name in _EVENT_TEXT_FIELDS:
+            value = getattr(event, name)
+            if value is not None and len(value) > self.max_string:
+                return False
+        tags = event.context_tags or ()
+        if len(tags) > self.max_items or any(len(tag) > MAX_NAME for tag in tags):
+            return False
+        for custom in (event.custom_properties, event.custom_segments):
+            strings = custom.string_data if custom is not None else None
+            if strings is not None and any(
+                value is not None and len(value) > self.max_string
+                for value in msgspec.structs.astuple(strings)
+            ):
+                return False
+        stack = event.event_stacktrace or ()
+        if len(stack) > self.max_exceptions:
+            return False
+        for entry in stack:
+            frames = entry.trace_lines or ()
+            if (
+                len(frames) > self.max_frames
+                or len(entry.type or "") > MAX_NAME
+                or len(entry.message or "") > self.max_string
+            ):
+                return False
+            for frame in frames:
+                if len(frame.function or "") > MAX_NAME or len(frame.file or "") > MAX_NAME:
+                    return False
+        return True
+
+    def _side_fits(self, envelope: Envelope) -> bool:
+        tags = envelope.tags
+        if type(tags) is not dict or len(tags) > self.max_items:
+            return False
+        if any(len(k) > 200 or len(v) > self.max_string for k, v in tags.items()):
+            return False
+        for links in (envelope.links, envelope.images):
+            if type(links) is not list or len(links) > self.max_items:
+                return False
+            for link in links:
+                if any(len(k) > 200 or len(v) > self.max_string for k, v in link.items()):
+                    return False
+        return True
+
+    def _small(self, value: Any, depth: int, budget: list[int]) -> bool:
+        """Whether JSON-safe ``value`` is within depth, item, string and total limits; every
+        node visited costs one unit of the budget, so a shared or cyclic structure ends the walk
+        early instead of multiplying it."""
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
+        if value is None or type(value) is bool:
+            return True
+        if type(value) is str:
+            budget[0] -= len(value)
+            return len(value) <= self.max_string and budget[0] >= 0 and value.isascii()
+        if type(value) is int:
+            return -_INT64 <= value < _INT64
+        if type(value) is float:
+            return math.isfinite(value)
+        if depth >= self.max_depth or len(value) > self.max_items:
+            return False
+        if type(value) is dict:
+            for key, item in value.items():
+                if type(key) is not str or len(key) > 200 or not key.isascii():
+                    return False
+                budget[0] -= len(key)
+                if not self._small(item, depth + 1, budget):
+                    return False
+            return budget[0] >= 0
+        if type(value) is list:
+            return all(self._small(item, depth + 1, budget) for item in value)
+        return False
 
     def _fit(self, envelope: Envelope) -> Envelope:
         optional = self._optional_text
@@ -410,3 +530,19 @@ def _unchanged(old: Any, new: list[Any]) -> TypeGuard[list[Any]]:
 
 
 _EVENT_TYPE: mi.StructType = mi.type_info(AppEvent)  # type: ignore[assignment]
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE_EVENT = msgspec.json.Decoder(AppEvent).decode
+#: The string fields of the wire event other than the message (which has its own limit).
+
+
+def _is_text(kind: Any) -> bool:
+    while isinstance(kind, mi.Metadata):
+        kind = kind.type
+    if isinstance(kind, mi.UnionType):
+        return any(_is_text(t) for t in kind.types)
+    return isinstance(kind, mi.StrType)
+
+
+_EVENT_TEXT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in _EVENT_TYPE.fields if f.name != "event_message" and _is_text(f.type)
+)

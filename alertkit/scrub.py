@@ -280,9 +280,27 @@ class Scrubber:
         and None pass; anything else becomes its scrubbed ``repr``. Cycles become ``"<cycle>"``;
         what is nested deeper than 64 levels becomes the mask (it is not worth the risk).
         """
+        kind = type(value)  # exact-type checks first: the ABC checks below cost microseconds
+        if kind is str:
+            return self.scrub_text(value)
+        if value is None or kind is bool or kind is int or kind is float:
+            return value
+        if kind is dict or kind is list:
+            if not value:
+                return kind()
+            if kind is dict and _depth < 64 and all(type(k) is str for k in value):
+                if id(value) in _path:
+                    return "<cycle>"
+                inner = _path | {id(value)}
+                return {
+                    key: self._masked(item)
+                    if self.is_secret_key(key)
+                    else self.scrub_data(item, _depth + 1, inner)
+                    for key, item in list(value.items())
+                }
         if isinstance(value, str):
             return self.scrub_text(value)
-        if value is None or isinstance(value, bool | int | float):
+        if isinstance(value, bool | int | float):
             return value
         if isinstance(value, bytes | bytearray):
             return self.scrub_text(bytes(value[: self.max_scan]).decode("utf-8", "replace"))
