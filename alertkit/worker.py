@@ -114,7 +114,8 @@ class BackendWorker:
         spool: SpoolLink | None = None,
     ) -> None:
         self.backend = backend
-        self.policy = policy
+        own = getattr(backend, "retry", None)
+        self.policy = own if isinstance(own, RetryPolicy) else policy
         self.queue_size = queue_size
         self.batch_size = max(1, min(batch_size, backend.max_batch))
         self.thread_count = max(1, min(threads, backend.max_concurrency))

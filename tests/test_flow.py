@@ -94,3 +94,29 @@ def test_rate_limited_backend_is_paced_not_dropped() -> None:
     assert len(backend.events) == 8
     assert time.monotonic() - start >= 0.5, "the 6th to 8th events waited for tokens"
     client.shutdown(1)
+
+
+def test_a_backend_can_have_its_own_retry_policy() -> None:
+    from alertkit import Dropped
+    from alertkit.backends.http import HttpBackend
+
+    with ScriptedServer([Reply(500)]) as server:
+        strict = HttpBackend(f"{server.url}/v1/events", name="strict")
+        strict.retry = RetryPolicy(max_attempts=1)
+        client = Client(
+            api_key="k",
+            backends=[strict],
+            retry=RetryPolicy(max_attempts=50),
+            sample_system=False,
+            register_atexit=False,
+        )
+        result = client.send_event(client.create_new_app_event(), timeout=5)["strict"]
+        assert isinstance(result, Dropped) and "1 attempts" in result.reason
+        assert len(server.requests) == 1
+        client.shutdown(1)
+
+
+def test_pagerduty_is_paced_to_its_documented_rate() -> None:
+    from alertkit.backends.pagerduty import PagerDutyBackend
+
+    assert PagerDutyBackend.rate_limit == (120, 60.0)

@@ -18,6 +18,7 @@ from alertkit.errors import ConfigError
 from alertkit.levels import level_number
 from alertkit.models import Envelope
 from alertkit.outcomes import Outcome
+from alertkit.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from urllib.parse import SplitResult
@@ -78,6 +79,10 @@ class BaseBackend:
     #: Backends that page or message people get storm control (one alert per fingerprint and
     #: window, then a digest); sinks that store or aggregate events get every event.
     storm_controlled: ClassVar[bool] = False
+    #: ``(events, seconds)``: the most this backend is sent in that time; the worker waits.
+    rate_limit: ClassVar[tuple[int, float] | None] = None
+    #: A retry policy for this backend only (set it on the instance); None: the client's.
+    retry: RetryPolicy | None = None
 
     def __init__(self, *, name: str | None = None, min_level: str | int | None = None) -> None:
         self.name = name or self.scheme

@@ -119,6 +119,8 @@ class PagerDutyBackend(BaseBackend):
     # One sender keeps a trigger before its resolve; PagerDuty takes ~120 events/min anyway.
     max_concurrency = 1
     ordered = True
+    # PagerDuty allows about 120 events a minute per routing key: pace rather than collect 429s.
+    rate_limit = (120, 60.0)
 
     def __init__(
         self,
