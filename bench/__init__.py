@@ -1,1 +1,1 @@
-"""Benchmarks: run with ``python -m bench.core`` (see docs/performance.md)."""
+"""Benchmarks: ``python -m bench`` (see docs/performance.md); ``python -m bench --smoke`` in CI."""
