@@ -30,6 +30,8 @@ class Sdk:
     shutdown: Callable[[float], Any] = lambda timeout: None
     stats: Callable[[], dict[str, Any]] = dict
     delivers: bool = True
+    #: counts delivered events where the sink cannot (Redis): ``count() -> int``
+    count: Callable[[], int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,8 +124,74 @@ def alertkit_pagerduty(url: str) -> Sdk:
     return _alertkit(f"pagerduty://{ROUTING_KEY}?endpoint={url}/v2/enqueue")
 
 
+def _redis_counter(url: str, queue_name: str) -> Callable[[], int]:
+    import redis
+
+    connection = redis.Redis.from_url(url)
+    return lambda: int(connection.zcard(f"{queue_name}.keys"))
+
+
 def alertkit_redis(url: str) -> Sdk:
-    return _alertkit(url)
+    """``url`` is the Redis URL here: logs go to Chouette's ``chouette:logs:wrapped`` queue."""
+    sdk = _alertkit(url)
+    sdk.count = _redis_counter(url, "chouette:logs:wrapped")
+    return sdk
+
+
+class ChouetteHandler(logging.Handler):
+    """chouette-iot-client's way of writing one message: its executor runs ``store_metric``, one
+    MULTI/EXEC round trip per message (its PyPI release has no log handler; the dev branch's
+    ``ChouetteLogHandler`` hands each record to the same executor and storage the same way)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        from chouette_iot_client import ChouetteClient
+
+        self.client = ChouetteClient
+        self.futures: list[Any] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = {
+            "date": record.created,
+            "ddsource": "bench",
+            "service": "bench",
+            "ddtags": [],
+            "level": record.levelname,
+            "message": {"msg": record.getMessage()},
+            "timestamp": record.created,
+        }
+        if record.exc_info:
+            message["exc_info"] = logging.Formatter().formatException(record.exc_info)
+        executor = self.client._get_executor()
+        self.futures.append(executor.submit(self.client.storage.store_metric, message))
+
+
+def chouette(url: str) -> Sdk:
+    """chouette-iot-client against the same Redis (configured by ``REDIS_HOST``/``REDIS_PORT``)."""
+    import os
+    from concurrent.futures import wait
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    os.environ["REDIS_HOST"], os.environ["REDIS_PORT"] = parts.hostname or "", str(parts.port)
+    logger = _logger()
+    handler = ChouetteHandler()
+    logger.addHandler(handler)
+
+    def flush(timeout: float) -> bool:
+        _, pending = wait(list(handler.futures), timeout)
+        return not pending
+
+    def shutdown(timeout: float) -> None:
+        flush(timeout)
+        handler.client._get_executor().shutdown(wait=False, cancel_futures=True)
+
+    return Sdk(
+        logger,
+        flush=flush,
+        shutdown=shutdown,
+        count=_redis_counter(url, "chouette:metrics:raw"),
+    )
 
 
 def sentry(url: str) -> Sdk:
@@ -193,6 +261,9 @@ def pagerduty_queued(url: str) -> Sdk:
     return sdk
 
 
+#: Cases whose destination is Redis (the sink's fault scripts do not apply to them).
+REDIS_CASES = ("alertkit_redis", "chouette")
+
 #: name -> (setup, label in the tables, the package it needs or None)
 CASES: dict[str, tuple[Callable[[str], Sdk], str, str | None]] = {
     "filtered": (filtered, "record filtered out (logger level)", None),
@@ -204,6 +275,16 @@ CASES: dict[str, tuple[Callable[[str], Sdk], str, str | None]] = {
         alertkit_pagerduty,
         "alertkit `AlertHandler` -> PagerDuty backend",
         "alertkit",
+    ),
+    "alertkit_redis": (
+        alertkit_redis,
+        "alertkit `AlertHandler` -> Redis backend",
+        "alertkit.backends.redis",
+    ),
+    "chouette": (
+        chouette,
+        "chouette-iot-client (one MULTI/EXEC per message)",
+        "chouette_iot_client",
     ),
     "sentry": (sentry, "sentry-sdk logging integration", "sentry_sdk"),
     "pagerduty_sync": (pagerduty_sync, "`pagerduty` client in a handler", "pagerduty"),

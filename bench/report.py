@@ -93,7 +93,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if lost is not None:
         add("alertkit HTTP events lost (logger.error)", lost, 0)
     redis = _get(results, "error", "alertkit_redis", "delivered_per_s")
-    chouette = results.get("chouette", {}).get("per_s")
+    chouette = _get(results, "error", "chouette", "delivered_per_s")
     if redis and chouette:
         add("alertkit Redis events/s / chouette-iot-client's", redis / chouette, 10.0, False)
     if "alertkit" in results.get("import_ms", {}):
@@ -156,20 +156,7 @@ def markdown(results: dict[str, Any]) -> str:
             "| --- | " + "---: | " * 11 + "--- |",
         ]
         for case, row in rows.items():
-            lat = row["latency_us"]
-            blocked = row["calls_done"] < results["n"]
-            calls = f"{_f(row['calls_per_s'], 0)}" + (
-                f" ({row['calls_done']} done)" if blocked else ""
-            )
-            state = row["state"] if row["state"] != "exits" else f"{_f(row['exit_s'], 2)} s"
-            lines.append(
-                f"| {labels.get(case, case)} | {_f(lat.get('p50'), 2)} | {_f(lat.get('p99'), 1)} | "
-                f"{_f(lat.get('max'), 0)} | {_ratio(lat.get('p50'), base.get('p50'))} | "
-                f"{_ratio(lat.get('p99'), base.get('p99'))} | {calls} | "
-                f"{_f(row['delivered'], 0)} | {_f(row['delivered_per_s'], 0)} | "
-                f"{_f(row['lost'], 0)} | {_f(row['shutdown_s'], 2)} | {state} | "
-                f"{_f(row['peak_rss_mb'], 0)} |"
-            )
+            lines.append(_row(labels.get(case, case), row, base, results["n"]))
     lines += _peer_table(results)
     if results.get("memory"):
         lines += [
@@ -201,6 +188,30 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _row(label: str, row: dict[str, Any], base: dict[str, Any], n: int) -> str:
+    lat = row["latency_us"]
+    state = row["state"] if row["state"] != "exits" else f"{_f(row['exit_s'], 2)} s"
+    common = (
+        f"{_f(row['delivered'], 0)} | {_f(row['delivered_per_s'], 0)} | "
+        f"{_f(row['lost'], 0)} | {_f(row['shutdown_s'], 2)} | {state} | "
+        f"{_f(row['peak_rss_mb'], 0)} |"
+    )
+    if row["calls_done"] < min(100, n):  # the caller was blocked: a handful of calls
+        slowest = (lat.get("max") or 0) / 1e6
+        return (
+            f"| {label} | blocked | blocked | {slowest:,.1f} s | - | - | "
+            f"{row['calls_done']} of {n} calls done | {common}"
+        )
+    calls = _f(row["calls_per_s"], 0)
+    if row["calls_done"] < n:
+        calls = f"{row['calls_done']} of {n} done in the call budget"
+    return (
+        f"| {label} | {_f(lat.get('p50'), 2)} | {_f(lat.get('p99'), 1)} | "
+        f"{_f(lat.get('max'), 0)} | {_ratio(lat.get('p50'), base.get('p50'))} | "
+        f"{_ratio(lat.get('p99'), base.get('p99'))} | {calls} | {common}"
+    )
+
+
 def _peer_table(results: dict[str, Any]) -> list[str]:
     summary = results["summary"]
     peers = [c for c in results["cases"] if c not in ALERTKIT and c not in _STDLIB_NO_DELIVERY]
@@ -216,6 +227,12 @@ def _peer_table(results: dict[str, Any]) -> list[str]:
         for mine in (c for c in ALERTKIT if c in rows):
             for peer in (p for p in peers if p in rows):
                 a, b = rows[mine], rows[peer]
+                if b["calls_done"] < min(100, results["n"]):
+                    lines.append(
+                        f"| {scenario} | {mine} | {peer} | peer blocked | peer blocked | - | "
+                        f"{_f(a['lost'], 0)} vs blocked |"
+                    )
+                    continue
                 lines.append(
                     f"| {scenario} | {mine} | {peer} | "
                     f"{_ratio(b['latency_us'].get('p50'), a['latency_us'].get('p50'))} | "
@@ -236,14 +253,21 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    wanted = [s for s in ("error", "exception", "hang", "429") if s in results["summary"]]
+    wanted = [s for s in ("error", "exception", "down", "hang") if s in results["summary"]]
     if not wanted:
         return
-    fig, axes = plt.subplots(1, len(wanted), figsize=(5.2 * len(wanted), 4.6), squeeze=False)
+    columns = min(2, len(wanted))
+    rows_n = (len(wanted) + columns - 1) // columns
+    fig, grid = plt.subplots(rows_n, columns, figsize=(7.2 * columns, 4.8 * rows_n), squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[len(wanted) :]:
+        ax.set_visible(False)
+    palette = plt.get_cmap("tab10")
+    colours = {case: palette(i % 10) for i, case in enumerate(CASES)}
     fractions = [p / 100 for p in PERCENTILES] + [1.0]
     names = [f"p{p:g}" for p in PERCENTILES] + ["max"]
     styles = {c: ("-" if c.startswith("alertkit") else "--") for c in CASES}
-    for ax, scenario in zip(axes[0], wanted, strict=True):
+    for ax, scenario in zip(axes, wanted, strict=False):
         for case, row in results["summary"][scenario].items():
             if case == "filtered":
                 continue
@@ -252,20 +276,23 @@ def plot(results: dict[str, Any], path: Path) -> None:
             if not points:
                 continue
             width = 2.4 if case.startswith("alertkit") else 1.3
+            blocked = row["calls_done"] < results["n"]
             ax.plot(
                 [p[0] for p in points],
                 [p[1] for p in points],
                 styles.get(case, "-"),
                 lw=width,
-                label=case,
+                color=colours.get(case),
+                marker="x" if blocked else None,
+                label=f"{case} (caller blocked)" if blocked else case,
             )
         ax.set_xscale("log")
         ax.set_xlabel("caller-thread latency per call (µs, log scale)")
         ax.set_title(f"scenario: {scenario} (N = {results['n']})")
         ax.grid(True, which="both", alpha=0.3)
         ax.set_ylim(0, 1.01)
-    axes[0][0].set_ylabel("fraction of calls at or below")
-    axes[0][-1].legend(loc="lower right", fontsize=8)
+        ax.set_ylabel("fraction of calls at or below")
+        ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -118,9 +118,9 @@ def run(spec: dict[str, Any]) -> None:
     dog = Watchdog(result, latencies)
     slack = float(spec.get("slack", 30.0))
     dog.enter("setup", slack)
-    from bench.cases import CASES
+    from bench.cases import CASES, REDIS_CASES
 
-    sdk = CASES[case][0](sink.url)
+    sdk = CASES[case][0](spec["redis_url"] if case in REDIS_CASES else sink.url)
     logger = sdk.logger
     exceptions = scenario == "exception"
 
@@ -144,6 +144,7 @@ def run(spec: dict[str, Any]) -> None:
     latencies.clear()
     gc.collect()
     sink.reset()
+    result["_base"] = sdk.count() if sdk.count else 0
     mode, wait = SCENARIOS[scenario]
     sink.mode(**mode)
     rss_before = _rss_mb()
@@ -184,7 +185,7 @@ def _deliver_and_stop(
     result["flush_s"] = time.monotonic() - t0
     result["flush_ok"] = None if flushed is None else bool(flushed)
     if sdk.delivers:
-        counts = _settle(sink)
+        counts = _settle(sink, sdk.count, result["_base"])
         result["delivered"] = counts["events"]
         result["refused_requests"] = counts["refused"]
         span = counts["last_at"] - started if counts["events"] else 0.0
@@ -194,14 +195,25 @@ def _deliver_and_stop(
     sdk.shutdown(spec["shutdown_budget"])
     result["shutdown_s"] = time.monotonic() - t0
     if sdk.delivers:
-        final = sink.count()["events"]
+        final = sdk.count() - result["_base"] if sdk.count else sink.count()["events"]
         result["delivered_final"] = final
         result["lost"] = max(0, n - final)
     result["sdk_stats"] = sdk.stats()
 
 
-def _settle(sink: SinkControl, quiet: float = 0.3) -> dict[str, Any]:
-    """The sink's counts once they have stopped moving for ``quiet`` seconds."""
+def _settle(
+    sink: SinkControl, count: Any = None, base: int = 0, quiet: float = 0.3
+) -> dict[str, Any]:
+    """The sink's counts once they have stopped moving for ``quiet`` seconds; with ``count``
+    (Redis) the events are counted there, and the last change is timed here."""
+    if count is not None:
+        events, changed = count() - base, time.monotonic()
+        while time.monotonic() - changed < quiet:
+            time.sleep(0.02)
+            now = count() - base
+            if now != events:
+                events, changed = now, time.monotonic()
+        return {"events": events, "refused": 0, "last_at": changed}
     last = sink.count()
     stable_since = time.monotonic()
     while time.monotonic() - stable_since < quiet:
