@@ -17,7 +17,7 @@ harness. Control requests (JSON answers):
   many seconds and the sink then answers normally again (a transient outage).
 
 Events are counted per accepted request: one per JSON object, one per item of a JSON array, and
-one per ``"type":"event"`` item of a Sentry envelope; gzip bodies are inflated first.
+one per ``"type":"event"`` item of a Sentry envelope; gzip (and brotli) bodies are inflated first.
 
 ``python -m bench.sink --ceiling`` measures the sink's own ceiling: requests per second of CPU
 time while several keep-alive clients post a typical event, and the rate they reached.
@@ -83,6 +83,13 @@ def count_events(body: bytes, encoding: str) -> int:
         try:
             body = gzip.decompress(body)
         except (OSError, EOFError, zlib.error):
+            return 1
+    elif encoding == "br":  # sentry-sdk compresses with brotli when it is installed
+        try:
+            import brotli
+
+            body = brotli.decompress(body)
+        except Exception:
             return 1
     if b'"type":"event"' in body or b'"type": "event"' in body:
         return body.count(b'"type":"event"') + body.count(b'"type": "event"')
