@@ -121,6 +121,27 @@ def import_times(runs: int) -> dict[str, float]:
     return out
 
 
+def compact(results: dict[str, Any]) -> dict[str, Any]:
+    """The results for the JSON file: each run keeps a few percentiles (the summary keeps all,
+    for the plot), numbers rounded to what the measurement can tell."""
+
+    def rounded(value: Any) -> Any:
+        if isinstance(value, float):
+            return round(value, 3)
+        if isinstance(value, dict):
+            return {k: rounded(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rounded(v) for v in value]
+        return value
+
+    keep = ("p50", "p90", "p99", "p99.9", "max")
+    runs = [
+        {**run, "latency_us": {k: v for k, v in run.get("latency_us", {}).items() if k in keep}}
+        for run in results["runs"]
+    ]
+    return dict(rounded({**results, "runs": runs}))
+
+
 def available(case: str) -> bool:
     package = CASES[case][2]
     try:
@@ -275,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report.markdown(results)
     print("\n" + text)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1) + "\n")
+    args.json.write_text(json.dumps(compact(results), indent=1) + "\n")
     if args.markdown:
         args.markdown.write_text(text)
     report.plot(results, args.plot)
