@@ -147,6 +147,7 @@ class BackendWorker:
         limit = getattr(self.backend, "rate_limit", None)
         self._bucket = TokenBucket(*limit) if limit else None
         self._spool_check_at = 0.0
+        self._paused_until = 0.0
 
     def after_fork(self) -> None:
         """Forget the parent's queue and threads; the parent delivers what it had queued."""
@@ -209,10 +210,11 @@ class BackendWorker:
                     expired = self._expired()
                     if expired:
                         return ("expire", expired)
+                    reopen = self.circuit.wait_time(now) or 0.0
                     if self._closing and (
-                        not (self._ready or self._retry) or now >= self._close_by
+                        not (self._ready or self._retry) or now + reopen >= self._close_by
                     ):
-                        return None
+                        return None  # nothing can go out within the shutdown budget
                     wait = self.circuit.wait_time(now)
                     wait = 0.05 if wait is None else wait
                     oldest = [d.born for d in self._ready] + [e[2].born for e in self._retry]
@@ -220,6 +222,11 @@ class BackendWorker:
                         expiry = min(oldest) + self.policy.deadline - time.time()
                         wait = min(wait, max(0.01, expiry))
                     self._cond.wait(self._bounded(now, wait))
+                    continue
+                if now < self._paused_until:  # the destination asked us to wait (Retry-After)
+                    if self._closing and self._paused_until >= self._close_by:
+                        return None
+                    self._cond.wait(self._bounded(now, self._paused_until - now))
                     continue
                 size = 1 if self.circuit.is_probe() else self.batch_size
                 batch: list[Delivery] = []
@@ -240,8 +247,8 @@ class BackendWorker:
                 ):
                     self._spool_check_at = now + SPOOL_RECHECK
                     return ("claim", [])
-                if self._closing and not self._retry:
-                    return None
+                if self._closing and (not self._retry or self._retry[0][0] >= self._close_by):
+                    return None  # what is left cannot be retried within the shutdown budget
                 timeout: float | None = None
                 if self._retry:
                     timeout = self._retry[0][0] - now
@@ -306,9 +313,15 @@ class BackendWorker:
         self._wait_for_rate(len(batch))
         outcomes = self._send(batch)
         answered = any(not isinstance(o, RetryLater) for o in outcomes)
+        hints = [o.delay for o in outcomes if isinstance(o, RetryLater) and o.delay is not None]
         with self._cond:
             now = time.monotonic()
-            if answered:
+            if hints and not answered:
+                # Rate limited (429 with Retry-After): the destination is up and said when to come
+                # back. Pause the whole backend that long instead of counting toward the circuit.
+                pause = min(max(hints), self.policy.max_hint)
+                self._paused_until = max(self._paused_until, now + pause)
+            elif answered:
                 if self.circuit.record_success():
                     log.info("%s: circuit closed, destination answers again", self.backend.name)
                     self._spool_check_at = 0.0

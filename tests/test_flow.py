@@ -120,3 +120,54 @@ def test_pagerduty_is_paced_to_its_documented_rate() -> None:
     from alertkit.backends.pagerduty import PagerDutyBackend
 
     assert PagerDutyBackend.rate_limit == (120, 60.0)
+
+
+def test_429_with_retry_after_pauses_the_backend_instead_of_opening_the_circuit() -> None:
+    """A rate-limited destination is up: everything waits the time it asked for, nothing hammers
+    it meanwhile, and the circuit stays closed so recovery is immediate."""
+    replies = [Reply(429, headers={"Retry-After": "1"})] * 2 + [Reply(200)]
+    with ScriptedServer(replies) as server:
+        policy = RetryPolicy(backoff=0.01, max_backoff=0.02, circuit_threshold=2, deadline=30)
+        client = Client(
+            api_key="k",
+            backends=[f"{server.url}/v1/events"],
+            retry=policy,
+            batch_size=1,
+            threads=1,
+            sample_system=False,
+            register_atexit=False,
+        )
+        for i in range(20):
+            client.send_event_async(client.create_new_app_event(event_message=str(i)))
+        time.sleep(0.5)
+        assert len(server.requests) == 1, "paused after the first 429"
+        assert client.stats()["http"]["circuit"] == "closed"
+        assert client.flush(15)
+        assert client.stats()["http"]["delivered"] == 20
+        assert len(server.requests) == 22, "two 429s, then each event once"
+        client.shutdown(1)
+
+
+def test_shutdown_returns_at_once_when_the_circuit_is_open_and_nothing_can_go_out() -> None:
+    from tests.servers.http import free_port
+
+    policy = RetryPolicy(
+        backoff=0.01, max_backoff=0.02, circuit_threshold=1, circuit_cooldown=30, deadline=60
+    )
+    client = Client(
+        api_key="k",
+        backends=[f"http://127.0.0.1:{free_port()}/v1/events"],
+        retry=policy,
+        sample_system=False,
+        register_atexit=False,
+        timeout=1,
+    )
+    for i in range(5):
+        client.send_event_async(client.create_new_app_event(event_message=str(i)))
+    deadline = time.monotonic() + 5
+    while client.stats()["http"]["circuit"] != "open" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    start = time.monotonic()
+    client.shutdown(5.0)
+    assert time.monotonic() - start < 1.0, "no waiting out a budget that cannot help"
+    assert client.stats()["http"]["dropped"] == 5
