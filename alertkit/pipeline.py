@@ -95,7 +95,9 @@ class Pipeline:
         self._intake: deque[tuple[Capture, Future[Results] | None]] = deque()
         self._wakeup = threading.Event()
         self._idle = threading.Condition(threading.Lock())
+        self._count = threading.Lock()  # guards _in_flight; cheap, taken once per finished event
         self._in_flight = 0
+        self._waiters = 0  # flush() calls waiting: only then does finishing notify
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._closed = False
@@ -146,10 +148,17 @@ class Pipeline:
                     if not count:
                         break
                     batch = [self._intake.popleft() for _ in range(count)]
-                    self._in_flight += count
+                    with self._count:
+                        self._in_flight += count
+                # Deliveries are handed to each worker once per batch: one lock round trip and
+                # one wake-up per backend instead of one per event.
+                pending: dict[BackendWorker, list[Delivery]] = {}
                 for capture, future in batch:
                     with capture_internal_exceptions():
-                        self._process(capture, future)
+                        self._process(capture, future, pending)
+                for worker, deliveries in pending.items():
+                    with capture_internal_exceptions():
+                        self._hand_over(worker, deliveries)
             if self._closed and not self._intake:
                 with self._idle:
                     self._idle.notify_all()
@@ -159,12 +168,17 @@ class Pipeline:
         if self.storm is None:
             return
         for digest in self.storm.due_digests(flush_all=flush_all):
-            with self._idle:
+            with self._count:
                 self._in_flight += 1
             with capture_internal_exceptions():
                 self.route(digest, None)
 
-    def _process(self, capture: Capture, future: Future[Results] | None) -> None:
+    def _process(
+        self,
+        capture: Capture,
+        future: Future[Results] | None,
+        pending: dict[BackendWorker, list[Delivery]] | None = None,
+    ) -> None:
         envelope: Envelope | None = None
         try:
             envelope = capture()
@@ -181,10 +195,16 @@ class Pipeline:
         if envelope is None:
             self._finish(future, {"pipeline": Skipped("filtered out")})
             return
-        self.route(envelope, future)
+        self.route(envelope, future, pending)
 
-    def route(self, envelope: Envelope, future: Future[Results] | None) -> None:
-        """Fan ``envelope`` out to every backend that takes its kind and level."""
+    def route(
+        self,
+        envelope: Envelope,
+        future: Future[Results] | None,
+        pending: dict[BackendWorker, list[Delivery]] | None = None,
+    ) -> None:
+        """Fan ``envelope`` out to every backend that takes its kind and level; with ``pending``
+        the deliveries are collected there for :meth:`_hand_over`, else handed over at once."""
         targets: list[BackendWorker] = []
         skipped: dict[str, Result] = {}
         for worker in self.workers:
@@ -195,11 +215,22 @@ class Pipeline:
                 skipped[worker.backend.name] = Skipped(reason)
         ticket = Ticket(len(targets), lambda t: self._finish(future, {**skipped, **t.results}))
         for worker in targets:
-            if not worker.put(Delivery(envelope, ticket)):
-                reason = "shut down" if self._closed else "queue full"
-                worker.stats.add("dropped", reason=reason)
-                self._notify_drop(envelope, f"{worker.backend.name}: {reason}")
-                ticket.settle(worker.backend.name, Dropped(reason))
+            delivery = Delivery(envelope, ticket)
+            if pending is not None:
+                pending.setdefault(worker, []).append(delivery)
+            else:
+                self._hand_over(worker, [delivery])
+
+    def _hand_over(self, worker: BackendWorker, deliveries: list[Delivery]) -> None:
+        """Queue ``deliveries`` on ``worker``; what does not fit is dropped, counted, reported."""
+        refused = worker.put_many(deliveries)
+        if not refused:
+            return
+        reason = "shut down" if self._closed else "queue full"
+        worker.stats.add("dropped", len(refused), reason=reason)
+        for delivery in refused:
+            self._notify_drop(delivery.envelope, f"{worker.backend.name}: {reason}")
+            delivery.ticket.settle(worker.backend.name, Dropped(reason))
 
     @staticmethod
     def _skip_reason(backend: Backend, envelope: Envelope) -> str | None:
@@ -221,9 +252,11 @@ class Pipeline:
                 future.set_result(results)
             except Exception as exc:  # InvalidStateError on a cancelled future
                 report_internal_error(exc)
-        with self._idle:
+        with self._count:
             self._in_flight -= 1
-            if self._in_flight == 0:
+            idle = self._in_flight == 0
+        if idle and self._waiters:
+            with self._idle:
                 self._idle.notify_all()
 
     def _give_up(self, backend: Backend, deliveries: Sequence[Delivery], reason: str) -> Result:
@@ -254,7 +287,13 @@ class Pipeline:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every submitted event has a final result; True if that happened in time."""
         with self._idle:
-            return self._idle.wait_for(lambda: not self._intake and self._in_flight == 0, timeout)
+            self._waiters += 1
+            try:
+                return self._idle.wait_for(
+                    lambda: not self._intake and self._in_flight == 0, timeout
+                )
+            finally:
+                self._waiters -= 1
 
     def shutdown(self, timeout: float) -> dict[str, int]:
         """Deliver what is queued within ``timeout`` seconds in all, then give up on the rest.

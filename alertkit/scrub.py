@@ -402,6 +402,11 @@ class Scrubber:
         """
         if envelope.kind == "metric":
             return envelope
+        try:
+            if self._clean(envelope):
+                return envelope  # the common case: nothing to mask, no copy
+        except Exception:  # anything odd is for the thorough path below
+            pass
         changes: dict[str, Any] = {}
 
         def run(name: str, scrub: Callable[[Any], Any], value: Any, fallback: Any) -> None:
@@ -426,6 +431,38 @@ class Scrubber:
         run("template", self._text_or_none, envelope.template, self.mask)
         run("exc_text", self._text_or_none, envelope.exc_text, self.mask)
         return msgspec.structs.replace(envelope, **changes)
+
+    def _clean(self, envelope: Envelope) -> bool:
+        """Whether the thorough pass would change nothing: for an envelope without nested data
+        (details, payload, request log, links), every text it carries is checked with the same
+        rules; ``scrub_text`` returns the very same string when it finds nothing."""
+        if envelope.details or envelope.payload or envelope.request_log:
+            return False
+        if envelope.links or envelope.images:
+            return False
+        event = envelope.event
+        if not isinstance(event, AppEvent):
+            return False
+        texts: list[Any] = [
+            event.event_message,
+            event.context_url,
+            envelope.template,
+            envelope.exc_text,
+        ]
+        for entry in event.event_stacktrace or ():
+            texts.append(entry.message)
+        for custom in (event.custom_properties, event.custom_segments):
+            if custom is not None and custom.string_data is not None:
+                texts.extend(msgspec.structs.astuple(custom.string_data))
+        for key, value in envelope.tags.items():
+            if self.is_secret_key(key):
+                return False
+            texts.append(value)
+        for tag in event.context_tags or ():
+            if self._context_tag(tag) is not tag:
+                return False
+        scrub = self.scrub_text
+        return all(text is None or (type(text) is str and scrub(text) is text) for text in texts)
 
 
 def _keys(option: str, keys: Iterable[str]) -> list[str]:

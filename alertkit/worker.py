@@ -157,14 +157,22 @@ class BackendWorker:
 
     def put(self, delivery: Delivery) -> bool:
         """Queue ``delivery``; False when the queue is full or the worker is shutting down."""
+        return not self.put_many([delivery])
+
+    def put_many(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Queue as many of ``deliveries`` as fit, in order; return those that did not."""
         with self._cond:
-            if self._closing or len(self._ready) + len(self._retry) >= self.queue_size:
-                return False
-            self._ready.append(delivery)
-            self._ensure_started()
-            self._cond.notify()
-        self.stats.add("enqueued")
-        return True
+            if self._closing:
+                return deliveries
+            room = max(0, self.queue_size - len(self._ready) - len(self._retry))
+            accepted, refused = deliveries[:room], deliveries[room:]
+            if accepted:
+                self._ready.extend(accepted)
+                self._ensure_started()
+                self._cond.notify(len(self._threads))
+        if accepted:
+            self.stats.add("enqueued", len(accepted))
+        return refused
 
     def start(self) -> None:
         """Start the threads now (to replay a spool at start-up) rather than on the first event."""
@@ -316,6 +324,7 @@ class BackendWorker:
         hints = [o.delay for o in outcomes if isinstance(o, RetryLater) and o.delay is not None]
         with self._cond:
             now = time.monotonic()
+            state = (self.circuit.state, self._paused_until)
             if hints and not answered:
                 # Rate limited (429 with Retry-After): the destination is up and said when to come
                 # back. Pause the whole backend that long instead of counting toward the circuit.
@@ -331,7 +340,12 @@ class BackendWorker:
                     self.backend.name,
                     self.circuit.cooldown,
                 )
-            self._cond.notify_all()
+            if (self.circuit.state, self._paused_until) != state:
+                self._cond.notify_all()  # threads waiting on the circuit or a pause re-check
+            # Settled outcomes leave the in-flight set together, before their results are set.
+            self._sending.difference_update(
+                d for d, o in zip(batch, outcomes, strict=True) if not isinstance(o, RetryLater)
+            )
         given_up: list[tuple[Delivery, str]] = []
         for delivery, outcome in zip(batch, outcomes, strict=True):
             with capture_internal_exceptions():
@@ -369,24 +383,15 @@ class BackendWorker:
         mask = getattr(self.backend, "mask", None)
         return str(mask(text)) if callable(mask) else text
 
-    def _done_sending(self, delivery: Delivery) -> None:
-        """Stop counting ``delivery`` as in flight: before its result is settled, so that whoever
-        waits on the result (``flush``) never sees it still queued."""
-        with self._cond:
-            self._sending.discard(delivery)
-            self._cond.notify_all()
-
     def _handle(self, delivery: Delivery, outcome: Outcome) -> str | None:
         """Settle or reschedule one delivery; returns a reason when it must be given up."""
         delivery.attempt += 1
         name = self.backend.name
         if isinstance(outcome, Delivered):
-            self._done_sending(delivery)
             self.stats.add("delivered")
             delivery.ticket.settle(name, outcome)
             return None
         if isinstance(outcome, Rejected):
-            self._done_sending(delivery)
             self.stats.add("rejected", reason=outcome.reason)
             log.warning(
                 "%s rejected event %s: %s", name, delivery.envelope.event_id, outcome.reason
@@ -403,7 +408,7 @@ class BackendWorker:
                 reason = "shutdown budget exhausted"
             if reason is None:
                 heapq.heappush(self._retry, (due, next(self._seq), delivery))
-            self._cond.notify_all()
+                self._cond.notify()  # a waiting thread may need to wake earlier for it
         if reason is None:
             self.stats.add("retried", reason=outcome.reason)
             return None
