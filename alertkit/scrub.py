@@ -433,12 +433,11 @@ class Scrubber:
         return msgspec.structs.replace(envelope, **changes)
 
     def _clean(self, envelope: Envelope) -> bool:
-        """Whether the thorough pass would change nothing: for an envelope without nested data
-        (details, payload, request log, links), every text it carries is checked with the same
-        rules; ``scrub_text`` returns the very same string when it finds nothing."""
-        if envelope.details or envelope.payload or envelope.request_log:
-            return False
-        if envelope.links or envelope.images:
+        """Whether the thorough pass would change nothing: for an envelope whose only data is
+        flat ``details`` (no payload, request log or links), every key is judged and every text
+        checked with the same rules; ``scrub_text`` returns the very same string when it finds
+        nothing."""
+        if envelope.payload or envelope.request_log or envelope.links or envelope.images:
             return False
         event = envelope.event
         if not isinstance(event, AppEvent):
@@ -449,6 +448,18 @@ class Scrubber:
             envelope.template,
             envelope.exc_text,
         ]
+        details = envelope.details
+        if details:  # flat details, the usual ``extra``
+            if type(details) is not dict:
+                return False
+            for key, value in details.items():
+                if type(key) is not str or self.is_secret_key(key):
+                    return False
+                kind = type(value)
+                if kind is str:
+                    texts.append(value)
+                elif not (value is None or kind is int or kind is float or kind is bool):
+                    return False
         for entry in event.event_stacktrace or ():
             texts.append(entry.message)
         for custom in (event.custom_properties, event.custom_segments):
