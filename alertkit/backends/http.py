@@ -14,7 +14,8 @@ from urllib.parse import SplitResult, urlencode, urlunsplit
 import msgspec
 
 from alertkit._http import HttpTransport, TransportError, classify_response
-from alertkit.backends.base import MASK, BaseBackend, ClientContext
+from alertkit.backends._web import WebBackend
+from alertkit.backends.base import MASK, ClientContext
 from alertkit.errors import ConfigError
 from alertkit.models import Envelope, encode_event
 from alertkit.outcomes import Outcome, Rejected, RetryLater
@@ -22,7 +23,7 @@ from alertkit.outcomes import Outcome, Rejected, RetryLater
 DEFAULT_URL = "https://www.trakerr.io/api/v1/events"
 
 
-class HttpBackend(BaseBackend):
+class HttpBackend(WebBackend):
     """POSTs each event's wire JSON to an event API (``https://host/api/v1/events?api_key=KEY``).
 
     Args:
@@ -33,6 +34,7 @@ class HttpBackend(BaseBackend):
         verify: verify TLS certificates (keep it on outside tests).
     """
 
+    default_connections = 4
     scheme = "https"
     schemes = ("http", "https")
     secret_fields = ("api_key",)
@@ -83,24 +85,14 @@ class HttpBackend(BaseBackend):
         return options
 
     def bind(self, context: ClientContext) -> None:
+        super().bind(context)
         if self.api_key is None:
             self.api_key = context.api_key
-        if self.timeout is None:
-            self.timeout = context.timeout
-        if self.connections is None:
-            self.connections = context.connections
         if not self.api_key:
             raise ConfigError(
                 "http: the event API needs an api_key (Client(api_key=...), ?api_key= in the URL, "
                 "or ALERTKIT_API_KEY)"
             )
-
-    def _client(self) -> HttpTransport:
-        if self._transport is None:
-            self._transport = HttpTransport(
-                connections=self.connections or 4, timeout=self.timeout or 10.0, verify=self.verify
-            )
-        return self._transport
 
     def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
         transport = self._client()
@@ -134,7 +126,3 @@ class HttpBackend(BaseBackend):
     def describe(self) -> str:
         key = f"?api_key={MASK}" if self.api_key else ""
         return f"{self.url}{key}"
-
-    def _close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()

@@ -27,7 +27,8 @@ from urllib.parse import SplitResult, unquote
 import msgspec
 
 from alertkit._http import HttpResponse, HttpTransport, TransportError, classify_response
-from alertkit.backends.base import MASK, BaseBackend, ClientContext
+from alertkit.backends._web import WebBackend
+from alertkit.backends.base import MASK, ClientContext
 from alertkit.errors import ConfigError
 from alertkit.models import Envelope
 from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
@@ -84,7 +85,7 @@ def iso_timestamp(millis: float) -> str:
     return when.isoformat(timespec="milliseconds")
 
 
-class PagerDutyBackend(BaseBackend):
+class PagerDutyBackend(WebBackend):
     """Sends events to a PagerDuty service through the Events API v2 (``pagerduty://ROUTING_KEY``).
 
     Args:
@@ -112,6 +113,7 @@ class PagerDutyBackend(BaseBackend):
             an unknown region, an endpoint that is not http(s).
     """
 
+    default_connections = 2
     scheme = "pagerduty"
     secret_fields = ("routing_key",)
     kinds = frozenset({"event", "acknowledge", "resolve", "change"})
@@ -213,20 +215,6 @@ class PagerDutyBackend(BaseBackend):
         if key:
             options["routing_key"] = key
         return options
-
-    def bind(self, context: ClientContext) -> None:
-        self._context = context
-        if self.timeout is None:
-            self.timeout = context.timeout
-        if self.connections is None:
-            self.connections = context.connections
-
-    def _client(self) -> HttpTransport:
-        if self._transport is None:
-            self._transport = HttpTransport(
-                connections=self.connections or 2, timeout=self.timeout or 10.0, verify=self.verify
-            )
-        return self._transport
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -442,10 +430,6 @@ class PagerDutyBackend(BaseBackend):
         if self.endpoint != DEFAULT_ENDPOINT:
             text += f"?endpoint={self.endpoint}"
         return text
-
-    def _close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
 
 
 def _cut(text: str, limit: int) -> str:

@@ -17,7 +17,8 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from alertkit._http import HttpTransport, TransportError, classify_response
 from alertkit.backends._message import render_text, slack_blocks, slack_escape, summarize
 from alertkit.backends._redact import redact_in_library_logs
-from alertkit.backends.base import MASK, BaseBackend, ClientContext
+from alertkit.backends._web import WebBackend
+from alertkit.backends.base import MASK
 from alertkit.errors import ConfigError
 from alertkit.models import Envelope
 from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
@@ -26,7 +27,7 @@ DEFAULT_HOST = "hooks.slack.com"
 _MAX_TEXT = 3000
 
 
-class SlackBackend(BaseBackend):
+class SlackBackend(WebBackend):
     """Posts each event to a Slack channel through an incoming webhook.
 
     URL form: ``slack://hooks.slack.com/services/T000/B000/XXXX`` (or the short
@@ -45,6 +46,7 @@ class SlackBackend(BaseBackend):
         ConfigError: the URL is not an http(s) URL with a webhook path.
     """
 
+    default_connections = 2
     storm_controlled = True
     scheme = "slack"
     secret_fields = ("webhook_url", "_webhook_path", "_webhook_token")
@@ -116,20 +118,6 @@ class SlackBackend(BaseBackend):
         options["webhook_url"] = base.rstrip("/") + path
         return options
 
-    def bind(self, context: ClientContext) -> None:
-        if self.timeout is None:
-            self.timeout = context.timeout
-        if self.connections is None:
-            self.connections = context.connections
-        self.app_name = context.app_name
-
-    def _client(self) -> HttpTransport:
-        if self._transport is None:
-            self._transport = HttpTransport(
-                connections=self.connections or 2, timeout=self.timeout or 10.0, verify=self.verify
-            )
-        return self._transport
-
     def payload(self, envelope: Envelope) -> dict[str, Any]:
         """The webhook body: Block Kit blocks and the plain-text fallback Slack shows in
         notifications and in clients that cannot draw blocks."""
@@ -165,7 +153,3 @@ class SlackBackend(BaseBackend):
 
     def describe(self) -> str:
         return f"{self._base}/{MASK}"
-
-    def _close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()

@@ -24,7 +24,8 @@ from alertkit._http import (
 )
 from alertkit.backends._message import json_object, render_text, summarize
 from alertkit.backends._redact import redact_in_library_logs
-from alertkit.backends.base import MASK, BaseBackend, ClientContext
+from alertkit.backends._web import WebBackend
+from alertkit.backends.base import MASK
 from alertkit.errors import ConfigError
 from alertkit.models import Envelope
 from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
@@ -53,7 +54,7 @@ def cut_message(text: str, limit: int = MAX_TEXT, marker: str = CUT_MARKER) -> s
     return text
 
 
-class TelegramBackend(BaseBackend):
+class TelegramBackend(WebBackend):
     """Sends each event to a Telegram chat through a bot.
 
     URL form: ``tgram://<bot_token>/<chat_id>`` (``chat_id`` a number such as ``-1001234567890``
@@ -76,6 +77,7 @@ class TelegramBackend(BaseBackend):
         ConfigError: a missing or malformed token, chat id or API URL.
     """
 
+    default_connections = 1
     storm_controlled = True
     scheme = "tgram"
     secret_fields = ("bot_token",)
@@ -148,20 +150,6 @@ class TelegramBackend(BaseBackend):
             options["api_url"] = query["endpoint"]
         return options
 
-    def bind(self, context: ClientContext) -> None:
-        if self.timeout is None:
-            self.timeout = context.timeout
-        if self.connections is None:
-            self.connections = context.connections
-        self.app_name = context.app_name
-
-    def _client(self) -> HttpTransport:
-        if self._transport is None:
-            self._transport = HttpTransport(
-                connections=self.connections or 1, timeout=self.timeout or 10.0, verify=self.verify
-            )
-        return self._transport
-
     def payload(self, envelope: Envelope) -> dict[str, Any]:
         """The ``sendMessage`` body: plain text (no ``parse_mode``, so nothing needs escaping and a
         cut cannot break markup)."""
@@ -211,7 +199,3 @@ class TelegramBackend(BaseBackend):
 
     def describe(self) -> str:
         return f"{self.api_url}/bot{MASK}/sendMessage chat_id={self.chat_id}"
-
-    def _close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()

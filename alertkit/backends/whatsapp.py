@@ -21,7 +21,8 @@ from urllib.parse import SplitResult, unquote
 
 from alertkit._http import HttpResponse, HttpTransport, TransportError, parse_retry_after
 from alertkit.backends._message import alert_id, cut, json_object, one_line, summarize
-from alertkit.backends.base import MASK, BaseBackend, ClientContext
+from alertkit.backends._web import WebBackend
+from alertkit.backends.base import MASK
 from alertkit.errors import ConfigError
 from alertkit.models import Envelope
 from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
@@ -34,7 +35,7 @@ RETRY_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131056,
 _MAX_PARAM = {"name": 200, "date": 40, "message": 600, "data": 400}
 
 
-class WhatsAppBackend(BaseBackend):
+class WhatsAppBackend(WebBackend):
     """Sends each event to one WhatsApp number as a template message.
 
     URL form: ``whatsapp://<token>@<phone_number_id>/<to>`` with options ``template``,
@@ -61,6 +62,7 @@ class WhatsAppBackend(BaseBackend):
         ConfigError: a missing token or recipient, or a malformed URL.
     """
 
+    default_connections = 2
     storm_controlled = True
     scheme = "whatsapp"
     secret_fields = ("token",)
@@ -162,20 +164,6 @@ class WhatsAppBackend(BaseBackend):
             options["verify"] = query["verify"].lower() not in ("0", "false", "no")
         return options
 
-    def bind(self, context: ClientContext) -> None:
-        if self.timeout is None:
-            self.timeout = context.timeout
-        if self.connections is None:
-            self.connections = context.connections
-        self.app_name = context.app_name
-
-    def _client(self) -> HttpTransport:
-        if self._transport is None:
-            self._transport = HttpTransport(
-                connections=self.connections or 2, timeout=self.timeout or 10.0, verify=self.verify
-            )
-        return self._transport
-
     def data_text(self, envelope: Envelope) -> str:
         """The ``data`` parameter: the details URL and the alert id."""
         ident = alert_id(envelope)
@@ -258,7 +246,3 @@ class WhatsAppBackend(BaseBackend):
 
     def describe(self) -> str:
         return f"{self.api_url} to={self.to} template={self.template_name} token={MASK}"
-
-    def _close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
