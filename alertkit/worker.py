@@ -346,6 +346,9 @@ class BackendWorker:
             self._sending.difference_update(
                 d for d, o in zip(batch, outcomes, strict=True) if not isinstance(o, RetryLater)
             )
+        delivered = sum(1 for o in outcomes if isinstance(o, Delivered))
+        if delivered:
+            self.stats.add("delivered", delivered)
         given_up: list[tuple[Delivery, str]] = []
         for delivery, outcome in zip(batch, outcomes, strict=True):
             with capture_internal_exceptions():
@@ -387,8 +390,7 @@ class BackendWorker:
         """Settle or reschedule one delivery; returns a reason when it must be given up."""
         delivery.attempt += 1
         name = self.backend.name
-        if isinstance(outcome, Delivered):
-            self.stats.add("delivered")
+        if isinstance(outcome, Delivered):  # counted once per batch by _deliver
             delivery.ticket.settle(name, outcome)
             return None
         if isinstance(outcome, Rejected):
