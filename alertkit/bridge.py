@@ -16,6 +16,7 @@ without the token, 400 with ``{"error": ..., "field": ...}`` for a bad body, 413
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hmac
 import json
 import logging
@@ -248,9 +249,8 @@ def serve(
     if ready is not None:
         ready(server)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how an operator stops it
+            server.serve_forever()
     finally:
         server.server_close()
         app.close()

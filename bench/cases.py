@@ -51,7 +51,7 @@ def _drain(q: queue.Queue[Any], timeout: float) -> bool:
 
 class _Nothing(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        pass
+        """Drop the record: the listener's cost without any destination's."""
 
 
 def _queued(logger: logging.Logger, target: logging.Handler) -> Sdk:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
-from alertkit._http import HttpTransport
+from alertkit._http import HttpResponse, HttpTransport, TransportError, classify_response
 from alertkit.backends.base import BaseBackend, ClientContext
+from alertkit.errors import ConfigError
+from alertkit.models import Envelope
+from alertkit.outcomes import Outcome, Rejected, RetryLater
 
 
 class WebBackend(BaseBackend):
-    """A backend that POSTs to an HTTP API through the shared :class:`HttpTransport`.
+    """A backend that POSTs each event to an HTTP API through the shared :class:`HttpTransport`.
 
-    Subclasses set ``timeout``, ``connections`` (None: the client's) and ``verify`` in
-    ``__init__``; ``default_connections`` sizes the pool when neither says.
+    Subclasses build the request (:meth:`request`) and may read the answer their own way
+    (:meth:`outcome`); the loop over a batch, the masking of reasons and the handling of an
+    unreachable or rate-limiting destination are here, once. Subclasses set ``timeout``,
+    ``connections`` (None: the client's) and ``verify`` in ``__init__``; ``default_connections``
+    sizes the pool when neither says.
     """
 
     default_connections: ClassVar[int] = 2
@@ -22,6 +29,17 @@ class WebBackend(BaseBackend):
     app_name: str | None = None
     _transport: HttpTransport | None = None
     _context: ClientContext = ClientContext()
+
+    def _check_transport_options(self, timeout: float | None, connections: int | None) -> None:
+        """Refuse a non-positive timeout or pool size at construction.
+
+        Raises:
+            ConfigError: naming the option.
+        """
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"{self.scheme}: timeout must be positive")
+        if connections is not None and connections < 1:
+            raise ConfigError(f"{self.scheme}: connections must be at least 1")
 
     def bind(self, context: ClientContext) -> None:
         """Take the client's timeout, pool size and application name where none was given."""
@@ -44,3 +62,44 @@ class WebBackend(BaseBackend):
     def _close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def request(self, envelope: Envelope) -> tuple[str, bytes, dict[str, str]]:
+        """URL, body and headers of the POST for ``envelope``; ValueError rejects the event."""
+        raise TypeError(f"{type(self).__name__} does not implement request()")
+
+    def outcome(self, response: HttpResponse) -> Outcome:
+        """What the answer means: the common HTTP vocabulary, with secrets masked in reasons
+        (a server may quote the request back)."""
+        outcome = classify_response(response)
+        if isinstance(outcome, RetryLater):
+            return RetryLater(self.mask(outcome.reason), outcome.delay)
+        if isinstance(outcome, Rejected):
+            return Rejected(self.mask(outcome.reason))
+        return outcome
+
+    def rate_limited(self, response: HttpResponse) -> bool:
+        """Whether this answer means the rest of the batch would be refused too."""
+        return response.status == 429
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        transport = self._client()
+        outcomes: list[Outcome] = []
+        for index, envelope in enumerate(batch):
+            try:
+                url, body, headers = self.request(envelope)
+            except ValueError as exc:  # an envelope no request can be made of
+                outcomes.append(Rejected(self.mask(f"{self.scheme}: {exc}")))
+                continue
+            try:
+                response = transport.post(url, body, headers)
+            except TransportError as exc:
+                # Unreachable: the rest of the batch would wait out the same timeout one by one,
+                # so they are all retried later together.
+                outcomes.extend([RetryLater(self.mask(str(exc)))] * (len(batch) - index))
+                break
+            outcome = self.outcome(response)
+            outcomes.append(outcome)
+            if isinstance(outcome, RetryLater) and self.rate_limited(response):
+                outcomes.extend([outcome] * (len(batch) - index - 1))
+                break
+        return outcomes

@@ -7,18 +7,16 @@ header, outside the wire JSON, so that replays can be recognised.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult, urlencode, urlunsplit
 
 import msgspec
 
-from alertkit._http import HttpTransport, TransportError, classify_response
+from alertkit._http import HttpTransport
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK, ClientContext
 from alertkit.errors import ConfigError
 from alertkit.models import Envelope, encode_event
-from alertkit.outcomes import Outcome, Rejected, RetryLater
 
 DEFAULT_URL = "https://www.trakerr.io/api/v1/events"
 
@@ -55,10 +53,7 @@ class HttpBackend(WebBackend):
         super().__init__(name=name or "http", min_level=min_level)
         if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
             raise ConfigError(f"http: url must start with http:// or https://, got {url!r}")
-        if timeout is not None and timeout <= 0:
-            raise ConfigError("http: timeout must be positive")
-        if connections is not None and connections < 1:
-            raise ConfigError("http: connections must be at least 1")
+        self._check_transport_options(timeout, connections)
         self.url = url
         self.api_key = api_key
         self.timeout = timeout
@@ -94,34 +89,16 @@ class HttpBackend(WebBackend):
                 "or ALERTKIT_API_KEY)"
             )
 
-    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-        transport = self._client()
-        outcomes: list[Outcome] = []
-        for index, envelope in enumerate(batch):
-            event = envelope.event
-            if self.api_key and event.api_key != self.api_key:
-                event = msgspec.structs.replace(event, api_key=self.api_key)
-            headers = {
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "Idempotency-Key": envelope.event_id,
-            }
-            try:
-                response = transport.post(self.url, encode_event(event), headers)
-            except TransportError as exc:
-                # The destination is unreachable: the rest of the batch would wait out the same
-                # timeout one by one, so they are all retried later together.
-                reason = self.mask(str(exc))
-                outcomes.extend([RetryLater(reason)] * (len(batch) - index))
-                break
-            outcome = classify_response(response)
-            # A server may quote the request, api key included, in its error: mask it.
-            if isinstance(outcome, RetryLater):
-                outcome = RetryLater(self.mask(outcome.reason), outcome.delay)
-            elif isinstance(outcome, Rejected):
-                outcome = Rejected(self.mask(outcome.reason))
-            outcomes.append(outcome)
-        return outcomes
+    def request(self, envelope: Envelope) -> tuple[str, bytes, dict[str, str]]:
+        event = envelope.event
+        if self.api_key and event.api_key != self.api_key:
+            event = msgspec.structs.replace(event, api_key=self.api_key)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Idempotency-Key": envelope.event_id,
+        }
+        return self.url, encode_event(event), headers
 
     def describe(self) -> str:
         key = f"?api_key={MASK}" if self.api_key else ""

@@ -26,7 +26,7 @@ from urllib.parse import SplitResult, unquote
 
 import msgspec
 
-from alertkit._http import HttpResponse, HttpTransport, TransportError, classify_response
+from alertkit._http import HttpResponse, HttpTransport, classify_response
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK, ClientContext
 from alertkit.errors import ConfigError
@@ -180,10 +180,7 @@ class PagerDutyBackend(WebBackend):
             if base.endswith("/enqueue")
             else base + "/change/enqueue"
         )
-        if timeout is not None and timeout <= 0:
-            raise ConfigError("pagerduty: timeout must be positive")
-        if connections is not None and connections < 1:
-            raise ConfigError("pagerduty: connections must be at least 1")
+        self._check_transport_options(timeout, connections)
         self.source = source
         self.component = component
         self.group = group
@@ -218,32 +215,7 @@ class PagerDutyBackend(WebBackend):
 
     # -- sending -------------------------------------------------------------------------------
 
-    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-        transport = self._client()
-        outcomes: list[Outcome] = []
-        for index, envelope in enumerate(batch):
-            try:
-                url, body = self.request_for(envelope)
-            except ValueError as exc:  # an envelope no request can be made of
-                outcomes.append(Rejected(self.mask(f"pagerduty: {exc}")))
-                continue
-            try:
-                response = transport.post(
-                    url, body, {"Content-Type": "application/json", "Accept": "application/json"}
-                )
-            except TransportError as exc:
-                # The rest of the batch would wait out the same timeout one by one.
-                outcomes.extend([RetryLater(self.mask(str(exc)))] * (len(batch) - index))
-                break
-            outcome = self._classify(response)
-            outcomes.append(outcome)
-            if isinstance(outcome, RetryLater) and response.status in (403, 429):
-                # Rate limited: the rest of the batch would be refused too.
-                outcomes.extend([outcome] * (len(batch) - index - 1))
-                break
-        return outcomes
-
-    def _classify(self, response: HttpResponse) -> Outcome:
+    def outcome(self, response: HttpResponse) -> Outcome:
         outcome = classify_response(response)
         if isinstance(outcome, Delivered):
             info: dict[str, Any] = {"status": response.status}
@@ -259,6 +231,13 @@ class PagerDutyBackend(WebBackend):
         if isinstance(outcome, RetryLater):
             return RetryLater(self.mask(outcome.reason), outcome.delay)
         return Rejected(self.mask(outcome.reason))
+
+    def request(self, envelope: Envelope) -> tuple[str, bytes, dict[str, str]]:
+        url, body = self.request_for(envelope)
+        return url, body, {"Content-Type": "application/json", "Accept": "application/json"}
+
+    def rate_limited(self, response: HttpResponse) -> bool:
+        return response.status in (403, 429)  # v1 answers a rate limit with 403
 
     def request_for(self, envelope: Envelope) -> tuple[str, bytes]:
         """The URL and JSON body for one envelope, within PagerDuty's limits.

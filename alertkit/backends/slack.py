@@ -10,18 +10,17 @@ post to the channel, so it is masked in ``repr()`` and in every reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from alertkit._http import HttpTransport, TransportError, classify_response
+from alertkit._http import HttpResponse, HttpTransport
 from alertkit.backends._message import render_text, slack_blocks, slack_escape, summarize
 from alertkit.backends._redact import redact_in_library_logs
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK
 from alertkit.errors import ConfigError
 from alertkit.models import Envelope
-from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
+from alertkit.outcomes import Delivered, Outcome
 
 DEFAULT_HOST = "hooks.slack.com"
 _MAX_TEXT = 3000
@@ -76,10 +75,7 @@ class SlackBackend(WebBackend):
                 "slack: webhook_url has no webhook path "
                 "(expected https://hooks.slack.com/services/T.../B.../...)"
             )
-        if timeout is not None and timeout <= 0:
-            raise ConfigError("slack: timeout must be positive")
-        if connections is not None and connections < 1:
-            raise ConfigError("slack: connections must be at least 1")
+        self._check_transport_options(timeout, connections)
         self.webhook_url = webhook_url
         self._webhook_path = parts.path
         self._webhook_token = parts.path.rstrip("/").rpartition("/")[2]
@@ -118,6 +114,16 @@ class SlackBackend(WebBackend):
         options["webhook_url"] = base.rstrip("/") + path
         return options
 
+    def request(self, envelope: Envelope) -> tuple[str, bytes, dict[str, str]]:
+        body = json.dumps(self.payload(envelope), ensure_ascii=False).encode("utf-8")
+        return self.webhook_url, body, {"Content-Type": "application/json; charset=utf-8"}
+
+    def outcome(self, response: HttpResponse) -> Outcome:
+        outcome = super().outcome(response)
+        if isinstance(outcome, Delivered):  # Slack answers "ok"
+            return Delivered({"status": response.status, "response": response.text.strip()[:100]})
+        return outcome
+
     def payload(self, envelope: Envelope) -> dict[str, Any]:
         """The webhook body: Block Kit blocks and the plain-text fallback Slack shows in
         notifications and in clients that cannot draw blocks."""
@@ -126,30 +132,6 @@ class SlackBackend(WebBackend):
         if len(text) > _MAX_TEXT:
             text = text[: _MAX_TEXT - 1] + "…"
         return {"text": text, "blocks": slack_blocks(summary)}
-
-    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-        transport = self._client()
-        headers = {"Content-Type": "application/json; charset=utf-8"}
-        outcomes: list[Outcome] = []
-        for index, envelope in enumerate(batch):
-            body = json.dumps(self.payload(envelope), ensure_ascii=False).encode("utf-8")
-            try:
-                response = transport.post(self.webhook_url, body, headers)
-            except TransportError as exc:
-                # Slack is unreachable: the rest of the batch would wait out the same timeout.
-                outcomes.extend([RetryLater(self.mask(str(exc)))] * (len(batch) - index))
-                break
-            outcome = classify_response(response)
-            if isinstance(outcome, Delivered):
-                outcome = Delivered(
-                    {"status": response.status, "response": response.text.strip()[:100]}
-                )
-            elif isinstance(outcome, RetryLater):
-                outcome = RetryLater(self.mask(outcome.reason), outcome.delay)
-            else:
-                outcome = Rejected(self.mask(outcome.reason))
-            outcomes.append(outcome)
-        return outcomes
 
     def describe(self) -> str:
         return f"{self._base}/{MASK}"

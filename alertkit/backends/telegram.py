@@ -11,14 +11,12 @@ in ``repr()`` and in every reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
 from alertkit._http import (
     HttpResponse,
     HttpTransport,
-    TransportError,
     classify_response,
     parse_retry_after,
 )
@@ -110,10 +108,7 @@ class TelegramBackend(WebBackend):
             raise ConfigError("tgram: chat_id must be a chat number or @channelname")
         if not isinstance(api_url, str) or not api_url.lower().startswith(("http://", "https://")):
             raise ConfigError(f"tgram: api_url must start with http(s)://, got {api_url!r}")
-        if timeout is not None and timeout <= 0:
-            raise ConfigError("tgram: timeout must be positive")
-        if connections is not None and connections < 1:
-            raise ConfigError("tgram: connections must be at least 1")
+        self._check_transport_options(timeout, connections)
         self.bot_token = bot_token
         self.chat_id = chat_id
         self.api_url = api_url.rstrip("/")
@@ -150,6 +145,11 @@ class TelegramBackend(WebBackend):
             options["api_url"] = query["endpoint"]
         return options
 
+    def request(self, envelope: Envelope) -> tuple[str, bytes, dict[str, str]]:
+        body = json.dumps(self.payload(envelope), ensure_ascii=False).encode("utf-8")
+        url = f"{self.api_url}/bot{self.bot_token}/sendMessage"
+        return url, body, {"Content-Type": "application/json; charset=utf-8"}
+
     def payload(self, envelope: Envelope) -> dict[str, Any]:
         """The ``sendMessage`` body: plain text (no ``parse_mode``, so nothing needs escaping and a
         cut cannot break markup)."""
@@ -159,22 +159,7 @@ class TelegramBackend(WebBackend):
             body["disable_notification"] = True
         return body
 
-    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-        transport = self._client()
-        url = f"{self.api_url}/bot{self.bot_token}/sendMessage"
-        headers = {"Content-Type": "application/json; charset=utf-8"}
-        outcomes: list[Outcome] = []
-        for index, envelope in enumerate(batch):
-            body = json.dumps(self.payload(envelope), ensure_ascii=False).encode("utf-8")
-            try:
-                response = transport.post(url, body, headers)
-            except TransportError as exc:
-                outcomes.extend([RetryLater(self.mask(str(exc)))] * (len(batch) - index))
-                break
-            outcomes.append(self._outcome(response))
-        return outcomes
-
-    def _outcome(self, response: HttpResponse) -> Outcome:
+    def outcome(self, response: HttpResponse) -> Outcome:
         data = json_object(response.body)
         params = json_object(data.get("parameters"))
         outcome = classify_response(response)

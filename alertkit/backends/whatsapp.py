@@ -15,11 +15,10 @@ Errors are Graph API errors, ``{"error": {"message", "type", "code", "error_data
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
-from alertkit._http import HttpResponse, HttpTransport, TransportError, parse_retry_after
+from alertkit._http import HttpResponse, HttpTransport, parse_retry_after
 from alertkit.backends._message import alert_id, cut, json_object, one_line, summarize
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK
@@ -102,10 +101,7 @@ class WhatsAppBackend(WebBackend):
                 raise ConfigError(f"whatsapp: {option} must be a non-empty string")
         if details_url is not None and not isinstance(details_url, str):
             raise ConfigError("whatsapp: details_url must be a string")
-        if timeout is not None and timeout <= 0:
-            raise ConfigError("whatsapp: timeout must be positive")
-        if connections is not None and connections < 1:
-            raise ConfigError("whatsapp: connections must be at least 1")
+        self._check_transport_options(timeout, connections)
         self.api_url = api_url
         self.token = token
         self.to = digits
@@ -176,6 +172,11 @@ class WhatsAppBackend(WebBackend):
             return url.replace("{alert_id}", ident)
         return f"{url} (alert {ident})"
 
+    def request(self, envelope: Envelope) -> tuple[str, bytes, dict[str, str]]:
+        body = json.dumps(self.payload(envelope), ensure_ascii=False).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        return self.api_url, body, headers
+
     def payload(self, envelope: Envelope) -> dict[str, Any]:
         """The Cloud API template message. Template parameters may not hold newlines, tabs or
         runs of spaces, so every value is put on one line."""
@@ -206,21 +207,7 @@ class WhatsAppBackend(WebBackend):
             },
         }
 
-    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-        transport = self._client()
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
-        outcomes: list[Outcome] = []
-        for index, envelope in enumerate(batch):
-            body = json.dumps(self.payload(envelope), ensure_ascii=False).encode("utf-8")
-            try:
-                response = transport.post(self.api_url, body, headers)
-            except TransportError as exc:
-                outcomes.extend([RetryLater(self.mask(str(exc)))] * (len(batch) - index))
-                break
-            outcomes.append(self._outcome(response))
-        return outcomes
-
-    def _outcome(self, response: HttpResponse) -> Outcome:
+    def outcome(self, response: HttpResponse) -> Outcome:
         data = json_object(response.body)
         status = response.status
         if 200 <= status < 300:
