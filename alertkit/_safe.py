@@ -67,6 +67,10 @@ def to_json_safe(value: Any, *, depth: int = 0, seen: frozenset[int] = frozenset
     Integers wider than 64 bits become a short description (JSON readers lose them anyway, and
     ``str()`` refuses past 4300 digits); a collection that fails to iterate becomes its ``repr``.
     """
+    if type(value) is dict and depth == 0 and len(value) <= MAX_ITEMS:
+        flat = _flat_copy(value)
+        if flat is not None:
+            return flat
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -104,3 +108,24 @@ def to_json_safe(value: Any, *, depth: int = 0, seen: frozenset[int] = frozenset
     except Exception:  # a collection whose iteration or len() raises: its repr says what it was
         pass
     return clean_str(clip(safe_repr(value)))
+
+
+def _flat_copy(value: dict[Any, Any]) -> dict[str, Any] | None:
+    """The copy of a flat dict of short strings and plain numbers (the usual ``extra``), which is
+    already JSON-safe; None when anything in it needs :func:`to_json_safe`'s full treatment."""
+    for key, item in value.items():
+        kind = type(item)
+        if type(key) is not str or len(key) > 200 or not key.isascii():
+            return None
+        if kind is str:
+            if len(item) > MAX_STRING or not item.isascii():
+                return None
+        elif kind is int:
+            if not -_INT64 <= item < _INT64:
+                return None
+        elif kind is float:
+            if not math.isfinite(item):
+                return None
+        elif item is not None and kind is not bool:
+            return None
+    return dict(value)

@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from alertkit._safe import to_json_safe
 from alertkit.environment import PlatformInfo, SystemSampler
 from alertkit.levels import LEVEL_NUMBERS
@@ -62,6 +64,7 @@ class EventFactory:
         self.sampler = sampler
         self.data_center = data_center
         self.data_center_region = data_center_region
+        self._defaults = self._prepare_defaults()
 
     def new(
         self,
@@ -75,14 +78,29 @@ class EventFactory:
         sampler = self.sampler
         if sampler is not None:
             sampler.ensure_started()
-        platform = self.platform
-        return AppEvent(
-            api_key=self.api_key or "",
-            log_level=level,  # type: ignore[arg-type]
+        # A copy of the prepared defaults with the per-event fields set: a third of the cost of
+        # calling the constructor with every field (this runs once per event).
+        return msgspec.structs.replace(
+            self._defaults,
+            log_level=level,
             classification=classification,
             event_type=event_type,
             event_message=event_message,
             event_time=int((time.time() if created is None else created) * 1000),
+            context_tags=list(self.context_tags) or None,
+            context_cpu_percentage=sampler.cpu_percent if sampler else None,
+            context_memory_percentage=sampler.memory_percent if sampler else None,
+        )
+
+    def _prepare_defaults(self) -> AppEvent:
+        """The fields every event of this factory shares (the platform, the client's options)."""
+        platform = self.platform
+        return AppEvent(
+            api_key=self.api_key or "",
+            log_level="error",
+            classification="issue",
+            event_type="unknown",
+            event_message="unknown",
             context_app_version=self.app_version,
             deployment_stage=self.deployment_stage,
             context_env_language=platform.language,
@@ -94,9 +112,6 @@ class EventFactory:
             context_data_center=self.data_center,
             context_data_center_region=self.data_center_region,
             context_app_sku=self.application_sku or None,
-            context_tags=list(self.context_tags) or None,
-            context_cpu_percentage=sampler.cpu_percent if sampler else None,
-            context_memory_percentage=sampler.memory_percent if sampler else None,
         )
 
     @staticmethod

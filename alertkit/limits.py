@@ -371,6 +371,7 @@ class Limits:
         the field-by-field copy of :meth:`_fit`."""
         event = envelope.event
         for text, limit in (
+            (event.event_message, self.max_message),
             (envelope.template, self.max_message),
             (envelope.exc_text, self.max_message),
             (envelope.logger_name, self.max_string),
@@ -378,11 +379,31 @@ class Limits:
         ):
             if text is not None and len(text) > limit:
                 return False
-        # Lengths first, in Python: encoding an event that holds huge (or shared) strings
-        # would cost what the limits are there to prevent.
-        if not (self._event_fits(event) and self._side_fits(envelope)):
+        # Counts and the texts that come from the application first, in Python: encoding an
+        # event that holds huge (or shared) strings would cost what the limits are there to
+        # prevent. The event's other strings are mostly the client's and the platform's.
+        has_structure = (
+            event.context_tags
+            or event.event_stacktrace
+            or event.custom_properties
+            or event.custom_segments
+        )
+        if has_structure and not self._structure_fits(event):
+            return False
+        tags, links, images = envelope.tags, envelope.links, envelope.images
+        if (
+            tags
+            or links
+            or images
+            or type(tags) is not dict
+            or type(links) is not list
+            or type(images) is not list
+        ) and not self._side_fits(envelope):
             return False
         raw = _ENCODE(event)  # fails on lone surrogates and objects JSON cannot hold
+        # No string is longer than the whole encoding: only a long one needs the field walk.
+        if len(raw) > min(self.max_string, self.max_message) and not self._texts_fit(event):
+            return False
         _DECODE_EVENT(raw)  # fails on a field of the wrong type
         side = _ENCODE(
             (
@@ -398,18 +419,21 @@ class Limits:
         budget = [self.max_total - len(raw) - len(side)]
         if budget[0] < 0:
             return False
-        return all(
-            value is None or (type(value) is dict and self._small(value, 0, budget))
-            for value in (envelope.details, envelope.payload, envelope.request_log)
-        )
+        for value in (envelope.details, envelope.payload, envelope.request_log):
+            if value is not None and not (type(value) is dict and self._small(value, 0, budget)):
+                return False
+        return True
 
-    def _event_fits(self, event: AppEvent) -> bool:
+    def _texts_fit(self, event: AppEvent) -> bool:
         if len(event.event_message) > self.max_message:
             return False
         for name in _EVENT_TEXT_FIELDS:
             value = getattr(event, name)
             if value is not None and len(value) > self.max_string:
                 return False
+        return True
+
+    def _structure_fits(self, event: AppEvent) -> bool:
         tags = event.context_tags or ()
         if len(tags) > self.max_items or any(len(tag) > MAX_NAME for tag in tags):
             return False
@@ -472,10 +496,24 @@ class Limits:
             for key, item in value.items():
                 if type(key) is not str or len(key) > 200 or not key.isascii():
                     return False
-                budget[0] -= len(key)
-                if not self._small(item, depth + 1, budget):
+                kind = type(item)  # plain values inline: no call per item of a flat dict
+                if kind is str:
+                    budget[0] -= 1 + len(key) + len(item)
+                    if len(item) > self.max_string or not item.isascii():
+                        return False
+                elif kind is int:
+                    budget[0] -= 1 + len(key)
+                    if not -_INT64 <= item < _INT64:
+                        return False
+                elif item is None or kind is bool:
+                    budget[0] -= 1 + len(key)
+                else:
+                    budget[0] -= len(key)
+                    if not self._small(item, depth + 1, budget):
+                        return False
+                if budget[0] < 0:
                     return False
-            return budget[0] >= 0
+            return True
         if type(value) is list:
             return all(self._small(item, depth + 1, budget) for item in value)
         return False

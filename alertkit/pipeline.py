@@ -62,7 +62,9 @@ class Pipeline:
     ) -> None:
         self.queue_size = queue_size
         self.processors: list[Processor] = list(processors)
-        self.storm = storm
+        # Storm control only changes what storm-controlled backends (those that message people)
+        # receive; without one it would be pure cost on every event.
+        self.storm = storm if any(getattr(b, "storm_controlled", False) for b in backends) else None
         self.spool = spool
         self.on_drop = on_drop
         self.intake_dropped = 0
@@ -154,8 +156,10 @@ class Pipeline:
                 # one wake-up per backend instead of one per event.
                 pending: dict[BackendWorker, list[Delivery]] = {}
                 for capture, future in batch:
-                    with capture_internal_exceptions():
+                    try:  # inline rather than the guard's context manager: once per event
                         self._process(capture, future, pending)
+                    except Exception as exc:
+                        report_internal_error(exc)
                 for worker, deliveries in pending.items():
                     with capture_internal_exceptions():
                         self._hand_over(worker, deliveries)
@@ -213,7 +217,10 @@ class Pipeline:
                 targets.append(worker)
             else:
                 skipped[worker.backend.name] = Skipped(reason)
-        ticket = Ticket(len(targets), lambda t: self._finish(future, {**skipped, **t.results}))
+        if future is None:  # nobody reads the results (handler events): just count it done
+            ticket = Ticket(len(targets), self._settled)
+        else:
+            ticket = Ticket(len(targets), lambda t: self._finish(future, {**skipped, **t.results}))
         for worker in targets:
             delivery = Delivery(envelope, ticket)
             if pending is not None:
@@ -245,6 +252,9 @@ class Pipeline:
         elif envelope.digest:
             return "storm digests are for storm-controlled backends only"
         return None
+
+    def _settled(self, ticket: Ticket) -> None:
+        self._finish(None, ticket.results)
 
     def _finish(self, future: Future[Results] | None, results: Results) -> None:
         if future is not None and not future.done():

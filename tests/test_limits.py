@@ -234,3 +234,33 @@ def test_when_fitting_fails_the_bare_event_still_goes_out(monkeypatch, internal_
     assert out.kind == "x" and out.event_id == envelope.event_id and out.details == {}
     assert out.event.event_message.endswith("...[cut 7232 chars]")
     assert [str(error) for error in internal_errors] == ["bug"]
+
+
+def test_the_quick_check_still_sees_one_long_field_among_short_ones():
+    """The fast path skips the field walk when the whole encoded event is shorter than the
+    limits; a single over-long field (not the message) must still send it to the cutting path."""
+    limits = Limits(max_string=50, max_message=100)
+    short = Envelope(event=make_event(context_url="u" * 40), details={"n": 1, "s": "x" * 40})
+    assert limits(short) is short
+    long_url = Envelope(event=make_event(context_url="u" * 60))
+    out = limits(long_url)
+    assert out is not None and out is not long_url
+    assert out.event.context_url == "u" * 50 + "...[cut 10 chars]"
+    long_detail = Envelope(event=make_event(), details={"n": 1, "s": "x" * 60})
+    out = limits(long_detail)
+    assert out is not None and out.details["s"] == "x" * 50 + "...[cut 10 chars]"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"tags": None}, {"links": None}, {"images": ()}, {"details": {"nan": float("nan")}}],
+    ids=["tags", "links", "images", "nan"],
+)
+def test_the_quick_check_does_not_pass_mistyped_side_fields(changes):
+    envelope = Envelope(event=make_event())
+    for name, value in changes.items():
+        setattr(envelope, name, value)
+    out = Limits()(envelope)
+    assert out is not None and out is not envelope
+    assert type(out.tags) is dict and type(out.links) is list and type(out.images) is list
+    json.dumps(out.details, allow_nan=False)

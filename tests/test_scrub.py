@@ -343,3 +343,22 @@ def test_a_part_that_fails_to_scrub_is_masked_whole_and_reported(monkeypatch, in
     assert out.details == {} and out.payload is None  # fail closed: nothing unscrubbed goes out
     assert out.event.event_message == "m"  # the other parts are still scrubbed and sent
     assert internal_errors and {str(error) for error in internal_errors} == {"bug"}
+
+
+def test_repeated_templates_and_tags_are_judged_the_same_every_time(scrubber):
+    """Clean repeated strings are remembered; a secret one is masked on every event."""
+    for _ in range(3):
+        clean = Envelope(
+            event=AppEvent(api_key="", classification="issue", event_type="t", event_message="m"),
+            template="order %s failed",
+            tags={"env": "prod"},
+        )
+        assert scrubber(clean) is clean
+        leaky = Envelope(
+            event=AppEvent(api_key="", classification="issue", event_type="t", event_message="m"),
+            template="login with password=hunter2 failed",
+            tags={"note": "Bearer abcdef123"},
+        )
+        out = scrubber(leaky)
+        assert out.template == f"login with password={MASK} failed"
+        assert out.tags == {"note": f"Bearer {MASK}"}

@@ -107,3 +107,13 @@ def test_metrics_and_lifecycle_pass_untouched() -> None:
     event = AppEvent(api_key="", classification="issue", event_type="T", event_message="m")
     for _ in range(3):
         assert not storm(Envelope(event=event, kind="metric")).storm_suppressed
+
+
+def test_without_a_storm_controlled_backend_nothing_is_marked() -> None:
+    sink = MemoryBackend(name="inbox")
+    client = Client(backends=[sink], storm_window=60, sample_system=False, register_atexit=False)
+    log_errors(client, 20)
+    assert client.flush(5)
+    assert len(sink.envelopes) == 20
+    assert not any(e.storm_suppressed for e in sink.envelopes), "no work for nobody"
+    client.shutdown(1)
