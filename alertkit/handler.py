@@ -1,8 +1,9 @@
 """``AlertHandler``: the logging capture point. Cheap on the caller's thread, never raising.
 
 On the caller's thread ``emit`` does only what keeps the event correct later: the formatted message
-(the args may change after the call), a copy of the record's attributes, and a hand-off to the
-pipeline. The event is built on the policy thread (:func:`envelope_from_record`).
+(the args may change after the call), the record's attributes the event needs and its ``extra``
+fields (:class:`RecordCapture`), and a hand-off to the pipeline. The event is built from them on
+the policy thread.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
+
+import msgspec
 
 from alertkit._safe import to_json_safe
 from alertkit.backends.base import Backend
@@ -70,56 +72,107 @@ def is_ignored(name: str) -> bool:
     return cached
 
 
-def envelope_from_record(
-    client: Client,
-    attrs: dict[str, Any],
-    message: str,
-    incident_key: str | None,
-    scope: ScopeContext | None = None,
-) -> Envelope:
-    """Build the event of a log record (WIRE.md section 1 mapping); runs on the policy thread."""
-    levelno = int(attrs.get("levelno", logging.ERROR))
-    level = level_from_number(levelno)
-    info = resolve_exc_info(attrs.get("exc_info"))
-    logger_name = str(attrs.get("name") or "root")
-    created = float(attrs.get("created") or time.time())
-    classification = "log" if levelno < logging.WARNING else "issue"
-    event = client.events.new(level, classification, logger_name, message, created)
-    exc_text = None
-    if info is not None:
-        client.events.add_exception(event, info)
-        event.event_type = exception_type_name(info[0])
-        exc_text = format_exception_text(info)
-    elif attrs.get("exc_text"):
-        exc_text = str(attrs["exc_text"])
-    if attrs.get("stack_info"):
-        exc_text = (exc_text + "\n" if exc_text else "") + str(attrs["stack_info"])
-    extra_keys = attrs.keys() - _RECORD_ATTRS  # a set operation in C: most records have none
-    extra = {k: attrs[k] for k in extra_keys if not k.startswith("_")} if extra_keys else {}
-    steering = {k: extra.pop(k) for k in _STEERING if k in extra} if extra else {}
-    tags = dict(client.tags) if scope is None else {**client.tags, **scope.tags}
-    if isinstance(steering.get("tags"), dict):
-        tags.update({safe_str(k): safe_str(v) for k, v in steering["tags"].items()})
-    # Test for None, not truth: the values come from the application and __bool__ may raise.
-    key_text = incident_key
-    for candidate in (steering.get("incident_key"), steering.get("dedup_key")):
-        if not key_text and candidate is not None:
-            key_text = candidate if isinstance(candidate, str) else safe_str(candidate)
-    template = attrs.get("msg")
-    envelope = Envelope(
-        event=event,
-        levelno=levelno,
-        logger_name=logger_name,
-        template=template if isinstance(template, str) else safe_str(template),
-        details=to_json_safe(extra) if extra else {},
-        exc_text=exc_text,
-        incident_key=key_text or None,
-        links=_dict_list(steering["links"]) if "links" in steering else [],
-        images=_dict_list(steering["images"]) if "images" in steering else [],
-        tags=tags,
-        created=created,
-    )
-    return envelope if scope is None else scope.apply(envelope, tags_win=False)
+class RecordCapture(msgspec.Struct, gc=False):
+    """What ``emit`` keeps of a log record for the policy thread, which builds the event from it.
+
+    Only the attributes the event needs, and the ``extra`` fields, rather than a copy of the whole
+    record: cheaper to make, and untracked by the garbage collector (``gc=False``; nothing in it
+    refers back to it), so a backlog of queued records does not make every collection slower.
+    """
+
+    client: Client
+    message: str
+    name: Any
+    levelno: Any
+    created: Any
+    template: Any
+    exc_info: Any = None
+    exc_text: Any = None
+    stack_info: Any = None
+    extra: dict[str, Any] | None = None
+    incident_key: str | None = None
+    scope: ScopeContext | None = None
+
+    @classmethod
+    def of(
+        cls,
+        client: Client,
+        record: logging.LogRecord,
+        message: str,
+        incident_key: str | None,
+        scope: ScopeContext | None,
+    ) -> RecordCapture:
+        attrs = record.__dict__
+        extra_keys = attrs.keys() - _RECORD_ATTRS  # a set operation in C: most records have none
+        return cls(
+            client,
+            message,
+            attrs.get("name"),
+            attrs.get("levelno"),
+            attrs.get("created"),
+            attrs.get("msg"),
+            attrs.get("exc_info"),
+            attrs.get("exc_text"),
+            attrs.get("stack_info"),
+            {k: attrs[k] for k in extra_keys if not k.startswith("_")} if extra_keys else None,
+            incident_key,
+            scope,
+        )
+
+    def __call__(self) -> Envelope:
+        """Build the event (WIRE.md section 1 mapping); runs on the policy thread."""
+        client = self.client
+        levelno = int(self.levelno if self.levelno is not None else logging.ERROR)
+        level = level_from_number(levelno)
+        info = resolve_exc_info(self.exc_info)
+        logger_name = str(self.name or "root")
+        created = float(self.created or time.time())
+        classification = "log" if levelno < logging.WARNING else "issue"
+        event = client.events.new(level, classification, logger_name, self.message, created)
+        exc_text = None
+        if info is not None:
+            client.events.add_exception(event, info)
+            event.event_type = exception_type_name(info[0])
+            exc_text = format_exception_text(info)
+        elif self.exc_text:
+            exc_text = str(self.exc_text)
+        if self.stack_info:
+            exc_text = (exc_text + "\n" if exc_text else "") + str(self.stack_info)
+        extra = self.extra
+        scope = self.scope
+        tags = dict(client.tags) if scope is None else {**client.tags, **scope.tags}
+        key_text = self.incident_key
+        links: list[dict[str, str]] = []
+        images: list[dict[str, str]] = []
+        if extra and not extra.keys().isdisjoint(_STEERING):
+            extra = dict(extra)
+            steering = {k: extra.pop(k) for k in _STEERING if k in extra}
+            if isinstance(steering.get("tags"), dict):
+                tags.update({safe_str(k): safe_str(v) for k, v in steering["tags"].items()})
+            # Test for None, not truth: the values come from the application and __bool__ may
+            # raise.
+            for candidate in (steering.get("incident_key"), steering.get("dedup_key")):
+                if not key_text and candidate is not None:
+                    key_text = candidate if isinstance(candidate, str) else safe_str(candidate)
+            if "links" in steering:
+                links = _dict_list(steering["links"])
+            if "images" in steering:
+                images = _dict_list(steering["images"])
+        template = self.template
+        envelope = Envelope(
+            event=event,
+            levelno=levelno,
+            logger_name=logger_name,
+            template=template if isinstance(template, str) else safe_str(template),
+            details=to_json_safe(extra) if extra else {},
+            exc_text=exc_text,
+            incident_key=key_text or None,
+            links=links,
+            images=images,
+            tags=tags,
+            created=created,
+        )
+        return envelope if scope is None else scope.apply(envelope, tags_win=False)
 
 
 def _dict_list(value: Any) -> list[dict[str, str]]:
@@ -194,14 +247,7 @@ class AlertHandler(logging.Handler):
                     f"{to_json_safe(record.args)!r})"
                 )
             scope = scope_for_record(record, message)
-            capture = partial(
-                envelope_from_record,
-                self.client,
-                dict(record.__dict__),
-                message,
-                self.incident_key,
-                scope,
-            )
+            capture = RecordCapture.of(self.client, record, message, self.incident_key, scope)
             if not self.client.submit_capture(capture):
                 self.dropped += 1
         except Exception as exc:  # never into the application

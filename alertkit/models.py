@@ -67,7 +67,7 @@ def new_event_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-class Envelope(msgspec.Struct, eq=False):
+class Envelope(msgspec.Struct, eq=False, gc=False):
     """One event on its way through the pipeline, with what backends need beyond the wire model.
 
     Attributes:

@@ -94,7 +94,9 @@ class Pipeline:
                 worker.start()
 
     def _reset(self) -> None:
-        self._intake: deque[tuple[Capture, Future[Results] | None]] = deque()
+        # A capture alone, or (capture, future) when someone waits for the results: most events
+        # (the handler's) need no tuple, one container fewer per queued event for the GC to scan.
+        self._intake: deque[Capture | tuple[Capture, Future[Results]]] = deque()
         self._wakeup = threading.Event()
         self._idle = threading.Condition(threading.Lock())
         self._count = threading.Lock()  # guards _in_flight; cheap, taken once per finished event
@@ -117,7 +119,7 @@ class Pipeline:
         if self._closed or len(self._intake) >= self.queue_size:
             self._drop_at_intake(future, "shut down" if self._closed else "intake queue full")
             return False
-        self._intake.append((capture, future))
+        self._intake.append(capture if future is None else (capture, future))
         if self._thread is None:
             self._start()
         if not self._wakeup.is_set():
@@ -155,7 +157,8 @@ class Pipeline:
                 # Deliveries are handed to each worker once per batch: one lock round trip and
                 # one wake-up per backend instead of one per event.
                 pending: dict[BackendWorker, list[Delivery]] = {}
-                for capture, future in batch:
+                for item in batch:
+                    capture, future = item if isinstance(item, tuple) else (item, None)
                     try:  # inline rather than the guard's context manager: once per event
                         self._process(capture, future, pending)
                     except Exception as exc:
@@ -222,7 +225,7 @@ class Pipeline:
         else:
             ticket = Ticket(len(targets), lambda t: self._finish(future, {**skipped, **t.results}))
         for worker in targets:
-            delivery = Delivery(envelope, ticket)
+            delivery = Delivery(envelope, ticket, envelope.created)
             if pending is not None:
                 pending.setdefault(worker, []).append(delivery)
             else:

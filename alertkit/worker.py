@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import msgspec
+
 from alertkit.backends.base import Backend
 from alertkit.flow import CircuitBreaker, TokenBucket
 from alertkit.guard import capture_internal_exceptions, report_internal_error
@@ -36,53 +38,45 @@ from alertkit.stats import BackendStats
 log = logging.getLogger("alertkit.worker")
 
 
-class Ticket:
-    """Collects each backend's final result for one event; fires ``on_done`` once all have answered."""
+class Ticket(msgspec.Struct, eq=False, gc=False):
+    """Collects each backend's final result for one event; fires ``on_done`` once all have answered.
 
-    __slots__ = ("_lock", "_on_done", "_remaining", "results")
+    Tickets and deliveries are structs untracked by the garbage collector (nothing they hold
+    refers back to them), so thousands of queued events do not slow down every collection.
+    """
 
-    def __init__(self, expected: int, on_done: Callable[[Ticket], None]) -> None:
-        self.results: dict[str, Result] = {}
-        self._remaining = expected
-        self._lock = threading.Lock()
-        self._on_done = on_done
-        if expected == 0:
-            on_done(self)
+    remaining: int
+    on_done: Callable[[Ticket], None]
+    results: dict[str, Result] = msgspec.field(default_factory=dict)
+    lock: threading.Lock = msgspec.field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.remaining == 0:
+            self.on_done(self)
 
     def settle(self, backend: str, result: Result) -> None:
         """Record ``backend``'s final result; a second result for the same backend is ignored."""
-        with self._lock:
+        with self.lock:
             if backend in self.results:
                 return
             self.results[backend] = result
-            self._remaining -= 1
-            done = self._remaining == 0
+            self.remaining -= 1
+            done = self.remaining == 0
         if done:
-            self._on_done(self)
+            self.on_done(self)
 
 
-class Delivery:
+class Delivery(msgspec.Struct, eq=False, gc=False):
     """One envelope on its way to one backend.
 
-    ``born`` starts the per-event deadline: the capture time, or the claim time of a replay.
-    ``spool_id`` is set for events replayed from the spool.
+    ``born`` starts the per-event deadline: the capture time, or the claim time of a replay. ``spool_id`` is set for events replayed from the spool.
     """
 
-    __slots__ = ("attempt", "born", "envelope", "spool_id", "ticket")
-
-    def __init__(
-        self,
-        envelope: Envelope,
-        ticket: Ticket,
-        *,
-        spool_id: int | None = None,
-        born: float | None = None,
-    ) -> None:
-        self.envelope = envelope
-        self.ticket = ticket
-        self.attempt = 0
-        self.spool_id = spool_id
-        self.born = envelope.created if born is None else born
+    envelope: Envelope
+    ticket: Ticket
+    born: float
+    spool_id: int | None = None
+    attempt: int = 0
 
 
 class SpoolLink(Protocol):

@@ -209,3 +209,38 @@ def test_get_logger_attaches_one_handler() -> None:
 def test_handler_rejects_client_plus_options(client) -> None:
     with pytest.raises(TypeError, match="either client"):
         AlertHandler(client=client, app_version="1")
+
+
+def test_queued_records_are_small_snapshots_the_gc_does_not_scan(client, memory) -> None:
+    """emit keeps what the event needs, not the record: attributes a later handler or
+    formatter adds are not picked up, and a backlog adds nothing for the garbage collector."""
+    import gc
+
+    from alertkit.handler import RecordCapture
+
+    queued: list[object] = []
+    submit = client.submit_capture
+    client.submit_capture = lambda capture: queued.append(capture) or submit(capture)  # type: ignore[method-assign]
+    log = logging.getLogger("tests.handler.snapshot")
+    log.propagate = False
+    handler = AlertHandler(client=client, level=logging.DEBUG)
+    log.addHandler(handler)
+
+    class Later(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            record.added_later = "x"  # type: ignore[attr-defined]
+            record.msg = "changed %s"
+
+    log.addHandler(Later())
+    try:
+        log.error("order %s failed", 7, extra={"order": 7})
+    finally:
+        log.handlers.clear()
+    assert client.flush(5)
+    capture = queued[0]
+    assert isinstance(capture, RecordCapture) and not gc.is_tracked(capture)
+    assert capture.extra is not None and not gc.is_tracked(capture.extra)
+    envelope = memory.envelopes[0]
+    assert envelope.details == {"order": 7}
+    assert envelope.template == "order %s failed"
+    assert envelope.event.event_message == "order 7 failed"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 import re
 import uuid
@@ -74,6 +75,41 @@ def chouette_log_level() -> int | None:
             "(expected NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL or a number)"
         )
     return level
+
+
+_LEVEL_NAMES = {n: logging.getLevelName(n) for n in (10, 20, 30, 40, 50)}
+
+
+def _level_name(levelno: int) -> str:
+    name = _LEVEL_NAMES.get(levelno)
+    return name if name is not None else str(logging.getLevelName(levelno))
+
+
+class _UtcDates:
+    """ISO 8601 UTC dates with microseconds, exactly as ``datetime.isoformat`` writes them; the
+    date and time of day are formatted once per second (the events of a batch share them)."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last = (-1.0, "")  # (second, its date and time): one attribute, so threads agree
+
+    def iso(self, timestamp: float) -> str:
+        if not 0 <= timestamp < 253402300799:  # before 1970 or after 9999: the slow way
+            return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(
+                timespec="microseconds"
+            )
+        # Rounded as datetime.fromtimestamp rounds: half to even on the fraction's microseconds.
+        fraction, second = math.modf(timestamp)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            micros -= 1_000_000
+            second += 1
+        last = self._last
+        if second != last[0]:
+            moment = datetime.fromtimestamp(second, tz=timezone.utc)
+            last = self._last = (second, moment.isoformat(timespec="seconds")[:-6])
+        return f"{last[1]}.{micros:06d}+00:00"
 
 
 def _member(event_id: str) -> str:
@@ -231,6 +267,7 @@ class RedisBackend(BaseBackend):
         self.ssl_ca_certs = ssl_ca_certs
         self.verify = verify
         self._app_name: str | None = None
+        self._dates = _UtcDates()
         self._pool = self._make_pool()
         # redis-py < 5.3 needs a command name to hand out a connection; later ones warn about it.
         parameter = inspect.signature(self._pool.get_connection).parameters.get("command_name")
@@ -298,27 +335,29 @@ class RedisBackend(BaseBackend):
         message: dict[str, Any] = {"msg": event.event_message}
         if envelope.template is not None:
             message["template"] = envelope.template
+        tags = envelope.tags
         record: dict[str, Any] = {
-            "date": datetime.fromtimestamp(envelope.created, tz=timezone.utc).isoformat(
-                timespec="microseconds"
-            ),
+            "date": self._dates.iso(envelope.created),
             "ddsource": service,
             "service": service,
-            "ddtags": [f"{key}:{value}" if value else key for key, value in envelope.tags.items()],
-            "level": logging.getLevelName(envelope.levelno),
+            "ddtags": [f"{key}:{value}" if value else key for key, value in tags.items()]
+            if tags
+            else [],
+            "level": _level_name(envelope.levelno),
             "message": message,
         }
-        exc_text = envelope.exc_text or render_stacktrace(event.event_stacktrace)
+        exc_text = envelope.exc_text or (
+            render_stacktrace(event.event_stacktrace) if event.event_stacktrace else None
+        )
         if exc_text:
             record["exc_info"] = exc_text
-        clashes: dict[str, Any] = {}
-        for key, value in envelope.details.items():
-            if key in RESERVED_LOG_KEYS:
-                clashes[key] = value
+        details = envelope.details
+        if details:
+            if RESERVED_LOG_KEYS.isdisjoint(details):
+                record.update(details)
             else:
-                record[key] = value
-        if clashes:
-            record["extra"] = clashes
+                record.update((k, v) for k, v in details.items() if k not in RESERVED_LOG_KEYS)
+                record["extra"] = {k: v for k, v in details.items() if k in RESERVED_LOG_KEYS}
         return record
 
     @staticmethod

@@ -511,3 +511,19 @@ def test_missing_redis_py_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(MissingDependency, match=r"alertkit\[redis\]"):
         RedisBackend()
+
+
+def test_log_dates_are_written_exactly_as_datetime_isoformat_writes_them():
+    """The per-second cache of the date must round microseconds as datetime does."""
+    import random
+
+    from alertkit.backends.redis import _UtcDates
+
+    dates = _UtcDates()
+    rng = random.Random(4)
+    stamps = [0.0, 1.5, 1763834586.0000005, 1763834586.9999995, 1763834586.9999996, -1.25]
+    stamps += [rng.uniform(0, 4e9) for _ in range(2000)]
+    stamps += [1763834586 + rng.random() for _ in range(2000)]
+    for stamp in stamps:
+        expected = datetime.fromtimestamp(stamp, tz=timezone.utc).isoformat(timespec="microseconds")
+        assert dates.iso(stamp) == expected, stamp
