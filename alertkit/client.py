@@ -91,7 +91,9 @@ class Client:
         data_center_region: ``contextDataCenterRegion``.
         queue_size: capacity of the intake queue and of each backend's queue; a full queue drops
             and counts, never blocks.
-        batch_size: most events handed to one ``backend.send`` call.
+        batch_size: most events handed to one ``backend.send`` call; default (None) each
+            backend's own ``max_batch`` (Redis 2000, the local inbox 500, HTTP 50, PagerDuty and
+            the notifiers 20), which a number can only lower.
         retry: the retry policy for every backend (default :class:`RetryPolicy()`).
         timeout: per-request network timeout in seconds.
         shutdown_timeout: the budget of the ``shutdown()`` run at interpreter exit.
@@ -141,7 +143,7 @@ class Client:
         data_center: str | None = None,
         data_center_region: str | None = None,
         queue_size: int = 10_000,
-        batch_size: int = 100,
+        batch_size: int | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = 10.0,
         shutdown_timeout: float = 2.0,
@@ -175,7 +177,7 @@ class Client:
         self.threads = _positive("threads", threads)
         self.connections = _positive("connections", connections)
         self.queue_size = _positive("queue_size", queue_size)
-        self.batch_size = _positive("batch_size", batch_size)
+        self.batch_size = None if batch_size is None else _positive("batch_size", batch_size)
         self.timeout = float(_positive("timeout", timeout, float))
         self.shutdown_timeout = float(_positive("shutdown_timeout", shutdown_timeout, float))
         if retry is not None and not isinstance(retry, RetryPolicy):

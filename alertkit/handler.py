@@ -54,6 +54,7 @@ _RECORD_ATTRS: frozenset[str] = frozenset(
 _STEERING = ("incident_key", "dedup_key", "links", "images", "tags")
 
 _ignored_cache: dict[str, bool] = {}
+_WIRE_LEVELS = {n: level_from_number(n) for n in (10, 20, 30, 40, 50)}
 
 
 def is_ignored(name: str) -> bool:
@@ -122,11 +123,15 @@ class RecordCapture(msgspec.Struct, gc=False):
     def __call__(self) -> Envelope:
         """Build the event (WIRE.md section 1 mapping); runs on the policy thread."""
         client = self.client
-        levelno = int(self.levelno if self.levelno is not None else logging.ERROR)
-        level = level_from_number(levelno)
-        info = resolve_exc_info(self.exc_info)
-        logger_name = str(self.name or "root")
-        created = float(self.created or time.time())
+        levelno, name, created = self.levelno, self.name, self.created
+        # Each value checked for the plain type a LogRecord has before anything is converted.
+        if type(levelno) is not int:
+            levelno = int(levelno if levelno is not None else logging.ERROR)
+        level = _WIRE_LEVELS.get(levelno) or level_from_number(levelno)
+        info = resolve_exc_info(self.exc_info) if self.exc_info else None
+        logger_name = name if type(name) is str and name else str(name or "root")
+        if type(created) is not float:
+            created = float(created or time.time())
         classification = "log" if levelno < logging.WARNING else "issue"
         event = client.events.new(level, classification, logger_name, self.message, created)
         exc_text = None

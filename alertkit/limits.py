@@ -370,15 +370,17 @@ class Limits:
         declared type: a quick check (msgspec in C for the types) so that ordinary events skip
         the field-by-field copy of :meth:`_fit`."""
         event = envelope.event
-        for text, limit in (
-            (event.event_message, self.max_message),
-            (envelope.template, self.max_message),
-            (envelope.exc_text, self.max_message),
-            (envelope.logger_name, self.max_string),
-            (envelope.incident_key, self.max_string),
+        template, exc_text = envelope.template, envelope.exc_text
+        logger_name, incident_key = envelope.logger_name, envelope.incident_key
+        max_message, max_string = self.max_message, self.max_string
+        if (
+            len(event.event_message) > max_message
+            or (template is not None and len(template) > max_message)
+            or (exc_text is not None and len(exc_text) > max_message)
+            or (logger_name is not None and len(logger_name) > max_string)
+            or (incident_key is not None and len(incident_key) > max_string)
         ):
-            if text is not None and len(text) > limit:
-                return False
+            return False
         # Counts and the texts that come from the application first, in Python: encoding an
         # event that holds huge (or shared) strings would cost what the limits are there to
         # prevent. The event's other strings are mostly the client's and the platform's.
@@ -405,24 +407,19 @@ class Limits:
         if len(raw) > min(self.max_string, self.max_message) and not self._texts_fit(event):
             return False
         _DECODE_EVENT(raw)  # fails on a field of the wrong type
-        side = _ENCODE(
-            (
-                envelope.template,
-                envelope.exc_text,
-                envelope.logger_name,
-                envelope.incident_key,
-                envelope.tags,
-                envelope.links,
-                envelope.images,
-            )
-        )
+        side = _ENCODE((template, exc_text, logger_name, incident_key, tags, links, images))
         budget = [self.max_total - len(raw) - len(side)]
         if budget[0] < 0:
             return False
-        for value in (envelope.details, envelope.payload, envelope.request_log):
-            if value is not None and not (type(value) is dict and self._small(value, 0, budget)):
-                return False
-        return True
+        details, payload, request_log = envelope.details, envelope.payload, envelope.request_log
+        return (
+            (type(details) is dict and (not details or self._small(details, 0, budget)))
+            and (payload is None or (type(payload) is dict and self._small(payload, 0, budget)))
+            and (
+                request_log is None
+                or (type(request_log) is dict and self._small(request_log, 0, budget))
+            )
+        )
 
     def _texts_fit(self, event: AppEvent) -> bool:
         if len(event.event_message) > self.max_message:

@@ -53,7 +53,7 @@ class Pipeline:
         *,
         policy: RetryPolicy,
         queue_size: int,
-        batch_size: int,
+        batch_size: int | None,
         threads: int,
         processors: Sequence[Processor] = (),
         storm: StormControl | None = None,
@@ -214,8 +214,14 @@ class Pipeline:
         the deliveries are collected there for :meth:`_hand_over`, else handed over at once."""
         targets: list[BackendWorker] = []
         skipped: dict[str, Result] = {}
+        kind, levelno = envelope.kind, envelope.levelno
+        unmarked = not (envelope.storm_suppressed or envelope.digest)
         for worker in self.workers:
-            reason = self._skip_reason(worker.backend, envelope)
+            backend = worker.backend
+            if unmarked and kind in backend.kinds and levelno >= backend.min_level:
+                targets.append(worker)  # the usual case, decided without _skip_reason
+                continue
+            reason = self._skip_reason(backend, envelope)
             if reason is None:
                 targets.append(worker)
             else:

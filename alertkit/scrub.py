@@ -451,32 +451,42 @@ class Scrubber:
             return False
         if not self._known_clean(envelope.template):
             return False
-        texts: list[Any] = [event.event_message, event.context_url, envelope.exc_text]
+        scrub = self.scrub_text
+        for text in (event.event_message, event.context_url, envelope.exc_text):
+            if text is not None and (type(text) is not str or scrub(text) is not text):
+                return False
         details = envelope.details
         if details:  # flat details, the usual ``extra``
             if type(details) is not dict:
                 return False
+            verdicts = self._cache
             for key, value in details.items():
-                if type(key) is not str or self.is_secret_key(key):
+                if type(key) is not str:
+                    return False
+                secret = verdicts.get(key)
+                if secret or (secret is None and self.is_secret_key(key)):
                     return False
                 kind = type(value)
                 if kind is str:
-                    texts.append(value)
+                    if scrub(value) is not value:
+                        return False
                 elif not (value is None or kind is int or kind is float or kind is bool):
                     return False
-        for entry in event.event_stacktrace or ():
-            texts.append(entry.message)
-        for custom in (event.custom_properties, event.custom_segments):
-            if custom is not None and custom.string_data is not None:
-                texts.extend(msgspec.structs.astuple(custom.string_data))
+        if event.event_stacktrace or event.custom_properties or event.custom_segments:
+            texts: list[Any] = [entry.message for entry in event.event_stacktrace or ()]
+            for custom in (event.custom_properties, event.custom_segments):
+                if custom is not None and custom.string_data is not None:
+                    texts.extend(msgspec.structs.astuple(custom.string_data))
+            for text in texts:
+                if text is not None and (type(text) is not str or scrub(text) is not text):
+                    return False
         for key, value in envelope.tags.items():
             if self.is_secret_key(key) or not self._known_clean(value):
                 return False
         for tag in event.context_tags or ():
             if tag not in self._clean_texts and not self._remember(tag, self._context_tag(tag)):
                 return False
-        scrub = self.scrub_text
-        return all(text is None or (type(text) is str and scrub(text) is text) for text in texts)
+        return True
 
     def _known_clean(self, text: Any) -> bool:
         """Whether ``text`` (None, or a string that repeats: a template, a tag) has nothing to

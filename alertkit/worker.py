@@ -102,7 +102,7 @@ class BackendWorker:
         *,
         policy: RetryPolicy,
         queue_size: int,
-        batch_size: int,
+        batch_size: int | None,
         threads: int,
         on_give_up: GiveUp,
         spool: SpoolLink | None = None,
@@ -111,7 +111,7 @@ class BackendWorker:
         own = getattr(backend, "retry", None)
         self.policy = own if isinstance(own, RetryPolicy) else policy
         self.queue_size = queue_size
-        self.batch_size = max(1, min(batch_size, backend.max_batch))
+        self.batch_size = max(1, min(batch_size or backend.max_batch, backend.max_batch))
         self.thread_count = max(1, min(threads, backend.max_concurrency))
         # An ordered backend (PagerDuty: a resolve must not overtake its trigger) gets one thread
         # and sends nothing new while an earlier event waits for its retry.

@@ -67,7 +67,7 @@ class NullBackend(BaseBackend):
 
     scheme = "null"
     kinds = frozenset({"event", "metric"})
-    max_batch = 500
+    max_batch = 2000
     max_concurrency = 1
 
     def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
@@ -81,7 +81,6 @@ def alertkit_client(url: str | None, n: int) -> Client:
         sample_system=False,
         register_atexit=False,
         queue_size=max(10_000, n + 10),
-        batch_size=500,
     )
 
 

@@ -240,3 +240,28 @@ def test_workers_restart_in_a_forked_child() -> None:
         assert os.waitstatus_to_exitcode(status) == 0
         assert sorted(r.json()["eventMessage"] for r in server.requests) == ["child", "parent"]
         client.shutdown(2)
+
+
+def test_batches_default_to_each_backends_own_maximum_and_batch_size_lowers_it():
+    class Big(MemoryBackend):
+        max_batch = 300
+
+    sizes: dict[str, list[int]] = {"default": [], "lowered": []}
+    for label, options in (("default", {}), ("lowered", {"batch_size": 7})):
+        backend = Big()
+        started = threading.Event()
+
+        def send(batch, backend=backend, label=label, started=started):
+            started.wait(5)  # hold the first batch until all events are queued
+            sizes[label].append(len(batch))
+            return MemoryBackend.send(backend, batch)
+
+        backend.send = send  # type: ignore[method-assign]
+        client = Client(backends=[backend], sample_system=False, register_atexit=False, **options)
+        for i in range(601):
+            client.send_event_async(client.create_new_app_event(event_message=f"e{i}"))
+        started.set()
+        assert client.flush(10)
+        client.shutdown(1)
+        assert sum(sizes[label]) == 601
+    assert max(sizes["default"]) == 300 and max(sizes["lowered"]) == 7

@@ -209,7 +209,7 @@ class RedisBackend(BaseBackend):
     schemes = ("redis", "rediss")
     secret_fields = ("password",)
     kinds = frozenset({"event", "metric"})
-    max_batch = 500
+    max_batch = 2000
     max_concurrency = 1
 
     def __init__(
