@@ -111,21 +111,28 @@ def to_json_safe(value: Any, *, depth: int = 0, seen: frozenset[int] = frozenset
 
 
 def _flat_copy(value: dict[Any, Any]) -> dict[str, Any] | None:
-    """The copy of a flat dict of short strings and plain numbers (the usual ``extra``), which is
-    already JSON-safe; None when anything in it needs :func:`to_json_safe`'s full treatment."""
+    """The copy of a flat dict that :func:`is_flat_json` accepts; None for anything else."""
+    return dict(value) if is_flat_json(value) else None
+
+
+def is_flat_json(value: dict[Any, Any]) -> bool:
+    """Whether ``value`` is a flat dict of short ASCII keys and short ASCII strings or plain
+    numbers (the usual ``extra``): already what :func:`to_json_safe` would make of it."""
+    if len(value) > MAX_ITEMS:
+        return False
     for key, item in value.items():
         kind = type(item)
         if type(key) is not str or len(key) > 200 or not key.isascii():
-            return None
+            return False
         if kind is str:
             if len(item) > MAX_STRING or not item.isascii():
-                return None
+                return False
         elif kind is int:
             if not -_INT64 <= item < _INT64:
-                return None
+                return False
         elif kind is float:
             if not math.isfinite(item):
-                return None
+                return False
         elif item is not None and kind is not bool:
-            return None
-    return dict(value)
+            return False
+    return True

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from alertkit._safe import to_json_safe
+from alertkit._safe import is_flat_json, to_json_safe
 from alertkit.backends.base import Backend
 from alertkit.client import Client
 from alertkit.guard import capture_internal_exceptions, report_internal_error
@@ -169,7 +169,8 @@ class RecordCapture(msgspec.Struct, gc=False):
             levelno=levelno,
             logger_name=logger_name,
             template=template if isinstance(template, str) else safe_str(template),
-            details=to_json_safe(extra) if extra else {},
+            # The extra dict is the capture's own: used as is when it is already JSON-safe.
+            details=(extra if is_flat_json(extra) else to_json_safe(extra)) if extra else {},
             exc_text=exc_text,
             incident_key=key_text or None,
             links=links,

@@ -105,6 +105,7 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._closed = False
+        self._settled_callback = self._settled  # one bound method, not one per event
 
     def after_fork(self) -> None:
         """In a forked child: start over with empty queues; threads restart on the next event."""
@@ -227,7 +228,7 @@ class Pipeline:
             else:
                 skipped[worker.backend.name] = Skipped(reason)
         if future is None:  # nobody reads the results (handler events): just count it done
-            ticket = Ticket(len(targets), self._settled)
+            ticket = Ticket(len(targets), self._settled_callback)
         else:
             ticket = Ticket(len(targets), lambda t: self._finish(future, {**skipped, **t.results}))
         for worker in targets:

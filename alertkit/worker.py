@@ -38,6 +38,11 @@ from alertkit.stats import BackendStats
 log = logging.getLogger("alertkit.worker")
 
 
+#: One lock for every ticket: held for a dict insert and a decrement, it is never contended for
+#: long, and a lock per event would be one more object for the garbage collector per event.
+_SETTLE_LOCK = threading.Lock()
+
+
 class Ticket(msgspec.Struct, eq=False, gc=False):
     """Collects each backend's final result for one event; fires ``on_done`` once all have answered.
 
@@ -48,7 +53,6 @@ class Ticket(msgspec.Struct, eq=False, gc=False):
     remaining: int
     on_done: Callable[[Ticket], None]
     results: dict[str, Result] = msgspec.field(default_factory=dict)
-    lock: threading.Lock = msgspec.field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         if self.remaining == 0:
@@ -56,7 +60,7 @@ class Ticket(msgspec.Struct, eq=False, gc=False):
 
     def settle(self, backend: str, result: Result) -> None:
         """Record ``backend``'s final result; a second result for the same backend is ignored."""
-        with self.lock:
+        with _SETTLE_LOCK:
             if backend in self.results:
                 return
             self.results[backend] = result

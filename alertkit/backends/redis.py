@@ -112,6 +112,23 @@ class _UtcDates:
         return f"{last[1]}.{micros:06d}+00:00"
 
 
+class _LogText(msgspec.Struct, omit_defaults=True, gc=False):
+    msg: str
+    template: str | None = None
+
+
+class _LogLine(msgspec.Struct, omit_defaults=True, gc=False):
+    """The fixed keys of a Chouette log message, in the order the original handler writes them."""
+
+    date: str
+    ddsource: str
+    service: str
+    ddtags: list[str]
+    level: str
+    message: _LogText
+    exc_info: str | None = None
+
+
 def _member(event_id: str) -> str:
     """The uuid4 member of a message, derived from the event id so that it is the same on every
     retry of the envelope: its hex digits with the version and variant bits of a version-4 UUID."""
@@ -330,35 +347,38 @@ class RedisBackend(BaseBackend):
 
     def log_message(self, envelope: Envelope) -> dict[str, Any]:
         """The Datadog log JSON of an event, as the Chouette log handler writes it (WIRE.md 3)."""
+        message: dict[str, Any] = msgspec.json.decode(self.log_json(envelope))
+        return message
+
+    def log_json(self, envelope: Envelope) -> bytes:
+        """:meth:`log_message` encoded: a struct for the fixed keys, the ``extra`` fields spliced
+        in after them (the encoder keeps their order), which costs a fraction of building and
+        encoding one dict per event."""
         event = envelope.event
         service = self.service_name or self._app_name or envelope.logger_name or "python"
-        message: dict[str, Any] = {"msg": event.event_message}
-        if envelope.template is not None:
-            message["template"] = envelope.template
         tags = envelope.tags
-        record: dict[str, Any] = {
-            "date": self._dates.iso(envelope.created),
-            "ddsource": service,
-            "service": service,
-            "ddtags": [f"{key}:{value}" if value else key for key, value in tags.items()]
-            if tags
-            else [],
-            "level": _level_name(envelope.levelno),
-            "message": message,
-        }
         exc_text = envelope.exc_text or (
             render_stacktrace(event.event_stacktrace) if event.event_stacktrace else None
         )
-        if exc_text:
-            record["exc_info"] = exc_text
+        head = _ENCODER.encode(
+            _LogLine(
+                self._dates.iso(envelope.created),
+                service,
+                service,
+                [f"{key}:{value}" if value else key for key, value in tags.items()] if tags else [],
+                _level_name(envelope.levelno),
+                _LogText(event.event_message, envelope.template),
+                exc_text or None,
+            )
+        )
         details = envelope.details
-        if details:
-            if RESERVED_LOG_KEYS.isdisjoint(details):
-                record.update(details)
-            else:
-                record.update((k, v) for k, v in details.items() if k not in RESERVED_LOG_KEYS)
-                record["extra"] = {k: v for k, v in details.items() if k in RESERVED_LOG_KEYS}
-        return record
+        if not details:
+            return head
+        if not RESERVED_LOG_KEYS.isdisjoint(details):
+            clashes = {k: v for k, v in details.items() if k in RESERVED_LOG_KEYS}
+            details = {k: v for k, v in details.items() if k not in RESERVED_LOG_KEYS}
+            details["extra"] = clashes
+        return b"%b,%b" % (head[:-1], _ENCODER.encode(details)[1:])
 
     @staticmethod
     def metric_message(envelope: Envelope) -> dict[str, Any]:
@@ -377,10 +397,10 @@ class RedisBackend(BaseBackend):
                 if envelope.kind == "metric":
                     queue, body = METRICS_QUEUE, self.metric_message(envelope)
                     score = float(body["timestamp"])
+                    data = _ENCODER.encode(body)
                 else:
-                    queue, body = LOGS_QUEUE, self.log_message(envelope)
+                    queue, data = LOGS_QUEUE, self.log_json(envelope)
                     score = envelope.created
-                data = _ENCODER.encode(body)
             except Exception as exc:  # a message that cannot be written now never will be
                 outcomes.append(Rejected(f"redis: cannot encode the message: {exc!r}"))
                 continue
