@@ -156,12 +156,14 @@ class Pipeline:
                     with self._count:
                         self._in_flight += count
                 # Deliveries are handed to each worker once per batch: one lock round trip and
-                # one wake-up per backend instead of one per event.
+                # one wake-up per backend instead of one per event. The events nobody waits on
+                # share one ticket, settled as a whole.
                 pending: dict[BackendWorker, list[Delivery]] = {}
+                shared = _BatchTicket(self)
                 for item in batch:
                     capture, future = item if isinstance(item, tuple) else (item, None)
                     try:  # inline rather than the guard's context manager: once per event
-                        self._process(capture, future, pending)
+                        self._process(capture, future, pending, shared)
                     except Exception as exc:
                         report_internal_error(exc)
                 for worker, deliveries in pending.items():
@@ -186,6 +188,7 @@ class Pipeline:
         capture: Capture,
         future: Future[Results] | None,
         pending: dict[BackendWorker, list[Delivery]] | None = None,
+        shared: _BatchTicket | None = None,
     ) -> None:
         envelope: Envelope | None = None
         try:
@@ -203,16 +206,18 @@ class Pipeline:
         if envelope is None:
             self._finish(future, {"pipeline": Skipped("filtered out")})
             return
-        self.route(envelope, future, pending)
+        self.route(envelope, future, pending, shared)
 
     def route(
         self,
         envelope: Envelope,
         future: Future[Results] | None,
         pending: dict[BackendWorker, list[Delivery]] | None = None,
+        shared: _BatchTicket | None = None,
     ) -> None:
         """Fan ``envelope`` out to every backend that takes its kind and level; with ``pending``
-        the deliveries are collected there for :meth:`_hand_over`, else handed over at once."""
+        the deliveries are collected there for :meth:`_hand_over`, else handed over at once;
+        with ``shared`` an event nobody waits on joins the batch's ticket."""
         targets: list[BackendWorker] = []
         skipped: dict[str, Result] = {}
         kind, levelno = envelope.kind, envelope.levelno
@@ -227,10 +232,14 @@ class Pipeline:
                 targets.append(worker)
             else:
                 skipped[worker.backend.name] = Skipped(reason)
-        if future is None:  # nobody reads the results (handler events): just count it done
+        if future is None and shared is not None and targets:
+            ticket = shared.add(len(targets))  # nobody reads the results: counted per batch
+        elif future is None:
             ticket = Ticket(len(targets), self._settled_callback)
         else:
-            ticket = Ticket(len(targets), lambda t: self._finish(future, {**skipped, **t.results}))
+            ticket = Ticket(
+                len(targets), lambda t: self._finish(future, {**skipped, **(t.results or {})})
+            )
         for worker in targets:
             delivery = Delivery(envelope, ticket, envelope.created)
             if pending is not None:
@@ -247,7 +256,7 @@ class Pipeline:
         worker.stats.add("dropped", len(refused), reason=reason)
         for delivery in refused:
             self._notify_drop(delivery.envelope, f"{worker.backend.name}: {reason}")
-            delivery.ticket.settle(worker.backend.name, Dropped(reason))
+            delivery.settle(worker.backend.name, Dropped(reason))
 
     @staticmethod
     def _skip_reason(backend: Backend, envelope: Envelope) -> str | None:
@@ -264,16 +273,17 @@ class Pipeline:
         return None
 
     def _settled(self, ticket: Ticket) -> None:
-        self._finish(None, ticket.results)
+        self._finish(None, {})
 
-    def _finish(self, future: Future[Results] | None, results: Results) -> None:
+    def _finish(self, future: Future[Results] | None, results: Results, events: int = 1) -> None:
+        """``events`` have their final results (``results`` for the one with a ``future``)."""
         if future is not None and not future.done():
             try:
                 future.set_result(results)
             except Exception as exc:  # InvalidStateError on a cancelled future
                 report_internal_error(exc)
         with self._count:
-            self._in_flight -= 1
+            self._in_flight -= events
             idle = self._in_flight == 0
         if idle and self._waiters:
             with self._idle:
@@ -377,6 +387,32 @@ class Pipeline:
                 entry["evicted"] = link.evicted()
             result[worker.backend.name] = entry
         return result
+
+
+class _BatchTicket:
+    """The ticket shared by the events of one policy batch that nobody waits on: it counts their
+    deliveries and finishes those events together once every delivery has its result (one
+    callback per batch instead of one ticket and one callback per event). Everything is added
+    before the batch is handed to the workers, so the count cannot reach zero early."""
+
+    __slots__ = ("_events", "_pipeline", "_ticket")
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._events = 0
+        self._ticket: Ticket | None = None
+
+    def add(self, deliveries: int) -> Ticket:
+        """The shared ticket, counting one more event with ``deliveries`` deliveries."""
+        ticket = self._ticket
+        if ticket is None:
+            ticket = self._ticket = Ticket(0, self._done, None)
+        ticket.remaining += deliveries
+        self._events += 1
+        return ticket
+
+    def _done(self, _: Ticket) -> None:
+        self._pipeline._finish(None, {}, self._events)
 
 
 _live_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()

@@ -59,7 +59,7 @@ class BackendSpool:
         return deliveries
 
     def _settle_ticket(self, row_id: int, ticket: Ticket) -> None:
-        self._settle(row_id, ticket.results)
+        self._settle(row_id, ticket.results or {})
 
     def _settle(self, row_id: int, results: dict[str, Result]) -> None:
         result = results.get(self.name)

@@ -38,13 +38,15 @@ from alertkit.stats import BackendStats
 log = logging.getLogger("alertkit.worker")
 
 
-#: One lock for every ticket: held for a dict insert and a decrement, it is never contended for
-#: long, and a lock per event would be one more object for the garbage collector per event.
+#: One lock for every settlement: held for a flag, a dict insert and a decrement, it is never
+#: contended for long, and a lock per event would be one more object for the GC per event.
 _SETTLE_LOCK = threading.Lock()
 
 
 class Ticket(msgspec.Struct, eq=False, gc=False):
-    """Collects each backend's final result for one event; fires ``on_done`` once all have answered.
+    """Counts the deliveries of one event (with each backend's final result in ``results``) or
+    of a whole policy batch of events nobody waits on (``results`` None, one ticket and one
+    callback per batch instead of per event); fires ``on_done`` once all have answered.
 
     Tickets and deliveries are structs untracked by the garbage collector (nothing they hold
     refers back to them), so thousands of queued events do not slow down every collection.
@@ -52,28 +54,18 @@ class Ticket(msgspec.Struct, eq=False, gc=False):
 
     remaining: int
     on_done: Callable[[Ticket], None]
-    results: dict[str, Result] = msgspec.field(default_factory=dict)
+    results: dict[str, Result] | None = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.remaining == 0:
-            self.on_done(self)
-
-    def settle(self, backend: str, result: Result) -> None:
-        """Record ``backend``'s final result; a second result for the same backend is ignored."""
-        with _SETTLE_LOCK:
-            if backend in self.results:
-                return
-            self.results[backend] = result
-            self.remaining -= 1
-            done = self.remaining == 0
-        if done:
+        if self.remaining == 0 and self.results is not None:
             self.on_done(self)
 
 
 class Delivery(msgspec.Struct, eq=False, gc=False):
     """One envelope on its way to one backend.
 
-    ``born`` starts the per-event deadline: the capture time, or the claim time of a replay. ``spool_id`` is set for events replayed from the spool.
+    ``born`` starts the per-event deadline: the capture time, or the claim time of a replay.
+    ``spool_id`` is set for events replayed from the spool.
     """
 
     envelope: Envelope
@@ -81,6 +73,22 @@ class Delivery(msgspec.Struct, eq=False, gc=False):
     born: float
     spool_id: int | None = None
     attempt: int = 0
+    settled: bool = False
+
+    def settle(self, backend: str, result: Result) -> None:
+        """Give this delivery its final result; a second one (a late answer after shutdown gave
+        up on it) is ignored."""
+        ticket = self.ticket
+        with _SETTLE_LOCK:
+            if self.settled:
+                return
+            self.settled = True
+            if ticket.results is not None:
+                ticket.results[backend] = result
+            ticket.remaining -= 1
+            done = ticket.remaining == 0
+        if done:
+            ticket.on_done(ticket)
 
 
 class SpoolLink(Protocol):
@@ -353,7 +361,7 @@ class BackendWorker:
             try:  # inline rather than the guard's context manager: this runs once per event
                 if type(outcome) is Delivered:  # the common case, settled right here
                     delivery.attempt += 1
-                    delivery.ticket.settle(name, outcome)
+                    delivery.settle(name, outcome)
                     continue
                 reason = self._handle(delivery, outcome)
                 if reason is not None:
@@ -396,14 +404,14 @@ class BackendWorker:
         delivery.attempt += 1
         name = self.backend.name
         if isinstance(outcome, Delivered):  # counted once per batch by _deliver
-            delivery.ticket.settle(name, outcome)
+            delivery.settle(name, outcome)
             return None
         if isinstance(outcome, Rejected):
             self.stats.add("rejected", reason=outcome.reason)
             log.warning(
                 "%s rejected event %s: %s", name, delivery.envelope.event_id, outcome.reason
             )
-            delivery.ticket.settle(name, outcome)
+            delivery.settle(name, outcome)
             return None
         wait = self.policy.delay(delivery.attempt, outcome.delay)
         age = time.time() - delivery.born
@@ -428,7 +436,7 @@ class BackendWorker:
         fresh = [d for d in deliveries if d.spool_id is None]
         name = self.backend.name
         for delivery in replayed:
-            delivery.ticket.settle(name, Spooled(f"still failing: {reason}"))
+            delivery.settle(name, Spooled(f"still failing: {reason}"))
         if replayed:
             with self._cond:
                 self._spool_check_at = time.monotonic() + self.policy.max_backoff
@@ -442,7 +450,7 @@ class BackendWorker:
                 retry_at = time.monotonic() + self.policy.max_backoff
                 self._spool_check_at = min(self._spool_check_at, retry_at)
         for delivery in fresh:
-            delivery.ticket.settle(name, result)
+            delivery.settle(name, result)
 
     # -- shutdown -------------------------------------------------------------------------------
 

@@ -260,6 +260,9 @@ def test_batches_default_to_each_backends_own_maximum_and_batch_size_lowers_it()
         client = Client(backends=[backend], sample_system=False, register_atexit=False, **options)
         for i in range(601):
             client.send_event_async(client.create_new_app_event(event_message=f"e{i}"))
+        deadline = time.monotonic() + 10
+        while client.pipeline.workers[0].queued() < 601 and time.monotonic() < deadline:
+            time.sleep(0.01)  # every event waits in the worker's queue before sending goes on
         started.set()
         assert client.flush(10)
         client.shutdown(1)
