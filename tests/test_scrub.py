@@ -147,6 +147,13 @@ def test_luhn():
         ("order 4111111111111112", "order 4111111111111112"),  # not Luhn-valid
         ("at 1700000000123 ms", "at 1700000000123 ms"),  # epoch milliseconds start with 1
         ("short 4111 1111", "short 4111 1111"),
+        # Digit runs inside longer tokens are ids, not cards (this one is Luhn-valid).
+        (
+            "alert 3645712b-d8d0-4556-8290-15649074b305",
+            "alert 3645712b-d8d0-4556-8290-15649074b305",
+        ),
+        ("trace x4111111111111111y", "trace x4111111111111111y"),
+        (f"(card:{VISA})", f"(card:{MASK})"),
     ],
 )
 def test_card_numbers_are_masked_only_when_luhn_valid(scrubber, text, expected):
