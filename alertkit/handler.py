@@ -9,6 +9,7 @@ the policy thread.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -240,6 +241,17 @@ class AlertHandler(logging.Handler):
         self.client = client
         self.incident_key = incident_key
         self.dropped = 0
+        self._drop_lock = threading.Lock()
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        """``Handler.handle`` without the handler lock: ``emit`` only appends to a thread-safe
+        queue, so serialising callers would cost every logging call for nothing."""
+        result = self.filter(record)
+        if isinstance(result, logging.LogRecord):  # Python 3.12+: a filter may replace it
+            record = result
+        if result:
+            self.emit(record)
+        return result
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -255,10 +267,14 @@ class AlertHandler(logging.Handler):
             scope = scope_for_record(record, message)
             capture = RecordCapture.of(self.client, record, message, self.incident_key, scope)
             if not self.client.submit_capture(capture):
-                self.dropped += 1
+                self._count_drop()
         except Exception as exc:  # never into the application
-            self.dropped += 1
+            self._count_drop()
             report_internal_error(exc)
+
+    def _count_drop(self) -> None:
+        with self._drop_lock:  # emit runs without the handler lock (see handle)
+            self.dropped += 1
 
     def flush(self) -> None:
         """Give queued events a moment to go out (bounded by the client's shutdown timeout)."""

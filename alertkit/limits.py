@@ -371,26 +371,21 @@ class Limits:
         the field-by-field copy of :meth:`_fit`."""
         event = envelope.event
         template, exc_text = envelope.template, envelope.exc_text
-        logger_name, incident_key = envelope.logger_name, envelope.incident_key
-        max_message, max_string = self.max_message, self.max_string
+        max_message = self.max_message
+        # The texts that come from the application first, in Python: encoding an event that
+        # holds a huge string would cost what the limits are there to prevent.
         if (
             len(event.event_message) > max_message
             or (template is not None and len(template) > max_message)
             or (exc_text is not None and len(exc_text) > max_message)
-            or (logger_name is not None and len(logger_name) > max_string)
-            or (incident_key is not None and len(incident_key) > max_string)
         ):
             return False
-        # Counts and the texts that come from the application first, in Python: encoding an
-        # event that holds huge (or shared) strings would cost what the limits are there to
-        # prevent. The event's other strings are mostly the client's and the platform's.
-        has_structure = (
+        if (
             event.context_tags
             or event.event_stacktrace
             or event.custom_properties
             or event.custom_segments
-        )
-        if has_structure and not self._structure_fits(event):
+        ) and not self._structure_fits(event):
             return False
         tags, links, images = envelope.tags, envelope.links, envelope.images
         if (
@@ -402,13 +397,15 @@ class Limits:
             or type(images) is not list
         ) and not self._side_fits(envelope):
             return False
-        raw = _ENCODE(event)  # fails on lone surrogates and objects JSON cannot hold
+        # One encoding of the event and the envelope's texts (fails on lone surrogates and
+        # objects JSON cannot hold) and one decoding (fails on a value of the wrong type).
+        logger_name, incident_key = envelope.logger_name, envelope.incident_key
+        raw = _ENCODE((event, template, exc_text, logger_name, incident_key, tags, links, images))
         # No string is longer than the whole encoding: only a long one needs the field walk.
-        if len(raw) > min(self.max_string, self.max_message) and not self._texts_fit(event):
+        if len(raw) > min(self.max_string, max_message) and not self._texts_fit(envelope):
             return False
-        _DECODE_EVENT(raw)  # fails on a field of the wrong type
-        side = _ENCODE((template, exc_text, logger_name, incident_key, tags, links, images))
-        budget = [self.max_total - len(raw) - len(side)]
+        _DECODE_WIRE(raw)
+        budget = [self.max_total - len(raw)]
         if budget[0] < 0:
             return False
         details, payload, request_log = envelope.details, envelope.payload, envelope.request_log
@@ -421,9 +418,13 @@ class Limits:
             )
         )
 
-    def _texts_fit(self, event: AppEvent) -> bool:
+    def _texts_fit(self, envelope: Envelope) -> bool:
+        event = envelope.event
         if len(event.event_message) > self.max_message:
             return False
+        for text in (envelope.logger_name, envelope.incident_key):
+            if text is not None and len(text) > self.max_string:
+                return False
         for name in _EVENT_TEXT_FIELDS:
             value = getattr(event, name)
             if value is not None and len(value) > self.max_string:
@@ -567,6 +568,19 @@ def _unchanged(old: Any, new: list[Any]) -> TypeGuard[list[Any]]:
 _EVENT_TYPE: mi.StructType = mi.type_info(AppEvent)  # type: ignore[assignment]
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE_EVENT = msgspec.json.Decoder(AppEvent).decode
+#: The event and the envelope's texts as :meth:`Limits._fits` encodes them.
+_DECODE_WIRE = msgspec.json.Decoder(
+    tuple[
+        AppEvent,
+        str | None,
+        str | None,
+        str | None,
+        str | None,
+        dict[str, str],
+        list[dict[str, str]],
+        list[dict[str, str]],
+    ]
+).decode
 #: The string fields of the wire event other than the message (which has its own limit).
 
 

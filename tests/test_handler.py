@@ -244,3 +244,18 @@ def test_queued_records_are_small_snapshots_the_gc_does_not_scan(client, memory)
     assert envelope.details == {"order": 7}
     assert envelope.template == "order %s failed"
     assert envelope.event.event_message == "order 7 failed"
+
+
+def test_filters_still_apply_without_the_handler_lock(client, memory) -> None:
+    log = logging.getLogger("tests.handler.filtered")
+    log.propagate = False
+    handler = AlertHandler(client=client, level=logging.DEBUG)
+    handler.addFilter(lambda record: "secret" not in record.getMessage())
+    log.addHandler(handler)
+    try:
+        log.error("keep me")
+        log.error("a secret one")
+    finally:
+        log.removeHandler(handler)
+    assert client.flush(5)
+    assert [e.event.event_message for e in memory.envelopes] == ["keep me"]
