@@ -21,6 +21,7 @@ and are left out of the wire event, and objects become their ``repr``. Cycles be
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
@@ -208,7 +209,7 @@ class Limits:
         """The wire event with every field of its declared type and within the limits: the same
         object when nothing had to change, else a copy."""
         if self._event_plan is None:
-            self._event_plan = self._plan(_EVENT_TYPE)
+            self._event_plan = self._plan(_event_type())
         fitted: AppEvent = self._apply(event, AppEvent, self._event_plan)
         return fitted
 
@@ -425,7 +426,7 @@ class Limits:
         for text in (envelope.logger_name, envelope.incident_key):
             if text is not None and len(text) > self.max_string:
                 return False
-        for name in _EVENT_TEXT_FIELDS:
+        for name in _event_text_fields():
             value = getattr(event, name)
             if value is not None and len(value) > self.max_string:
                 return False
@@ -565,7 +566,13 @@ def _unchanged(old: Any, new: list[Any]) -> TypeGuard[list[Any]]:
     )
 
 
-_EVENT_TYPE: mi.StructType = mi.type_info(AppEvent)  # type: ignore[assignment]
+@functools.cache
+def _event_type() -> mi.StructType:
+    """The wire event's type information, made on first use (about 8 ms: not at import)."""
+    info: mi.StructType = mi.type_info(AppEvent)  # type: ignore[assignment]
+    return info
+
+
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE_EVENT = msgspec.json.Decoder(AppEvent).decode
 #: The event and the envelope's texts as :meth:`Limits._fits` encodes them.
@@ -581,7 +588,6 @@ _DECODE_WIRE = msgspec.json.Decoder(
         list[dict[str, str]],
     ]
 ).decode
-#: The string fields of the wire event other than the message (which has its own limit).
 
 
 def _is_text(kind: Any) -> bool:
@@ -592,6 +598,9 @@ def _is_text(kind: Any) -> bool:
     return isinstance(kind, mi.StrType)
 
 
-_EVENT_TEXT_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in _EVENT_TYPE.fields if f.name != "event_message" and _is_text(f.type)
-)
+@functools.cache
+def _event_text_fields() -> tuple[str, ...]:
+    """The string fields of the wire event other than the message (which has its own limit)."""
+    return tuple(
+        f.name for f in _event_type().fields if f.name != "event_message" and _is_text(f.type)
+    )

@@ -46,6 +46,8 @@ RESERVED_LOG_KEYS = frozenset(
 
 _ENCODER = msgspec.json.Encoder()
 _HEX = re.compile(r"[0-9a-fA-F]{32}")
+#: The variant digit of a version-4 UUID (10xx) for each hex digit, keeping its two low bits.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 _URL_OPTIONS = (
     "service_name",
     "socket_timeout",
@@ -134,8 +136,7 @@ def _member(event_id: str) -> str:
     retry of the envelope: its hex digits with the version and variant bits of a version-4 UUID."""
     if len(event_id) == 32 and _HEX.fullmatch(event_id):
         h = event_id.lower()
-        variant = "89ab"[int(h[16], 16) & 3]
-        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
     return str(uuid.UUID(bytes=uuid.uuid5(uuid.NAMESPACE_URL, event_id).bytes, version=4))
 
 
