@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import msgspec
 
@@ -326,6 +326,10 @@ class BackendWorker:
     def _deliver(self, batch: list[Delivery]) -> None:
         self._wait_for_rate(len(batch))
         outcomes = self._send(batch)
+        kinds = set(map(type, outcomes))  # one pass in C; usually {Delivered}
+        if kinds == {Delivered}:
+            self._delivered(batch, cast("Sequence[Delivered]", outcomes))
+            return
         answered = any(not isinstance(o, RetryLater) for o in outcomes)
         hints = [o.delay for o in outcomes if isinstance(o, RetryLater) and o.delay is not None]
         with self._cond:
@@ -370,6 +374,35 @@ class BackendWorker:
                 report_internal_error(exc)
         for reason in {r for _, r in given_up}:
             self._give_up([d for d, r in given_up if r == reason], reason)
+
+    def _delivered(self, batch: list[Delivery], outcomes: Sequence[Delivered]) -> None:
+        """The whole batch went through: the common case, settled in one pass under one lock."""
+        with self._cond:
+            if self.circuit.record_success():
+                log.info("%s: circuit closed, destination answers again", self.backend.name)
+                self._spool_check_at = 0.0
+                self._cond.notify_all()
+            self._sending.difference_update(batch)
+        self.stats.add("delivered", len(batch))
+        done: list[Ticket] = []
+        name = self.backend.name
+        with _SETTLE_LOCK:
+            for delivery, outcome in zip(batch, outcomes, strict=True):
+                delivery.attempt += 1
+                if delivery.settled:
+                    continue
+                delivery.settled = True
+                ticket = delivery.ticket
+                if ticket.results is not None:
+                    ticket.results[name] = outcome
+                ticket.remaining -= 1
+                if ticket.remaining == 0:
+                    done.append(ticket)
+        for ticket in done:
+            try:
+                ticket.on_done(ticket)
+            except Exception as exc:  # a callback must not stop the others
+                report_internal_error(exc)
 
     def _wait_for_rate(self, count: int) -> None:
         if self._bucket is None:
