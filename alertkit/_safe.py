@@ -67,10 +67,8 @@ def to_json_safe(value: Any, *, depth: int = 0, seen: frozenset[int] = frozenset
     Integers wider than 64 bits become a short description (JSON readers lose them anyway, and
     ``str()`` refuses past 4300 digits); a collection that fails to iterate becomes its ``repr``.
     """
-    if type(value) is dict and depth == 0 and len(value) <= MAX_ITEMS:
-        flat = _flat_copy(value)
-        if flat is not None:
-            return flat
+    if type(value) is dict and depth == 0 and is_flat_json(value):
+        return dict(value)  # the usual flat ``extra``: already JSON-safe, a copy is enough
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -108,11 +106,6 @@ def to_json_safe(value: Any, *, depth: int = 0, seen: frozenset[int] = frozenset
     except Exception:  # a collection whose iteration or len() raises: its repr says what it was
         pass
     return clean_str(clip(safe_repr(value)))
-
-
-def _flat_copy(value: dict[Any, Any]) -> dict[str, Any] | None:
-    """The copy of a flat dict that :func:`is_flat_json` accepts; None for anything else."""
-    return dict(value) if is_flat_json(value) else None
 
 
 def is_flat_json(value: dict[Any, Any]) -> bool:

@@ -349,11 +349,8 @@ class Limits:
         """A bounded copy of ``envelope``; None (the event is dropped) when it has no wire event."""
         if not isinstance(envelope.event, AppEvent):
             return None
-        try:
-            if self._fits(envelope):
-                return envelope  # the common case: nothing to cut, no copy
-        except Exception:  # anything odd is for the thorough path below
-            pass
+        if self._fits_quietly(envelope):
+            return envelope  # the common case: nothing to cut, no copy
         try:
             return self._fit(envelope)
         except Exception as exc:  # a bug here must not stop the alert: send the bare event
@@ -365,6 +362,13 @@ class Limits:
                 levelno=envelope.levelno if isinstance(envelope.levelno, int) else 40,
                 created=envelope.created if isinstance(envelope.created, float) else 0.0,
             )
+
+    def _fits_quietly(self, envelope: Envelope) -> bool:
+        """:meth:`_fits`, with anything odd (it raised) left to the thorough path."""
+        try:
+            return self._fits(envelope)
+        except Exception:
+            return False
 
     def _fits(self, envelope: Envelope) -> bool:
         """Whether ``envelope`` is already within every limit, with every wire field of its
@@ -574,7 +578,6 @@ def _event_type() -> mi.StructType:
 
 
 _ENCODE = msgspec.json.Encoder().encode
-_DECODE_EVENT = msgspec.json.Decoder(AppEvent).decode
 #: The event and the envelope's texts as :meth:`Limits._fits` encodes them.
 _DECODE_WIRE = msgspec.json.Decoder(
     tuple[

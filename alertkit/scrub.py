@@ -413,11 +413,8 @@ class Scrubber:
         """
         if envelope.kind == "metric":
             return envelope
-        try:
-            if self._clean(envelope):
-                return envelope  # the common case: nothing to mask, no copy
-        except Exception:  # anything odd is for the thorough path below
-            pass
+        if self._clean_quietly(envelope):
+            return envelope  # the common case: nothing to mask, no copy
         changes: dict[str, Any] = {}
 
         def run(name: str, scrub: Callable[[Any], Any], value: Any, fallback: Any) -> None:
@@ -442,6 +439,13 @@ class Scrubber:
         run("template", self._text_or_none, envelope.template, self.mask)
         run("exc_text", self._text_or_none, envelope.exc_text, self.mask)
         return msgspec.structs.replace(envelope, **changes)
+
+    def _clean_quietly(self, envelope: Envelope) -> bool:
+        """:meth:`_clean`, with anything odd (it raised) left to the thorough pass."""
+        try:
+            return self._clean(envelope)
+        except Exception:
+            return False
 
     def _clean(self, envelope: Envelope) -> bool:
         """Whether the thorough pass would change nothing: for an envelope whose only data is

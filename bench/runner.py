@@ -11,6 +11,7 @@ process.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -58,14 +59,11 @@ def _rss_mb() -> float:
 def _peak_rss_mb() -> float:
     """This process's peak RSS (``VmHWM``). Not ``ru_maxrss``: Linux keeps that across
     ``execve``, so a child would report its parent's peak when the parent was bigger."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
 
 
 class Watchdog:

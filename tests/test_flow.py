@@ -9,6 +9,19 @@ from alertkit.flow import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, TokenBucket
 from tests.servers.http import Reply, ScriptedServer
 
 
+def one_sender(url: str, policy: RetryPolicy) -> Client:
+    """A client of the event API at ``url`` that sends one event at a time from one thread."""
+    return Client(
+        api_key="k",
+        backends=[f"{url}/v1/events"],
+        retry=policy,
+        batch_size=1,
+        threads=1,
+        sample_system=False,
+        register_atexit=False,
+    )
+
+
 def test_circuit_opens_after_threshold_and_probes_after_cooldown() -> None:
     circuit = CircuitBreaker(threshold=3, cooldown=10.0, max_cooldown=40.0)
     assert circuit.allows(0.0)
@@ -54,15 +67,7 @@ def test_open_circuit_stops_sending_then_a_probe_recovers() -> None:
             circuit_cooldown=0.5,
             deadline=30,
         )
-        client = Client(
-            api_key="k",
-            backends=[f"{server.url}/v1/events"],
-            retry=policy,
-            batch_size=1,
-            threads=1,
-            sample_system=False,
-            register_atexit=False,
-        )
+        client = one_sender(server.url, policy)
         futures = [
             client.send_event_async(client.create_new_app_event(event_message=str(i)))
             for i in range(20)
@@ -128,15 +133,7 @@ def test_429_with_retry_after_pauses_the_backend_instead_of_opening_the_circuit(
     replies = [Reply(429, headers={"Retry-After": "1"})] * 2 + [Reply(200)]
     with ScriptedServer(replies) as server:
         policy = RetryPolicy(backoff=0.01, max_backoff=0.02, circuit_threshold=2, deadline=30)
-        client = Client(
-            api_key="k",
-            backends=[f"{server.url}/v1/events"],
-            retry=policy,
-            batch_size=1,
-            threads=1,
-            sample_system=False,
-            register_atexit=False,
-        )
+        client = one_sender(server.url, policy)
         for i in range(20):
             client.send_event_async(client.create_new_app_event(event_message=str(i)))
         time.sleep(0.5)
