@@ -245,6 +245,7 @@ def test_workers_restart_in_a_forked_child() -> None:
 def test_batches_default_to_each_backends_own_maximum_and_batch_size_lowers_it():
     class Big(MemoryBackend):
         max_batch = 300
+        max_concurrency = 1  # one sender: a second thread would take a partial batch early
 
     sizes: dict[str, list[int]] = {"default": [], "lowered": []}
     for label, options in (("default", {}), ("lowered", {"batch_size": 7})):
