@@ -9,6 +9,7 @@ the policy thread.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -51,10 +52,15 @@ _RECORD_ATTRS: frozenset[str] = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__
 ) | {"message", "asctime", "taskName"}
 
+_PLAIN_ATTRS = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+
 #: ``extra`` keys that steer delivery rather than being details.
 _STEERING = ("incident_key", "dedup_key", "links", "images", "tags")
 
 _ignored_cache: dict[str, bool] = {}
+#: ``Handler.handle`` returns the record itself for a record no filter stopped from Python 3.12 on,
+#: True before.
+_RETURNS_RECORD = sys.version_info >= (3, 12)
 _WIRE_LEVELS = {n: level_from_number(n) for n in (10, 20, 30, 40, 50)}
 
 
@@ -105,7 +111,12 @@ class RecordCapture(msgspec.Struct, gc=False):
         scope: ScopeContext | None,
     ) -> RecordCapture:
         attrs = record.__dict__
-        extra_keys = attrs.keys() - _RECORD_ATTRS  # a set operation in C: most records have none
+        # A record with no more attributes than a plain one has no extra fields (most records).
+        extra = (
+            {k: attrs[k] for k in attrs if k not in _RECORD_ATTRS and not k.startswith("_")}
+            if len(attrs) > _PLAIN_ATTRS
+            else None
+        )  # in the order the application gave them
         return cls(
             client,
             message,
@@ -116,7 +127,7 @@ class RecordCapture(msgspec.Struct, gc=False):
             attrs.get("exc_info"),
             attrs.get("exc_text"),
             attrs.get("stack_info"),
-            {k: attrs[k] for k in extra_keys if not k.startswith("_")} if extra_keys else None,
+            extra or None,
             incident_key,
             scope,
         )
@@ -178,6 +189,8 @@ class RecordCapture(msgspec.Struct, gc=False):
             images=images,
             tags=tags,
             created=created,
+            # Every value above was converted here; a scope's context is the application's own.
+            typed=scope is None,
         )
         return envelope if scope is None else scope.apply(envelope, tags_win=False)
 
@@ -246,6 +259,9 @@ class AlertHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> Any:
         """``Handler.handle`` without the handler lock: ``emit`` only appends to a thread-safe
         queue, so serialising callers would cost every logging call for nothing."""
+        if not self.filters:  # the usual case: no filter to ask
+            self.emit(record)
+            return record if _RETURNS_RECORD else True
         result = self.filter(record)
         if isinstance(result, logging.LogRecord):  # Python 3.12+: a filter may replace it
             record = result
@@ -255,7 +271,8 @@ class AlertHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if is_ignored(record.name):
+            ignored = _ignored_cache.get(record.name)
+            if ignored or (ignored is None and is_ignored(record.name)):
                 return
             try:
                 message = record.getMessage()
@@ -266,7 +283,7 @@ class AlertHandler(logging.Handler):
                 )
             scope = scope_for_record(record, message)
             capture = RecordCapture.of(self.client, record, message, self.incident_key, scope)
-            if not self.client.submit_capture(capture):
+            if not self.client.pipeline.submit(capture):  # Client.submit_capture, one call less
                 self._count_drop()
         except Exception as exc:  # never into the application
             self._count_drop()

@@ -82,6 +82,8 @@ class Limits:
         ValueError: a limit is not positive (or ``max_depth`` is above 100).
     """
 
+    keeps_types = True  # cuts values to values of the same type (see Envelope.typed)
+
     def __init__(
         self,
         *,
@@ -349,7 +351,11 @@ class Limits:
         """A bounded copy of ``envelope``; None (the event is dropped) when it has no wire event."""
         if not isinstance(envelope.event, AppEvent):
             return None
-        if self._fits_quietly(envelope):
+        try:
+            fits = self._fits(envelope)
+        except Exception:  # anything odd (it raised) is left to the thorough path
+            fits = False
+        if fits:
             return envelope  # the common case: nothing to cut, no copy
         try:
             return self._fit(envelope)
@@ -362,13 +368,6 @@ class Limits:
                 levelno=envelope.levelno if isinstance(envelope.levelno, int) else 40,
                 created=envelope.created if isinstance(envelope.created, float) else 0.0,
             )
-
-    def _fits_quietly(self, envelope: Envelope) -> bool:
-        """:meth:`_fits`, with anything odd (it raised) left to the thorough path."""
-        try:
-            return self._fits(envelope)
-        except Exception:
-            return False
 
     def _fits(self, envelope: Envelope) -> bool:
         """Whether ``envelope`` is already within every limit, with every wire field of its
@@ -403,24 +402,41 @@ class Limits:
         ) and not self._side_fits(envelope):
             return False
         # One encoding of the event and the envelope's texts (fails on lone surrogates and
-        # objects JSON cannot hold) and one decoding (fails on a value of the wrong type).
+        # objects JSON cannot hold) and one decoding (fails on a value of the wrong type), which
+        # an envelope alertkit typed itself does not need.
         logger_name, incident_key = envelope.logger_name, envelope.incident_key
         raw = _ENCODE((event, template, exc_text, logger_name, incident_key, tags, links, images))
         # No string is longer than the whole encoding: only a long one needs the field walk.
         if len(raw) > min(self.max_string, max_message) and not self._texts_fit(envelope):
             return False
-        _DECODE_WIRE(raw)
+        if not envelope.typed:
+            _DECODE_WIRE(raw)
         budget = [self.max_total - len(raw)]
         if budget[0] < 0:
             return False
         details, payload, request_log = envelope.details, envelope.payload, envelope.request_log
+        # Typed details within every limit, judged from their encoding, need no walk.
+        judged = envelope.typed and bool(details) and self._bounded(details, budget[0])
         return (
-            (type(details) is dict and (not details or self._small(details, 0, budget)))
+            (judged or (type(details) is dict and (not details or self._small(details, 0, budget))))
             and (payload is None or (type(payload) is dict and self._small(payload, 0, budget)))
             and (
                 request_log is None
                 or (type(request_log) is dict and self._small(request_log, 0, budget))
             )
+        )
+
+    def _bounded(self, data: dict[str, Any], budget: int) -> bool:
+        """Whether JSON-safe ``data`` (typed by alertkit: string keys of at most 200 characters,
+        64-bit integers, finite floats) is within the limits, told from its encoding in C: no
+        string in it is longer than the encoding, no container holds more items than it has
+        commas plus one, none is nested deeper than it has brackets. False means: walk it."""
+        encoded = _ENCODE(data)
+        return (
+            len(encoded) <= min(self.max_string, budget)
+            and encoded.isascii()  # as _small: a non-ASCII string gets a closer look
+            and encoded.count(b",") < self.max_items
+            and encoded.count(b"{") + encoded.count(b"[") <= self.max_depth
         )
 
     def _texts_fit(self, envelope: Envelope) -> bool:

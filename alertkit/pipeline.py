@@ -161,7 +161,10 @@ class Pipeline:
                 pending: dict[BackendWorker, list[Delivery]] = {}
                 shared = _BatchTicket(self)
                 for item in batch:
-                    capture, future = item if isinstance(item, tuple) else (item, None)
+                    if isinstance(item, tuple):  # (capture, future): someone waits on it
+                        capture, future = item
+                    else:
+                        capture, future = item, None
                     try:  # inline rather than the guard's context manager: once per event
                         self._process(capture, future, pending, shared)
                     except Exception as exc:
@@ -197,6 +200,8 @@ class Pipeline:
                 if envelope is None:
                     break
                 envelope = processor(envelope)
+                if envelope is not None and envelope.typed:
+                    envelope.typed = getattr(processor, "keeps_types", False)
             if envelope is not None and self.storm is not None:
                 envelope = self.storm(envelope)
         except Exception as exc:
@@ -219,7 +224,7 @@ class Pipeline:
         the deliveries are collected there for :meth:`_hand_over`, else handed over at once;
         with ``shared`` an event nobody waits on joins the batch's ticket."""
         targets: list[BackendWorker] = []
-        skipped: dict[str, Result] = {}
+        skipped: dict[str, Result] | None = None
         kind, levelno = envelope.kind, envelope.levelno
         unmarked = not (envelope.storm_suppressed or envelope.digest)
         for worker in self.workers:
@@ -231,6 +236,7 @@ class Pipeline:
             if reason is None:
                 targets.append(worker)
             else:
+                skipped = skipped or {}
                 skipped[worker.backend.name] = Skipped(reason)
         if future is None and shared is not None and targets:
             ticket = shared.add(len(targets))  # nobody reads the results: counted per batch
@@ -238,14 +244,17 @@ class Pipeline:
             ticket = Ticket(len(targets), self._settled_callback)
         else:
             ticket = Ticket(
-                len(targets), lambda t: self._finish(future, {**skipped, **(t.results or {})})
+                len(targets),
+                lambda t: self._finish(future, {**(skipped or {}), **(t.results or {})}),
             )
         for worker in targets:
             delivery = Delivery(envelope, ticket, envelope.created)
-            if pending is not None:
-                pending.setdefault(worker, []).append(delivery)
-            else:
+            if pending is None:
                 self._hand_over(worker, [delivery])
+            elif worker in pending:
+                pending[worker].append(delivery)
+            else:
+                pending[worker] = [delivery]
 
     def _hand_over(self, worker: BackendWorker, deliveries: list[Delivery]) -> None:
         """Queue ``deliveries`` on ``worker``; what does not fit is dropped, counted, reported."""

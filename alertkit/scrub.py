@@ -149,6 +149,8 @@ class Scrubber:
         TypeError: a list of keys is a single string or holds something else than strings.
     """
 
+    keeps_types = True  # masks strings with strings (see Envelope.typed)
+
     def __init__(
         self,
         denylist: Iterable[str] = DEFAULT_DENYLIST,
@@ -413,7 +415,11 @@ class Scrubber:
         """
         if envelope.kind == "metric":
             return envelope
-        if self._clean_quietly(envelope):
+        try:
+            clean = self._clean(envelope)
+        except Exception:  # anything odd (it raised) is left to the thorough pass
+            clean = False
+        if clean:
             return envelope  # the common case: nothing to mask, no copy
         changes: dict[str, Any] = {}
 
@@ -440,13 +446,6 @@ class Scrubber:
         run("exc_text", self._text_or_none, envelope.exc_text, self.mask)
         return msgspec.structs.replace(envelope, **changes)
 
-    def _clean_quietly(self, envelope: Envelope) -> bool:
-        """:meth:`_clean`, with anything odd (it raised) left to the thorough pass."""
-        try:
-            return self._clean(envelope)
-        except Exception:
-            return False
-
     def _clean(self, envelope: Envelope) -> bool:
         """Whether the thorough pass would change nothing: for an envelope whose only data is
         flat ``details`` (no payload, request log or links), every key is judged and every text
@@ -457,7 +456,12 @@ class Scrubber:
         event = envelope.event
         if not isinstance(event, AppEvent):
             return False
-        if not self._known_clean(envelope.template):
+        template = envelope.template
+        if (
+            template is not None
+            and template not in self._clean_texts
+            and not self._known_clean(template)
+        ):
             return False
         scrub = self.scrub_text
         for text in (event.event_message, event.context_url, envelope.exc_text):

@@ -264,3 +264,27 @@ def test_the_quick_check_does_not_pass_mistyped_side_fields(changes):
     assert out is not None and out is not envelope
     assert type(out.tags) is dict and type(out.links) is list and type(out.images) is list
     json.dumps(out.details, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("details", "cut"),
+    [
+        ({"n": 1, "s": "x" * 40}, None),
+        ({"s": "x" * 60}, {"s": "x" * 50 + "...[cut 10 chars]"}),
+        ({f"k{i}": i for i in range(5)}, {"k0": 0, "k1": 1, "k2": 2, "...": "[2 more items cut]"}),
+        ({"a": {"b": {"c": 1}}}, {"a": {"b": "[nested deeper than 2 levels: cut]"}}),
+        ({"é": "ü"}, {"é": "ü"}),
+    ],
+    ids=["within", "long-string", "many-items", "deep", "non-ascii"],
+)
+def test_typed_details_are_judged_from_their_encoding_and_cut_like_any(details, cut):
+    """An envelope alertkit typed itself skips the decoding check and has its details judged
+    from their encoding; whatever the encoding cannot vouch for (too long, too many commas or
+    brackets, not ASCII) still gets the field walk, with the same result as an untyped one."""
+    limits = Limits(max_string=50, max_items=3, max_depth=2)
+    typed = Envelope(event=make_event(), details=details, typed=True)
+    untyped = Envelope(event=make_event(), details=dict(details))
+    out, reference = limits(typed), limits(untyped)
+    assert out is not None and reference is not None
+    assert out.details == reference.details == (details if cut is None else cut)
+    assert (out is typed) == (cut is None)  # passed as is only when nothing needs a look
