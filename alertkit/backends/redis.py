@@ -140,21 +140,16 @@ def _member(event_id: str) -> str:
     return str(uuid.UUID(bytes=uuid.uuid5(uuid.NAMESPACE_URL, event_id).bytes, version=4))
 
 
-class _Command:
-    """One Redis command, packed in the wire protocol (RESP) as its arguments are added."""
-
-    __slots__ = ("count", "parts")
-
-    def __init__(self, name: bytes, key: bytes) -> None:
-        self.count = 2
-        self.parts = [b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(name), name, len(key), key)]
-
-    def add_pair(self, first: bytes, second: bytes) -> None:
-        self.count += 2
-        self.parts.append(b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(first), first, len(second), second))
-
-    def packed(self) -> bytes:
-        return b"*%d\r\n%b" % (self.count, b"".join(self.parts))
+def _command(name: bytes, key: bytes, pairs: list[bytes]) -> bytes:
+    """One Redis command in the wire protocol (RESP): ``name key`` and the packed argument pairs."""
+    head = b"*%d\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
+        2 + 2 * len(pairs),
+        len(name),
+        name,
+        len(key),
+        key,
+    )
+    return head + b"".join(pairs)
 
 
 _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
@@ -361,25 +356,23 @@ class RedisBackend(BaseBackend):
         exc_text = envelope.exc_text or (
             render_stacktrace(event.event_stacktrace) if event.event_stacktrace else None
         )
-        head = _ENCODER.encode(
-            _LogLine(
-                self._dates.iso(envelope.created),
-                service,
-                service,
-                [f"{key}:{value}" if value else key for key, value in tags.items()] if tags else [],
-                _level_name(envelope.levelno),
-                _LogText(event.event_message, envelope.template),
-                exc_text or None,
-            )
+        line = _LogLine(
+            self._dates.iso(envelope.created),
+            service,
+            service,
+            [f"{key}:{value}" if value else key for key, value in tags.items()] if tags else [],
+            _LEVEL_NAMES.get(envelope.levelno) or _level_name(envelope.levelno),
+            _LogText(event.event_message, envelope.template),
+            exc_text or None,
         )
         details = envelope.details
         if not details:
-            return head
+            return _ENCODER.encode(line)
         if not RESERVED_LOG_KEYS.isdisjoint(details):
             clashes = {k: v for k, v in details.items() if k in RESERVED_LOG_KEYS}
             details = {k: v for k, v in details.items() if k not in RESERVED_LOG_KEYS}
             details["extra"] = clashes
-        return b"%b,%b" % (head[:-1], _ENCODER.encode(details)[1:])
+        return b"%b,%b" % (_ENCODER.encode(line)[:-1], _ENCODER.encode(details)[1:])
 
     @staticmethod
     def metric_message(envelope: Envelope) -> dict[str, Any]:
@@ -392,40 +385,43 @@ class RedisBackend(BaseBackend):
 
     def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
         outcomes: list[Outcome] = []
-        queues: dict[str, tuple[_Command, _Command]] = {}
+        # Per queue, the arguments of one ZADD (score, member) and one HSET (member, message),
+        # each pair packed in the wire protocol (RESP) as it comes.
+        queues: dict[str, tuple[list[bytes], list[bytes]]] = {}
         for envelope in batch:
             try:
                 if envelope.kind == "metric":
                     queue, body = METRICS_QUEUE, self.metric_message(envelope)
-                    score = float(body["timestamp"])
+                    score = b"%r" % float(body["timestamp"])
                     data = _ENCODER.encode(body)
                 else:
                     queue, data = LOGS_QUEUE, self.log_json(envelope)
-                    score = envelope.created
+                    score = b"%r" % envelope.created
             except Exception as exc:  # a message that cannot be written now never will be
                 outcomes.append(Rejected(f"redis: cannot encode the message: {exc!r}"))
                 continue
             member = _member(envelope.event_id)
-            commands = queues.get(queue)
-            if commands is None:
-                commands = queues[queue] = (
-                    _Command(b"ZADD", f"{queue}.keys".encode()),
-                    _Command(b"HSET", f"{queue}.values".encode()),
-                )
-            key = member.encode()
-            commands[0].add_pair(repr(score).encode(), key)
-            commands[1].add_pair(key, data)
+            key = member.encode()  # a uuid: always 36 bytes
+            pairs = queues.get(queue)
+            if pairs is None:
+                pairs = queues[queue] = ([], [])
+            pairs[0].append(b"$%d\r\n%b\r\n$36\r\n%b\r\n" % (len(score), score, key))
+            pairs[1].append(b"$36\r\n%b\r\n$%d\r\n%b\r\n" % (key, len(data), data))
             outcomes.append(Delivered({"queue": queue, "key": member}))
         if not queues:
             return outcomes
+        commands: list[bytes] = []
+        for queue, (scored, stored) in queues.items():
+            commands.append(_command(b"ZADD", f"{queue}.keys".encode(), scored))
+            commands.append(_command(b"HSET", f"{queue}.values".encode(), stored))
         try:
-            self._transaction([command for pair in queues.values() for command in pair])
+            self._transaction(commands)
         except (self._redis_module.RedisError, OSError) as exc:
             reason = self.mask(f"redis {self.host}:{self.port}: {type(exc).__name__}: {exc}")
             return [o if isinstance(o, Rejected) else RetryLater(reason) for o in outcomes]
         return outcomes
 
-    def _transaction(self, commands: list[_Command]) -> None:
+    def _transaction(self, commands: list[bytes]) -> None:
         """Send MULTI, the commands and EXEC in one write and read the replies: one round trip.
 
         The commands are packed here rather than by redis-py, whose per-argument packing cost
@@ -435,7 +431,7 @@ class RedisBackend(BaseBackend):
             redis.RedisError: connection, timeout, authentication, or an error reply.
             OSError: a socket error redis-py did not wrap.
         """
-        payload = b"".join([_MULTI, *(command.packed() for command in commands), _EXEC])
+        payload = b"".join([_MULTI, *commands, _EXEC])
         pool = self._pool
         conn = pool.get_connection("MULTI") if self._pool_wants_name else pool.get_connection()
         try:
