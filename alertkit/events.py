@@ -75,32 +75,24 @@ class EventFactory:
         created: float | None = None,
     ) -> AppEvent:
         """An event with the defaults; ``level`` is a wire level, ``created`` epoch seconds."""
-        sampler = self.sampler
-        event_time = int((time.time() if created is None else created) * 1000)
         # A copy of the prepared defaults with the per-event fields set: a third of the cost of
         # calling the constructor with every field (this runs once per event).
-        if sampler is None and not self.context_tags:  # the rest stays None, as in the defaults
-            return msgspec.structs.replace(
-                self._defaults,
-                log_level=level,
-                classification=classification,
-                event_type=event_type,
-                event_message=event_message,
-                event_time=event_time,
-            )
-        if sampler is not None:
-            sampler.ensure_started()
-        return msgspec.structs.replace(
+        event = msgspec.structs.replace(
             self._defaults,
             log_level=level,
             classification=classification,
             event_type=event_type,
             event_message=event_message,
-            event_time=event_time,
-            context_tags=list(self.context_tags) or None,
-            context_cpu_percentage=sampler.cpu_percent if sampler else None,
-            context_memory_percentage=sampler.memory_percent if sampler else None,
+            event_time=int((time.time() if created is None else created) * 1000),
         )
+        sampler = self.sampler
+        if self.context_tags:
+            event.context_tags = list(self.context_tags)
+        if sampler is not None:
+            sampler.ensure_started()
+            event.context_cpu_percentage = sampler.cpu_percent
+            event.context_memory_percentage = sampler.memory_percent
+        return event
 
     def _prepare_defaults(self) -> AppEvent:
         """The fields every event of this factory shares (the platform, the client's options)."""
