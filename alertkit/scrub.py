@@ -24,12 +24,10 @@ The limits on sizes are a separate processor, :class:`~alertkit.limits.Limits`;
 
 from __future__ import annotations
 
-import base64
-import binascii
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
 
 import msgspec
 
@@ -89,30 +87,45 @@ DEFAULT_DENYLIST: tuple[str, ...] = (
 MAX_SCAN = 1 << 20
 
 _SHORT = 4  # fragments this long or shorter must be a whole word of the key
-_SEPARATORS = re.compile(r"[\s_.\-]+")
-_WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 # A key ending like this names an exception or a log level, as in "TokenError: expired".
 _NOT_A_KEY = ("error", "exception", "warning", "failed", "expired", "invalid")
 
 _HEADER_HINTS = ("authoriz", "cookie", "api-key", "auth-token")
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/?#@:]*:)([^\s/?#@]+)@")
-_HEADER_LINE = re.compile(
-    r"(?im)^([ \t]*(?:proxy-)?(?:authorization|cookie|set-cookie|x-api-key|x-auth-token|api-key)"
-    r"[ \t]*:[ \t]*)(\S[^\r\n]*)"
-)
-_BEARER = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9\-._~+/]+=*)")
-_BASIC = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
-_KEY_VALUE = re.compile(
-    r"(?<![\w.\-])([A-Za-z_][\w.\-]{0,63})([\"']?[ \t]*[=:][ \t]*)"
-    r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'&,;<>]+)"
-)
-#: A card number standing on its own: not a run of digits inside a longer token such as a UUID
-#: (``…-4556-8290-15649074b305`` is Luhn-valid one time in ten).
-_CARD = re.compile(
-    r"(?<![0-9A-Za-z])(?<![0-9A-Za-z]-)[2-6](?:[ \-]?\d){12,18}(?![0-9A-Za-z])(?!-[0-9A-Za-z])"
-)
-#: What every match of ``_CARD`` contains; searching for it first is a third of the cost.
-_CARD_HINT = re.compile(r"[2-6](?:[ \-]?\d){12}")
+
+
+class _Patterns:
+    """The regular expressions of the rules, compiled on first use: about 5 ms that
+    ``import alertkit`` does not pay."""
+
+    def __init__(self) -> None:
+        self.separators = re.compile(r"[\s_.\-]+")
+        self.words = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+        self.url_userinfo = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/?#@:]*:)([^\s/?#@]+)@")
+        self.header_line = re.compile(
+            r"(?im)^([ \t]*(?:proxy-)?(?:authorization|cookie|set-cookie|x-api-key|x-auth-token|"
+            r"api-key)[ \t]*:[ \t]*)(\S[^\r\n]*)"
+        )
+        self.bearer = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9\-._~+/]+=*)")
+        self.basic = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
+        self.key_value = re.compile(
+            r"(?<![\w.\-])([A-Za-z_][\w.\-]{0,63})([\"']?[ \t]*[=:][ \t]*)"
+            r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'&,;<>]+)"
+        )
+        # A card number standing on its own: not a run of digits inside a longer token such as
+        # a UUID (``…-4556-8290-15649074b305`` is Luhn-valid one time in ten).
+        self.card = re.compile(
+            r"(?<![0-9A-Za-z])(?<![0-9A-Za-z]-)[2-6](?:[ \-]?\d){12,18}(?![0-9A-Za-z])"
+            r"(?!-[0-9A-Za-z])"
+        )
+        # What every match of ``card`` contains; searching for it first is a third of the cost.
+        self.card_hint = re.compile(r"[2-6](?:[ \-]?\d){12}")
+
+
+@functools.cache
+def _patterns() -> _Patterns:
+    return _Patterns()
+
+
 _CLEAN_CACHE = 10_000
 _CLEAN_CACHE_LEN = 1_000
 
@@ -131,7 +144,7 @@ def luhn_valid(digits: str) -> bool:
 
 
 def _normalize(key: str) -> str:
-    return _SEPARATORS.sub("", key).lower()
+    return _patterns().separators.sub("", key).lower()
 
 
 class Scrubber:
@@ -171,6 +184,7 @@ class Scrubber:
         self.mask = mask
         self.max_scan = max_scan
         self._hints = tuple(sorted(normalized, key=len))
+        self._re = _patterns()
         self._cache: dict[str, bool] = {}
         self._clean_texts: set[str] = set()  # repeated strings known to hold nothing to mask
 
@@ -187,7 +201,7 @@ class Scrubber:
             flat = _normalize(name)
             cached = flat not in self.allow and (
                 any(fragment in flat for fragment in self.fragments)
-                or any(word.lower() in self.words for word in _WORDS.findall(name))
+                or any(word.lower() in self.words for word in self._re.words.findall(name))
             )
             if len(self._cache) < 10_000:
                 self._cache[name] = cached
@@ -204,18 +218,18 @@ class Scrubber:
             if lower.startswith(("http://", "https://")):
                 text = self.scrub_url(text)
             if "@" in text:
-                text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{self.mask}@", text)
+                text = self._re.url_userinfo.sub(lambda m: f"{m.group(1)}{self.mask}@", text)
         if ":" in text and any(word in lower for word in _HEADER_HINTS):
-            text = _HEADER_LINE.sub(lambda m: m.group(1) + self.mask, text)
+            text = self._re.header_line.sub(lambda m: m.group(1) + self.mask, text)
         if "bearer" in lower:
-            text = _BEARER.sub(self._bearer, text)
+            text = self._re.bearer.sub(self._bearer, text)
         if "basic" in lower:
-            text = _BASIC.sub(self._basic, text)
+            text = self._re.basic.sub(self._basic, text)
         if ("=" in text or ":" in text) and self._mentions_key(lower):
-            text = _KEY_VALUE.sub(self._key_value, text)
-        if _CARD_HINT.search(text) is None:
+            text = self._re.key_value.sub(self._key_value, text)
+        if self._re.card_hint.search(text) is None:
             return text
-        return _CARD.sub(self._card, text)
+        return self._re.card.sub(self._card, text)
 
     def _mentions_key(self, lower: str) -> bool:
         flat = lower.replace("_", "").replace("-", "").replace(".", "").replace(" ", "")
@@ -223,6 +237,8 @@ class Scrubber:
 
     def scrub_url(self, url: str) -> str:
         """Mask the secret-looking query (and fragment) parameters and the password of a URL."""
+        from urllib.parse import urlsplit  # here: most processes never scrub a URL
+
         try:
             parts = urlsplit(url)
         except ValueError:
@@ -246,6 +262,8 @@ class Scrubber:
     def _scrub_params(self, query: str) -> str:
         if not query:
             return query
+        from urllib.parse import unquote_plus
+
         pieces = query.split("&")
         for index, piece in enumerate(pieces):
             key, sep, _ = piece.partition("=")
@@ -261,10 +279,12 @@ class Scrubber:
         return match.group(1) + self.mask if looks_random else match.group(0)
 
     def _basic(self, match: re.Match[str]) -> str:
+        import base64  # here: most processes never see a Basic credential
+
         token = match.group(2)
         try:
             decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
-        except (binascii.Error, ValueError):
+        except ValueError:  # binascii.Error is one
             return match.group(0)
         return match.group(1) + self.mask if b":" in decoded else match.group(0)
 
