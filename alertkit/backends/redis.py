@@ -111,7 +111,7 @@ class _UtcDates:
         if second != last[0]:
             moment = datetime.fromtimestamp(second, tz=timezone.utc)
             last = self._last = (second, moment.isoformat(timespec="seconds")[:-6])
-        return f"{last[1]}.{micros:06d}+00:00"
+        return "%s.%06d+00:00" % (last[1], micros)  # noqa: UP031 (cheaper than an f-string)
 
 
 class _LogText(msgspec.Struct, omit_defaults=True, gc=False):
