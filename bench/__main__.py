@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,42 +50,47 @@ def run_child(spec: dict[str, Any], hard_timeout: float, exit_timeout: float) ->
             cwd=ROOT,
             env=env,
         )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=read, daemon=True).start()
-        result: dict[str, Any] | None = None
-        deadline = time.monotonic() + hard_timeout
-        while result is None:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            if line.startswith("RESULT "):
-                result = json.loads(line[7:])
-        got_at = time.monotonic()
-        if result is None:
-            result = {**spec, "blocked_in": "unknown (hard timeout)"}
-            exit_timeout = 0.0
         try:
-            process.wait(exit_timeout)
-            result["exit_s"] = time.monotonic() - got_at
-            result["exited"] = True
-        except subprocess.TimeoutExpired:
+            lines: queue.Queue[str | None] = queue.Queue()
+
+            def read() -> None:
+                assert process.stdout is not None
+                for line in process.stdout:
+                    lines.put(line)
+                lines.put(None)
+
+            threading.Thread(target=read, daemon=True).start()
+            result: dict[str, Any] | None = None
+            deadline = time.monotonic() + hard_timeout
+            while result is None:
+                try:
+                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if line is None:
+                    break
+                if line.startswith("RESULT "):
+                    result = json.loads(line[7:])
+            got_at = time.monotonic()
+            if result is None:
+                result = {**spec, "blocked_in": "unknown (hard timeout)"}
+                exit_timeout = 0.0
+            try:
+                process.wait(exit_timeout)
+                result["exit_s"] = time.monotonic() - got_at
+                result["exited"] = True
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+                result["exited"] = False
+            result["returncode"] = process.returncode
+            if process.returncode not in (0, 3, -9):
+                errors.seek(0)
+                result["stderr_tail"] = errors.read()[-2000:]
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): the case must not outlive us
             process.kill()
             process.wait(10)
-            result["exited"] = False
-        result["returncode"] = process.returncode
-        if process.returncode not in (0, 3, -9):
-            errors.seek(0)
-            result["stderr_tail"] = errors.read()[-2000:]
+            raise
     if "blocked_in" in result:
         result["exited"] = False
     return result
@@ -260,8 +266,19 @@ def _run_all(
     return runs, memory
 
 
+def _exit_on_sigterm() -> None:
+    """A SIGTERM ends the run as Ctrl-C does, through every ``finally`` on the way out: the sink,
+    redis-server and the running case are stopped instead of being left behind."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     args, cases, skipped, scenarios = _arguments(argv)
+    _exit_on_sigterm()
     from bench import report
 
     started = time.monotonic()
