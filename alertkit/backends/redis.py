@@ -83,8 +83,9 @@ _LEVEL_NAMES = {n: logging.getLevelName(n) for n in (10, 20, 30, 40, 50)}
 
 
 def _level_name(levelno: int) -> str:
-    name = _LEVEL_NAMES.get(levelno)
-    return name if name is not None else str(logging.getLevelName(levelno))
+    """The name of a level that is not one of the five standard ones (those are looked up in
+    ``_LEVEL_NAMES`` inline, once per message)."""
+    return str(logging.getLevelName(levelno))
 
 
 class _UtcDates:
