@@ -416,9 +416,14 @@ class Limits:
             return False
         details, payload, request_log = envelope.details, envelope.payload, envelope.request_log
         # Typed details within every limit, judged from their encoding, need no walk.
-        judged = envelope.typed and bool(details) and self._bounded(details, budget[0])
+        size = self._bounded(details, budget[0]) if envelope.typed and details else None
+        if size is not None:
+            budget[0] -= size
         return (
-            (judged or (type(details) is dict and (not details or self._small(details, 0, budget))))
+            (
+                size is not None
+                or (type(details) is dict and (not details or self._small(details, 0, budget)))
+            )
             and (payload is None or (type(payload) is dict and self._small(payload, 0, budget)))
             and (
                 request_log is None
@@ -426,18 +431,20 @@ class Limits:
             )
         )
 
-    def _bounded(self, data: dict[str, Any], budget: int) -> bool:
-        """Whether JSON-safe ``data`` (typed by alertkit: string keys of at most 200 characters,
-        64-bit integers, finite floats) is within the limits, told from its encoding in C: no
-        string in it is longer than the encoding, no container holds more items than it has
-        commas plus one, none is nested deeper than it has brackets. False means: walk it."""
+    def _bounded(self, data: dict[str, Any], budget: int) -> int | None:
+        """The size of JSON-safe ``data`` (typed by alertkit: string keys of at most 200
+        characters, 64-bit integers, finite floats) when it is within the limits, told from its
+        encoding in C: no string in it is longer than the encoding, no container holds more
+        items than it has commas plus one, none is nested deeper than it has brackets. None
+        means: walk it."""
         encoded = _ENCODE(data)
-        return (
+        within = (
             len(encoded) <= min(self.max_string, budget)
             and encoded.isascii()  # as _small: a non-ASCII string gets a closer look
             and encoded.count(b",") < self.max_items
             and encoded.count(b"{") + encoded.count(b"[") <= self.max_depth
         )
+        return len(encoded) if within else None
 
     def _texts_fit(self, envelope: Envelope) -> bool:
         event = envelope.event

@@ -288,3 +288,20 @@ def test_typed_details_are_judged_from_their_encoding_and_cut_like_any(details, 
     assert out is not None and reference is not None
     assert out.details == reference.details == (details if cut is None else cut)
     assert (out is typed) == (cut is None)  # passed as is only when nothing needs a look
+
+
+def test_typed_details_use_up_the_total_budget_as_walked_ones_do():
+    """The details judged from their encoding still count against ``max_total``: the quick
+    check passes a typed envelope exactly when it passes the same envelope walked."""
+    details, payload = {"d": "x" * 300}, {"p": "y" * 300}
+    passed = set()
+    for max_total in range(100, 1600, 25):
+        limits = Limits(max_total=max_total)
+        typed = Envelope(event=make_event(), details=details, payload=payload, typed=True)
+        walked = Envelope(event=make_event(), details=dict(details), payload=dict(payload))
+        typed_out, walked_out = limits(typed), limits(walked)
+        assert typed_out is not None and walked_out is not None
+        assert (typed_out is typed) == (walked_out is walked), max_total
+        assert (typed_out.details, typed_out.payload) == (walked_out.details, walked_out.payload)
+        passed.add(typed_out is typed)
+    assert passed == {True, False}  # the range crosses the point where the quick check fails
