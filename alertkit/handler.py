@@ -219,6 +219,10 @@ class AlertHandler(logging.Handler):
             handler's dictConfig vocabulary) are accepted too. ``endpoint`` overrides the
             PagerDuty URL (tests, proxies).
         **client_options: passed to :class:`~alertkit.Client` for the handler's own client.
+
+    Raises:
+        TypeError: ``incident_key`` is not a string; ``endpoint`` without a routing key; both
+            ``client`` and client options.
     """
 
     def __init__(
@@ -234,6 +238,10 @@ class AlertHandler(logging.Handler):
         **client_options: Any,
     ) -> None:
         super().__init__(level)
+        if incident_key is not None and not isinstance(incident_key, str):
+            raise TypeError(
+                f"AlertHandler: incident_key must be a string, not {type(incident_key).__name__}"
+            )
         key = routing_key or service_key or service_id
         if key is not None:
             from alertkit.backends.pagerduty import PagerDutyBackend

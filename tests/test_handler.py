@@ -259,3 +259,10 @@ def test_filters_still_apply_without_the_handler_lock(client, memory) -> None:
         log.removeHandler(handler)
     assert client.flush(5)
     assert [e.event.event_message for e in memory.envelopes] == ["keep me"]
+
+
+def test_a_handler_incident_key_that_is_not_a_string_is_refused_at_construction(client) -> None:
+    """Every value of a log record's envelope has its declared type (the limits trust it), so a
+    misconfigured key fails here, not as an odd event later."""
+    with pytest.raises(TypeError, match="incident_key must be a string, not int"):
+        AlertHandler(client=client, incident_key=42)  # type: ignore[arg-type]
