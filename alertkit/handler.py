@@ -48,11 +48,9 @@ IGNORED_LOGGERS: frozenset[str] = frozenset(
 )
 
 #: Attributes every LogRecord has; whatever else is in ``record.__dict__`` came from ``extra``.
-_RECORD_ATTRS: frozenset[str] = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__
-) | {"message", "asctime", "taskName"}
-
-_PLAIN_ATTRS = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+_PLAIN_RECORD = logging.LogRecord("", 0, "", 0, "", (), None).__dict__
+_RECORD_ATTRS: frozenset[str] = frozenset(_PLAIN_RECORD) | {"message", "asctime", "taskName"}
+_PLAIN_ATTRS = len(_PLAIN_RECORD)
 
 #: ``extra`` keys that steer delivery rather than being details.
 _STEERING = ("incident_key", "dedup_key", "links", "images", "tags")
@@ -279,8 +277,7 @@ class AlertHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            ignored = _ignored_cache.get(record.name)
-            if ignored or (ignored is None and is_ignored(record.name)):
+            if is_ignored(record.name):
                 return
             try:
                 message = record.getMessage()
@@ -291,7 +288,7 @@ class AlertHandler(logging.Handler):
                 )
             scope = scope_for_record(record, message)
             capture = RecordCapture.of(self.client, record, message, self.incident_key, scope)
-            if not self.client.pipeline.submit(capture):  # Client.submit_capture, one call less
+            if not self.client.submit_capture(capture):
                 self._count_drop()
         except Exception as exc:  # never into the application
             self._count_drop()

@@ -78,17 +78,22 @@ class Delivery(msgspec.Struct, eq=False, gc=False):
     def settle(self, backend: str, result: Result) -> None:
         """Give this delivery its final result; a second one (a late answer after shutdown gave
         up on it) is ignored."""
-        ticket = self.ticket
         with _SETTLE_LOCK:
-            if self.settled:
-                return
-            self.settled = True
-            if ticket.results is not None:
-                ticket.results[backend] = result
-            ticket.remaining -= 1
-            done = ticket.remaining == 0
+            done = self.settle_locked(backend, result)
         if done:
-            ticket.on_done(ticket)
+            self.ticket.on_done(self.ticket)
+
+    def settle_locked(self, backend: str, result: Result) -> bool:
+        """:meth:`settle` for a caller holding ``_SETTLE_LOCK`` (a whole batch under one lock);
+        True when this was the ticket's last delivery: the caller then fires ``on_done``."""
+        if self.settled:
+            return False
+        self.settled = True
+        ticket = self.ticket
+        if ticket.results is not None:
+            ticket.results[backend] = result
+        ticket.remaining -= 1
+        return ticket.remaining == 0
 
 
 class SpoolLink(Protocol):
@@ -389,15 +394,8 @@ class BackendWorker:
         with _SETTLE_LOCK:
             for delivery, outcome in zip(batch, outcomes, strict=True):
                 delivery.attempt += 1
-                if delivery.settled:
-                    continue
-                delivery.settled = True
-                ticket = delivery.ticket
-                if ticket.results is not None:
-                    ticket.results[name] = outcome
-                ticket.remaining -= 1
-                if ticket.remaining == 0:
-                    done.append(ticket)
+                if delivery.settle_locked(name, outcome):
+                    done.append(delivery.ticket)
         for ticket in done:
             try:
                 ticket.on_done(ticket)

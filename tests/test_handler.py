@@ -219,8 +219,8 @@ def test_queued_records_are_small_snapshots_the_gc_does_not_scan(client, memory)
     from alertkit.handler import RecordCapture
 
     queued: list[object] = []
-    submit = client.pipeline.submit
-    client.pipeline.submit = lambda capture: queued.append(capture) or submit(capture)  # type: ignore[method-assign]
+    submit = client.submit_capture
+    client.submit_capture = lambda capture: queued.append(capture) or submit(capture)  # type: ignore[method-assign]
     log = logging.getLogger("tests.handler.snapshot")
     log.propagate = False
     handler = AlertHandler(client=client, level=logging.DEBUG)
