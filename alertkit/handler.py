@@ -157,8 +157,8 @@ class RecordCapture(msgspec.Struct, gc=False):
         scope = self.scope
         tags = dict(client.tags) if scope is None else {**client.tags, **scope.tags}
         key_text = self.incident_key
-        links: list[dict[str, str]] = []
-        images: list[dict[str, str]] = []
+        links: Sequence[dict[str, str]] = ()
+        images: Sequence[dict[str, str]] = ()
         if extra and not extra.keys().isdisjoint(_STEERING):
             extra = dict(extra)
             steering = {k: extra.pop(k) for k in _STEERING if k in extra}

@@ -56,6 +56,8 @@ DEPTH_MARKER = "[nested deeper than {n} levels: cut]"
 FRAMES_MARKER = "[{n} frames cut]"
 EXCEPTIONS_MARKER = "[{n} more exceptions cut]"
 _INT64 = 1 << 63
+#: The types ``Envelope.links`` and ``images`` may have as they are (empty by default: a tuple).
+_SEQUENCES = (list, tuple)
 
 
 class _Budget:
@@ -397,8 +399,8 @@ class Limits:
             or links
             or images
             or type(tags) is not dict
-            or type(links) is not list
-            or type(images) is not list
+            or type(links) not in _SEQUENCES
+            or type(images) not in _SEQUENCES
         ) and not self._side_fits(envelope):
             return False
         # One encoding of the event and the envelope's texts (fails on lone surrogates and
@@ -493,7 +495,7 @@ class Limits:
         if any(len(k) > 200 or len(v) > self.max_string for k, v in tags.items()):
             return False
         for links in (envelope.links, envelope.images):
-            if type(links) is not list or len(links) > self.max_items:
+            if type(links) not in _SEQUENCES or len(links) > self.max_items:
                 return False
             for link in links:
                 if any(len(k) > 200 or len(v) > self.max_string for k, v in link.items()):

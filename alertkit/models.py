@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -106,8 +107,10 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
     details: dict[str, Any] = msgspec.field(default_factory=dict)
     exc_text: str | None = None
     incident_key: str | None = None
-    links: list[dict[str, str]] = msgspec.field(default_factory=list)
-    images: list[dict[str, str]] = msgspec.field(default_factory=list)
+    # A shared empty tuple by default rather than a list per envelope: a queued backlog of
+    # envelopes then holds no object the garbage collector tracks, so it triggers no collections.
+    links: Sequence[dict[str, str]] = ()
+    images: Sequence[dict[str, str]] = ()
     tags: dict[str, str] = msgspec.field(default_factory=dict)
     request_log: dict[str, Any] | None = None
     payload: dict[str, Any] | None = None

@@ -213,7 +213,8 @@ def test_handler_rejects_client_plus_options(client) -> None:
 
 def test_queued_records_are_small_snapshots_the_gc_does_not_scan(client, memory) -> None:
     """emit keeps what the event needs, not the record: attributes a later handler or
-    formatter adds are not picked up, and a backlog adds nothing for the garbage collector."""
+    formatter adds are not picked up, and a backlog (of records or of events) adds nothing for
+    the garbage collector."""
     import gc
 
     from alertkit.handler import RecordCapture
@@ -241,6 +242,9 @@ def test_queued_records_are_small_snapshots_the_gc_does_not_scan(client, memory)
     assert isinstance(capture, RecordCapture) and not gc.is_tracked(capture)
     assert capture.extra is not None and not gc.is_tracked(capture.extra)
     envelope = memory.envelopes[0]
+    # Nor does the event built from it on its way to the backends (links and images: no lists).
+    tracked = [f for f in envelope.__struct_fields__ if gc.is_tracked(getattr(envelope, f))]
+    assert not gc.is_tracked(envelope) and tracked == []
     assert envelope.details == {"order": 7}
     assert envelope.template == "order %s failed"
     assert envelope.event.event_message == "order 7 failed"

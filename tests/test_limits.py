@@ -253,7 +253,7 @@ def test_the_quick_check_still_sees_one_long_field_among_short_ones():
 
 @pytest.mark.parametrize(
     "changes",
-    [{"tags": None}, {"links": None}, {"images": ()}, {"details": {"nan": float("nan")}}],
+    [{"tags": None}, {"links": None}, {"images": {}}, {"details": {"nan": float("nan")}}],
     ids=["tags", "links", "images", "nan"],
 )
 def test_the_quick_check_does_not_pass_mistyped_side_fields(changes):

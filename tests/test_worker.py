@@ -48,3 +48,11 @@ def test_a_delivered_batch_settles_its_shared_ticket_once_and_skips_settled_ones
     assert fired == [0], "the shared ticket fired exactly once, when every delivery had answered"
     assert all(d.settled for d in batch) and not w._sending
     assert w.stats.snapshot(0)["delivered"] == 5
+
+
+def test_delivered_outcomes_are_not_scanned_by_the_garbage_collector() -> None:
+    """One outcome is made per delivered event: tracked ones made collections run more often."""
+    import gc
+
+    outcome = Delivered({"queue": "q", "key": "k"})
+    assert not gc.is_tracked(outcome) and not gc.is_tracked(Delivered())
