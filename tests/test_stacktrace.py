@@ -1,0 +1,107 @@
+"""Exceptions as text and as wire stack traces, checked against the standard library's own."""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+from collections.abc import Iterator
+
+import pytest
+
+from alertkit.stacktrace import ExcInfo, build_stacktrace, format_exception_text
+
+
+def _recurse(depth: int) -> float:
+    if depth == 0:
+        return 1 / 0
+    return _recurse(depth - 1)
+
+
+def _caught(make: object) -> ExcInfo:
+    try:
+        make()  # type: ignore[operator]
+    except BaseException:
+        info = sys.exc_info()
+        assert info[0] is not None and info[1] is not None
+        return (info[0], info[1], info[2])
+    raise AssertionError("no exception")
+
+
+def _cause() -> None:
+    try:
+        {}["key"]
+    except KeyError as exc:
+        raise ValueError("bad order") from exc
+
+
+def _context() -> None:
+    try:
+        int("x")
+    except ValueError:
+        empty: list[int] = []
+        print(empty[1])
+
+
+def _suppressed() -> None:
+    try:
+        int("x")
+    except ValueError:
+        raise TypeError("replaced") from None
+
+
+def _cases() -> Iterator[tuple[str, ExcInfo]]:
+    yield "recursion", _caught(lambda: _recurse(25))
+    yield "cause", _caught(_cause)
+    yield "context", _caught(_context)
+    yield "suppressed", _caught(_suppressed)
+    bare = ValueError("never raised")
+    yield "no traceback", (ValueError, bare, None)
+
+
+@pytest.mark.parametrize(("name", "info"), list(_cases()), ids=[n for n, _ in _cases()])
+def test_text_is_what_python_prints_without_column_markers(name: str, info: ExcInfo) -> None:
+    expected = "".join(traceback.format_exception(*info, limit=50)).rstrip()
+    markers = re.compile(r"\s*[\^~]+\s*")  # Python 3.11+: ^^^^ under the failing expression
+    expected = "\n".join(line for line in expected.split("\n") if not markers.fullmatch(line))
+    assert format_exception_text(info) == expected
+
+
+def test_deep_recursion_is_summarised_as_python_does() -> None:
+    text = format_exception_text(_caught(lambda: _recurse(25)))
+    assert "[Previous line repeated 22 more times]" in text
+    assert text.count("in _recurse") == 3 + 1  # three repeats, then the frame that raised
+
+
+def test_wire_frames_are_the_tracebacks_frames() -> None:
+    info = _caught(_cause)
+    entries = build_stacktrace(info[1])
+    assert [e.type for e in entries] == ["ValueError", "KeyError"]
+    for entry, exc in zip(entries, (info[1], info[1].__cause__), strict=True):
+        assert exc is not None
+        expected = [(f.filename, f.lineno, f.name) for f in traceback.extract_tb(exc.__traceback__)]
+        assert [(f.file, f.line, f.function) for f in entry.trace_lines or []] == expected
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError("message"),
+        ValueError(),
+        _Unprintable(),
+        KeyError("k"),
+        SyntaxError("bad", ("f.py", 1, 2, "a b")),
+    ],
+    ids=["message", "empty", "unprintable", "key", "syntax"],
+)
+def test_the_exception_line_is_pythons(exc: BaseException) -> None:
+    info: ExcInfo = (type(exc), exc, None)
+    assert (
+        format_exception_text(info)
+        == "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
+    )
