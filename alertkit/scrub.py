@@ -233,7 +233,7 @@ class Scrubber:
 
     def _mentions_key(self, lower: str) -> bool:
         flat = lower.replace("_", "").replace("-", "").replace(".", "").replace(" ", "")
-        return any(fragment in flat for fragment in self._hints)
+        return any(map(flat.__contains__, self._hints))  # in C: no generator frame per hint
 
     def scrub_url(self, url: str) -> str:
         """Mask the secret-looking query (and fragment) parameters and the password of a URL."""
