@@ -145,30 +145,68 @@ def alertkit_redis(url: str) -> Sdk:
     return sdk
 
 
+#: The record attributes the dev branch's ``ChouetteLogHandler`` does not copy into a message.
+_CHOUETTE_STANDARD_KEYS = (
+    "name",
+    "msg",
+    "args",
+    "levelname",
+    "levelno",
+    "pathname",
+    "filename",
+    "module",
+    "exc_info",
+    "exc_text",
+    "stack_info",
+    "lineno",
+    "funcName",
+    "created",
+    "msecs",
+    "relativeCreated",
+    "tags",
+    "thread",
+    "threadName",
+    "processName",
+    "process",
+)
+
+
 class ChouetteHandler(logging.Handler):
-    """chouette-iot-client's way of writing one message: its executor runs ``store_metric``, one
-    MULTI/EXEC round trip per message (its PyPI release has no log handler; the dev branch's
-    ``ChouetteLogHandler`` hands each record to the same executor and storage the same way)."""
+    """chouette-iot-client's way of writing one log message. Its PyPI release has no log handler;
+    the dev branch's ``ChouetteLogHandler`` builds the message on the caller's thread (ISO date,
+    tags, level, ``record.msg``, exception text, every non-standard record attribute) and hands
+    it to the client's executor, whose storage writes it in one MULTI/EXEC round trip. This
+    does the same steps, and stores through the released client's ``store_metric`` (the same
+    ZADD + HSET transaction; ``timestamp`` is its score)."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         from chouette_iot_client import ChouetteClient
 
         self.client = ChouetteClient
+        self.exception_formatter = logging.Formatter()
         self.futures: list[Any] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        from datetime import datetime, timezone
+
+        tags = record.__dict__.get("tags", [])
+        if isinstance(tags, dict):
+            tags = [f"{key}:{value}" for key, value in tags.items()]
         message = {
-            "date": record.created,
+            "date": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(),
             "ddsource": "bench",
-            "service": "bench",
-            "ddtags": [],
+            "ddtags": tags,
             "level": record.levelname,
-            "message": {"msg": record.getMessage()},
-            "timestamp": record.created,
+            "message": {"msg": record.msg},
+            "service": "bench",
         }
         if record.exc_info:
-            message["exc_info"] = logging.Formatter().formatException(record.exc_info)
+            message["exc_info"] = self.exception_formatter.formatException(record.exc_info)
+        for name, value in record.__dict__.items():
+            if name not in _CHOUETTE_STANDARD_KEYS:
+                message[name] = value
+        message["timestamp"] = record.created
         executor = self.client._get_executor()
         self.futures.append(executor.submit(self.client.storage.store_metric, message))
 
