@@ -14,6 +14,8 @@ from alertkit.models import InnerStackTrace, StackTraceLine
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 _MAX_CHAIN = 10
 _MAX_TEXT_FRAMES = 50
+#: One traceback entry: file, line (None for code without line numbers), function.
+_Frame = tuple[str, int | None, str]
 
 
 def exception_type_name(exc_type: type[BaseException]) -> str:
@@ -84,13 +86,13 @@ def build_stacktrace(exc: BaseException) -> list[InnerStackTrace]:
     return entries
 
 
-def _frames(tb: TracebackType | None, limit: int | None = None) -> list[tuple[str, int, str]]:
+def _frames(tb: TracebackType | None, limit: int | None = None) -> list[_Frame]:
     """``(file, line, function)`` of each frame of ``tb``, outermost first (at most ``limit``).
 
     Read from the traceback itself: ``traceback.extract_tb`` also looks up every source line and,
     from Python 3.11 on, every frame's column positions, which this does not need.
     """
-    frames: list[tuple[str, int, str]] = []
+    frames: list[_Frame] = []
     while tb is not None and (limit is None or len(frames) < limit):
         code = tb.tb_frame.f_code
         frames.append((code.co_filename, tb.tb_lineno, code.co_name))
@@ -133,7 +135,7 @@ _CONTEXT = "\nDuring handling of the above exception, another exception occurred
 _RECURSIVE_CUTOFF = 3
 
 
-def _frame_lines(frames: list[tuple[str, int, str]]) -> list[str]:
+def _frame_lines(frames: list[_Frame]) -> list[str]:
     lines: list[str] = []
     last = None
     repeated = 0
@@ -147,7 +149,7 @@ def _frame_lines(frames: list[tuple[str, int, str]]) -> list[str]:
             last, repeated = frame, 0
         filename, lineno, name = frame
         lines.append(f'  File "{filename}", line {lineno}, in {name}\n')
-        source = linecache.getline(filename, lineno).strip()
+        source = linecache.getline(filename, lineno).strip() if lineno else ""
         if source:
             lines.append(f"    {source}\n")
     _note_repeats(lines, repeated)
@@ -166,9 +168,7 @@ def _exception_line(exc: BaseException) -> str:
     kind = type(exc)
     if issubclass(kind, SyntaxError) or getattr(exc, "__notes__", None) is not None:
         return "".join(traceback.format_exception_only(kind, exc))
-    name = kind.__qualname__
-    if kind.__module__ not in ("__main__", "builtins"):
-        name = f"{kind.__module__}.{name}"
+    name = kind.__qualname__ if kind.__module__ == "__main__" else exception_type_name(kind)
     try:
         text = str(exc)
     except Exception:
