@@ -86,14 +86,14 @@ def build_stacktrace(exc: BaseException) -> list[InnerStackTrace]:
     return entries
 
 
-def _frames(tb: TracebackType | None, limit: int | None = None) -> list[_Frame]:
-    """``(file, line, function)`` of each frame of ``tb``, outermost first (at most ``limit``).
+def _frames(tb: TracebackType | None) -> list[_Frame]:
+    """``(file, line, function)`` of each frame of ``tb``, outermost first.
 
     Read from the traceback itself: ``traceback.extract_tb`` also looks up every source line and,
     from Python 3.11 on, every frame's column positions, which this does not need.
     """
     frames: list[_Frame] = []
-    while tb is not None and (limit is None or len(frames) < limit):
+    while tb is not None:
         code = tb.tb_frame.f_code
         frames.append((code.co_filename, tb.tb_lineno, code.co_name))
         tb = tb.tb_next
@@ -120,7 +120,7 @@ def format_exception_text(exc_info: ExcInfo) -> str:
             tb = exc_info[2] if index == 0 else item.__traceback__
             if tb is not None:
                 parts.append("Traceback (most recent call last):\n")
-                parts.extend(_frame_lines(_frames(tb, _MAX_TEXT_FRAMES)))
+                parts.extend(_frame_lines(tb))
             parts.append(_exception_line(item))
             if index:
                 parts.append(_CAUSE if chain[index - 1].__cause__ is item else _CONTEXT)
@@ -135,21 +135,26 @@ _CONTEXT = "\nDuring handling of the above exception, another exception occurred
 _RECURSIVE_CUTOFF = 3
 
 
-def _frame_lines(frames: list[_Frame]) -> list[str]:
+def _frame_lines(tb: TracebackType | None) -> list[str]:
+    """The ``File ..., line ..., in ...`` lines of ``tb`` and their source, at most
+    ``_MAX_TEXT_FRAMES`` frames; the source found as ``traceback`` finds it (a module's loader
+    for zipped or frozen code), without re-reading a file already read."""
     lines: list[str] = []
-    last = None
-    repeated = 0
-    for frame in frames:
-        if frame == last:
+    last: _Frame | None = None
+    repeated = shown = 0
+    while tb is not None and shown < _MAX_TEXT_FRAMES:
+        frame, lineno = tb.tb_frame, tb.tb_lineno
+        tb, shown = tb.tb_next, shown + 1
+        entry = (frame.f_code.co_filename, lineno, frame.f_code.co_name)
+        if entry == last:
             repeated += 1
             if repeated >= _RECURSIVE_CUTOFF:
                 continue
         else:
             _note_repeats(lines, repeated)
-            last, repeated = frame, 0
-        filename, lineno, name = frame
-        lines.append(f'  File "{filename}", line {lineno}, in {name}\n')
-        source = linecache.getline(filename, lineno).strip() if lineno else ""
+            last, repeated = entry, 0
+        lines.append(f'  File "{entry[0]}", line {lineno}, in {entry[2]}\n')
+        source = linecache.getline(entry[0], lineno, frame.f_globals).strip() if lineno else ""
         if source:
             lines.append(f"    {source}\n")
     _note_repeats(lines, repeated)

@@ -105,3 +105,22 @@ def test_the_exception_line_is_pythons(exc: BaseException) -> None:
         format_exception_text(info)
         == "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
     )
+
+
+def test_source_lines_of_zipped_code_are_found_as_python_finds_them(tmp_path, monkeypatch) -> None:
+    """Code imported from a zip has no file to read: its loader gives the source, as it does
+    for ``traceback``."""
+    import importlib
+    import zipfile
+
+    archive = tmp_path / "app.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("zipped_app.py", 'def boom():\n    raise ValueError("from the zip")\n')
+    monkeypatch.syspath_prepend(str(archive))
+    module = importlib.import_module("zipped_app")
+    try:
+        info = _caught(module.boom)
+    finally:
+        sys.modules.pop("zipped_app", None)
+    assert 'raise ValueError("from the zip")' in format_exception_text(info)
+    assert "zipped_app.py" in format_exception_text(info)
