@@ -83,7 +83,8 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
         details: the record's ``extra`` fields, or the keys of ``Client.log`` that have no wire field.
         exc_text: the formatted traceback, for destinations that show text.
         incident_key: a dedup key chosen by the user (handler option or ``extra``).
-        links: ``[{"href", "text"}]`` to attach where the destination supports it.
+        links: ``[{"href", "text"}]`` to attach where the destination supports it; an empty
+            tuple by default, so a processor adding links assigns a new list.
         images: ``[{"src", "href", "alt"}]`` likewise.
         tags: key/value tags (client, scope, ``extra={"tags": ...}``).
         request_log: the scope's request log, when the event escalates one.
