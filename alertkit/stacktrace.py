@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import builtins
-import linecache
 import sys
 import traceback
-from types import TracebackType
+from types import CodeType, TracebackType
 from typing import Any
 
 from alertkit.models import InnerStackTrace, StackTraceLine
@@ -101,13 +100,14 @@ def _frames(tb: TracebackType | None) -> list[_Frame]:
 
 
 def format_exception_text(exc_info: ExcInfo) -> str:
-    """The traceback as Python prints it (chained exceptions included), without the column
-    markers (``^^^^``) of Python 3.11+.
+    """The traceback exactly as Python prints it (``logging.Formatter.formatException``),
+    chained exceptions included, at most ``_MAX_TEXT_FRAMES`` frames per traceback.
 
-    Formatted here rather than by ``traceback.format_exception``, which from Python 3.11 on
-    finds every frame's column positions and compiles its source line for those markers: most
-    of the cost of an exception event (about 0.5 ms for ten frames). Exception groups, rare and
-    nested, are left to the standard formatting.
+    Assembled here rather than by ``traceback.format_exception``, which from Python 3.11 on
+    finds every frame's column positions and compiles its source line for the ``^^^^``
+    markers: most of the cost of an exception event (about 0.5 ms for ten frames). Each frame's
+    text is made by ``traceback`` once per place in the code (see :func:`_frame_text`).
+    Exception groups, rare and nested, are left to ``traceback`` whole.
     """
     exc = exc_info[1]
     try:
@@ -136,29 +136,45 @@ _RECURSIVE_CUTOFF = 3
 
 
 def _frame_lines(tb: TracebackType | None) -> list[str]:
-    """The ``File ..., line ..., in ...`` lines of ``tb`` and their source, at most
-    ``_MAX_TEXT_FRAMES`` frames; the source found as ``traceback`` finds it (a module's loader
-    for zipped or frozen code), without re-reading a file already read."""
+    """The text of each frame of ``tb`` (at most ``_MAX_TEXT_FRAMES``), with deep recursion
+    summarised as ``traceback`` does."""
     lines: list[str] = []
     last: _Frame | None = None
     repeated = shown = 0
     while tb is not None and shown < _MAX_TEXT_FRAMES:
-        frame, lineno = tb.tb_frame, tb.tb_lineno
-        tb, shown = tb.tb_next, shown + 1
-        entry = (frame.f_code.co_filename, lineno, frame.f_code.co_name)
+        code = tb.tb_frame.f_code
+        entry = (code.co_filename, tb.tb_lineno, code.co_name)
         if entry == last:
             repeated += 1
-            if repeated >= _RECURSIVE_CUTOFF:
-                continue
         else:
             _note_repeats(lines, repeated)
             last, repeated = entry, 0
-        lines.append(f'  File "{entry[0]}", line {lineno}, in {entry[2]}\n')
-        source = linecache.getline(entry[0], lineno, frame.f_globals).strip() if lineno else ""
-        if source:
-            lines.append(f"    {source}\n")
+        if repeated < _RECURSIVE_CUTOFF:
+            lines.append(_frame_text(tb))
+        tb, shown = tb.tb_next, shown + 1
     _note_repeats(lines, repeated)
     return lines
+
+
+#: Each frame's text by ``(id(code), instruction)``: the place in the code fixes the line and
+#: the markers. The entry keeps its code object, so the id cannot be reused while it is cached.
+_frame_texts: dict[tuple[int, int], tuple[CodeType, str]] = {}
+_FRAME_TEXTS_MAX = 4096
+
+
+def _frame_text(tb: TracebackType) -> str:
+    """``  File "...", line N, in f`` with its source line and markers, by ``traceback`` itself
+    for the first traceback through this place, from the cache after that."""
+    code = tb.tb_frame.f_code
+    key = (id(code), tb.tb_lasti)
+    cached = _frame_texts.get(key)
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    text = "".join(traceback.StackSummary.from_list(traceback.extract_tb(tb, limit=1)).format())
+    if len(_frame_texts) >= _FRAME_TEXTS_MAX:
+        _frame_texts.clear()
+    _frame_texts[key] = (code, text)
+    return text
 
 
 def _note_repeats(lines: list[str], repeated: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import logging
 import sys
 import traceback
 from collections.abc import Iterator
@@ -60,11 +60,33 @@ def _cases() -> Iterator[tuple[str, ExcInfo]]:
 
 
 @pytest.mark.parametrize(("name", "info"), list(_cases()), ids=[n for n, _ in _cases()])
-def test_text_is_what_python_prints_without_column_markers(name: str, info: ExcInfo) -> None:
+def test_text_is_what_python_prints(name: str, info: ExcInfo) -> None:
+    """Exactly the text of ``traceback`` and of ``logging.Formatter.formatException``, the
+    column markers of Python 3.11+ (``~~^~~``) included."""
     expected = "".join(traceback.format_exception(*info, limit=50)).rstrip()
-    markers = re.compile(r"\s*[\^~]+\s*")  # Python 3.11+: ^^^^ under the failing expression
-    expected = "\n".join(line for line in expected.split("\n") if not markers.fullmatch(line))
     assert format_exception_text(info) == expected
+    assert format_exception_text(info) == logging.Formatter().formatException(info)
+
+
+def test_a_place_seen_before_gives_the_same_text() -> None:
+    """Frame texts are cached per place in the code: the second exception through the same
+    places (other values, other message) must still read exactly as Python prints it."""
+    texts = []
+    for order in (1, 2, 3, 1):
+        info = _caught(lambda order=order: _fail_order(order))
+        texts.append(format_exception_text(info))
+        assert texts[-1] == logging.Formatter().formatException(info)
+    assert texts[0].endswith("ValueError: invalid literal for int() with base 10: 'order 1 failed'")
+    assert texts[1].endswith("ZeroDivisionError: division by zero")
+    assert texts[2].endswith("KeyError: 'missing'")
+    assert texts[3] == texts[0]
+
+
+def _fail_order(order: int) -> None:
+    total = {"a": 1}
+    print(
+        total["missing"] if order > 2 else order / 0 if order > 1 else int(f"order {order} failed")
+    )
 
 
 def test_deep_recursion_is_summarised_as_python_does() -> None:
