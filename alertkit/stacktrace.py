@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import sys
 import traceback
+from collections.abc import Iterator
 from types import CodeType, TracebackType
 from typing import Any
 
@@ -75,7 +76,7 @@ def build_stacktrace(exc: BaseException) -> list[InnerStackTrace]:
     for item in exception_chain(exc):
         lines = [
             StackTraceLine(function=name, line=lineno or 0, file=filename)
-            for filename, lineno, name in _frames(item.__traceback__)
+            for (filename, lineno, name), _ in _walk(item.__traceback__)
         ]
         entries.append(
             InnerStackTrace(
@@ -85,18 +86,20 @@ def build_stacktrace(exc: BaseException) -> list[InnerStackTrace]:
     return entries
 
 
-def _frames(tb: TracebackType | None) -> list[_Frame]:
-    """``(file, line, function)`` of each frame of ``tb``, outermost first.
+def _walk(
+    tb: TracebackType | None, limit: int | None = None
+) -> Iterator[tuple[_Frame, TracebackType]]:
+    """``(file, line, function)`` of each frame of ``tb`` with its traceback entry, outermost
+    first (at most ``limit``).
 
     Read from the traceback itself: ``traceback.extract_tb`` also looks up every source line and,
-    from Python 3.11 on, every frame's column positions, which this does not need.
+    from Python 3.11 on, every frame's column positions, which the wire stack trace does not need.
     """
-    frames: list[_Frame] = []
-    while tb is not None:
+    shown = 0
+    while tb is not None and (limit is None or shown < limit):
         code = tb.tb_frame.f_code
-        frames.append((code.co_filename, tb.tb_lineno, code.co_name))
-        tb = tb.tb_next
-    return frames
+        yield (code.co_filename, tb.tb_lineno, code.co_name), tb
+        tb, shown = tb.tb_next, shown + 1
 
 
 def format_exception_text(exc_info: ExcInfo) -> str:
@@ -140,18 +143,15 @@ def _frame_lines(tb: TracebackType | None) -> list[str]:
     summarised as ``traceback`` does."""
     lines: list[str] = []
     last: _Frame | None = None
-    repeated = shown = 0
-    while tb is not None and shown < _MAX_TEXT_FRAMES:
-        code = tb.tb_frame.f_code
-        entry = (code.co_filename, tb.tb_lineno, code.co_name)
+    repeated = 0
+    for entry, node in _walk(tb, _MAX_TEXT_FRAMES):
         if entry == last:
             repeated += 1
         else:
             _note_repeats(lines, repeated)
             last, repeated = entry, 0
         if repeated < _RECURSIVE_CUTOFF:
-            lines.append(_frame_text(tb))
-        tb, shown = tb.tb_next, shown + 1
+            lines.append(_frame_text(node))
     _note_repeats(lines, repeated)
     return lines
 
