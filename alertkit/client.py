@@ -22,7 +22,7 @@ from alertkit.limits import Limits
 from alertkit.models import AppEvent, Envelope
 from alertkit.pipeline import DropCallback, Pipeline, Processor, Results
 from alertkit.retry import RetryPolicy
-from alertkit.scope import Scope, scope_for_event, scope_for_log
+from alertkit.scope import Scope, ScopeContext, scope_for_event, scope_for_log
 from alertkit.scrub import default_processors
 from alertkit.stacktrace import (
     resolve_exc_info,
@@ -351,7 +351,7 @@ class Client:
             envelope = self.events.from_log_dict(data, level, classification, info, created)
             return envelope if scope is None else scope.apply(envelope)
 
-        return self._submit(capture, None)
+        return self._submit(capture, None, scope)
 
     def send_event(self, event: AppEvent | Envelope, timeout: float | None = None) -> Results:
         """Deliver ``event`` to every backend and wait; returns one final result per backend.
@@ -386,7 +386,7 @@ class Client:
         scope = scope_for_event(envelope)
         if scope is not None:
             tags_win = not isinstance(event, Envelope)  # an Envelope's own tags are per-event
-            return self._submit(lambda: scope.apply(envelope, tags_win=tags_win), callback)
+            return self._submit(lambda: scope.apply(envelope, tags_win=tags_win), callback, scope)
         return self._submit(lambda: envelope, callback)
 
     def acknowledge(self, dedup_key: str) -> Future[Results]:
@@ -441,12 +441,20 @@ class Client:
         """
         return Scope(self, tags=_parse_tags(tags or ()), user=user, escalate_from=escalate_from)
 
-    def submit_capture(self, capture: Callable[[], Envelope | None]) -> bool:
-        """Queue a capture (a callable run on the policy thread that builds the envelope)."""
+    def submit_capture(
+        self, capture: Callable[[], Envelope | None], scope: ScopeContext | None = None
+    ) -> bool:
+        """Queue a capture (a callable run on the policy thread that builds the envelope), or
+        leave it to the scope whose escalation will carry it (see ``Scope.hold``)."""
+        if scope is not None and scope.hold(self, capture):
+            return True
         return self.pipeline.submit(capture)
 
     def _submit(
-        self, capture: Callable[[], Envelope | None], callback: Callable[[Results], Any] | None
+        self,
+        capture: Callable[[], Envelope | None],
+        callback: Callable[[Results], Any] | None,
+        scope: ScopeContext | None = None,
     ) -> Future[Results]:
         from concurrent.futures import Future
 
@@ -458,6 +466,8 @@ class Client:
                     callback(done.result())
 
             future.add_done_callback(call)
+        if scope is not None and scope.hold(self, capture, future):
+            return future
         self.pipeline.submit(capture, future)
         return future
 

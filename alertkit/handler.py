@@ -288,7 +288,7 @@ class AlertHandler(logging.Handler):
                 )
             scope = scope_for_record(record, message)
             capture = RecordCapture.of(self.client, record, message, self.incident_key, scope)
-            if not self.client.submit_capture(capture):
+            if not self.client.submit_capture(capture, scope):
                 self._count_drop()
         except Exception as exc:  # never into the application
             self._count_drop()

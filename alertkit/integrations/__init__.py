@@ -66,7 +66,8 @@ class RequestTracker:
         client cannot be made from a broken environment: alerting must not take requests down.
         """
         try:
-            scope = self.client.scope()
+            # escalate_from makes the scope hold the request's errors for its escalation.
+            scope = self.client.scope(escalate_from=self.escalate_from)
             scope.url = url
             scope.add_to_log(
                 "request", f"{method} {path}", tag=API_LOGS, extras={"method": method, "path": path}
@@ -109,4 +110,4 @@ class RequestTracker:
                         details={"request": {"method": method, "path": path, "status": status}},
                     )
         finally:
-            scope.__exit__(None, None, None)
+            scope._leave()
