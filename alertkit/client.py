@@ -441,13 +441,8 @@ class Client:
         """
         return Scope(self, tags=_parse_tags(tags or ()), user=user, escalate_from=escalate_from)
 
-    def submit_capture(
-        self, capture: Callable[[], Envelope | None], scope: ScopeContext | None = None
-    ) -> bool:
-        """Queue a capture (a callable run on the policy thread that builds the envelope), or
-        leave it to the scope whose escalation will carry it (see ``Scope.hold``)."""
-        if scope is not None and scope.hold(self, capture):
-            return True
+    def submit_capture(self, capture: Callable[[], Envelope | None]) -> bool:
+        """Queue a capture (a callable run on the policy thread that builds the envelope)."""
         return self.pipeline.submit(capture)
 
     def _submit(
