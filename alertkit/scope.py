@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from alertkit._fold import Held, build_headline, expire_later, fold, headline_text, pass_results
 from alertkit._requestlog import (
     API_LOGS,
     ERROR_LOGS,
@@ -86,8 +87,6 @@ __all__ = [
 #: ``eventType`` of the event that :func:`escalate` sends.
 ESCALATION_EVENT_TYPE = "request escalation"
 
-#: A capture waiting in its scope to be folded into the escalation, with its future if any.
-_Held = tuple[Callable[[], "Envelope | None"], "Future[Results] | None"]
 
 _current: ContextVar[Scope | None] = ContextVar("alertkit_scope", default=None)
 
@@ -167,7 +166,7 @@ class Scope:
         self._log = RequestLog()
         self._token: Token[Scope | None] | None = None
         # Errors captured while the scope is entered, waiting to be folded into its escalation.
-        self._held: list[_Held] = []
+        self._held: list[Held] = []
         self._holding = False
         self._holding_context: ScopeContext | None = None
         self.context = self._publish()
@@ -294,7 +293,20 @@ class Scope:
             if not self._holding or len(self._held) >= MAX_RECORDED_ERRORS:
                 return False
             self._held.append((capture, future))
+            first = len(self._held) == 1
+        if first:
+            expire_later(self)
         return True
+
+    def hold_expired(self) -> None:
+        """The first held error has waited long enough (a slow or hung request, a long stream):
+        escalate now with the log so far, or, if that is no escalation (the request already
+        escalated at this level), send the held errors as they are."""
+        with self._lock:
+            if not self._held or self.escalate_from is None:
+                return
+        if self.escalate(from_level=self.escalate_from) is None:
+            self._release_held()
 
     def _release_held(self, *, stop: bool = False) -> None:
         """Send the held events as they are (no escalation will carry them); ``stop``: hold no
@@ -459,11 +471,11 @@ class Scope:
 
         def capture() -> Envelope:
             # Runs on the policy thread, like the held captures it builds here.
-            headline = _build_first(held)
+            headline = build_headline(held)
             request_log = finish_snapshot(snapshot, traces)
             text = message
             if headline is not None:
-                what = _headline_text(headline)
+                what = headline_text(headline)
                 if text is None:
                     text = f"Request escalated at {level.upper()}: {what}"
                 elif info is None:  # an unhandled exception is the headline itself
@@ -499,12 +511,12 @@ class Scope:
             )
             if headline is None:
                 return context.apply(envelope)
-            return context.apply(_fold(envelope, headline), tags_win=False)
+            return context.apply(fold(envelope, headline), tags_win=False)
 
         future = client._submit(capture, None)
         for _, waiting in held:
             if waiting is not None:
-                future.add_done_callback(functools.partial(_pass_results, waiting))
+                future.add_done_callback(functools.partial(pass_results, waiting))
         return future
 
     def capture_exception(
@@ -543,57 +555,6 @@ def _check_place(key: str, tag: str | None) -> str | None:
             f"add_to_log: tag must be a section name such as {', '.join(SECTIONS)}; got {tag!r}"
         )
     return tag
-
-
-# -- folding held errors into the escalation (on the policy thread) ------------------------------
-
-
-def _build_first(held: list[_Held]) -> Envelope | None:
-    """Build the held captures; the first envelope is the headline. The others are already in
-    ``error_logs``: building them only runs what their capture would have run anyway."""
-    headline = None
-    for capture, _ in held:
-        with capture_internal_exceptions():
-            envelope = capture()
-            if headline is None and envelope is not None:
-                headline = envelope
-    return headline
-
-
-def _headline_text(envelope: Envelope) -> str:
-    """``type: first line of the message``, as a pager shows an error event."""
-    event = envelope.event
-    lines = (event.event_message or "").strip().splitlines()
-    first = lines[0] if lines else ""
-    kind = event.event_type or ""
-    if not first:
-        return kind or "error"
-    return first if not kind or first.startswith(kind) else f"{kind}: {first}"
-
-
-def _fold(envelope: Envelope, headline: Envelope) -> Envelope:
-    """Give the escalation what made the headline error its own event: its details (a name the
-    summary uses kept as ``extra.<name>``), links, images, logger, user, tags and incident key
-    (a key chosen by the application wins over the ``alert_id``)."""
-    details = envelope.details
-    for key, value in headline.details.items():
-        details[f"extra.{key}" if key in details else key] = value
-    envelope.links = headline.links
-    envelope.images = headline.images
-    envelope.logger_name = headline.logger_name
-    envelope.tags = {**envelope.tags, **headline.tags}
-    if headline.incident_key:
-        envelope.incident_key = headline.incident_key
-    if headline.event.event_user:
-        envelope.event.event_user = headline.event.event_user
-    return envelope
-
-
-def _pass_results(waiting: Future[Results], done: Future[Results]) -> None:
-    """Settle a held event's future with the results of the escalation that carried it."""
-    if not waiting.done():
-        with capture_internal_exceptions():
-            waiting.set_result(done.result())
 
 
 # -- capture hooks: one ContextVar.get() on the caller's thread ------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 import alertkit
-from alertkit import AlertHandler, Client, Envelope, Rejected
+from alertkit import AlertHandler, Client, Envelope, Rejected, _fold
 from alertkit.backends.base import BaseBackend
 from alertkit.outcomes import Outcome
 from alertkit.scope import (
@@ -627,3 +627,41 @@ def test_a_fresh_request_log_sends_the_held_errors(
         [sent] = memory.envelopes
         assert sent.event.event_message == "old request"
         assert sent.event.context_cross_app_correlation_id == old_id
+
+
+class SignallingBackend(MemoryBackend):
+    """A memory backend that says when something arrived, so a test waits on an event."""
+
+    def __init__(self) -> None:
+        super().__init__(name="memory")
+        self.arrived = threading.Event()
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        outcomes = super().send(batch)
+        self.arrived.set()
+        return outcomes
+
+
+def test_a_held_error_escalates_after_max_hold_even_if_the_request_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request that runs on (a stream, a hung call) does not keep its error from paging: after
+    MAX_HOLD the scope escalates with its log so far, once."""
+    monkeypatch.setattr(_fold, "MAX_HOLD", 0.05)
+    backend = SignallingBackend()
+    client = Client(backends=[backend], sample_system=False, register_atexit=False, retry=FAST)
+    logger = logging.getLogger("tests.scope.stream")
+    handler = AlertHandler(client=client)
+    logger.addHandler(handler)
+    try:
+        with client, client.scope(escalate_from="error"):
+            logger.error("upstream gone")
+            assert backend.arrived.wait(5)  # while the request still runs
+            [sent] = backend.envelopes
+            assert sent.event.event_message == (
+                "Request escalated at ERROR: tests.scope.stream: upstream gone"
+            )
+            assert sent.request_log is not None and sent.request_log["end_time"] is None
+    finally:
+        logger.removeHandler(handler)
+    assert len(backend.envelopes) == 1  # leaving the scope does not escalate a second time

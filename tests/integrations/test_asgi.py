@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -14,13 +14,14 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 from fastapi import FastAPI, HTTPException  # noqa: E402
+from fastapi.responses import StreamingResponse  # noqa: E402
 
 with warnings.catch_warnings():  # Starlette asks for httpx2; the test extras install httpx
     warnings.simplefilter("ignore", DeprecationWarning)
     from starlette.testclient import TestClient
 
 import alertkit  # noqa: E402
-from alertkit import AlertHandler, Client, Envelope  # noqa: E402
+from alertkit import AlertHandler, Client, Envelope, _fold  # noqa: E402
 from alertkit.integrations.asgi import AlertkitMiddleware  # noqa: E402
 from alertkit.scope import ESCALATION_EVENT_TYPE, add_to_log, current_scope, set_user  # noqa: E402
 from alertkit.testing import MemoryBackend, capture_events  # noqa: E402
@@ -391,3 +392,35 @@ def test_a_5xx_or_a_crash_without_a_logged_error_pages_once(
         b["payload"]["custom_details"]["request_log"]["alert_id"] for b in (first, second)
     ]
     assert keys[0] != keys[1]
+
+
+def test_a_long_stream_pages_while_it_still_runs(
+    pd: PagerDutyStandIn,
+    pd_client: Client,
+    shop_log: logging.Logger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A streamed response that logs an error and goes on streaming pages after MAX_HOLD, not
+    when the stream ends, and only once."""
+    monkeypatch.setattr(_fold, "MAX_HOLD", 0.05)
+    app = FastAPI()
+
+    @app.get("/feed")
+    async def feed() -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            shop_log.error("price source lost")
+            deadline = asyncio.get_running_loop().time() + 5
+            while not pd.bodies and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)  # bounded wait for the stand-in to get the page
+            yield b"paged while streaming" if pd.bodies else b"not paged"
+
+        return StreamingResponse(body())
+
+    app.add_middleware(AlertkitMiddleware, client=pd_client)
+    with TestClient(app) as http:
+        assert http.get("/feed").text == "paged while streaming"
+    [body] = pd_bodies(pd, pd_client)
+    assert body["payload"]["summary"] == (
+        "request escalation: Request escalated at ERROR: tests.asgi.shop: price source lost"
+    )
+    assert body["dedup_key"] == body["payload"]["custom_details"]["request_log"]["alert_id"]
