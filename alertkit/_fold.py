@@ -148,5 +148,3 @@ DEADLINES = Deadlines()
 def expire_later(scope: Scope) -> None:
     """Give ``scope`` :data:`MAX_HOLD` seconds before its held errors escalate on their own."""
     DEADLINES.add(scope, MAX_HOLD)
-
-

@@ -11,7 +11,9 @@
 
 Events captured inside a scope (``AlertHandler``, ``Client.log``, ``send_event_async``) carry its
 tags, its user (``eventUser``) and its ``alert_id`` (``contextCrossAppCorrelationId``, unless one is
-set), and errors among them enter the scope's ``error_logs``. The scope is read on the caller's
+set), and errors among them enter the scope's ``error_logs``. In a scope that escalates when it ends
+(``escalate_from``), those errors are held and folded into the escalation instead of being sent on
+their own: one failing request, one event (:mod:`alertkit._fold`). The scope is read on the caller's
 thread (one ``ContextVar.get()``): context variables do not follow an event to the worker thread.
 
 What Escalite (WIRE.md section 4) gets wrong and this module does not: the request's level is the
