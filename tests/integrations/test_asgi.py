@@ -17,7 +17,7 @@ from fastapi import FastAPI, HTTPException  # noqa: E402
 from fastapi.responses import StreamingResponse  # noqa: E402
 
 with warnings.catch_warnings():  # Starlette asks for httpx2; the test extras install httpx
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from starlette.testclient import TestClient
 
 import alertkit  # noqa: E402
