@@ -359,7 +359,8 @@ class Client:
         ``timeout`` bounds the wait (default: until the retry policy settles every backend); a
         backend still working when it runs out is absent from the result.
         """
-        future = self.send_event_async(event)
+        # Never held for a scope's escalation: this wait would last until the request ends.
+        future = self._send_event(event, None, hold=False)
         try:
             return future.result(timeout)
         except Exception:  # TimeoutError: report what has settled so far
@@ -377,6 +378,15 @@ class Client:
             ``Rejected``, ``Dropped`` or ``Skipped``). ``callback``, if given, is called with that
             mapping on a worker thread; an exception in it is logged, never raised.
         """
+        return self._send_event(event, callback, hold=True)
+
+    def _send_event(
+        self,
+        event: AppEvent | Envelope,
+        callback: Callable[[Results], Any] | None,
+        *,
+        hold: bool,
+    ) -> Future[Results]:
         if isinstance(event, Envelope):
             envelope = event
         elif isinstance(event, AppEvent):
@@ -386,7 +396,8 @@ class Client:
         scope = scope_for_event(envelope)
         if scope is not None:
             tags_win = not isinstance(event, Envelope)  # an Envelope's own tags are per-event
-            return self._submit(lambda: scope.apply(envelope, tags_win=tags_win), callback, scope)
+            holder = scope if hold else None
+            return self._submit(lambda: scope.apply(envelope, tags_win=tags_win), callback, holder)
         return self._submit(lambda: envelope, callback)
 
     def acknowledge(self, dedup_key: str) -> Future[Results]:

@@ -665,3 +665,15 @@ def test_a_held_error_escalates_after_max_hold_even_if_the_request_goes_on(
     finally:
         logger.removeHandler(handler)
     assert len(backend.envelopes) == 1  # leaving the scope does not escalate a second time
+
+
+def test_send_event_is_not_held_so_waiting_on_it_does_not_wait_for_the_scope(
+    client: Client, memory: MemoryBackend
+) -> None:
+    """The synchronous send_event delivers at once inside an escalating scope (holding it would
+    make it wait until the request ends); the escalation follows at the end."""
+    with client.scope(escalate_from="error"):
+        event = client.create_new_app_event("error", "issue", "sync", "sent and waited for")
+        assert client.send_event(event, timeout=5) == {"memory": alertkit.Delivered()}
+    assert client.flush(5)
+    assert [e.event.event_type for e in memory.envelopes] == ["sync", ESCALATION_EVENT_TYPE]
