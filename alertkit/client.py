@@ -22,7 +22,7 @@ from alertkit.limits import Limits
 from alertkit.models import AppEvent, Envelope
 from alertkit.pipeline import DropCallback, Pipeline, Processor, Results
 from alertkit.retry import RetryPolicy
-from alertkit.scope import Scope, scope_for_event, scope_for_log
+from alertkit.scope import Scope, ScopeContext, scope_for_event, scope_for_log
 from alertkit.scrub import default_processors
 from alertkit.stacktrace import (
     resolve_exc_info,
@@ -351,7 +351,7 @@ class Client:
             envelope = self.events.from_log_dict(data, level, classification, info, created)
             return envelope if scope is None else scope.apply(envelope)
 
-        return self._submit(capture, None)
+        return self._submit(capture, None, scope)
 
     def send_event(self, event: AppEvent | Envelope, timeout: float | None = None) -> Results:
         """Deliver ``event`` to every backend and wait; returns one final result per backend.
@@ -359,7 +359,8 @@ class Client:
         ``timeout`` bounds the wait (default: until the retry policy settles every backend); a
         backend still working when it runs out is absent from the result.
         """
-        future = self.send_event_async(event)
+        # Never held for a scope's escalation: this wait would last until the request ends.
+        future = self._send_event(event, None, hold=False)
         try:
             return future.result(timeout)
         except Exception:  # TimeoutError: report what has settled so far
@@ -377,6 +378,15 @@ class Client:
             ``Rejected``, ``Dropped`` or ``Skipped``). ``callback``, if given, is called with that
             mapping on a worker thread; an exception in it is logged, never raised.
         """
+        return self._send_event(event, callback, hold=True)
+
+    def _send_event(
+        self,
+        event: AppEvent | Envelope,
+        callback: Callable[[Results], Any] | None,
+        *,
+        hold: bool,
+    ) -> Future[Results]:
         if isinstance(event, Envelope):
             envelope = event
         elif isinstance(event, AppEvent):
@@ -386,7 +396,8 @@ class Client:
         scope = scope_for_event(envelope)
         if scope is not None:
             tags_win = not isinstance(event, Envelope)  # an Envelope's own tags are per-event
-            return self._submit(lambda: scope.apply(envelope, tags_win=tags_win), callback)
+            holder = scope if hold else None
+            return self._submit(lambda: scope.apply(envelope, tags_win=tags_win), callback, holder)
         return self._submit(lambda: envelope, callback)
 
     def acknowledge(self, dedup_key: str) -> Future[Results]:
@@ -446,7 +457,10 @@ class Client:
         return self.pipeline.submit(capture)
 
     def _submit(
-        self, capture: Callable[[], Envelope | None], callback: Callable[[Results], Any] | None
+        self,
+        capture: Callable[[], Envelope | None],
+        callback: Callable[[Results], Any] | None,
+        scope: ScopeContext | None = None,
     ) -> Future[Results]:
         from concurrent.futures import Future
 
@@ -458,6 +472,8 @@ class Client:
                     callback(done.result())
 
             future.add_done_callback(call)
+        if scope is not None and scope.hold(self, capture, future):
+            return future
         self.pipeline.submit(capture, future)
         return future
 

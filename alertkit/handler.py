@@ -288,6 +288,8 @@ class AlertHandler(logging.Handler):
                 )
             scope = scope_for_record(record, message)
             capture = RecordCapture.of(self.client, record, message, self.incident_key, scope)
+            if scope is not None and scope.hold(self.client, capture):
+                return  # the request's escalation will carry it
             if not self.client.submit_capture(capture):
                 self._count_drop()
         except Exception as exc:  # never into the application

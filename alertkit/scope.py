@@ -11,7 +11,9 @@
 
 Events captured inside a scope (``AlertHandler``, ``Client.log``, ``send_event_async``) carry its
 tags, its user (``eventUser``) and its ``alert_id`` (``contextCrossAppCorrelationId``, unless one is
-set), and errors among them enter the scope's ``error_logs``. The scope is read on the caller's
+set), and errors among them enter the scope's ``error_logs``. In a scope that escalates when it ends
+(``escalate_from``), those errors are held and folded into the escalation instead of being sent on
+their own: one failing request, one event (:mod:`alertkit._fold`). The scope is read on the caller's
 thread (one ``ContextVar.get()``): context variables do not follow an event to the worker thread.
 
 What Escalite (WIRE.md section 4) gets wrong and this module does not: the request's level is the
@@ -23,18 +25,21 @@ a copy of its creator's context: a task sees the scope it was created in until i
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from alertkit._fold import Held, build_headline, expire_later, fold, headline_text, pass_results
 from alertkit._requestlog import (
     API_LOGS,
     ERROR_LOGS,
+    MAX_RECORDED_ERRORS,
     RESERVED,
     SECTIONS,
     SERVICE_LOGS,
@@ -84,6 +89,7 @@ __all__ = [
 #: ``eventType`` of the event that :func:`escalate` sends.
 ESCALATION_EVENT_TYPE = "request escalation"
 
+
 _current: ContextVar[Scope | None] = ContextVar("alertkit_scope", default=None)
 
 
@@ -99,6 +105,19 @@ class ScopeContext(msgspec.Struct, frozen=True):
     user: str | None
     correlation_id: str
     url: str | None = None
+    #: The scope whose escalation will carry this event: set only for an error captured in a
+    #: scope that escalates when it ends (see :meth:`Scope.hold`).
+    holder: Scope | None = None
+
+    def hold(
+        self,
+        client: Client,
+        capture: Callable[[], Envelope | None],
+        future: Future[Results] | None = None,
+    ) -> bool:
+        """Give the capture to the scope that will escalate it; False: send it now as usual."""
+        holder = self.holder
+        return holder is not None and holder.hold(client, capture, future)
 
     def apply(self, envelope: Envelope, *, tags_win: bool = True) -> Envelope:
         """Fill the event's user, correlation id and URL where unset, and merge the tags.
@@ -148,13 +167,31 @@ class Scope:
         self._lock = threading.Lock()
         self._log = RequestLog()
         self._token: Token[Scope | None] | None = None
+        # Errors captured while the scope is entered, waiting to be folded into its escalation.
+        self._held: list[Held] = []
+        self._holding = False
+        self._holding_context: ScopeContext | None = None
         self.context = self._publish()
 
     def _publish(self) -> ScopeContext:
-        self.context = ScopeContext(
-            MappingProxyType(dict(self._tags)), self._user, self._log.alert_id, self._url
-        )
+        tags = MappingProxyType(dict(self._tags))
+        self.context = ScopeContext(tags, self._user, self._log.alert_id, self._url)
+        if self.escalate_from is not None:
+            self._holding_context = ScopeContext(
+                tags, self._user, self._log.alert_id, self._url, holder=self
+            )
         return self.context
+
+    def _context_for(self, level: str) -> ScopeContext:
+        """The context of an event at ``level``: the holding one for an error that will make this
+        scope escalate when it ends (at or above ``error`` and ``escalate_from``)."""
+        held = self._holding_context
+        if held is None or self.escalate_from is None:
+            return self.context
+        number = LEVEL_NUMBERS.get(level, logging.ERROR)
+        if number < logging.ERROR or number < LEVEL_NUMBERS[self.escalate_from]:
+            return self.context
+        return held
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -208,6 +245,8 @@ class Scope:
             self._user = self._own_user if self._own_user is not None else parent._user
             self._publish()
         self._token = _current.set(self)
+        with self._lock:
+            self._holding = self.escalate_from is not None
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
@@ -220,21 +259,79 @@ class Scope:
                 if self.escalate_from is not None:
                     self.escalate(from_level=self.escalate_from, exc_info=failure)
         finally:
-            token, self._token = self._token, None
-            if token is not None:
-                try:
-                    _current.reset(token)
-                except ValueError:  # left in another context (a server that closes elsewhere)
-                    if _current.get() is self:
-                        _current.set(None)
+            self._leave()
+
+    def _leave(self) -> None:
+        """Stop holding (send what no escalation carried) and restore the previous scope."""
+        with capture_internal_exceptions():
+            self._release_held(stop=True)
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _current.reset(token)
+            except ValueError:  # left in another context (a server that closes elsewhere)
+                if _current.get() is self:
+                    _current.set(None)
+
+    # -- errors held for the escalation --------------------------------------------------------
+
+    def hold(
+        self,
+        client: Client,
+        capture: Callable[[], Envelope | None],
+        future: Future[Results] | None = None,
+    ) -> bool:
+        """Keep an error's capture until this scope escalates, which then carries it.
+
+        One failing request is then one event (one incident, one message) with the error as its
+        headline and the request log attached, not the error and then the escalation. Only while
+        the scope is entered, only for its own client (another client's event goes to other
+        destinations), and at most ``MAX_RECORDED_ERRORS`` per request; otherwise False and the
+        caller sends the event at once as usual.
+        """
+        if client is not self.client:
+            return False
+        with self._lock:
+            if not self._holding or len(self._held) >= MAX_RECORDED_ERRORS:
+                return False
+            self._held.append((capture, future))
+            first = len(self._held) == 1
+        if first:
+            expire_later(self)
+        return True
+
+    def hold_expired(self) -> None:
+        """The first held error has waited long enough (a slow or hung request, a long stream):
+        escalate now with the log so far, or, if that is no escalation (the request already
+        escalated at this level), send the held errors as they are."""
+        with self._lock:
+            if not self._held or self.escalate_from is None:
+                return
+        if self.escalate(from_level=self.escalate_from) is None:
+            self._release_held()
+
+    def _release_held(self, *, stop: bool = False) -> None:
+        """Send the held events as they are (no escalation will carry them); ``stop``: hold no
+        more."""
+        with self._lock:
+            held, self._held = self._held, []
+            if stop:
+                self._holding = False
+        pipeline = self.client.pipeline
+        for capture, future in held:
+            pipeline.submit(capture, future)  # a refusal is counted and settles the future
 
     # -- the request log ---------------------------------------------------------------------------
 
     def start_logging(self) -> None:
-        """Start the request log afresh (a new ``alert_id``); a scope starts one when made."""
+        """Start the request log afresh (a new ``alert_id``); a scope starts one when made.
+
+        Errors held for an escalation of the old log are sent as they are.
+        """
         with self._lock:
             self._log = RequestLog()
         self._publish()
+        self._release_held()
 
     def add_to_log(
         self,
@@ -339,8 +436,14 @@ class Scope:
         backend. A request escalates once per level: calling again sends nothing unless the level
         has risen since.
 
+        Errors the scope held (:meth:`hold`) are folded in: the first one is the headline (its
+        text ends the message; its stack trace, details, links, logger and own incident key
+        become the escalation's), all of them are in ``error_logs``, and their futures get the
+        escalation's results. One failing request is one event, not one per error plus one.
+
         Args:
-            message: the event's message; default: a summary of the most severe entry.
+            message: the event's message; default: a summary of the first held error, else of
+                the most severe entry.
             from_level: the lowest request level that escalates.
             exc_info: an exception (or exc_info tuple) whose stack trace the event carries.
 
@@ -365,14 +468,23 @@ class Scope:
             log.escalated_at = level
             snapshot, traces = log.snapshot()
             elapsed = log.elapsed()
+            held, self._held = self._held, []
         context, client = self.context, self.client
 
         def capture() -> Envelope:
+            # Runs on the policy thread, like the held captures it builds here.
+            headline = build_headline(held)
             request_log = finish_snapshot(snapshot, traces)
-            top = top_entry(request_log)
             text = message
-            if text is None:
+            if headline is not None:
+                what = headline_text(headline)
+                if text is None:
+                    text = f"Request escalated at {level.upper()}: {what}"
+                elif info is None:  # an unhandled exception is the headline itself
+                    text = f"{text}: {what}"
+            elif text is None:
                 text = f"Request escalated at {level.upper()}"
+                top = top_entry(request_log)
                 if top is not None:
                     text += f": {describe_entry(*top)}"
             event = client.events.new(level, "issue", ESCALATION_EVENT_TYPE, safe_str(text))
@@ -380,9 +492,12 @@ class Scope:
             if info is not None:
                 client.events.add_exception(event, info)
                 exc_text = format_exception_text(info)
+            elif headline is not None:
+                event.event_stacktrace = headline.event.event_stacktrace
+                exc_text = headline.exc_text
             event.context_operation_time_millis = int(elapsed * 1000)
             errors = request_log.get(ERROR_LOGS) or {}
-            details = {
+            details: dict[str, Any] = {
                 "alert_id": request_log["alert_id"],
                 "log_level": level,
                 "time_elapsed": round(elapsed, 6),
@@ -396,9 +511,15 @@ class Scope:
                 request_log=request_log,
                 incident_key=request_log["alert_id"],
             )
-            return context.apply(envelope)
+            if headline is None:
+                return context.apply(envelope)
+            return context.apply(fold(envelope, headline), tags_win=False)
 
-        return client._submit(capture, None)
+        future = client._submit(capture, None)
+        for _, waiting in held:
+            if waiting is not None:
+                future.add_done_callback(functools.partial(pass_results, waiting))
+        return future
 
     def capture_exception(
         self, exc: BaseException, details: Mapping[str, Any] | None = None
@@ -450,14 +571,15 @@ def _usable(exc_info: Any) -> Trace:
 
 
 def scope_for_record(record: logging.LogRecord, message: str) -> ScopeContext | None:
-    """The current scope's context for a log record; an error record enters ``error_logs``."""
+    """The current scope's context for a log record; an error record enters ``error_logs`` (and
+    gets the holding context when the scope's escalation will carry it)."""
     scope = _current.get()
     if scope is None:
         return None
     if record.levelno >= logging.ERROR:
-        scope._record_error(
-            record.name, message, level_from_number(record.levelno), _usable(record.exc_info)
-        )
+        level = level_from_number(record.levelno)
+        scope._record_error(record.name, message, level, _usable(record.exc_info))
+        return scope._context_for(level)
     return scope.context
 
 
@@ -469,6 +591,7 @@ def scope_for_log(data: Mapping[str, Any], level: str, info: Any) -> ScopeContex
     if LEVEL_NUMBERS[level] >= logging.ERROR:
         with capture_internal_exceptions():
             _record_log_error(scope, data, level, info)
+        return scope._context_for(level)
     return scope.context
 
 
@@ -500,6 +623,7 @@ def scope_for_event(envelope: Envelope) -> ScopeContext | None:
         scope._record_error(
             event.event_type, event.event_message, level, event.event_stacktrace or None
         )
+        return scope._context_for(level)
     return scope.context
 
 

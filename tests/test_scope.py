@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 import alertkit
-from alertkit import AlertHandler, Client, Envelope, Rejected
+from alertkit import AlertHandler, Client, Envelope, Rejected, _fold
 from alertkit.backends.base import BaseBackend
 from alertkit.outcomes import Outcome
 from alertkit.scope import (
@@ -502,3 +502,178 @@ def test_incident_lifecycle_messages_are_not_scope_events(
     assert envelope.event.context_cross_app_correlation_id is None
     assert "route" not in envelope.tags
     assert log["error_logs"] == {} and log["log_level"] == "info"
+
+
+# -- a scope that escalates when it ends holds its errors and folds them into the escalation ------
+
+
+def test_error_in_an_escalating_scope_is_one_event_headed_by_it(
+    client: Client, memory: MemoryBackend, app_log: logging.Logger
+) -> None:
+    """with client.scope(escalate_from="error"): a logged error is not sent on its own; the one
+    escalation carries its message, stack trace, extra fields and logger."""
+    with client.scope(escalate_from="error") as scope:
+        try:
+            {}["sku-9"]
+        except KeyError:
+            app_log.exception("stock lookup failed", extra={"errors": "mine", "sku": "sku-9"})
+        assert client.flush(5)
+        assert memory.envelopes == []  # held until the scope ends
+    assert client.flush(5)
+    [sent] = memory.envelopes
+    assert sent.event.event_type == ESCALATION_EVENT_TYPE
+    assert sent.event.event_message == "Request escalated at ERROR: KeyError: stock lookup failed"
+    assert sent.event.event_stacktrace[0].type == "KeyError"
+    assert "KeyError: 'sku-9'" in (sent.exc_text or "")
+    assert sent.logger_name == "tests.scope.app"
+    assert sent.incident_key == scope.alert_id
+    assert sent.details["sku"] == "sku-9"
+    assert sent.details["extra.errors"] == "mine"  # the summary's own key is not overwritten
+    assert sent.details["errors"] == ["tests.scope.app: stock lookup failed"]
+    assert sent.tags == {"service": "shop"}
+
+
+def test_a_held_event_future_gets_the_escalation_results(
+    client: Client, memory: MemoryBackend
+) -> None:
+    """Client.log and send_event_async futures of folded errors settle with the results of the
+    escalation that carried them; an event below error is sent at once."""
+    with client.scope(escalate_from="error"):
+        logged = client.log({"eventtype": "checkout", "eventmessage": "card declined"}, "error")
+        sent_async = client.send_event_async(client.create_new_app_event("fatal", "issue", "db"))
+        info = client.log({"eventmessage": "retrying"}, "warning")
+        assert info.result(5) == {"memory": alertkit.Delivered()}
+        assert not logged.done() and not sent_async.done()
+    assert logged.result(5) == sent_async.result(5) == {"memory": alertkit.Delivered()}
+    assert client.flush(5)
+    warning, escalation = memory.envelopes
+    assert warning.event.event_message == "retrying"
+    assert escalation.event.log_level == "fatal"
+    assert escalation.event.event_message == "Request escalated at FATAL: checkout: card declined"
+
+
+def test_what_no_escalation_carried_is_sent_when_the_scope_ends(
+    client: Client, memory: MemoryBackend, app_log: logging.Logger
+) -> None:
+    """An escalation made inside the block carries the errors so far; a later error at the same
+    level does not escalate again, so it is sent on its own when the scope ends."""
+    with client.scope(escalate_from="error"):
+        app_log.error("first failure")
+        assert escalate() is not None
+        app_log.error("second failure")
+    assert client.flush(5)
+    escalation, second = memory.envelopes
+    assert escalation.event.event_message.endswith("tests.scope.app: first failure")
+    assert second.event.event_type == "tests.scope.app"
+    assert second.event.event_message == "second failure"
+    assert second.event.context_cross_app_correlation_id == escalation.incident_key
+
+
+def test_only_errors_of_the_scope_client_that_escalate_are_held(
+    client: Client, memory: MemoryBackend, app_log: logging.Logger
+) -> None:
+    """Another client's event goes to its own destinations at once; so do errors below
+    escalate_from, and errors in a scope without escalate_from (escalate() is then explicit)."""
+    other = MemoryBackend()
+    elsewhere = Client(backends=[other], sample_system=False, register_atexit=False)
+    with elsewhere, client.scope(escalate_from="error"):
+        elsewhere.log({"eventmessage": "other client"}, "error")
+        assert elsewhere.flush(5)
+        assert [e.event.event_message for e in other.envelopes] == ["other client"]
+    assert client.flush(5)
+    [escalation] = memory.envelopes  # the error is in the request log all the same
+    assert escalation.event.event_message == "Request escalated at ERROR: log: other client"
+    memory.envelopes.clear()
+    with client.scope(escalate_from="fatal"):
+        app_log.error("below fatal")
+        assert client.flush(5)
+        assert [e.event.event_message for e in memory.envelopes] == ["below fatal"]
+    with client.scope():
+        app_log.error("plain scope")
+        assert client.flush(5)
+        assert memory.envelopes[-1].event.event_message == "plain scope"
+        assert escalate() is not None
+    assert client.flush(5)
+    assert [e.event.event_type for e in memory.envelopes] == [
+        "tests.scope.app",
+        "tests.scope.app",
+        ESCALATION_EVENT_TYPE,
+    ]
+
+
+def test_held_errors_are_bounded_per_request(
+    client: Client, memory: MemoryBackend, app_log: logging.Logger
+) -> None:
+    """A loop of errors holds at most 50 for the escalation; the rest go out on their own."""
+    with client.scope(escalate_from="error"):
+        for n in range(60):
+            app_log.error("failure %d", n)
+    assert client.flush(5)
+    [escalation] = escalations(memory)
+    assert escalation.event.event_message.endswith("failure 0")
+    assert len(memory.envelopes) == 11
+    assert memory.envelopes[0].event.event_message == "failure 50"
+
+
+def test_a_fresh_request_log_sends_the_held_errors(
+    client: Client, memory: MemoryBackend, app_log: logging.Logger
+) -> None:
+    """start_logging() starts a new log: errors held for the old one are sent as they are."""
+    with client.scope(escalate_from="fatal") as scope:
+        app_log.critical("old request")
+        old_id = scope.alert_id
+        start_logging()
+        assert client.flush(5)
+        [sent] = memory.envelopes
+        assert sent.event.event_message == "old request"
+        assert sent.event.context_cross_app_correlation_id == old_id
+
+
+class SignallingBackend(MemoryBackend):
+    """A memory backend that says when something arrived, so a test waits on an event."""
+
+    def __init__(self) -> None:
+        super().__init__(name="memory")
+        self.arrived = threading.Event()
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        outcomes = super().send(batch)
+        self.arrived.set()
+        return outcomes
+
+
+def test_a_held_error_escalates_after_max_hold_even_if_the_request_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request that runs on (a stream, a hung call) does not keep its error from paging: after
+    MAX_HOLD the scope escalates with its log so far, once."""
+    monkeypatch.setattr(_fold, "MAX_HOLD", 0.05)
+    backend = SignallingBackend()
+    client = Client(backends=[backend], sample_system=False, register_atexit=False, retry=FAST)
+    logger = logging.getLogger("tests.scope.stream")
+    handler = AlertHandler(client=client)
+    logger.addHandler(handler)
+    try:
+        with client, client.scope(escalate_from="error"):
+            logger.error("upstream gone")
+            assert backend.arrived.wait(5)  # while the request still runs
+            [sent] = backend.envelopes
+            assert sent.event.event_message == (
+                "Request escalated at ERROR: tests.scope.stream: upstream gone"
+            )
+            assert sent.request_log is not None and sent.request_log["end_time"] is None
+    finally:
+        logger.removeHandler(handler)
+    assert len(backend.envelopes) == 1  # leaving the scope does not escalate a second time
+
+
+def test_send_event_is_not_held_so_waiting_on_it_does_not_wait_for_the_scope(
+    client: Client, memory: MemoryBackend
+) -> None:
+    """The synchronous send_event delivers at once inside an escalating scope (holding it would
+    make it wait until the request ends); the escalation follows at the end."""
+    with client.scope(escalate_from="error"):
+        event = client.create_new_app_event("error", "issue", "sync", "sent and waited for")
+        assert client.send_event(event, timeout=5) == {"memory": alertkit.Delivered()}
+    assert client.flush(5)
+    assert [e.event.event_type for e in memory.envelopes] == ["sync", ESCALATION_EVENT_TYPE]

@@ -340,6 +340,7 @@ class PagerDutyBackend(WebBackend):
             "tags": dict(envelope.tags),
             "user": event.event_user,
             "url": event.context_url,
+            "request_log": envelope.request_log,
         }
         own = {k: v for k, v in own.items() if v}
         details = {f"extra.{k}" if k in own else str(k): v for k, v in envelope.details.items()}

@@ -9,6 +9,9 @@ error, a 4xx a warning), record an unhandled exception with its traceback in ``e
 log, and escalate once the request's level reaches ``escalate_from``. An unhandled exception is
 reported exactly once: inside the escalation (with its stack trace) or, when the request stays below
 ``escalate_from``, as an error event of its own. Then it propagates to the framework unchanged.
+Errors the request logs at or above ``escalate_from`` are held by its scope and folded into the
+escalation (the first is its headline), so one failing request is one event: one incident, one
+message (:mod:`alertkit._fold`).
 Neither middleware needs the framework installed; they only speak the ASGI/WSGI protocols.
 """
 
@@ -66,7 +69,8 @@ class RequestTracker:
         client cannot be made from a broken environment: alerting must not take requests down.
         """
         try:
-            scope = self.client.scope()
+            # escalate_from makes the scope hold the request's errors for its escalation.
+            scope = self.client.scope(escalate_from=self.escalate_from)
             scope.url = url
             scope.add_to_log(
                 "request", f"{method} {path}", tag=API_LOGS, extras={"method": method, "path": path}
@@ -109,4 +113,4 @@ class RequestTracker:
                         details={"request": {"method": method, "path": path, "status": status}},
                     )
         finally:
-            scope.__exit__(None, None, None)
+            scope._leave()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -12,12 +14,18 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 from fastapi import FastAPI, HTTPException  # noqa: E402
+from fastapi.responses import StreamingResponse  # noqa: E402
+
+with warnings.catch_warnings():  # Starlette asks for httpx2; the test extras install httpx
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
 
 import alertkit  # noqa: E402
-from alertkit import AlertHandler, Client, Envelope  # noqa: E402
+from alertkit import AlertHandler, Client, Envelope, _fold  # noqa: E402
 from alertkit.integrations.asgi import AlertkitMiddleware  # noqa: E402
 from alertkit.scope import ESCALATION_EVENT_TYPE, add_to_log, current_scope, set_user  # noqa: E402
 from alertkit.testing import MemoryBackend, capture_events  # noqa: E402
+from tests.servers.pagerduty import PagerDutyStandIn  # noqa: E402
 
 FAST = alertkit.RetryPolicy(backoff=0.01, max_backoff=0.05)
 
@@ -258,3 +266,161 @@ def test_a_broken_default_client_does_not_break_requests(
     assert reply.status_code == 200
     assert [type(e).__name__ for e in internal_errors] == ["ConfigError"]
     assert api._default is None
+
+
+# -- one page per failing request: a real PagerDuty stand-in behind Starlette's TestClient ---------
+
+
+@pytest.fixture
+def pd() -> Iterator[PagerDutyStandIn]:
+    with PagerDutyStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def pd_client(pd: PagerDutyStandIn) -> Iterator[Client]:
+    made = Client(backends=[pd.url()], sample_system=False, register_atexit=False, retry=FAST)
+    yield made
+    made.shutdown(2.0)
+
+
+@pytest.fixture
+def shop_log(pd_client: Client) -> Iterator[logging.Logger]:
+    """The application's logger, reporting through AlertHandler as the docs recommend."""
+    logger = logging.getLogger("tests.asgi.shop")
+    handler = AlertHandler(client=pd_client)
+    logger.addHandler(handler)
+    logger.propagate = False
+    yield logger
+    logger.removeHandler(handler)
+    logger.propagate = True
+
+
+def shop_app(client: Client, log: logging.Logger) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/pay")
+    async def pay() -> dict[str, str]:
+        add_to_log("cart", "c-7", tag="api_logs")
+        try:
+            raise ConnectionError("card processor unreachable")
+        except ConnectionError:
+            log.exception("payment failed for cart %s", "c-7", extra={"cart": "c-7"})
+        return {"status": "queued"}
+
+    @app.get("/pay-twice")
+    def pay_twice() -> dict[str, str]:  # sync: runs in the thread pool, in the request's context
+        log.error("card declined for cart %s", "c-8")
+        log.error("refund failed for cart %s", "c-8")
+        return {"status": "declined"}
+
+    @app.get("/unavailable")
+    async def unavailable() -> None:
+        raise HTTPException(status_code=503, detail="maintenance")
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("inventory index corrupt")
+
+    app.add_middleware(AlertkitMiddleware, client=client, escalate_from="error")
+    return app
+
+
+def pd_bodies(pd: PagerDutyStandIn, client: Client) -> list[dict[str, Any]]:
+    assert client.flush(5)
+    assert pd.invalid == [], pd.invalid
+    return pd.bodies
+
+
+def test_one_logged_error_pages_once_with_the_request_log(
+    pd: PagerDutyStandIn, pd_client: Client, shop_log: logging.Logger
+) -> None:
+    """A request that logs one error is one PagerDuty trigger, keyed by the request's alert id,
+    headed by the logged error, carrying its stack trace and the whole request log."""
+    with TestClient(shop_app(pd_client, shop_log)) as http:
+        assert http.get("/pay").status_code == 200
+    [body] = pd_bodies(pd, pd_client)
+    details = body["payload"]["custom_details"]
+    log = details["request_log"]
+    assert body["dedup_key"] == log["alert_id"] == details["alert_id"]
+    assert body["payload"]["summary"] == (
+        "request escalation: GET /pay -> 200: ConnectionError: payment failed for cart c-7"
+    )
+    assert body["payload"]["component"] == "tests.asgi.shop"
+    assert "ConnectionError: card processor unreachable" in details["stack_trace"]
+    assert details["cart"] == "c-7"  # the record's extra fields stay with it
+    assert log["api_logs"]["request"]["code"] == 200
+    assert log["api_logs"]["cart"]["value"] == "c-7"
+    assert "ConnectionError" in log["error_logs"]["tests.asgi.shop"]["error_trace"]
+
+
+def test_two_logged_errors_page_once_headed_by_the_first(
+    pd: PagerDutyStandIn, pd_client: Client, shop_log: logging.Logger
+) -> None:
+    """Two different errors in one request are still one trigger: the first is the headline, both
+    are in the request log and in the details' error list."""
+    with TestClient(shop_app(pd_client, shop_log)) as http:
+        assert http.get("/pay-twice").status_code == 200
+    [body] = pd_bodies(pd, pd_client)
+    details = body["payload"]["custom_details"]
+    assert body["payload"]["summary"].endswith(
+        "GET /pay-twice -> 200: tests.asgi.shop: card declined for cart c-8"
+    )
+    assert details["errors"] == [
+        "tests.asgi.shop: card declined for cart c-8",
+        "tests.asgi.shop #2: refund failed for cart c-8",
+    ]
+    assert list(details["request_log"]["error_logs"]) == ["tests.asgi.shop", "tests.asgi.shop #2"]
+    assert body["dedup_key"] == details["request_log"]["alert_id"]
+
+
+def test_a_5xx_or_a_crash_without_a_logged_error_pages_once(
+    pd: PagerDutyStandIn, pd_client: Client, shop_log: logging.Logger
+) -> None:
+    """What escalated before still escalates, once: a 5xx response, an unhandled exception."""
+    with TestClient(shop_app(pd_client, shop_log), raise_server_exceptions=False) as http:
+        assert http.get("/unavailable").status_code == 503
+        assert http.get("/crash").status_code == 500
+    first, second = pd_bodies(pd, pd_client)
+    assert first["payload"]["summary"] == "request escalation: GET /unavailable -> 503"
+    assert second["payload"]["summary"] == (
+        "request escalation: GET /crash failed: RuntimeError: inventory index corrupt"
+    )
+    assert "inventory index corrupt" in second["payload"]["custom_details"]["stack_trace"]
+    keys = [b["dedup_key"] for b in (first, second)]
+    assert keys == [
+        b["payload"]["custom_details"]["request_log"]["alert_id"] for b in (first, second)
+    ]
+    assert keys[0] != keys[1]
+
+
+def test_a_long_stream_pages_while_it_still_runs(
+    pd: PagerDutyStandIn,
+    pd_client: Client,
+    shop_log: logging.Logger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A streamed response that logs an error and goes on streaming pages after MAX_HOLD, not
+    when the stream ends, and only once."""
+    monkeypatch.setattr(_fold, "MAX_HOLD", 0.05)
+    app = FastAPI()
+
+    @app.get("/feed")
+    async def feed() -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            shop_log.error("price source lost")
+            deadline = asyncio.get_running_loop().time() + 5
+            while not pd.bodies and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)  # bounded wait for the stand-in to get the page
+            yield b"paged while streaming" if pd.bodies else b"not paged"
+
+        return StreamingResponse(body())
+
+    app.add_middleware(AlertkitMiddleware, client=pd_client)
+    with TestClient(app) as http:
+        assert http.get("/feed").text == "paged while streaming"
+    [body] = pd_bodies(pd, pd_client)
+    assert body["payload"]["summary"] == (
+        "request escalation: Request escalated at ERROR: tests.asgi.shop: price source lost"
+    )
+    assert body["dedup_key"] == body["payload"]["custom_details"]["request_log"]["alert_id"]

@@ -15,6 +15,7 @@ from alertkit import AlertHandler, Client  # noqa: E402
 from alertkit.integrations.wsgi import AlertkitMiddleware  # noqa: E402
 from alertkit.scope import ESCALATION_EVENT_TYPE, add_to_log, current_scope  # noqa: E402
 from alertkit.testing import MemoryBackend  # noqa: E402
+from tests.servers.pagerduty import PagerDutyStandIn  # noqa: E402
 
 FAST = alertkit.RetryPolicy(backoff=0.01, max_backoff=0.05)
 
@@ -94,11 +95,9 @@ def test_propagated_exception_escalates_with_its_trace(
     assert current_scope() is None
 
 
-def test_flask_500_escalates_with_the_trace_from_flask_log(
-    client: Client, memory: MemoryBackend
-) -> None:
-    """Flask answers 500 itself; the 500 makes the request an error, and Flask's own error
-    record (through AlertHandler) brings the traceback into error_logs."""
+def test_flask_500_is_one_event_headed_by_flask_log(client: Client, memory: MemoryBackend) -> None:
+    """Flask answers 500 itself and logs the exception: that record (through AlertHandler) is
+    folded into the request's escalation, one event with its traceback, not two."""
     app = make_app(client, propagate=False)
     handler = AlertHandler(client=client)
     app.logger.addHandler(handler)
@@ -107,14 +106,17 @@ def test_flask_500_escalates_with_the_trace_from_flask_log(
     finally:
         app.logger.removeHandler(handler)
     assert client.flush(5)
-    [sent] = [e for e in memory.envelopes if e.event.event_type == ESCALATION_EVENT_TYPE]
-    [logged] = [e for e in memory.envelopes if e.event.event_type != ESCALATION_EVENT_TYPE]
+    [sent] = memory.envelopes
+    assert sent.event.event_type == ESCALATION_EVENT_TYPE
+    assert sent.event.event_message == "GET /boom -> 500: LookupError: Exception on /boom [GET]"
+    assert sent.event.event_stacktrace[0].type == "LookupError"
+    assert sent.logger_name == app.logger.name
     assert sent.request_log is not None
     assert sent.request_log["api_logs"]["request"]["code"] == 500
     [(key, entry)] = sent.request_log["error_logs"].items()
     assert key == app.logger.name
     assert "LookupError: no such order" in entry["error_trace"]
-    assert logged.event.context_cross_app_correlation_id == sent.request_log["alert_id"]
+    assert sent.event.context_cross_app_correlation_id == sent.request_log["alert_id"]
 
 
 def test_exception_below_escalate_from_is_captured_once(
@@ -195,3 +197,106 @@ def test_close_is_passed_on_and_ends_the_scope(client: Client, memory: MemoryBac
     assert client.flush(5)
     [sent] = memory.envelopes
     assert sent.event.event_message == "GET / -> 503"
+
+
+# -- one page per failing request: a real PagerDuty stand-in behind Flask's test client ------------
+
+
+@pytest.fixture
+def pd() -> Iterator[PagerDutyStandIn]:
+    with PagerDutyStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def pd_client(pd: PagerDutyStandIn) -> Iterator[Client]:
+    made = Client(backends=[pd.url()], sample_system=False, register_atexit=False, retry=FAST)
+    yield made
+    made.shutdown(2.0)
+
+
+@pytest.fixture
+def shop(pd_client: Client) -> Iterator[Any]:
+    """A Flask app that reports its own logger's errors, as docs/integrations.md shows."""
+    app = flask.Flask("tests_wsgi_shop")
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/pay")
+    def pay() -> str:
+        add_to_log("cart", "c-7", tag="api_logs")
+        app.logger.error("card declined for cart %s", "c-7", extra={"incident_key": "payments"})
+        return "declined"
+
+    @app.get("/pay-twice")
+    def pay_twice() -> str:
+        app.logger.error("card declined for cart %s", "c-8")
+        app.logger.error("refund failed for cart %s", "c-8")
+        return "declined"
+
+    @app.get("/crash")
+    def crash() -> str:
+        raise LookupError("order index corrupt")
+
+    @app.get("/unavailable")
+    def unavailable() -> tuple[str, int]:
+        return "maintenance", 503
+
+    handler = AlertHandler(client=pd_client)
+    app.logger.addHandler(handler)
+    app.wsgi_app = AlertkitMiddleware(app.wsgi_app, client=pd_client)  # type: ignore[method-assign]
+    yield app
+    app.logger.removeHandler(handler)
+
+
+def pd_bodies(pd: PagerDutyStandIn, client: Client) -> list[dict[str, Any]]:
+    assert client.flush(5)
+    assert pd.invalid == [], pd.invalid
+    return pd.bodies
+
+
+def test_one_logged_error_pages_once_with_the_request_log(
+    pd: PagerDutyStandIn, pd_client: Client, shop: Any
+) -> None:
+    """A Flask request that logs one error is one PagerDuty trigger with the request log; the
+    key the application chose for that error (extra incident_key) is the trigger's key."""
+    assert shop.test_client().get("/pay", buffered=True).status_code == 200
+    [body] = pd_bodies(pd, pd_client)
+    details = body["payload"]["custom_details"]
+    assert body["dedup_key"] == "payments"
+    assert body["payload"]["summary"] == (
+        "request escalation: GET /pay -> 200: tests_wsgi_shop: card declined for cart c-7"
+    )
+    assert details["request_log"]["api_logs"]["cart"]["value"] == "c-7"
+    assert details["request_log"]["api_logs"]["request"]["code"] == 200
+    assert details["errors"] == ["tests_wsgi_shop: card declined for cart c-7"]
+
+
+def test_two_logged_errors_page_once_keyed_by_the_request(
+    pd: PagerDutyStandIn, pd_client: Client, shop: Any
+) -> None:
+    """Two errors in one Flask request: one trigger, keyed by the alert id, headed by the first."""
+    assert shop.test_client().get("/pay-twice", buffered=True).status_code == 200
+    [body] = pd_bodies(pd, pd_client)
+    details = body["payload"]["custom_details"]
+    assert body["dedup_key"] == details["request_log"]["alert_id"]
+    assert body["payload"]["summary"].endswith(
+        "-> 200: tests_wsgi_shop: card declined for cart c-8"
+    )
+    assert len(details["request_log"]["error_logs"]) == 2
+
+
+def test_a_5xx_or_flask_own_500_pages_once(
+    pd: PagerDutyStandIn, pd_client: Client, shop: Any
+) -> None:
+    """A 503 with nothing logged pages once; an exception Flask turns into a 500 (and logs) pages
+    once, with the traceback Flask logged."""
+    http = shop.test_client()
+    assert http.get("/unavailable", buffered=True).status_code == 503
+    assert http.get("/crash", buffered=True).status_code == 500
+    first, second = pd_bodies(pd, pd_client)
+    assert first["payload"]["summary"] == "request escalation: GET /unavailable -> 503"
+    assert second["payload"]["summary"] == (
+        "request escalation: GET /crash -> 500: LookupError: Exception on /crash [GET]"
+    )
+    assert "LookupError: order index corrupt" in second["payload"]["custom_details"]["stack_trace"]
+    assert first["dedup_key"] != second["dedup_key"]
