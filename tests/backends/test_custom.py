@@ -9,6 +9,7 @@ import pytest
 
 from alertkit import Delivered, Rejected, RetryLater
 from alertkit.backends import create_backend, registry
+from alertkit.testing.contract import HttpBackendContract
 from tests.backends._notifiers import client_factory, declined
 from tests.servers.http import Reply, ScriptedServer
 
@@ -63,3 +64,24 @@ def test_the_guides_backend_against_a_discord_stand_in(guide):
     assert isinstance(outcomes[3], RetryLater) and outcomes[3].delay is None
     assert all(TOKEN not in getattr(o, "reason", "") for o in outcomes)
     assert TOKEN not in repr(backend)
+
+
+class TestTheGuidesBackendKeepsTheContract(HttpBackendContract):
+    """The guide's Discord backend passes the same contract suite as the built-in backends."""
+
+    secrets = (TOKEN,)
+    ok_status = 204
+    ok_body = b""
+
+    @pytest.fixture(autouse=True)
+    def _discord(self, guide):
+        self.discord = guide["DiscordBackend"]
+
+    def make(self, endpoint: str, timeout: float):
+        return self.discord("123456789012", TOKEN, endpoint=endpoint, timeout=timeout)
+
+    def url(self, endpoint: str, timeout: float) -> str:
+        return f"discord://123456789012/{TOKEN}?endpoint={endpoint}"
+
+    def bad_configs(self):
+        yield (lambda: self.discord("not-digits", TOKEN), "webhook_id")

@@ -51,7 +51,7 @@ def _ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))  # up, with or without AUTH
     except OSError:
         return False
 
@@ -59,8 +59,9 @@ def _ping(port: int) -> bool:
 class RedisServer:
     """One redis-server process on a fixed port, which survives :meth:`restart`."""
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(self, binary: str, port: int | None = None, password: str | None = None) -> None:
         self.binary = binary
+        self.password = password
         self.port = port or free_port()
         self.workdir = tempfile.mkdtemp(prefix="alertkit-redis-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -83,6 +84,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 self.workdir,
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -114,7 +116,9 @@ class RedisServer:
     def client(self):  # type: ignore[no-untyped-def]
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5
+        )
 
     def close(self) -> None:
         self.stop()
