@@ -15,7 +15,6 @@ spooled, dropped and rejected per backend, and why, in words that match what hap
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -29,22 +28,31 @@ INTERVAL = 60.0
 MAX_CAUSES = 8
 OTHER = "other reasons"
 _LAST_ERROR = "; last error: "
+#: The kinds of events announced (spooled ones are safe on disk, not lost).
+ANNOUNCED = frozenset({"dropped", "rejected"})
 _BUDGET = "shutdown budget exhausted"
 
 
 def cause(reason: str) -> str:
     """What groups drops: ``gave up after 6 attempts`` of ``gave up after 6 attempts; last
     error: ...`` (the error itself is reported apart, as the source's last failure)."""
-    return reason.split(_LAST_ERROR, 1)[0]
+    return reason.partition(_LAST_ERROR)[0] if _LAST_ERROR in reason else reason
 
 
-def count_cause(causes: dict[tuple[str, str], int], kind: str, reason: str, n: int) -> None:
+def count_cause(
+    causes: dict[tuple[str, str], int], kind: str, reason: str, n: int
+) -> tuple[str, str]:
     """Add ``n`` to ``(kind, cause(reason))`` in ``causes``, keeping at most :data:`MAX_CAUSES`
-    causes per kind."""
+    causes per kind. Runs for every dropped event (on the caller's thread for an intake drop),
+    so the usual case, a cause already counted, is one lookup. Returns the key counted."""
     key = (kind, cause(reason))
-    if key not in causes and sum(1 for k in causes if k[0] == kind) >= MAX_CAUSES:
-        key = (kind, OTHER)
-    causes[key] = causes.get(key, 0) + n
+    count = causes.get(key)
+    if count is None:
+        if sum(1 for k in causes if k[0] == kind) >= MAX_CAUSES:
+            key = (kind, OTHER)
+        count = causes.get(key, 0)
+    causes[key] = count + n
+    return key
 
 
 def _events(n: int) -> str:
@@ -54,8 +62,11 @@ def _events(n: int) -> str:
 class DropAnnouncer:
     """Rate-limited WARNING lines about one source's dropped and rejected events.
 
-    The first drop is announced at once; later ones are counted and announced with the next
-    drop at least ``interval`` seconds after the previous line, or by :meth:`flush`.
+    The owner (:class:`~alertkit.stats.BackendStats`) counts the events per cause and, under
+    its own lock, checks :attr:`next_at` on each drop (one clock read) and for a :meth:`line` when
+    it is: the first drop is announced at once, later ones with the next drop at least
+    ``interval`` seconds after the previous line, or at shutdown. A line gives the counts
+    since the previous one: the difference between the owner's counts and those last told.
     """
 
     def __init__(
@@ -67,56 +78,41 @@ class DropAnnouncer:
     ) -> None:
         self.source = source
         self.interval = interval
-        self.lines = 0  # lines written so far, for tests and the summary
+        self.lines = 0  # lines made so far
         self._clock = clock
-        self._lock = threading.Lock()
-        self._pending: dict[tuple[str, str], int] = {}
-        self._failure: str | None = None
-        self._said_at: float | None = None
-        self._next_at = float("-inf")
+        self._told: dict[tuple[str, str], int] = {}
+        self._told_at: float | None = None
+        self.next_at = float("-inf")  # clock time from which the next line may be made
 
-    def add(self, kind: str, n: int, reason: str, failure: str | None = None) -> None:
-        """Count ``n`` events ``kind`` ("dropped", "rejected") for ``reason``; ``failure`` is
-        the destination's last error, if the reason does not say it."""
-        if n <= 0:
-            return
-        with self._lock:
-            count_cause(self._pending, kind, reason, n)
-            if _LAST_ERROR in reason:
-                failure = reason.split(_LAST_ERROR, 1)[1]
-            if failure is not None:
-                self._failure = failure
-            now = self._clock()
-            if now < self._next_at:
-                return
-            line = self._take(now)
-        log.warning("%s", line)
+    def due(self) -> bool:
+        """Whether a line may be made now."""
+        return self._clock() >= self.next_at
 
-    def flush(self) -> None:
-        """Announce what was counted since the last line, if anything (at shutdown)."""
-        with self._lock:
-            if not self._pending:
-                return
-            line = self._take(self._clock())
-        log.warning("%s", line)
-
-    def _take(self, now: float) -> str:
-        """The line for what is pending, which is then cleared; called with the lock held."""
-        counts = _by_kind(self._pending, lambda what: what)
-        if self._said_at is None:
-            when = ""
-            later = "; further drops are reported at most once " + (
+    def line(self, causes: Mapping[tuple[str, str], int], failure: str | None = None) -> str | None:
+        """The line for the events of ``causes`` not told yet (kinds dropped and rejected),
+        with ``failure``, the destination's last error; None if there are none."""
+        pending = {
+            key: n - self._told.get(key, 0)
+            for key, n in causes.items()
+            if key[0] in ANNOUNCED and n > self._told.get(key, 0)
+        }
+        if not pending:
+            return None
+        now = self._clock()
+        text = f"alertkit: {self.source}: " + _by_kind(pending, lambda what: what)
+        if self._told_at is not None:
+            text += f" in the last {now - self._told_at:.0f}s"
+        if failure and failure not in text:
+            text += f"; last error: {failure}"
+        if self._told_at is None:
+            text += "; further drops are reported at most once " + (
                 "a minute" if self.interval == INTERVAL else f"every {self.interval:g}s"
             )
-        else:
-            when = f" in the last {now - self._said_at:.0f}s"
-            later = ""
-        failure = f"; last error: {self._failure}" if self._failure else ""
-        self._pending.clear()
-        self._said_at = now
-        self._next_at = now + self.interval
+        self._told.update({key: causes[key] for key in pending})
+        self._told_at = now
+        self.next_at = now + self.interval
         self.lines += 1
-        return f"alertkit: {self.source}: {counts}{when}{failure}{later}"
+        return text
 
 
 _KIND_ORDER = {"spooled": 0, "dropped": 1, "rejected": 2}

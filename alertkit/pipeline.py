@@ -373,7 +373,7 @@ class Pipeline:
         lost = {name: after[name][0] - before[name][0] for name in after}
         kept = {name: after[name][1] - before[name][1] for name in after}
         for stats in [self.intake] + [w.stats for w in self.workers]:
-            stats.announcer.flush()  # what the rate limit held back
+            stats.announce()  # what the rate limit held back
         summary = exit_summary(
             {w.backend.name: w.stats for w in self.workers},
             self.intake,

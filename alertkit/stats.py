@@ -7,15 +7,19 @@ keeps the causes and the destination's last error for the exit summary.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
-from alertkit.announce import DropAnnouncer, count_cause
+from alertkit.announce import ANNOUNCED, DropAnnouncer, count_cause
+
+log = logging.getLogger("alertkit.drops")
 
 #: Counters whose reasons are counted per cause (for the exit summary).
 _CAUSED = frozenset({"dropped", "spooled", "rejected"})
-#: Counters announced on the ``alertkit.drops`` logger.
-_ANNOUNCED = frozenset({"dropped", "rejected"})
+_KEYS_KEPT = 64
 
 
 class BackendStats:
@@ -34,27 +38,51 @@ class BackendStats:
         "evicted",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
-        self.announcer = DropAnnouncer(name)
+        self.announcer = DropAnnouncer(name, clock=clock)
+        self._clock = clock
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(self.COUNTERS, 0)
         self._last: dict[str, str] = {}
         self._causes: dict[tuple[str, str], int] = {}
+        # reason -> its key in _causes, per counter: most drops repeat a reason seen before
+        self._keys: dict[str, dict[str, tuple[str, str]]] = {c: {} for c in _CAUSED}
         self._failure: str | None = None
 
     def add(self, counter: str, n: int = 1, reason: str | None = None) -> None:
+        """Count ``n`` events; a dropped or rejected one is announced (rate-limited).
+
+        An intake drop runs this on the application's thread, once per event: the usual
+        case (a reason seen before, no line due) is a few dict operations and a clock read.
+        """
+        line = None
         with self._lock:
             self._counts[counter] += n
             if reason is not None:
                 self._last[counter] = reason
                 if counter in _CAUSED:
-                    count_cause(self._causes, counter, reason, n)
+                    keys = self._keys[counter]
+                    key = keys.get(reason)
+                    if key is not None:
+                        self._causes[key] += n
+                    else:
+                        key = count_cause(self._causes, counter, reason, n)
+                        if len(keys) < _KEYS_KEPT:
+                            keys[reason] = key
                 if counter in {"rejected", "retried"}:
                     self._failure = reason
-            failure = self._failure
-        if reason is not None and counter in _ANNOUNCED:
-            self.announcer.add(counter, n, reason, None if counter == "rejected" else failure)
+                if counter in ANNOUNCED and self._clock() >= self.announcer.next_at:
+                    line = self.announcer.line(self._causes, self._failure)
+        if line is not None:
+            log.warning("%s", line)
+
+    def announce(self) -> None:
+        """Announce the drops the rate limit held back (at shutdown)."""
+        with self._lock:
+            line = self.announcer.line(self._causes, self._failure)
+        if line is not None:
+            log.warning("%s", line)
 
     def failed(self, reason: str) -> None:
         """Remember the destination's last error (a RetryLater reason, retried or not)."""

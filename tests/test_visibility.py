@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 from alertkit import Client, Dropped, RetryPolicy
-from alertkit.announce import DropAnnouncer, exit_summary
+from alertkit.announce import exit_summary
 from alertkit.stats import BackendStats
 from tests.servers.http import Reply, ScriptedServer, free_port
 from tests.servers.pagerduty import KEY
@@ -47,15 +47,16 @@ def python(script: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_first_drop_is_announced_at_once_then_once_a_minute_with_the_count(caplog) -> None:
     clock = Clock()
-    announcer = DropAnnouncer("local", clock=clock)
+    stats = BackendStats("local", clock=clock)
     with caplog.at_level(logging.WARNING, logger="alertkit.drops"):
-        announcer.add("dropped", 1, "queue full")
+        stats.add("dropped", reason="queue full")
         for _ in range(500):
             clock.now += 0.1  # 50 s of drops: held back
-            announcer.add("dropped", 10, "queue full")
+            stats.add("dropped", 10, reason="queue full")
         assert len(caplog.records) == 1
         clock.now += 11  # a minute after the first line
-        announcer.add("dropped", 1, "gave up after 6 attempts; last error: HTTP 500 from h:80")
+        stats.failed("HTTP 500 from h:80")
+        stats.add("dropped", reason="gave up after 6 attempts; last error: HTTP 500 from h:80")
     lines = [r.getMessage() for r in caplog.records]
     assert all(r.levelno == logging.WARNING for r in caplog.records)
     assert lines[0].startswith("alertkit: local: dropped 1 event (queue full)")
@@ -65,20 +66,30 @@ def test_the_first_drop_is_announced_at_once_then_once_a_minute_with_the_count(c
     )
 
 
-def test_flush_announces_what_the_rate_limit_held_back_and_nothing_twice(caplog) -> None:
+def test_shutdown_announces_what_the_rate_limit_held_back_and_nothing_twice(caplog) -> None:
     clock = Clock()
-    announcer = DropAnnouncer("pagerduty", clock=clock)
+    stats = BackendStats("pagerduty", clock=clock)
     with caplog.at_level(logging.WARNING, logger="alertkit.drops"):
-        announcer.add("rejected", 1, "HTTP 400 from h:443: invalid event")
-        announcer.add("rejected", 2, "HTTP 400 from h:443: invalid event")
-        announcer.flush()
-        announcer.flush()
+        stats.add("rejected", reason="HTTP 400 from h:443: invalid event")
+        stats.add("rejected", 2, reason="HTTP 400 from h:443: invalid event")
+        stats.add("spooled", 5, reason="circuit open")  # safe on disk: not announced
+        stats.announce()
+        stats.announce()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
-    assert (
-        lines[1]
-        == "alertkit: pagerduty: rejected 2 events (HTTP 400 from h:443: invalid event) in the last 0s"
+    assert lines[1] == (
+        "alertkit: pagerduty: rejected 2 events (HTTP 400 from h:443: invalid event) in the last 0s"
     )
+
+
+def test_causes_beyond_the_limit_are_summed_up_as_other_reasons() -> None:
+    stats = BackendStats("http")
+    for i in range(20):
+        stats.add("rejected", reason=f"HTTP 400 from h:443: bad field {i}")
+    causes = stats.causes()
+    assert len(causes) == 9
+    assert causes[("rejected", "other reasons")] == 12
+    assert sum(causes.values()) == stats.count("rejected") == 20
 
 
 # -- the exit summary ----------------------------------------------------------------------------
