@@ -5,7 +5,7 @@ bury the application's own output (and cost the caller's thread); none at all le
 guessing why events are missing. So each source of drops (a backend, or the intake) says so at
 once, then at most once a minute how many it dropped or had rejected since its last line, why,
 and the destination's last error; what is still untold is said at shutdown
-(:meth:`DropAnnouncer.flush`). The lines go to the ``alertkit.drops`` logger at WARNING, which
+(:meth:`alertkit.stats.BackendStats.announce`). The lines go to the ``alertkit.drops`` logger at WARNING, which
 reaches stderr through :data:`logging.lastResort` when the application configured no logging.
 
 At exit, :func:`exit_summary` turns the final counts into one line saying what was delivered,
@@ -83,10 +83,6 @@ class DropAnnouncer:
         self._told: dict[tuple[str, str], int] = {}
         self._told_at: float | None = None
         self.next_at = float("-inf")  # clock time from which the next line may be made
-
-    def due(self) -> bool:
-        """Whether a line may be made now."""
-        return self._clock() >= self.next_at
 
     def line(self, causes: Mapping[tuple[str, str], int], failure: str | None = None) -> str | None:
         """The line for the events of ``causes`` not told yet (kinds dropped and rejected),

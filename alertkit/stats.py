@@ -7,15 +7,12 @@ keeps the causes and the destination's last error for the exit summary.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from alertkit.announce import ANNOUNCED, DropAnnouncer, count_cause
-
-log = logging.getLogger("alertkit.drops")
+from alertkit.announce import ANNOUNCED, DropAnnouncer, count_cause, log
 
 #: Counters whose reasons are counted per cause (for the exit summary).
 _CAUSED = frozenset({"dropped", "spooled", "rejected"})
