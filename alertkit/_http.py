@@ -30,6 +30,8 @@ class HttpResponse:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    origin: str = ""
+    """``host:port`` that answered (never the path or query, which may hold a key), for reasons."""
 
     @property
     def text(self) -> str:
@@ -83,14 +85,13 @@ class HttpTransport:
             response = self._manager().request(
                 "POST", url, body=body, headers=all_headers, redirect=False, preload_content=True
             )
-        except urllib3.exceptions.HTTPError as exc:
-            raise TransportError(_describe_error(exc)) from exc
-        except OSError as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TransportError(describe_error(exc, origin(url), self.timeout)) from exc
         return HttpResponse(
             status=response.status,
             headers={k.lower(): v for k, v in response.headers.items()},
             body=response.data or b"",
+            origin=origin(url),
         )
 
     def close(self) -> None:
@@ -100,10 +101,53 @@ class HttpTransport:
                 self._pool = None
 
 
-def _describe_error(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    inner = reason if isinstance(reason, BaseException) else exc
-    return f"{type(inner).__name__}: {inner}"[:_MAX_REASON]
+def origin(url: str) -> str:
+    """``host:port`` of ``url``: what a reason may name (no user info, path or query, where
+    keys live)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname or "?"
+    except ValueError:
+        return "?"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def describe_error(exc: BaseException, where: str, timeout: float) -> str:
+    """The cause of a failed request in a few words ("connection refused to 127.0.0.1:1"),
+    rather than urllib3's wrapper text (an object repr and a retry count)."""
+    import errno
+    import socket
+    import ssl
+
+    import urllib3
+
+    inner: BaseException = exc
+    for _ in range(5):  # urllib3 wraps the OS error in one or two layers
+        nested = getattr(inner, "reason", None) or inner.__cause__ or inner.__context__
+        if not isinstance(nested, BaseException) or isinstance(inner, OSError):
+            break
+        inner = nested
+    chain = [exc, inner]
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or (
+        isinstance(inner, OSError) and inner.errno == errno.ECONNREFUSED
+    ):
+        return f"connection refused to {where}"
+    if any(isinstance(e, urllib3.exceptions.NameResolutionError | socket.gaierror) for e in chain):
+        return f"cannot resolve the host of {where}"
+    if any(isinstance(e, urllib3.exceptions.ConnectTimeoutError) for e in chain):
+        return f"no connection to {where} within {min(5.0, timeout):g}s"
+    if any(isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError) for e in chain):
+        return f"no answer from {where} within {timeout:g}s"
+    if any(isinstance(e, ssl.SSLError | urllib3.exceptions.SSLError) for e in chain):
+        return f"TLS error with {where}: {inner}"[:_MAX_REASON]
+    if any(isinstance(e, ConnectionResetError) for e in chain):
+        return f"connection reset by {where}"
+    if any(isinstance(e, urllib3.exceptions.ProtocolError) for e in chain):
+        return f"connection to {where} broken: {type(inner).__name__}"
+    return f"{type(inner).__name__} with {where}: {inner}"[:_MAX_REASON]
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -148,7 +192,8 @@ def reason_from_body(response: HttpResponse) -> str:
             parts.append("; ".join(map(str, errors)) if isinstance(errors, list) else str(errors))
         if parts:
             text = ": ".join(parts)
-    return f"HTTP {response.status}" + (f" {text[:_MAX_REASON]}" if text else "")
+    where = f" from {response.origin}" if response.origin else ""
+    return f"HTTP {response.status}{where}" + (f": {text[:_MAX_REASON]}" if text else "")
 
 
 def classify_response(response: HttpResponse) -> Outcome:

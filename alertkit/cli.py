@@ -75,6 +75,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     ok = client.flush(args.timeout)
     logger.removeHandler(handler)
+    # Shut down first, so that the results and counts printed are the final ones.
+    client.shutdown(args.timeout)
     failed = 0
     for label, future in futures:
         results = future.result(0) if future.done() else {}
@@ -82,12 +84,12 @@ def _demo(args: argparse.Namespace) -> int:
             status = "delivered" if isinstance(result, Delivered) else repr(result)
             failed += not isinstance(result, Delivered)
             print(f"  {label:<34} -> {backend}: {status}")
-    stats = client.stats()
-    client.shutdown(args.timeout)
-    for name, entry in stats.items():
+    for name, entry in client.stats().items():
+        cause = entry["last_failure"]
         print(
             f"  {name}: delivered {entry['delivered']}, retried {entry['retried']}, "
-            f"rejected {entry['rejected']}, dropped {entry['dropped']}"
+            f"rejected {entry['rejected']}, spooled {entry['spooled']}, "
+            f"dropped {entry['dropped']}" + (f"; last error: {cause}" if cause else "")
         )
     local = [b for b in client.backends if b.scheme == "local"]
     if local:

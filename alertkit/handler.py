@@ -235,7 +235,8 @@ class AlertHandler(logging.Handler):
         endpoint: str | None = None,
         **client_options: Any,
     ) -> None:
-        super().__init__(level)
+        # Everything that can fail comes before ``logging.Handler.__init__``, which registers
+        # the handler for ``logging.shutdown()`` at exit: a half-built one would fail again there.
         if incident_key is not None and not isinstance(incident_key, str):
             raise TypeError(
                 f"AlertHandler: incident_key must be a string, not {type(incident_key).__name__}"
@@ -257,6 +258,12 @@ class AlertHandler(logging.Handler):
                 from alertkit.api import get_client
 
                 client = get_client()
+        try:
+            super().__init__(level)  # a bad level raises before the handler is registered
+        except Exception:
+            if self._owns_client:
+                client.shutdown(0)
+            raise
         self.client = client
         self.incident_key = incident_key
         self.dropped = 0

@@ -22,11 +22,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from alertkit.announce import exit_summary
 from alertkit.backends.base import Backend
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.models import Envelope
 from alertkit.outcomes import Dropped, Result, Skipped, Spooled
 from alertkit.retry import RetryPolicy
+from alertkit.stats import BackendStats
 from alertkit.worker import BackendWorker, Delivery, Ticket
 
 if TYPE_CHECKING:
@@ -68,6 +70,7 @@ class Pipeline:
         self.spool = spool
         self.on_drop = on_drop
         self.intake_dropped = 0
+        self.intake = BackendStats("intake")  # events dropped before any backend got them
         self.workers = []
         self._links: dict[str, BackendSpool] = {}
         for backend in backends:
@@ -129,6 +132,7 @@ class Pipeline:
 
     def _drop_at_intake(self, future: Future[Results] | None, reason: str) -> None:
         self.intake_dropped += 1
+        self.intake.add("dropped", reason=reason)
         if future is not None and not future.done():
             future.set_result({"intake": Dropped(reason)})
         self._notify_drop(None, reason)
@@ -261,7 +265,7 @@ class Pipeline:
         refused = worker.put_many(deliveries)
         if not refused:
             return
-        reason = "shut down" if self._closed else "queue full"
+        reason = "shut down" if worker.closing else "queue full"
         worker.stats.add("dropped", len(refused), reason=reason)
         for delivery in refused:
             self._notify_drop(delivery.envelope, f"{worker.backend.name}: {reason}")
@@ -309,10 +313,7 @@ class Pipeline:
         else:
             worker = next(w for w in self.workers if w.backend is backend)
             worker.stats.add("dropped", len(deliveries), reason=reason)
-        for delivery in deliveries:
-            log.warning(
-                "%s: dropped event %s: %s", backend.name, delivery.envelope.event_id, reason
-            )
+        for delivery in deliveries:  # announced (rate-limited) by the stats, not once per event
             self._notify_drop(delivery.envelope, f"{backend.name}: {reason}")
         return Dropped(reason)
 
@@ -368,23 +369,19 @@ class Pipeline:
         leftover = len(self._intake)
         if leftover:
             self.intake_dropped += leftover
+            self.intake.add("dropped", leftover, reason="shutdown budget exhausted")
         lost = {name: after[name][0] - before[name][0] for name in after}
         kept = {name: after[name][1] - before[name][1] for name in after}
-        parts = [
-            f"{name}: {lost[name]} dropped"
-            if not kept[name]
-            else f"{name}: {kept[name]} spooled" + (f", {lost[name]} dropped" if lost[name] else "")
-            for name in after
-            if lost[name] or kept[name]
-        ]
-        if leftover:
-            parts.append(f"intake: {leftover} dropped")
-        if parts:
-            print(
-                f"alertkit: shutdown budget of {timeout:.3g}s ran out; not delivered: "
-                f"{'; '.join(parts)}",
-                file=sys.stderr,
-            )
+        for stats in [self.intake] + [w.stats for w in self.workers]:
+            stats.announce()  # what the rate limit held back
+        summary = exit_summary(
+            {w.backend.name: w.stats for w in self.workers},
+            self.intake,
+            budget=timeout,
+            elapsed=time.monotonic() - (close_by - max(0.0, timeout)),
+        )
+        if summary is not None:
+            print(summary, file=sys.stderr)
         return {name: lost[name] + kept[name] for name in after if lost[name] or kept[name]}
 
     def stats(self) -> dict[str, dict[str, Any]]:

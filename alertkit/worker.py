@@ -205,6 +205,11 @@ class BackendWorker:
         with self._cond:
             self._spool_check_at = 0.0
 
+    @property
+    def closing(self) -> bool:
+        """Whether shutdown has begun: new events are refused (``put_many``) however much room."""
+        return self._closing
+
     def queued(self) -> int:
         """Events waiting: queued, scheduled for retry, or being sent."""
         with self._cond:
@@ -437,13 +442,11 @@ class BackendWorker:
         if isinstance(outcome, Delivered):  # counted once per batch by _deliver
             delivery.settle(name, outcome)
             return None
-        if isinstance(outcome, Rejected):
+        if isinstance(outcome, Rejected):  # announced (rate-limited) by the stats
             self.stats.add("rejected", reason=outcome.reason)
-            log.warning(
-                "%s rejected event %s: %s", name, delivery.envelope.event_id, outcome.reason
-            )
             delivery.settle(name, outcome)
             return None
+        self.stats.failed(outcome.reason)
         wait = self.policy.delay(delivery.attempt, outcome.delay)
         age = time.time() - delivery.born
         reason = self.policy.gives_up(delivery.attempt, age, wait)

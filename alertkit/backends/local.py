@@ -6,6 +6,7 @@ application sent without any account anywhere. WAL mode lets the CLI read while 
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -17,7 +18,7 @@ from urllib.parse import SplitResult, unquote
 from alertkit.backends.base import BaseBackend
 from alertkit.errors import ConfigError
 from alertkit.models import Envelope, encode_event
-from alertkit.outcomes import Delivered, Outcome, RetryLater
+from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -34,6 +35,32 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ms);
 """
+
+
+#: SQLite primary result codes that no retry can cure: the inbox cannot be written at all.
+_SQLITE_PERMANENT = {
+    3: "permission denied",  # SQLITE_PERM
+    8: "read-only",  # SQLITE_READONLY (file, directory or file system)
+    14: "cannot open the database file",  # SQLITE_CANTOPEN
+    23: "not authorized",  # SQLITE_AUTH
+    26: "not a database",  # SQLITE_NOTADB
+}
+_SQLITE_FULL = 13
+#: The same by message, for Python 3.10 (no ``sqlite_errorcode``).
+_SQLITE_MESSAGES = {
+    "readonly": 8,
+    "unable to open database file": 14,
+    "file is not a database": 26,
+    "disk is full": _SQLITE_FULL,
+}
+_OS_PERMANENT = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENOTDIR: "a parent is not a directory",
+    errno.EEXIST: "a parent is a file, not a directory",
+    errno.EISDIR: "is a directory",
+}
 
 
 def alertkit_home() -> Path:
@@ -124,11 +151,37 @@ class LocalBackend(BaseBackend):
                     )
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:  # SQLite ends it itself on some errors (disk full)
+                        conn.execute("ROLLBACK")
                     raise
-        except sqlite3.Error as exc:
-            return [RetryLater(f"sqlite: {exc}")] * len(batch)
+        except (sqlite3.Error, OSError) as exc:
+            return [self._failure(exc)] * len(batch)
         return [Delivered({"path": str(self.path)})] * len(batch)
+
+    def _failure(self, exc: sqlite3.Error | OSError) -> Outcome:
+        """What a failed write means: an inbox that cannot be written (no permission, a read-only
+        file system) is rejected at once, since retrying for the deadline would change nothing;
+        a full disk or a locked database may clear up and is retried."""
+        if isinstance(exc, OSError):
+            what = _OS_PERMANENT.get(exc.errno or 0)
+            if what is not None:
+                return Rejected(f"cannot write the inbox {self.path}: {what}")
+            if exc.errno == errno.ENOSPC:
+                return RetryLater(f"cannot write the inbox {self.path}: disk full")
+            return RetryLater(f"cannot write the inbox {self.path}: {exc.strerror or exc}")
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is None:
+            text = str(exc).lower()
+            code = next((c for m, c in _SQLITE_MESSAGES.items() if m in text), 1)
+        code &= 0xFF  # the primary code of an extended one
+        if code in _SQLITE_PERMANENT:
+            self._close()  # open afresh next time: the cause may have been fixed
+            return Rejected(
+                f"cannot write the inbox {self.path}: {_SQLITE_PERMANENT[code]} ({exc})"
+            )
+        if code == _SQLITE_FULL:
+            return RetryLater(f"cannot write the inbox {self.path}: disk full ({exc})")
+        return RetryLater(f"sqlite: {exc}")
 
     def describe(self) -> str:
         return f"local://{self.path}"

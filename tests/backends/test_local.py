@@ -9,6 +9,7 @@ import pytest
 from alertkit import Client
 from alertkit.backends.local import LocalBackend, read_events
 from alertkit.errors import ConfigError
+from alertkit.outcomes import Delivered, Rejected, RetryLater
 
 
 def test_events_are_rows_with_json_time_level_and_type(tmp_path) -> None:
@@ -57,3 +58,52 @@ def test_default_path_is_under_alertkit_home(alertkit_home) -> None:
 def test_a_directory_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError, match="directory"):
         LocalBackend(tmp_path)
+
+
+def _event(client: Client, message: str = "boom"):
+    return client.create_new_app_event("error", event_message=message)
+
+
+def test_an_unwritable_inbox_path_is_rejected_at_once_with_the_reason(tmp_path) -> None:
+    """A path that can never be written (here a parent is a file) is not retried for the deadline."""
+    (tmp_path / "afile").write_text("")
+    path = tmp_path / "afile" / "events.db"
+    client = Client(backends=[f"local://{path}"], sample_system=False, register_atexit=False)
+    results = client.send_event(_event(client), timeout=5)
+    stats = client.stats()["local"]
+    client.shutdown(1)
+    assert results["local"] == Rejected(
+        f"cannot write the inbox {path}: a parent is a file, not a directory"
+    )
+    assert (stats["rejected"], stats["retried"], stats["dropped"]) == (1, 0, 0)
+    assert stats["last_failure"] == results["local"].reason
+
+
+def test_a_read_only_inbox_is_rejected_at_once(tmp_path) -> None:
+    """SQLite's "attempt to write a readonly database" cannot be cured by retrying."""
+    backend = LocalBackend(tmp_path / "ro.db")
+    client = Client(backends=[backend], sample_system=False, register_atexit=False)
+    assert isinstance(client.send_event(_event(client), timeout=5)["local"], Delivered)
+    with backend._lock:  # the database refuses writes from now on, as on a read-only mount
+        backend._connection().execute("PRAGMA query_only = ON")
+    results = client.send_event(_event(client), timeout=5)
+    stats = client.stats()["local"]
+    client.shutdown(1)
+    assert isinstance(results["local"], Rejected)
+    assert results["local"].reason.startswith(f"cannot write the inbox {backend.path}: read-only")
+    assert stats["retried"] == 0
+
+
+def test_a_full_disk_is_retried_and_named(tmp_path) -> None:
+    """A full disk may clear up: retried, and the reason says "disk full" rather than SQLite's
+    follow-up error about a transaction it already ended."""
+    backend = LocalBackend(tmp_path / "full.db")
+    backend.send([])  # create the database
+    conn = backend._connection()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # no room for one more page
+    client = Client(backends=[backend], sample_system=False, register_atexit=False)
+    [outcome] = backend.send([client.envelope_for(_event(client, "x" * 100_000))])
+    client.shutdown(1)
+    assert isinstance(outcome, RetryLater)
+    assert outcome.reason.startswith(f"cannot write the inbox {backend.path}: disk full")

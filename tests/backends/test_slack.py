@@ -87,14 +87,14 @@ def test_429_outcome_carries_retry_after(slack):
     backend = create_backend(url(slack))
     with client_factory() as make:
         [outcome] = backend.send([declined(make([backend]))])
-    assert outcome == RetryLater("HTTP 429 rate_limited", 7.0)
+    assert outcome == RetryLater(f"HTTP 429 from 127.0.0.1:{slack.port}: rate_limited", 7.0)
 
 
 def test_4xx_is_rejected_with_slacks_reason_and_not_retried(slack, make_client):
     slack.set_script([Reply(404, "no_service")])
     client = make_client([url(slack)])
     results = client.send_event(declined(client), timeout=10)
-    assert results["slack"] == Rejected("HTTP 404 no_service")
+    assert results["slack"] == Rejected(f"HTTP 404 from 127.0.0.1:{slack.port}: no_service")
     assert len(slack.requests) == 1
 
 

@@ -100,7 +100,9 @@ def test_429_honours_parameters_retry_after(bot_api):
     backend = create_backend(url(bot_api))
     with client_factory() as make:
         [outcome] = backend.send([declined(make([backend]))])
-    assert outcome == RetryLater("HTTP 429 Too Many Requests: retry after 34", 34.0)
+    assert outcome == RetryLater(
+        f"HTTP 429 from 127.0.0.1:{bot_api.port}: Too Many Requests: retry after 34", 34.0
+    )
 
 
 def test_429_then_success_is_delivered(bot_api, make_client):
@@ -139,7 +141,9 @@ def test_4xx_rejected_with_the_description(bot_api, make_client, status, descrip
     )
     client = make_client([url(bot_api)])
     results = client.send_event(declined(client), timeout=10)
-    assert results["tgram"] == Rejected(f"HTTP {status} {description}")
+    assert results["tgram"] == Rejected(
+        f"HTTP {status} from 127.0.0.1:{bot_api.port}: {description}"
+    )
     assert len(bot_api.requests) == 1
 
 
@@ -174,7 +178,9 @@ def test_token_never_in_repr_reasons_or_logs(bot_api, make_client, caplog):
     client = make_client([url(bot_api)])
     results = client.send_event(declined(client), timeout=10)
     reason = results["tgram"].reason
-    assert reason.startswith("HTTP 404 Not Found: /bot****/sendMessage")
+    assert reason.startswith(
+        f"HTTP 404 from 127.0.0.1:{bot_api.port}: Not Found: /bot****/sendMessage"
+    )
     for text in (reason, repr(client.backends[0]), repr(client), str(client.stats())):
         assert TOKEN not in text
     assert any("sendMessage" in r.getMessage() for r in caplog.records)  # urllib3's request line
