@@ -112,7 +112,8 @@ class _Patterns:
         self.basic = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
         # One tokenizer for every way text names a value: ``key=value``, ``key: value``,
         # ``"key": "value"`` (also JSON escaped inside a string), ``key => value``,
-        # ``--key value``, ``--key=value`` and ``<key ...>value</key>``. Only the key and its
+        # ``--key value``, ``--key=value``, ``'--key', 'value'`` (an argument list) and
+        # ``<key ...>value</key>``. Only the key and its
         # separator are consumed; the value is looked at ahead, so a key that is not secret
         # (``failed: password=x``) never swallows the pair that follows it.
         value = (
@@ -125,7 +126,7 @@ class _Patterns:
         )
         self.pair = re.compile(
             r"<(?P<tag>[A-Za-z_][\w.\-:]{0,63})(?=(?:\s[^<>]{0,200})?>(?P<text>[^<]+)</(?P=tag)\s*>)"
-            r"|(?<![\w-])--(?P<flag>[A-Za-z][\w.\-]{0,63})(?:=|[ \t]+)(?=(?P<arg>(?!-)"
+            r"|(?<![\w-])--(?P<flag>[A-Za-z][\w.\-]{0,63})(?:=|[ \t]+|[\"'],[ \t]*)(?=(?P<arg>(?!-)"
             + value
             + "))"
             r"|(?<![\w.\-])(?P<key>[A-Za-z_][\w.\-]{0,63})\\*[\"']?[ \t]*(?:=>|[=:])[ \t]*"
