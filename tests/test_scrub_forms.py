@@ -48,9 +48,6 @@ def _basic(index: int) -> str:
 
 
 _JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJqaWxsLTQyIn0.c2lnbmF0dXJlWqJw7x9"
-_GITHUB = "ghp_" + "R7mQ2xZ9kL4vN8pW3tY6bH1cJ5dF0gS2aE7u"
-_SLACK = "xoxb-3141592653-5897932384-FormsSlackTok"
-_STRIPE = "sk_live_51FormsStripeKey7Wq"
 _PEM_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCformsPemBody"
 
 #: (name, template): ``{s}`` is the secret, ``{b}`` the Basic credential holding it.
@@ -111,9 +108,6 @@ FORMS: list[Form] = [
     Form("card number with spaces", "card 4111 1111 1111 1111 declined", "4111 1111 1111 1111"),
     Form("card number", "charged 5555555555554444 twice", "5555555555554444"),
     Form("jwt", f"id token {_JWT} rejected", "c2lnbmF0dXJlWqJw7x9"),
-    Form("github token", f"clone with {_GITHUB} failed", _GITHUB),
-    Form("slack token", f"posting with {_SLACK}", _SLACK),
-    Form("stripe key", f"stripe rejected {_STRIPE}", _STRIPE),
     Form(
         "private key",
         f"-----BEGIN RSA PRIVATE KEY-----\n{_PEM_BODY}\n-----END RSA PRIVATE KEY-----",
@@ -165,6 +159,7 @@ PROSE = [
     "--- end of report ---",
     "at 1700000000123 ms",
     "we use github_actions and the ghost theme",
+    "JSON -> YAML converter --- done",
     'File "/app/auth/views.py", line 42, in check_password',
 ]
 
