@@ -10,9 +10,11 @@ event. Two kinds of rules:
   ``apiKey``); shorter ones (``pwd``, ``pan``, ``ssn``, ``auth`` ...) must be a whole word of the
   key (``card_pan``, ``mysqlPwd``), so ``company`` or ``author`` keep their values.
 * **Values.** Inside every string the scrubber reaches (details, messages, tracebacks, custom
-  data, URLs): Luhn-valid card numbers, ``Bearer``/``Basic`` credentials, passwords in URLs
-  (``https://user:pass@host``), ``Authorization``/``Cookie`` header lines, and ``key=value`` or
-  ``"key": "value"`` pairs whose key is secret-looking.
+  data, URLs): Luhn-valid card numbers, ``Bearer``/``Basic`` credentials, JWTs, PEM private
+  keys, passwords in URLs (``https://user:pass@host``), secret query parameters of every http(s)
+  URL in the text, ``Authorization``/``Cookie`` headers anywhere in a line, and every pair whose
+  name is secret-looking, whatever precedes it: ``key=value``, ``key: value``, ``"key": "value"``
+  (also JSON escaped in a string), ``--key value``, ``<key>value</key>``.
 
 None and bools under a secret key are kept (they hold no secret and say something, e.g.
 ``has_password: False``). In the request log the names of operations
