@@ -129,12 +129,12 @@ class _Patterns:
         )
         self.pair = re.compile(
             r"<(?P<tag>[A-Za-z_][\w.\-:]{0,63})(?=(?:\s[^<>]{0,200})?>(?P<text>[^<]+)</(?P=tag)\s*>)"
-            r"|(?<![\w-])--(?P<flag>[A-Za-z][\w.\-]{0,63})(?:=|[ \t]+|[\"'],[ \t]*)(?=(?P<arg>(?!-)"
-            + value
-            + "))"
+            r"|(?<![\w-])--(?P<flag>[A-Za-z][\w.\-]{0,63})(?:=|[ \t]+|[\"'],[ \t]*)(?!-)"
             r"|(?<![\w.\-])(?P<key>[A-Za-z_][\w.\-]{0,63})\\*[\"']?[ \t]*(?:=>|[=:])[ \t]*"
-            r"(?=(?P<value>" + value + "))"
         )
+        # The value after a pair's separator, read only when the name is secret (reading it for
+        # every name would scan to the end of ``a=a=a=...`` once per ``=``).
+        self.value = re.compile(value)
         # Credentials recognisable by their form alone, whatever names them.
         self.token = re.compile(
             r"\beyJ[\w\-]{8,}\.eyJ[\w\-]{8,}\.[\w\-]*"  # a JWT
@@ -290,12 +290,20 @@ class Scrubber:
     def _pairs(self, text: str) -> str:
         """Mask the value of every pair (see ``_Patterns.pair``) whose name is secret-looking."""
         spans: list[tuple[int, int]] = []
+        covered = 0  # the end of the last value masked: pairs inside it need no reading
         for match in self._re.pair.finditer(text):
-            kind = match.lastgroup  # the value's group: which form matched
-            name = match.group("key") or match.group("flag") or match.group("tag")
-            if kind is None or name.lower().endswith(_NOT_A_KEY) or not self.is_secret_key(name):
+            if match.start() < covered:
                 continue
-            start, end = match.span(kind)
+            name = match.group("key") or match.group("flag") or match.group("tag")
+            if name.lower().endswith(_NOT_A_KEY) or not self.is_secret_key(name):
+                continue
+            if match.group("tag"):
+                start, end = match.span("text")
+            else:
+                found = self._re.value.match(text, match.end())
+                if found is None:
+                    continue
+                start, end = found.span()
             value = text[start:end]
             if value[-1:] in (")", "]", "}") and value[:1] not in ('"', "'", "\\"):
                 value = value.rstrip(")]}")  # connect(password=x): the bracket is not the secret
@@ -308,6 +316,8 @@ class Scrubber:
             if inner_start >= inner_end or text.startswith(self.mask, inner_start):
                 continue
             spans.append((inner_start, inner_end))
+            if not match.group("tag"):  # an element's text comes after its attributes
+                covered = inner_end
         if not spans:
             return text
         pieces: list[str] = []

@@ -402,3 +402,15 @@ def test_repeated_templates_and_tags_are_judged_the_same_every_time(scrubber):
 )
 def test_pairs_in_free_text(scrubber, text, expected):
     assert scrubber.scrub_text(text) == expected
+
+
+@pytest.mark.parametrize("text", ["password" + "=a" * 100_000, "token:" * 35_000, "a=" * 100_000])
+def test_pairs_cost_linear_time_in_the_length_of_the_text(scrubber, text):
+    """Each value is read once: a quadratic tokenizer takes about a minute on these 200 KB."""
+    import time
+
+    started = time.thread_time()
+    out = scrubber.scrub_text(text)
+    assert time.thread_time() - started < 5.0  # about 40 ms on the shared development machine
+    if text.startswith("password"):
+        assert out.startswith(f"password={MASK}")
