@@ -10,9 +10,11 @@ event. Two kinds of rules:
   ``apiKey``); shorter ones (``pwd``, ``pan``, ``ssn``, ``auth`` ...) must be a whole word of the
   key (``card_pan``, ``mysqlPwd``), so ``company`` or ``author`` keep their values.
 * **Values.** Inside every string the scrubber reaches (details, messages, tracebacks, custom
-  data, URLs): Luhn-valid card numbers, ``Bearer``/``Basic`` credentials, passwords in URLs
-  (``https://user:pass@host``), ``Authorization``/``Cookie`` header lines, and ``key=value`` or
-  ``"key": "value"`` pairs whose key is secret-looking.
+  data, URLs): Luhn-valid card numbers, ``Bearer``/``Basic`` credentials, JWTs, PEM private
+  keys, passwords in URLs (``https://user:pass@host``), secret query parameters of every http(s)
+  URL in the text, ``Authorization``/``Cookie`` headers anywhere in a line, and every pair whose
+  name is secret-looking, whatever precedes it: ``key=value``, ``key: value``, ``"key": "value"``
+  (also JSON escaped in a string), ``--key value``, ``<key>value</key>``.
 
 None and bools under a secret key are kept (they hold no secret and say something, e.g.
 ``has_password: False``). In the request log the names of operations
@@ -101,15 +103,43 @@ class _Patterns:
         self.separators = re.compile(r"[\s_.\-]+")
         self.words = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
         self.url_userinfo = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/?#@:]*:)([^\s/?#@]+)@")
-        self.header_line = re.compile(
-            r"(?im)^([ \t]*(?:proxy-)?(?:authorization|cookie|set-cookie|x-api-key|x-auth-token|"
-            r"api-key)[ \t]*:[ \t]*)(\S[^\r\n]*)"
+        # Every http(s) URL, wherever it stands in the text; trailing punctuation is cut off.
+        self.url = re.compile(r"(?i)\bhttps?://[^\s\"'<>\\`]+")
+        # A header anywhere in a line: its whole value, to the end of the line, is the secret.
+        self.header = re.compile(
+            r"(?i)(?<![\w-])((?:proxy-)?(?:authorization|cookie|set-cookie|x-api-key|"
+            r"x-auth-token|api-key)[ \t]*:[ \t]*)(\S[^\r\n]*)"
         )
         self.bearer = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9\-._~+/]+=*)")
         self.basic = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
-        self.key_value = re.compile(
-            r"(?<![\w.\-])([A-Za-z_][\w.\-]{0,63})([\"']?[ \t]*[=:][ \t]*)"
-            r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'&,;<>]+)"
+        # One tokenizer for every way text names a value: ``key=value``, ``key: value``,
+        # ``"key": "value"`` (also JSON escaped inside a string), ``key => value``,
+        # ``--key value``, ``--key=value``, ``'--key', 'value'`` (an argument list) and
+        # ``<key ...>value</key>``. Only the key and its separator are consumed; the value is
+        # looked at ahead, so a key that is not secret (``failed: password=x``) never swallows
+        # the pair that follows it.
+        value = (
+            r"(?:\\+\"[^\"\\\n]*\\+\""  # \"...\" (JSON inside a JSON string)
+            r"|\"(?:[^\"\\\n]|\\.)*\""
+            r"|'(?:[^'\\\n]|\\.)*'"
+            r"|[\"'][^\"'\n]*$"  # a quote left open (the string was cut): the rest of the text
+            # bare: up to a space or delimiter (closing brackets at its end are left out
+            # later), with a quote left open on a line that goes on
+            r"|[\"']?(?![{\[])[^\s\"'&,;<>\\]+)"
+        )
+        self.pair = re.compile(
+            r"<(?P<tag>[A-Za-z_][\w.\-:]{0,63})(?=(?:\s[^<>]{0,200})?>(?P<text>[^<]+)</(?P=tag)\s*>)"
+            r"|(?<![\w-])--(?P<flag>[A-Za-z][\w.\-]{0,63})(?:=|[ \t]+|[\"'],[ \t]*)(?!-)"
+            r"|(?<![\w.\-])(?P<key>[A-Za-z_][\w.\-]{0,63})\\*[\"']?[ \t]*(?:=>|[=:])[ \t]*"
+        )
+        # The value after a pair's separator, read only when the name is secret (reading it for
+        # every name would scan to the end of ``a=a=a=...`` once per ``=``).
+        self.value = re.compile(value)
+        # Credentials recognisable by their form alone, whatever names them.
+        self.token = re.compile(
+            r"\beyJ[\w\-]{8,}\.eyJ[\w\-]{8,}\.[\w\-]*"  # a JWT
+            r"|-----BEGIN[A-Z ]{0,20}PRIVATE KEY-----[\s\S]*?(?:-----END[A-Z ]{0,20}PRIVATE "
+            r"KEY-----|$)"
         )
         # A card number standing on its own: not a run of digits inside a longer token such as
         # a UUID (``…-4556-8290-15649074b305`` is Luhn-valid one time in ten).
@@ -141,6 +171,13 @@ def luhn_valid(digits: str) -> bool:
                 value -= 9
         total += value
     return total % 10 == 0
+
+
+def _sub(pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str], text: str) -> str:
+    """``pattern.sub``, but ``text`` itself when every match was kept: callers (and the fast
+    path of :meth:`Scrubber.__call__`) tell "nothing masked" by identity."""
+    result = pattern.sub(replace, text)
+    return text if result == text else result
 
 
 def _normalize(key: str) -> str:
@@ -210,26 +247,87 @@ class Scrubber:
     # -- values -------------------------------------------------------------------------------------
 
     def scrub_text(self, text: str) -> str:
-        """``text`` with every secret the value rules recognise replaced by the mask."""
+        """``text`` with every secret the value rules recognise replaced by the mask.
+
+        Returns ``text`` itself (the same object) when there is nothing to mask: each rule runs
+        only when a cheap test on the text says it could match.
+        """
         if len(text) > self.max_scan:
             text = clip(text, self.max_scan)
         lower = text.lower()  # cheap tests on it skip the patterns that cannot match
+        mentions: bool | None = None  # whether a secret-looking key is named: found once
         if "://" in text:
-            if lower.startswith(("http://", "https://")):
-                text = self.scrub_url(text)
+            if ("?" in text or "#" in text) and (
+                "%" in text or (mentions := self._mentions_key(lower))
+            ):
+                text = _sub(self._re.url, self._url, text)
             if "@" in text:
                 text = self._re.url_userinfo.sub(lambda m: f"{m.group(1)}{self.mask}@", text)
         if ":" in text and any(word in lower for word in _HEADER_HINTS):
-            text = self._re.header_line.sub(lambda m: m.group(1) + self.mask, text)
+            text = self._re.header.sub(lambda m: m.group(1) + self.mask, text)
         if "bearer" in lower:
-            text = self._re.bearer.sub(self._bearer, text)
+            text = _sub(self._re.bearer, self._bearer, text)
         if "basic" in lower:
-            text = self._re.basic.sub(self._basic, text)
-        if ("=" in text or ":" in text) and self._mentions_key(lower):
-            text = self._re.key_value.sub(self._key_value, text)
+            text = _sub(self._re.basic, self._basic, text)
+        # A one-character test (memchr) first: a longer needle costs a scan of the whole text.
+        dash = "-" in text
+        if ("=" in text or ":" in text or (dash and "--" in text) or "<" in text) and (
+            mentions or (mentions is None and self._mentions_key(lower))
+        ):
+            text = self._pairs(text)
+        if ("J" in text and "eyJ" in text) or (dash and "-----" in text):
+            text = self._re.token.sub(self.mask, text)
         if self._re.card_hint.search(text) is None:
             return text
-        return self._re.card.sub(self._card, text)
+        return _sub(self._re.card, self._card, text)
+
+    def _url(self, match: re.Match[str]) -> str:
+        url = match.group(0)
+        core = url.rstrip(".,;:!?)]}")
+        scrubbed = self.scrub_url(core)
+        return match.group(0) if scrubbed is core else scrubbed + url[len(core) :]
+
+    def _pairs(self, text: str) -> str:
+        """Mask the value of every pair (see ``_Patterns.pair``) whose name is secret-looking."""
+        spans: list[tuple[int, int]] = []
+        covered = 0  # the end of the last value masked: pairs inside it need no reading
+        for match in self._re.pair.finditer(text):
+            if match.start() < covered:
+                continue
+            name = match.group("key") or match.group("flag") or match.group("tag")
+            if name.lower().endswith(_NOT_A_KEY) or not self.is_secret_key(name):
+                continue
+            if match.group("tag"):
+                start, end = match.span("text")
+            else:
+                found = self._re.value.match(text, match.end())
+                if found is None:
+                    continue
+                start, end = found.span()
+            value = text[start:end]
+            if value[-1:] in (")", "]", "}") and value[:1] not in ('"', "'", "\\"):
+                value = value.rstrip(")]}")  # connect(password=x): the bracket is not the secret
+                end = start + len(value)
+            opening = len(value) - len(value.lstrip("\\\"'"))
+            closing = len(value) - len(value.rstrip("\\\"'"))
+            if value[:opening] != value[len(value) - closing :] or opening + closing >= len(value):
+                closing = 0  # an unclosed quote: all after the opening one is the secret
+            inner_start, inner_end = start + opening, end - closing
+            if inner_start >= inner_end or text.startswith(self.mask, inner_start):
+                continue
+            spans.append((inner_start, inner_end))
+            if not match.group("tag"):  # an element's text comes after its attributes
+                covered = inner_end
+        if not spans:
+            return text
+        pieces: list[str] = []
+        last = 0
+        for start, end in sorted(spans):  # overlapping spans (a value holding a pair) merge
+            if start >= last:
+                pieces += (text[last:start], self.mask)
+            last = max(last, end)
+        pieces.append(text[last:])
+        return "".join(pieces)
 
     def _mentions_key(self, lower: str) -> bool:
         flat = lower.replace("_", "").replace("-", "").replace(".", "").replace(" ", "")
@@ -287,18 +385,6 @@ class Scrubber:
         except ValueError:  # binascii.Error is one
             return match.group(0)
         return match.group(1) + self.mask if b":" in decoded else match.group(0)
-
-    def _key_value(self, match: re.Match[str]) -> str:
-        key, sep, value = match.groups()
-        lowered = key.lower()
-        if (
-            lowered.endswith(_NOT_A_KEY)
-            or not self.is_secret_key(key)
-            or value.lstrip("\"'").startswith(self.mask)
-        ):
-            return match.group(0)
-        quote = value[0] if value[:1] in ("'", '"') and len(value) > 1 else ""
-        return f"{key}{sep}{quote}{self.mask}{quote}"
 
     def _card(self, match: re.Match[str]) -> str:
         digits = match.group(0).replace(" ", "").replace("-", "")

@@ -369,3 +369,48 @@ def test_repeated_templates_and_tags_are_judged_the_same_every_time(scrubber):
         out = scrubber(leaky)
         assert out.template == f"login with password={MASK} failed"
         assert out.tags == {"note": f"Bearer {MASK}"}
+
+
+# -- the pairs of free text --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a pair whose key is not secret does not swallow the pair after it
+        ("login failed: password=hunter2", f"login failed: password={MASK}"),
+        (
+            "url: https://x/cb?token=abc returned 500",
+            f"url: https://x/cb?token={MASK} returned 500",
+        ),
+        # brackets closing around a bare value are not part of it
+        ("connect(password=hunter2)", f"connect(password={MASK})"),
+        # a value that is an object: its own secret keys are masked, not the whole of it
+        (
+            '"credentials": {"user": "jill", "secret": "s3"}',
+            f'"credentials": {{"user": "jill", "secret": "{MASK}"}}',
+        ),
+        # a cut string: all after the opening quote is the secret
+        ('password="hunter2 and mo', f'password="{MASK}'),
+        (r"{\"token\":\"abc\"}", rf"{{\"token\":\"{MASK}\"}}"),
+        ("--password hunter2 --user jill", f"--password {MASK} --user jill"),
+        ("--password --verbose", "--password --verbose"),  # a flag is not its value
+        ('<auth user="jill">s3</auth>', f'<auth user="jill">{MASK}</auth>'),
+        ("Authorization: Token abc, retrying", f"Authorization: {MASK}"),
+        ("password=[Filtered]", "password=[Filtered]"),  # already masked: kept as it is
+    ],
+)
+def test_pairs_in_free_text(scrubber, text, expected):
+    assert scrubber.scrub_text(text) == expected
+
+
+@pytest.mark.parametrize("text", ["password" + "=a" * 100_000, "token:" * 35_000, "a=" * 100_000])
+def test_pairs_cost_linear_time_in_the_length_of_the_text(scrubber, text):
+    """Each value is read once: a quadratic tokenizer takes about a minute on these 200 KB."""
+    import time
+
+    started = time.thread_time()
+    out = scrubber.scrub_text(text)
+    assert time.thread_time() - started < 5.0  # about 40 ms on the shared development machine
+    if text.startswith("password"):
+        assert out.startswith(f"password={MASK}")

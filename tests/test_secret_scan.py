@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 import ssl
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -373,3 +374,65 @@ def test_redis(debug_logs, make_client, redis_server_own):
         values = conn.hgetall(f"{LOGS_QUEUE}.values")
     bodies = [value.decode("utf-8", "replace") for value in values.values()]
     scan(debug_logs, client, [REDIS_PASSWORD, WRONG_PASSWORD], bodies)
+
+
+# -- configuration errors ------------------------------------------------------------------------
+
+CONFIG_SECRET = "cfgSecretPw0rd"
+_HALF = (CONFIG_SECRET[:7], CONFIG_SECRET[7:])  # a password with a "/" in it is split in two
+_PD = "a" * 32
+
+
+def _wa(api_url: str, token: str, to: str) -> Backend:
+    from alertkit.backends.whatsapp import WhatsAppBackend
+
+    return WhatsAppBackend(api_url, token, to)
+
+
+S = CONFIG_SECRET
+BAD_CONFIGS: dict[str, Callable[[], object]] = {
+    "redis port": lambda: RedisBackend(f"redis://:{S}@127.0.0.1:notaport/0"),
+    "redis database": lambda: RedisBackend(f"redis://:{S}@127.0.0.1:6379/abc"),
+    "redis without @": lambda: RedisBackend(f"redis://user:{S}/0"),
+    "redis password with a slash": lambda: RedisBackend(f"redis://:{_HALF[0]}/{_HALF[1]}@h:1/0"),
+    "redis scheme": lambda: RedisBackend(f"http://:{S}@host/0"),
+    "redis ipv6": lambda: RedisBackend(f"redis://:{S}@[::1/0"),
+    "redis options": lambda: RedisBackend(f"redis://:{S}@h/0?password={S}"),
+    "redis url port": lambda: create_backend(f"redis://:{S}@127.0.0.1:notaport/0"),
+    "redis url database": lambda: create_backend(f"redis://:{S}@127.0.0.1:6379/abc"),
+    "redis url ipv6": lambda: create_backend(f"redis://:{S}@[::1/0"),
+    "smtp port": lambda: create_backend(f"smtp://a%40b.com:{S}@mail:notaport?to=x@y.com"),
+    "smtp password with a slash": lambda: create_backend(
+        f"smtp://a%40b.com:{_HALF[0]}/{_HALF[1]}@mail:587?to=x@y.com"
+    ),
+    "smtp timeout": lambda: create_backend(f"smtp://a%40b.com:{S}@mail:587?to=x@y&timeout=abc"),
+    "smtp password as the port": lambda: EmailBackend("mail", S, "a@b.com", S, ["x@y.com"]),
+    "smtp password as recipients": lambda: EmailBackend("mail", 587, "a@b.com", "pw", [S]),
+    "http scheme": lambda: HttpBackend(f"ftp://u:{S}@h/x", api_key="k"),
+    "http without scheme": lambda: HttpBackend(f"127.0.0.1/v1?api_key={S}"),
+    "http timeout": lambda: create_backend(f"http://h/v1?api_key={S}&timeout=zz"),
+    "http unknown option": lambda: create_backend(f"http://u:{S}@h/v1?api_key={S}&bogus=1"),
+    "pagerduty key": lambda: PagerDutyBackend(S),
+    "pagerduty url key": lambda: create_backend(f"pagerduty://{S}"),
+    "pagerduty endpoint": lambda: PagerDutyBackend(_PD, endpoint=f"ftp://u:{S}@h"),
+    "slack scheme": lambda: SlackBackend(f"ftp://hooks/services/T/B/{S}"),
+    "slack timeout": lambda: create_backend(f"slack://hooks.slack.com/services/T/B/{S}?timeout=x"),
+    "slack unknown option": lambda: create_backend(f"slack://hooks.slack.com/T/B/{S}?bogus=1"),
+    "telegram token": lambda: TelegramBackend(S, 1),
+    "telegram api_url": lambda: TelegramBackend(f"123:{S}", 1, api_url=f"ftp://u:{S}@h"),
+    "telegram two chats": lambda: create_backend(f"tgram://123:{S}/1/2"),
+    "whatsapp url": lambda: create_backend(f"whatsapp://{S}@123"),
+    "whatsapp to": lambda: _wa("https://graph.facebook.com/v1/1/messages", S, "abc"),
+    "whatsapp api_url": lambda: _wa(f"ftp://u:{S}@h", S, "+1555"),
+    "a url without a scheme": lambda: create_backend(S),
+    "a url with a colon only": lambda: create_backend(f"pagerduty:{S}"),
+}
+
+
+@pytest.mark.parametrize("make", BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
+def test_a_configuration_error_does_not_print_the_secret_it_is_about(make):
+    with pytest.raises(alertkit.ConfigError) as info:
+        make()
+    shown = str(info.value) + "".join(traceback.format_exception(info.value))
+    for part in (CONFIG_SECRET, *_HALF):
+        assert part not in shown, shown

@@ -107,8 +107,10 @@ class BaseBackend:
         try:
             parts = urlsplit(url)
             query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        except ValueError as exc:
-            raise ConfigError(f"{cls.scheme}: malformed URL: {exc}") from None
+        except ValueError:  # urlsplit's message may quote the host, and a password with it
+            from alertkit.backends._redact import masked_url
+
+            raise ConfigError(f"{cls.scheme}: malformed URL {masked_url(url)}") from None
         common: dict[str, Any] = {}
         for key in ("name", "min_level"):
             if key in query:

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote
 
 from alertkit.backends._message import render_html, render_text, summarize
+from alertkit.backends._redact import masked_url
 from alertkit.backends.base import MASK, BaseBackend, ClientContext
 from alertkit.errors import ConfigError
 from alertkit.models import Envelope
@@ -108,7 +109,9 @@ class EmailBackend(BaseBackend):
             or not isinstance(smtp_port, int)
             or not (0 < smtp_port < 65536)
         ):
-            raise ConfigError(f"email: smtp_port must be a port number, got {smtp_port!r}")
+            shown = smtp_port if isinstance(smtp_port, int) else f"a {type(smtp_port).__name__}"
+            # not the value itself: a password given one place too early would be printed
+            raise ConfigError(f"email: smtp_port must be a port number, got {shown}")
         if not isinstance(sender_email, str) or "@" not in sender_email:
             raise ConfigError("email: sender_email must be an address (the From of every alert)")
         recipients = (
@@ -116,9 +119,10 @@ class EmailBackend(BaseBackend):
         )
         recipients = [r.strip() for r in recipients if isinstance(r, str) and r.strip()]
         if not recipients or any("@" not in r for r in recipients):
+            wrong = sum("@" not in r for r in recipients)  # a password in the wrong place?
             raise ConfigError(
                 "email: recipient_emails must hold at least one address, and only "
-                f"addresses; got {recipient_emails!r}"
+                f"addresses; got {len(recipients)} entries, {wrong} of them not an address"
             )
         if use_tls and use_ssl:
             raise ConfigError(
@@ -154,8 +158,11 @@ class EmailBackend(BaseBackend):
         secure = parts.scheme.lower() == "smtps"
         try:
             port = parts.port
-        except ValueError as exc:
-            raise ConfigError(f"email: bad port in the URL: {exc}") from None
+        except ValueError:  # its message quotes the "port", which may be a misplaced password
+            raise ConfigError(
+                f"email: the port in {masked_url(parts.geturl())} is not a number (a password "
+                "with / ? # or @ in it must be percent-encoded: %2F %3F %23 %40)"
+            ) from None
         user = unquote(parts.username) if parts.username else None
         sender = query.get("from") or (user if user and "@" in user else "")
         if not sender:

@@ -13,6 +13,7 @@ from urllib.parse import SplitResult, urlencode, urlunsplit
 import msgspec
 
 from alertkit._http import HttpTransport
+from alertkit.backends._redact import masked_url
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK, ClientContext
 from alertkit.errors import ConfigError
@@ -52,7 +53,9 @@ class HttpBackend(WebBackend):
     ) -> None:
         super().__init__(name=name or "http", min_level=min_level)
         if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-            raise ConfigError(f"http: url must start with http:// or https://, got {url!r}")
+            raise ConfigError(
+                f"http: url must start with http:// or https://, got {masked_url(url)}"
+            )
         self._check_transport_options(timeout, connections)
         self.url = url
         self.api_key = api_key

@@ -28,6 +28,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import msgspec
 
+from alertkit.backends._redact import masked_url
 from alertkit.backends.base import MASK, BaseBackend, ClientContext
 from alertkit.errors import ConfigError, MissingDependency
 from alertkit.models import Envelope
@@ -157,16 +158,30 @@ _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
+_ENCODE = " (a password with / ? # or @ in it must be percent-encoded: %2F %3F %23 %40)"
+
+
+def _option_names(query: str) -> str:
+    return ", ".join(sorted({piece.partition("=")[0] for piece in query.split("&")}))
+
+
 def _parse_url(url: str | None) -> tuple[bool, str, int, int, str | None, str | None]:
     """``(tls, host, port, db, username, password)`` of a Redis URL; no host: the environment."""
-    parts = urlsplit(url if url is not None else "redis://")
+    try:
+        parts = urlsplit(url if url is not None else "redis://")
+    except ValueError:  # its message may quote the host, where a misplaced password can be
+        raise ConfigError(f"redis: malformed URL {masked_url(url)}{_ENCODE}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("redis", "rediss"):
-        raise ConfigError(f"redis: the URL must start with redis:// or rediss://, got {url!r}")
+        raise ConfigError(
+            f"redis: the URL must start with redis:// or rediss://, got {masked_url(url)}"
+        )
     try:
         port = parts.port
     except ValueError:
-        raise ConfigError(f"redis: the port in {url!r} is not a number") from None
+        raise ConfigError(
+            f"redis: the port in {masked_url(url)} is not a number{_ENCODE}"
+        ) from None
     host = parts.hostname
     if not host:
         host = os.environ.get("REDIS_HOST") or DEFAULT_HOST
@@ -178,12 +193,14 @@ def _parse_url(url: str | None) -> tuple[bool, str, int, int, str | None, str | 
                 raise ConfigError(f"redis: REDIS_PORT={env_port!r} is not a number") from None
     if parts.query:
         raise ConfigError(
-            f"redis: URL options ({parts.query}) are read by RedisBackend.from_url "
+            f"redis: URL options ({_option_names(parts.query)}) are read by RedisBackend.from_url "
             "and backend URL strings; pass them as keywords to RedisBackend()"
         )
     path = parts.path.strip("/")
     if path and not path.isdigit():
-        raise ConfigError(f"redis: the database in {url!r} must be a number, got {path!r}")
+        raise ConfigError(
+            f"redis: the database (the path) in {masked_url(url)} must be a number{_ENCODE}"
+        )
     return (
         scheme == "rediss",
         host,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from alertkit.backends._redact import masked_url
 from alertkit.backends.base import Backend, BaseBackend
 from alertkit.errors import ConfigError
 
@@ -76,7 +77,9 @@ def create_backend(spec: str | Backend, **overrides: Any) -> Backend:
     if isinstance(spec, str):
         scheme, sep, _ = spec.partition("://")
         if not sep or not scheme:
-            raise ConfigError(f"backend URL {spec!r} has no scheme (expected scheme://...)")
+            raise ConfigError(
+                f"backend URL {masked_url(spec)} has no scheme (expected scheme://...)"
+            )
         return backend_class(scheme).from_url(spec, **overrides)
     if isinstance(spec, Backend):
         return spec

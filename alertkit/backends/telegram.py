@@ -21,7 +21,7 @@ from alertkit._http import (
     parse_retry_after,
 )
 from alertkit.backends._message import json_object, render_text, summarize
-from alertkit.backends._redact import redact_in_library_logs
+from alertkit.backends._redact import masked_url, redact_in_library_logs
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK
 from alertkit.errors import ConfigError
@@ -107,7 +107,9 @@ class TelegramBackend(WebBackend):
         if isinstance(chat_id, bool) or not isinstance(chat_id, str | int) or not str(chat_id):
             raise ConfigError("tgram: chat_id must be a chat number or @channelname")
         if not isinstance(api_url, str) or not api_url.lower().startswith(("http://", "https://")):
-            raise ConfigError(f"tgram: api_url must start with http(s)://, got {api_url!r}")
+            raise ConfigError(
+                f"tgram: api_url must start with http(s)://, got {masked_url(api_url)}"
+            )
         self._check_transport_options(timeout, connections)
         self.bot_token = bot_token
         self.chat_id = chat_id
