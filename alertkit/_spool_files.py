@@ -88,12 +88,14 @@ class OwnerLock:
         return LOCKED + self.name
 
     def release(self) -> None:
-        """Give the lock up at close: delete the file, then close it (which unlocks)."""
+        """Give the lock up (at close): delete the file, then close it (which unlocks). A later
+        :meth:`acquire` takes a new one under a new name."""
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.directory / f"{self.name}.lock")
             os.close(fd)
+        self.name = new_owner_name()
 
     def forget(self) -> None:
         """In a forked child: drop the inherited descriptor (the parent's lock stays held, since the

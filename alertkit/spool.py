@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS spool (
 CREATE UNIQUE INDEX IF NOT EXISTS spool_event ON spool (backend, event_id);
 CREATE INDEX IF NOT EXISTS spool_order ON spool (backend, created, id);
 CREATE INDEX IF NOT EXISTS spool_age ON spool (created, id);
+CREATE INDEX IF NOT EXISTS spool_lease ON spool (lease_owner) WHERE lease_owner IS NOT NULL;
 CREATE TABLE IF NOT EXISTS evictions (backend TEXT PRIMARY KEY, count INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS owners (owner TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS totals (
@@ -96,7 +97,7 @@ CREATE TRIGGER IF NOT EXISTS spool_resize AFTER UPDATE OF size ON spool BEGIN
 END;
 PRAGMA user_version = 2;
 """
-_SCHEMA_VERSION = 2  # 2 added the owners table; the script above upgrades a version 1 file
+_SCHEMA_VERSION = 2  # 2 added owners and spool_lease; the script above upgrades a version 1 file
 
 
 class SpoolError(AlertkitError):
@@ -328,7 +329,7 @@ class Spool:
             )
             return
         self.quarantined.append(moved)
-        self._owner_lock.forget()  # ids and leases of the old file mean nothing in the new one
+        self._owner_lock.release()  # ids and leases of the old file mean nothing in the new one
         self._owner = None
         log.warning(
             "spool %s is damaged (%s): moved it aside to %s and started a fresh spool; "
@@ -558,8 +559,8 @@ class Spool:
         a locked owner, so that others can check whether it still lives."""
         if self._owner is None:
             self._owner = self._owner_lock.acquire()
-            if self._owner.startswith(files.LOCKED):
-                conn.execute("INSERT OR IGNORE INTO owners VALUES (?)", (self._owner,))
+        if self._owner.startswith(files.LOCKED):  # every time: a first claim may have rolled back
+            conn.execute("INSERT OR IGNORE INTO owners VALUES (?)", (self._owner,))
         return self._owner
 
     def _dead_owners(self, conn: sqlite3.Connection) -> builtins.list[str]:
@@ -641,19 +642,18 @@ class Spool:
     @_again_if_recovered
     def pending(self, backend: str) -> bool:
         """Whether ``backend`` has a row that :meth:`claim` would return now (an index lookup,
-        cheaper than :meth:`counts` on a large spool). Rows of a claimer found dead are taken back
-        first, so a new process sees them at once."""
+        cheaper than :meth:`counts` on a large spool). When there is none, the rows of claimers
+        found dead are taken back first, so a new process sees them at once."""
+        query = "SELECT 1 FROM spool WHERE backend = ? AND lease_until <= ? LIMIT 1"
         with self._read() as conn:
-            dead = self._dead_owners(conn)
-        if dead:
-            with self._write() as conn:
-                self._take_back_from_the_dead(conn)
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM spool WHERE backend = ? AND lease_until <= ? LIMIT 1",
-                (backend, self._clock()),
-            ).fetchone()
-        return row is not None
+            if conn.execute(query, (backend, self._clock())).fetchone() is not None:
+                return True
+            dead = self._dead_owners(conn)  # a few file locks: only when the answer depends on it
+        if not dead:
+            return False
+        with self._write() as conn:
+            self._take_back_from_the_dead(conn)
+            return conn.execute(query, (backend, self._clock())).fetchone() is not None
 
     @_again_if_recovered
     def evicted(self) -> dict[str, int]:

@@ -632,3 +632,17 @@ def test_the_readable_part_of_a_truncated_spool_can_be_salvaged(tmp_path) -> Non
         with contextlib.suppress(msgspec.DecodeError):  # a row may sit on a damaged page
             messages.add(msgspec.json.decode(row[-1])["event"]["eventMessage"])
     assert messages and messages <= {f"boom {n:06d}" for n in range(2000)}
+
+
+def test_a_spool_written_by_the_previous_version_is_upgraded_in_place(tmp_path) -> None:
+    path = tmp_path / "spool.db"
+    _spool_ten(path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as version 1 left it
+        conn.executescript("DROP TABLE owners; DROP INDEX spool_lease; PRAGMA user_version = 1;")
+    with Spool(path) as spool:
+        assert len(spool.claim("http", 4)) == 4
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+            assert conn.execute("SELECT COUNT(*) FROM owners").fetchone() == (1,)
+    with Spool(path) as again:
+        assert len(again.claim("http", 100)) == 10, "the closed spool gave its leases back"
