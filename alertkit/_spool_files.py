@@ -20,6 +20,7 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -150,22 +151,55 @@ def is_corrupt(exc: BaseException) -> bool:
     return any(text in str(exc) for text in _CORRUPT_TEXT)
 
 
-def quarantine(path: Path) -> Path:
+def quarantine(path: Path, inode: int | None) -> Path | None:
     """Move a damaged spool (and its WAL) aside to ``<name>.corrupt-<UTC time>``; returns the new
-    path. The shared-memory index is rebuilt by SQLite, so it is deleted rather than kept."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    os.replace(path, target)
-    for suffix in ("-wal", "-journal"):
+    path, or None when ``path`` is no longer the file with ``inode`` (another process moved it
+    aside first: several workers of one application may meet the damage at the same moment).
+    The shared-memory index is rebuilt by SQLite, so it is deleted rather than kept."""
+    with _exclusive(owners_dir(path) / "quarantine.lock"):
+        try:
+            if inode is not None and os.stat(path).st_ino != inode:
+                return None
+        except FileNotFoundError:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = path.with_name(f"{path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        os.replace(path, target)
+        for suffix in ("-wal", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{path}{suffix}", f"{target}{suffix}")
         with contextlib.suppress(FileNotFoundError):
-            os.replace(f"{path}{suffix}", f"{target}{suffix}")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(f"{path}-shm")
-    return target
+            os.unlink(f"{path}-shm")
+        return target
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, timeout: float = 5.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (bounded wait); without fcntl, or when the lock
+    cannot be had, go on without it (the inode check still catches most races)."""
+    fd: int | None = None
+    if _fcntl is not None:
+        with contextlib.suppress(OSError):
+            lock_path.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    _fcntl.flock(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:

@@ -320,14 +320,14 @@ class Spool:
             with suppress(sqlite3.Error):
                 conn.close()
         try:
-            if os.stat(self.path).st_ino != self._inode:
-                return  # another process moved it aside already: the next open starts afresh
-            moved = files.quarantine(self.path)
+            moved = files.quarantine(self.path, self._inode)
         except OSError as error:
             log.warning(
                 "spool %s is damaged (%s) and cannot be moved aside: %s", self.path, exc, error
             )
             return
+        if moved is None:
+            return  # another process moved it aside already: the next open starts afresh
         self.quarantined.append(moved)
         self._owner_lock.release()  # ids and leases of the old file mean nothing in the new one
         self._owner = None

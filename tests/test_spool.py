@@ -646,3 +646,35 @@ def test_a_spool_written_by_the_previous_version_is_upgraded_in_place(tmp_path) 
             assert conn.execute("SELECT COUNT(*) FROM owners").fetchone() == (1,)
     with Spool(path) as again:
         assert len(again.claim("http", 100)) == 10, "the closed spool gave its leases back"
+
+
+def _start_on_damaged(path: str, worker: int, together: Any) -> None:
+    together.wait(30)
+    with Spool(path) as spool:
+        spool.put("http", envelope(worker, event_id=f"worker-{worker}"), "down")
+
+
+def test_workers_starting_together_on_a_damaged_file_share_one_fresh_spool(tmp_path) -> None:
+    path = tmp_path / "spool.db"
+    _spool_many(path, 200)
+    damaged = _damage(path, "zeroed header")
+    context = multiprocessing.get_context("spawn")
+    together = context.Barrier(4)
+    workers = [
+        context.Process(target=_start_on_damaged, args=(str(path), w, together)) for w in range(4)
+    ]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+    assert [p.exitcode for p in workers] == [0] * 4
+    moved_aside = [
+        p for p in tmp_path.glob("spool.db.corrupt-*") if not p.name.endswith(("-wal", "-shm"))
+    ]
+    assert len(moved_aside) == 1, "moved aside once, not once per worker"
+    (moved,) = moved_aside
+    assert moved.read_bytes() == damaged
+    with Spool(path) as spool:
+        assert {row["event_id"] for row in spool.list(limit=10)} == {
+            f"worker-{w}" for w in range(4)
+        }
