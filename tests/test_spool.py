@@ -486,14 +486,19 @@ def test_rows_of_a_sigkilled_claimer_are_claimable_at_once_not_after_the_lease(t
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_claim_then_hang, args=(str(path), sender))
     child.start()
-    assert receiver.poll(60)
-    assert len(receiver.recv()) == 10
-    with Spool(path) as other:
-        assert other.claim("http", 100) == [], "a live claimer keeps its rows"
-        os.kill(child.pid, signal.SIGKILL)
-        child.join(30)
-        assert other.pending("http"), "pending() sees the dead claimer's rows at once"
-        back = [item.envelope.event_id for item in other.claim("http", 100)]
+    try:
+        assert receiver.poll(60)
+        assert len(receiver.recv()) == 10
+        with Spool(path) as other:
+            assert other.claim("http", 100) == [], "a live claimer keeps its rows"
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(30)
+            assert other.pending("http"), "pending() sees the dead claimer's rows at once"
+            back = [item.envelope.event_id for item in other.claim("http", 100)]
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(30)
     assert back == [f"e{n}" for n in range(10)], "claimable at once, oldest first, in a 60 s lease"
     assert not list((tmp_path / "spool.db-owners").glob("*.lock")), (
         "dead and closed owners leave no lock"
