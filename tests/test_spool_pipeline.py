@@ -214,6 +214,7 @@ def test_spool_bounds_are_client_options_and_evictions_outlive_shutdown(tmp_path
     with ScriptedServer([Reply(500)]) as server:
         client = client_for(server.url, tmp_path / "s.db", spool_max_events=3, threads=1)
         assert client.pipeline.spool is not None and client.pipeline.spool.max_events == 3
+        assert client.stats()["http"]["spool_quarantined"] is None
         for i in range(10):
             client.send_event_async(client.create_new_app_event(event_message=f"e{i}"))
         assert client.flush(10)
