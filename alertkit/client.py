@@ -109,6 +109,9 @@ class Client:
         spool: keep events that cannot be delivered now (deadline, open circuit, end of the
             shutdown budget) in a SQLite spool and replay them later; ``spool_path`` implies it.
         spool_path: the spool file (default ``$ALERTKIT_HOME/spool.db``).
+        spool_max_events, spool_max_bytes, spool_max_age: the spool's bounds (events, bytes of
+            stored envelopes, seconds since capture; default 100,000, 200 MiB, 7 days); beyond
+            one, the oldest events are evicted and counted in ``stats()["evicted"]``.
         scrub: mask secret-looking keys and values (passwords, tokens, card numbers, secrets in
             URLs) in everything an event carries; False only for a destination trusted with them.
         denylist: key fragments that mark a secret, replacing the default list
@@ -154,6 +157,9 @@ class Client:
         storm_window: float = 60.0,
         spool: bool = False,
         spool_path: str | os.PathLike[str] | None = None,
+        spool_max_events: int | None = None,
+        spool_max_bytes: int | None = None,
+        spool_max_age: float | None = None,
         scrub: bool = True,
         denylist: Iterable[str] | None = None,
         extra_keys: Iterable[str] = (),
@@ -234,7 +240,13 @@ class Client:
             threads=self.threads,
             processors=chain,
             storm=StormControl(float(storm_window)) if storm_window else None,
-            spool=self._open_spool(spool, spool_path),
+            spool=self._open_spool(
+                spool,
+                spool_path,
+                max_events=spool_max_events,
+                max_bytes=spool_max_bytes,
+                max_age=spool_max_age,
+            ),
             on_drop=on_drop,
         )
         self._shutdown_lock = threading.Lock()
@@ -243,15 +255,25 @@ class Client:
             _live_clients.add(self)
 
     @staticmethod
-    def _open_spool(spool: bool, path: str | os.PathLike[str] | None) -> Spool | None:
+    def _open_spool(
+        spool: bool, path: str | os.PathLike[str] | None, **bounds: Any
+    ) -> Spool | None:
         if not isinstance(spool, bool):
             raise TypeError(f"spool must be True or False, not {type(spool).__name__}")
+        given = {name: value for name, value in bounds.items() if value is not None}
+        for name, value in given.items():
+            _positive(f"spool_{name}", value, float if name == "max_age" else int)
         if not spool and path is None:
+            if given:
+                raise ValueError(
+                    f"spool_{next(iter(given))} is set but the spool is off: "
+                    "pass spool=True or spool_path"
+                )
             return None
         from alertkit.spool import Spool
 
         try:
-            opened = Spool(path)
+            opened = Spool(path, **given)
             opened.counts()  # open the file now: a bad path is a construction error
         except Exception as exc:
             raise ValueError(f"spool_path: cannot open the spool: {exc}") from exc

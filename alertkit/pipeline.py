@@ -390,7 +390,7 @@ class Pipeline:
             entry = worker.snapshot()
             link = self._links.get(worker.backend.name)
             if link is not None:
-                entry["evicted"] = link.evicted()
+                entry.update(link.report())
             result[worker.backend.name] = entry
         return result
 

@@ -7,8 +7,12 @@ replay carries the same ``event_id`` and a deduplicating destination sees one ev
 
 One file may be shared by several threads and several processes: SQLite's own locking (WAL mode,
 ``busy_timeout``, ``BEGIN IMMEDIATE`` for every write) serialises writers, and a *lease* on claimed
-rows keeps two replayers from taking the same rows; a lease that expires (its process crashed) makes
-the rows claimable again. Delivery is therefore at least once.
+rows keeps two replayers from taking the same rows. A claimer also holds a lock that dies with its
+process (:mod:`alertkit._spool_files`), so the rows of a process that crashed are claimable again at
+once; without that lock, when its lease expires. Delivery is therefore at least once.
+
+A file SQLite cannot read (garbage, truncated, a zeroed header) is moved aside, kept for inspection,
+and a fresh spool is started: a disk incident must not take the application down.
 
 The spool is bounded by event count, bytes and age; the oldest rows go first and every eviction is
 counted per backend in the file itself, so any process (and ``alertkit spool list``) can report it.
@@ -17,6 +21,7 @@ counted per backend in the file itself, so any process (and ``alertkit spool lis
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
 import os
 import sqlite3
@@ -25,13 +30,14 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 
+from alertkit import _spool_files as files
 from alertkit._safe import safe_repr
 from alertkit.backends.local import alertkit_home
 from alertkit.errors import AlertkitError, ConfigError
@@ -42,6 +48,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_EVENTS",
     "Spool",
+    "SpoolCorruptError",
     "SpoolError",
     "SpooledEvent",
     "default_spool_path",
@@ -72,7 +79,9 @@ CREATE TABLE IF NOT EXISTS spool (
 CREATE UNIQUE INDEX IF NOT EXISTS spool_event ON spool (backend, event_id);
 CREATE INDEX IF NOT EXISTS spool_order ON spool (backend, created, id);
 CREATE INDEX IF NOT EXISTS spool_age ON spool (created, id);
+CREATE INDEX IF NOT EXISTS spool_lease ON spool (lease_owner) WHERE lease_owner IS NOT NULL;
 CREATE TABLE IF NOT EXISTS evictions (backend TEXT PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS owners (owner TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS totals (
     one INTEGER PRIMARY KEY CHECK (one = 1), events INTEGER NOT NULL, bytes INTEGER NOT NULL
 );
@@ -86,12 +95,39 @@ END;
 CREATE TRIGGER IF NOT EXISTS spool_resize AFTER UPDATE OF size ON spool BEGIN
     UPDATE totals SET bytes = bytes - OLD.size + NEW.size WHERE one = 1;
 END;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 """
+_SCHEMA_VERSION = 2  # 2 added owners and spool_lease; the script above upgrades a version 1 file
 
 
 class SpoolError(AlertkitError):
     """The spool could not do what was asked (disk full, file unreadable, closed, too large)."""
+
+
+class SpoolCorruptError(SpoolError):
+    """The file is not a SQLite database, or is damaged (SQLite says it is malformed)."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _again_if_recovered(
+    method: Callable[Concatenate[Spool, _P], _R],
+) -> Callable[Concatenate[Spool, _P], _R]:
+    """Run an operation once more on the fresh file when the damaged one was just moved aside.
+    Only for operations that take no row ids: ids from the old file mean nothing in the new one."""
+
+    def run(self: Spool, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except SpoolCorruptError:
+            if not self.recover:
+                raise
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(run, method)
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +166,13 @@ class Spool:
         max_events: most rows in the file; beyond it the oldest are evicted and counted.
         max_bytes: most bytes of stored envelopes (the file itself is somewhat larger).
         max_age: seconds after capture (``Envelope.created``) after which a row is evicted.
-        lease_seconds: how long claimed rows stay invisible to other claimers before they come back.
+        lease_seconds: how long claimed rows stay invisible to other claimers before they come back
+            (unless their claimer's process is found dead first).
         timeout: seconds to wait for another process's write lock (``busy_timeout``).
         clock: the wall clock (tests pass a fake one).
+        recover: move a damaged file aside (``<name>.corrupt-<UTC time>``, listed in
+            :attr:`quarantined`) and start a fresh one, instead of raising
+            :class:`SpoolCorruptError`. Tools that only inspect a file pass False.
 
     The file is opened on first use, so constructing a spool is cheap and does no I/O beyond
     checking that ``path`` is not a directory.
@@ -152,6 +192,7 @@ class Spool:
         lease_seconds: float = 60.0,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        recover: bool = True,
     ) -> None:
         for option, value in (
             ("max_events", max_events),
@@ -171,10 +212,16 @@ class Spool:
         self.lease_seconds = lease_seconds
         self.timeout = timeout
         self._clock = clock
+        self.recover = recover
+        #: Damaged files this spool moved aside, oldest first.
+        self.quarantined: builtins.list[Path] = []
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._inode: int | None = None
         self._pid = os.getpid()
-        self._owner = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self._owner_lock = files.OwnerLock(self.path)
+        self._owner: str | None = None  # chosen at the first claim
+        self._evicted_at_close: dict[str, int] = {}
         self._closed = False
         self._next_eviction_warning = 0.0
         _live.add(self)
@@ -190,7 +237,8 @@ class Spool:
             _inherited.append(self._conn)
             self._conn = None
         self._pid = os.getpid()
-        self._owner = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self._owner_lock.forget()
+        self._owner = None
 
     def _connection(self) -> sqlite3.Connection:
         if self._closed:
@@ -203,7 +251,11 @@ class Spool:
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._inode = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
         conn = sqlite3.connect(
             str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
@@ -221,7 +273,7 @@ class Spool:
                     time.sleep(0.01)
             # WAL + NORMAL: a killed process loses nothing; a power cut may lose the last commits.
             conn.execute("PRAGMA synchronous = NORMAL")
-            if conn.execute("PRAGMA user_version").fetchone()[0] < 1:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
                 conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")  # idempotent
         except BaseException:
             conn.close()
@@ -243,7 +295,7 @@ class Spool:
                         conn.execute("ROLLBACK")
                     raise
             except (sqlite3.Error, OSError) as exc:
-                raise SpoolError(f"spool {self.path}: {exc}") from exc
+                raise self._failure(exc) from exc
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -251,13 +303,63 @@ class Spool:
             try:
                 yield self._connection()
             except (sqlite3.Error, OSError) as exc:
-                raise SpoolError(f"spool {self.path}: {exc}") from exc
+                raise self._failure(exc) from exc
+
+    def _failure(self, exc: BaseException) -> SpoolError:
+        """The error to raise for ``exc``; a damaged file is moved aside first (when recovering),
+        so that the next operation starts a fresh spool."""
+        if not files.is_corrupt(exc):
+            return SpoolError(f"spool {self.path}: {exc}")
+        if self.recover:
+            self._quarantine(exc)
+        return SpoolCorruptError(f"spool {self.path} is damaged or not a spool database: {exc}")
+
+    def _quarantine(self, exc: BaseException) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(sqlite3.Error):
+                conn.close()
+        try:
+            moved = files.quarantine(self.path, self._inode)
+        except OSError as error:
+            log.warning(
+                "spool %s is damaged (%s) and cannot be moved aside: %s", self.path, exc, error
+            )
+            return
+        if moved is None:
+            return  # another process moved it aside already: the next open starts afresh
+        self.quarantined.append(moved)
+        self._owner_lock.release()  # ids and leases of the old file mean nothing in the new one
+        self._owner = None
+        log.warning(
+            "spool %s is damaged (%s): moved it aside to %s and started a fresh spool; "
+            "'alertkit spool list --file %s' shows what it still holds",
+            self.path,
+            exc,
+            moved,
+            moved,
+        )
 
     def close(self) -> None:
-        """Close the connection; idempotent. Later calls raise :class:`SpoolError`."""
+        """Close the connection; idempotent. Rows this spool still holds leased become claimable
+        at once. Later calls raise :class:`SpoolError`, except :meth:`evicted`, which returns
+        the counts as they were at close."""
         with self._lock:
+            if self._closed:
+                return
+            conn = self._conn
+            if conn is not None and self._pid == os.getpid():
+                with suppress(sqlite3.Error, SpoolError):
+                    self._evicted_at_close = self.evicted()
+                    if self._owner is not None:
+                        with self._write() as writing:
+                            self._give_back(writing, self._owner)
             self._closed = True
-            conn, self._conn = self._conn, None
+            self._conn = None
+            if self._pid == os.getpid():
+                self._owner_lock.release()
+            else:  # forked without the at-fork hook: the lock file is the parent's
+                self._owner_lock.forget()
             if conn is not None:
                 if self._pid == os.getpid():
                     conn.close()
@@ -284,6 +386,7 @@ class Spool:
         """
         self.put_many(backend, [envelope], reason)
 
+    @_again_if_recovered
     def put_many(self, backend: str, envelopes: Iterable[Envelope], reason: str) -> int:
         """Store several envelopes in one transaction (shutdown spools many at once).
 
@@ -404,17 +507,21 @@ class Spool:
 
     # -- replaying -------------------------------------------------------------------------------
 
+    @_again_if_recovered
     def claim(self, backend: str, limit: int) -> builtins.list[SpooledEvent]:
         """Lease up to ``limit`` of ``backend``'s rows, oldest capture first, for ``lease_seconds``.
 
-        Rows leased by another claimer are skipped until their lease expires. A row that can no
-        longer be decoded is evicted (and counted) rather than blocking the ones behind it.
+        Rows leased by another claimer are skipped until their lease expires or that claimer's
+        process is found dead. A row that can no longer be decoded is evicted (and counted) rather
+        than blocking the ones behind it.
         """
         if limit < 1:
             return []
         now = self._clock()
         claimed: builtins.list[SpooledEvent] = []
         with self._write() as conn:
+            owner = self._lease_owner(conn)
+            self._take_back_from_the_dead(conn)
             self._enforce_bounds(conn, now)
             rows = conn.execute(
                 "SELECT id, envelope, reason, spooled_at, attempts, event_id FROM spool "
@@ -443,14 +550,63 @@ class Spool:
                 marks = ",".join("?" * len(chunk))
                 conn.execute(
                     f"UPDATE spool SET lease_until = ?, lease_owner = ? WHERE id IN ({marks})",
-                    (now + self.lease_seconds, self._owner, *chunk),
+                    (now + self.lease_seconds, owner, *chunk),
                 )
         return claimed
 
+    def _lease_owner(self, conn: sqlite3.Connection) -> str:
+        """Who this spool's leases belong to; the first claim takes the owner lock and registers
+        a locked owner, so that others can check whether it still lives."""
+        if self._owner is None:
+            self._owner = self._owner_lock.acquire()
+        if self._owner.startswith(files.LOCKED):  # every time: a first claim may have rolled back
+            conn.execute("INSERT OR IGNORE INTO owners VALUES (?)", (self._owner,))
+        return self._owner
+
+    def _dead_owners(self, conn: sqlite3.Connection) -> builtins.list[str]:
+        """Registered owners other than this one whose process is gone (a few file locks)."""
+        owners = [row[0] for row in conn.execute("SELECT owner FROM owners").fetchall()]
+        return [
+            owner
+            for owner in owners
+            if owner != self._owner and files.owner_is_dead(self.path, owner)
+        ]
+
+    def _take_back_from_the_dead(self, conn: sqlite3.Connection) -> int:
+        taken = 0
+        for owner in self._dead_owners(conn):
+            taken += self._give_back(conn, owner)
+        if taken:
+            log.info(
+                "spool %s: took back %d event(s) leased by a process that is gone", self.path, taken
+            )
+        return taken
+
+    @staticmethod
+    def _give_back(conn: sqlite3.Connection, owner: str) -> int:
+        """End every lease of ``owner`` and forget it (it closed, or died)."""
+        conn.execute("DELETE FROM owners WHERE owner = ?", (owner,))
+        return int(
+            conn.execute(
+                "UPDATE spool SET lease_until = 0, lease_owner = NULL WHERE lease_owner = ?",
+                (owner,),
+            ).rowcount
+        )
+
     def ack(self, ids: Iterable[int]) -> int:
-        """Delete delivered rows; returns how many were still there."""
+        """Delete delivered rows this spool holds leased; returns how many it still held (a row
+        whose lease another claimer took over since is left to that claimer)."""
+        if self._owner is None:
+            return 0  # nothing was claimed (or the file was replaced since)
+        deleted = 0
         with self._write() as conn:
-            return self._delete(conn, builtins.list(ids))
+            for chunk in _chunks(builtins.list(ids)):
+                marks = ",".join("?" * len(chunk))
+                deleted += conn.execute(
+                    f"DELETE FROM spool WHERE lease_owner = ? AND id IN ({marks})",
+                    (self._owner, *chunk),
+                ).rowcount
+        return deleted
 
     def drop(self, ids: Iterable[int]) -> int:
         """Delete rows given up for good (rejected by the destination); returns how many."""
@@ -462,6 +618,8 @@ class Spool:
         another claimer took since are left alone. Returns how many rows were released."""
         released = 0
         until = self._clock() + delay if delay > 0 else 0.0
+        if self._owner is None:
+            return 0
         with self._write() as conn:
             for chunk in _chunks(builtins.list(ids)):
                 marks = ",".join("?" * len(chunk))
@@ -474,85 +632,90 @@ class Spool:
 
     # -- inspection ------------------------------------------------------------------------------
 
+    @_again_if_recovered
     def counts(self) -> dict[str, int]:
         """Rows per backend."""
         with self._read() as conn:
             rows = conn.execute("SELECT backend, COUNT(*) FROM spool GROUP BY backend").fetchall()
         return {backend: int(count) for backend, count in rows}
 
+    @_again_if_recovered
     def pending(self, backend: str) -> bool:
         """Whether ``backend`` has a row that :meth:`claim` would return now (an index lookup,
-        cheaper than :meth:`counts` on a large spool)."""
+        cheaper than :meth:`counts` on a large spool). When there is none, the rows of claimers
+        found dead are taken back first, so a new process sees them at once."""
+        query = "SELECT 1 FROM spool WHERE backend = ? AND lease_until <= ? LIMIT 1"
         with self._read() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM spool WHERE backend = ? AND lease_until <= ? LIMIT 1",
-                (backend, self._clock()),
-            ).fetchone()
-        return row is not None
+            if conn.execute(query, (backend, self._clock())).fetchone() is not None:
+                return True
+            dead = self._dead_owners(conn)  # a few file locks: only when the answer depends on it
+        if not dead:
+            return False
+        with self._write() as conn:
+            self._take_back_from_the_dead(conn)
+            return conn.execute(query, (backend, self._clock())).fetchone() is not None
 
+    @_again_if_recovered
     def evicted(self) -> dict[str, int]:
-        """Rows evicted by the bounds since the file was created, per backend."""
+        """Rows evicted by the bounds since the file was created, per backend; after
+        :meth:`close`, the counts as they were then."""
+        if self._closed:
+            return dict(self._evicted_at_close)
         with self._read() as conn:
             rows = conn.execute("SELECT backend, count FROM evictions ORDER BY backend").fetchall()
         return {backend: int(count) for backend, count in rows}
 
+    @_again_if_recovered
     def size(self) -> tuple[int, int]:
         """``(events, bytes)`` stored in the whole file, as the bounds count them."""
         with self._read() as conn:
             events, nbytes = conn.execute("SELECT events, bytes FROM totals").fetchone()
         return int(events), int(nbytes)
 
+    @_again_if_recovered
     def list(self, backend: str | None = None, limit: int = 50) -> builtins.list[dict[str, Any]]:
         """Up to ``limit`` rows in replay order, for display; the event's ``apiKey`` is masked."""
         where, params = ("WHERE backend = ?", [backend]) if backend is not None else ("", [])
         now = self._clock()
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT id, backend, event_id, created, spooled_at, reason, attempts, size, "
-                f"lease_until, envelope FROM spool {where} ORDER BY created, id LIMIT ?",
+                f"SELECT {files.ROW_COLUMNS} FROM spool {where} ORDER BY created, id LIMIT ?",
                 (*params, limit),
             ).fetchall()
-        result = []
-        for (
-            row_id,
-            name,
-            event_id,
-            created,
-            spooled_at,
-            reason,
-            attempts,
-            size,
-            until,
-            blob,
-        ) in rows:
-            try:
-                event = msgspec.json.decode(blob).get("event") or {}
-            except msgspec.DecodeError:
-                event = {}
-            if event.get("apiKey"):
-                event["apiKey"] = _MASK
-            result.append(
-                {
-                    "id": row_id,
-                    "backend": name,
-                    "event_id": event_id,
-                    "created": created,
-                    "spooled_at": spooled_at,
-                    "reason": reason,
-                    "attempts": attempts,
-                    "size": size,
-                    "leased": until > now,
-                    "event": event,
-                }
-            )
-        return result
+        return [display_row(row, now) for row in rows]
 
+    @_again_if_recovered
     def purge(self, backend: str | None = None) -> int:
         """Delete every row (or ``backend``'s rows); returns how many. Eviction counts stay."""
         with self._write() as conn:
             if backend is None:
                 return int(conn.execute("DELETE FROM spool").rowcount)
             return int(conn.execute("DELETE FROM spool WHERE backend = ?", (backend,)).rowcount)
+
+
+def display_row(row: Sequence[Any], now: float) -> dict[str, Any]:
+    """One row (``ROW_COLUMNS``) as :meth:`Spool.list` shows it, the event's ``apiKey`` masked."""
+    row_id, name, event_id, created, spooled_at, reason, attempts, size, until, blob = row
+    try:
+        event = msgspec.json.decode(blob).get("event") or {}
+    except (msgspec.DecodeError, AttributeError, TypeError):
+        event = {}
+    if not isinstance(event, dict):
+        event = {}
+    if event.get("apiKey"):
+        event["apiKey"] = _MASK
+    return {
+        "id": row_id,
+        "backend": name,
+        "event_id": event_id,
+        "created": created,
+        "spooled_at": spooled_at,
+        "reason": reason,
+        "attempts": attempts,
+        "size": size,
+        "leased": until > now,
+        "event": event,
+    }
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[builtins.list[int]]:

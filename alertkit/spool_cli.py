@@ -3,6 +3,10 @@
 ``replay`` is for the operator after an outage (the running application replays on its own): it
 builds the backends from ``--url`` or ``$ALERTKIT_BACKENDS``, matches spooled rows to them by backend
 name, and sends each batch with a short bounded retry. Rows it cannot deliver stay in the spool.
+
+A file given with ``--file`` that is missing, a directory or not a spool database is one line on
+stderr and exit status 2. These commands never move or repair a file; ``list`` reads what is still
+readable from a damaged one (such as a spool the application moved aside).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import functools
 import json
 import os
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,10 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from alertkit import _spool_files as files
 from alertkit.backends import Backend, ClientContext, create_backend
 from alertkit.errors import ConfigError
 from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
-from alertkit.spool import Spool, SpooledEvent, SpoolError, default_spool_path
+from alertkit.spool import (
+    Spool,
+    SpoolCorruptError,
+    SpooledEvent,
+    SpoolError,
+    default_spool_path,
+    display_row,
+)
 
 #: The longest server-requested wait the CLI honours before a retry.
 MAX_WAIT = 60.0
@@ -38,7 +51,11 @@ def add_spool_command(subparsers: Any) -> None:
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--backend", metavar="NAME", help="only this backend's events")
         parser.add_argument(
-            "--path", metavar="FILE", help="spool file (default $ALERTKIT_HOME/spool.db)"
+            "--file",
+            "--path",
+            dest="path",
+            metavar="FILE",
+            help="spool file (default $ALERTKIT_HOME/spool.db)",
         )
 
     listing = actions.add_parser("list", help="show spooled events in replay order")
@@ -83,15 +100,23 @@ def add_spool_command(subparsers: Any) -> None:
     purge.set_defaults(func=_purge)
 
 
+class _BadFile(Exception):
+    """The spool file given cannot be used at all (exit status 2, like any usage error)."""
+
+
 def _spool_errors(
     command: Callable[[argparse.Namespace], int],
 ) -> Callable[[argparse.Namespace], int]:
-    """An unreadable or unwritable spool file is one line on stderr and exit status 1."""
+    """A file that is not a usable spool is one line on stderr and exit status 2; a spool that
+    fails while in use (locked too long, disk full) is one line and exit status 1."""
 
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
+        except (_BadFile, SpoolCorruptError) as exc:
+            print(f"alertkit: error: {exc}", file=sys.stderr)
+            return 2
         except SpoolError as exc:
             print(f"alertkit: error: {exc}", file=sys.stderr)
             return 1
@@ -99,10 +124,47 @@ def _spool_errors(
     return run
 
 
+def _path(args: argparse.Namespace) -> Path:
+    return Path(args.path) if args.path else default_spool_path()
+
+
 def _open(args: argparse.Namespace) -> Spool:
-    path = Path(args.path) if args.path else default_spool_path()
     # A replay can wait out several retries; other replayers must not take its rows meanwhile.
-    return Spool(path, lease_seconds=300.0)
+    # recover=False: an operator's command never moves a damaged file aside.
+    return Spool(_path(args), lease_seconds=300.0, recover=False)
+
+
+def _exists(args: argparse.Namespace) -> bool:
+    """Whether there is a spool to work on. A default spool that was never written is simply
+    empty (and nothing is created); a file named on the command line must be a spool database.
+
+    Raises:
+        _BadFile: the path is a directory, is missing (when given), or is not a spool database.
+    """
+    path = _path(args)
+    if path.is_dir():
+        raise _BadFile(f"{path} is a directory, not a spool file")
+    if not path.exists():
+        if args.path:
+            raise _BadFile(f"no spool file at {path}")
+        return False
+    if path.stat().st_size == 0:
+        return False  # created, never written: an empty spool
+    try:
+        conn = files.connect_read_only(path)
+    except sqlite3.Error as exc:
+        raise _BadFile(f"cannot open {path}: {exc}") from exc
+    try:
+        conn.execute("SELECT 1 FROM spool LIMIT 0")
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            raise _BadFile(f"{path} is a SQLite database but not a spool (no spool table)") from exc
+        raise _BadFile(f"cannot read {path}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise SpoolCorruptError(f"{path} is damaged or not a spool database: {exc}") from exc
+    finally:
+        conn.close()
+    return True
 
 
 # -- list ------------------------------------------------------------------------------------------
@@ -111,15 +173,17 @@ def _open(args: argparse.Namespace) -> Spool:
 @_spool_errors
 def _list(args: argparse.Namespace) -> int:
     """Print spooled events, oldest (next to replay) first, and what the bounds evicted."""
-    if not _exists(args):
-        rows: list[dict[str, Any]] = []
-        counts: dict[str, int] = {}
-        evicted: dict[str, int] = {}
-    else:
-        with _open(args) as spool:
-            rows = spool.list(args.backend, args.limit)
-            counts = spool.counts()
-            evicted = spool.evicted()
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    evicted: dict[str, int] = {}
+    try:
+        if _exists(args):
+            with _open(args) as spool:
+                rows = spool.list(args.backend, args.limit)
+                counts = spool.counts()
+                evicted = spool.evicted()
+    except SpoolCorruptError as exc:
+        rows, counts, evicted = _salvage(args, exc)
     if args.backend is not None:
         counts = {k: v for k, v in counts.items() if k == args.backend}
         evicted = {k: v for k, v in evicted.items() if k == args.backend}
@@ -151,9 +215,32 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exists(args: argparse.Namespace) -> bool:
-    """Listing or purging a spool that was never written creates nothing."""
-    return (Path(args.path) if args.path else default_spool_path()).exists()
+def _salvage(
+    args: argparse.Namespace, error: SpoolCorruptError
+) -> tuple[list[dict[str, Any]], dict[str, int], dict[str, int]]:
+    """What is still readable in a damaged spool, in replay order, with one warning line.
+
+    Raises:
+        SpoolCorruptError: nothing at all can be read.
+    """
+    path = _path(args)
+    try:
+        raw, evicted, _ = files.salvage(path)
+    except sqlite3.Error:
+        raise error from None
+    now = time.time()
+    shown = [display_row(row, now) for row in raw]
+    if args.backend is not None:
+        shown = [row for row in shown if row["backend"] == args.backend]
+    counts: dict[str, int] = {}
+    for row in shown:
+        counts[row["backend"]] = counts.get(row["backend"], 0) + 1
+    shown.sort(key=lambda row: (row["created"], row["id"]))
+    print(
+        f"alertkit: warning: {path} is damaged; showing the {len(shown)} event(s) still readable",
+        file=sys.stderr,
+    )
+    return shown[: args.limit], counts, evicted
 
 
 # -- purge -----------------------------------------------------------------------------------------

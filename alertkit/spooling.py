@@ -11,6 +11,7 @@ import functools
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from alertkit.outcomes import Delivered, Dropped, Rejected, Result, Spooled
 from alertkit.spool import Spool, SpoolError
@@ -74,7 +75,14 @@ class BackendSpool:
             log.warning("%s: spool update failed for row %s: %s", self.name, row_id, exc)
 
     def evicted(self) -> int:
+        """Evictions of this backend's rows (from the file; after shutdown, as they were then)."""
         try:
             return int(self.spool.evicted().get(self.name, 0))
         except SpoolError:
             return 0
+
+    def report(self) -> dict[str, Any]:
+        """The spool's part of ``Client.stats()``: ``evicted``, and ``spool_quarantined``, the
+        damaged spool file last moved aside by this process (None when there was none)."""
+        moved = self.spool.quarantined
+        return {"evicted": self.evicted(), "spool_quarantined": str(moved[-1]) if moved else None}

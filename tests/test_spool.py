@@ -32,6 +32,7 @@ from alertkit.spool import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_EVENTS,
     Spool,
+    SpoolCorruptError,
     SpoolError,
     default_spool_path,
 )
@@ -453,3 +454,232 @@ def test_kill_9_loses_no_committed_event_and_its_leases_come_back(tmp_path) -> N
         back = {item.envelope.event_id for item in an_hour_later.claim("http", 200_000)}
     assert set(claimed) <= back, "the dead process's leased rows are claimable again"
     assert set(committed) <= back, "every put that returned is on disk"
+
+
+# -- a crashed claimer's rows come back at once --------------------------------------------------------
+
+
+def _claim_then_hang(path: str, report: Any) -> None:
+    """Claim every waiting row (as a worker mid-replay does), say so, then wait to be killed."""
+    spool = Spool(path)
+    report.send([item.envelope.event_id for item in spool.claim("http", 100)])
+    time.sleep(600)
+
+
+def _claim_then_close(path: str, report: Any, go_on: Any) -> None:
+    with Spool(path) as spool:
+        report.send([item.envelope.event_id for item in spool.claim("http", 100)])
+        go_on.wait(30)
+
+
+def _spool_ten(path: Path) -> None:
+    with Spool(path) as spool:
+        for n in range(10):
+            spool.put("http", envelope(n, event_id=f"e{n}", created=T0 + n), "down")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_rows_of_a_sigkilled_claimer_are_claimable_at_once_not_after_the_lease(tmp_path) -> None:
+    path = tmp_path / "spool.db"
+    _spool_ten(path)
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_claim_then_hang, args=(str(path), sender))
+    child.start()
+    try:
+        assert receiver.poll(60)
+        assert len(receiver.recv()) == 10
+        with Spool(path) as other:
+            assert other.claim("http", 100) == [], "a live claimer keeps its rows"
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(30)
+            assert other.pending("http"), "pending() sees the dead claimer's rows at once"
+            back = [item.envelope.event_id for item in other.claim("http", 100)]
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(30)
+    assert back == [f"e{n}" for n in range(10)], "claimable at once, oldest first, in a 60 s lease"
+    assert not list((tmp_path / "spool.db-owners").glob("*.lock")), (
+        "dead and closed owners leave no lock"
+    )
+
+
+def test_a_claimer_that_closes_gives_its_rows_back_at_once(tmp_path) -> None:
+    path = tmp_path / "spool.db"
+    _spool_ten(path)
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    go_on = context.Event()
+    child = context.Process(target=_claim_then_close, args=(str(path), sender, go_on))
+    child.start()
+    assert receiver.poll(60) and len(receiver.recv()) == 10
+    with Spool(path) as other:
+        assert not other.pending("http") and other.claim("http", 100) == []
+        go_on.set()
+        child.join(30)
+        assert child.exitcode == 0
+        assert len(other.claim("http", 100)) == 10
+
+
+def _claim_in_forked_child(spool: Spool) -> None:
+    """Use the inherited spool, then close it: neither may touch the parent's rows or lock."""
+    ids = [item.envelope.event_id for item in spool.claim("http", 100)]
+    spool.close()
+    os._exit(0 if ids == [f"e{n}" for n in range(5, 10)] else 1)
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork()")
+def test_a_forked_child_does_not_take_or_free_its_living_parents_rows(tmp_path) -> None:
+    path = tmp_path / "spool.db"
+    _spool_ten(path)
+    spool = Spool(path)
+    assert len(spool.claim("http", 5)) == 5
+    child = multiprocessing.get_context("fork").Process(
+        target=_claim_in_forked_child, args=(spool,)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0, "the child claimed only the five rows nobody held"
+    with Spool(path) as fresh:
+        back = [item.envelope.event_id for item in fresh.claim("http", 100)]
+    assert back == [f"e{n}" for n in range(5, 10)], "the parent still holds its five"
+    spool.close()
+
+
+def test_without_fcntl_leases_alone_protect_claims(tmp_path, clock, monkeypatch) -> None:
+    from alertkit import _spool_files
+
+    monkeypatch.setattr(_spool_files, "_fcntl", None)
+    path = tmp_path / "spool.db"
+    one = Spool(path, lease_seconds=30, clock=clock)
+    two = Spool(path, lease_seconds=30, clock=clock)
+    one.put("http", envelope(1), "down")
+    assert len(one.claim("http", 10)) == 1
+    assert two.claim("http", 10) == []
+    clock.now += 31
+    assert len(two.claim("http", 10)) == 1, "the lease ran out"
+    assert not (tmp_path / "spool.db-owners").exists()
+    one.close()
+    two.close()
+
+
+# -- bounds, counts after close ------------------------------------------------------------------------
+
+
+def test_eviction_counts_stay_readable_after_close(tmp_path, clock) -> None:
+    spool = Spool(tmp_path / "spool.db", max_events=2, clock=clock)
+    for n in range(5):
+        spool.put("http", envelope(n, created=T0 + n), "down")
+    assert spool.evicted() == {"http": 3}
+    spool.close()
+    assert spool.evicted() == {"http": 3}
+
+
+# -- damaged files -------------------------------------------------------------------------------------
+
+
+def _damage(path: Path, how: str) -> bytes:
+    if how == "garbage":
+        path.write_bytes(os.urandom(64 * 1024))
+    elif how == "truncated":
+        with path.open("r+b") as file:
+            file.truncate(path.stat().st_size // 2)
+    else:  # a zeroed header, as after a bad sector or a half-done copy
+        with path.open("r+b") as file:
+            file.write(b"\0" * 100)
+    return path.read_bytes()
+
+
+def _spool_many(path: Path, count: int = 2000) -> None:
+    with Spool(path) as spool:
+        spool.put_many("http", [envelope(n, created=T0 + n) for n in range(count)], "down")
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated", "zeroed header"])
+def test_a_damaged_file_is_moved_aside_and_a_fresh_spool_starts(tmp_path, how, caplog) -> None:
+    path = tmp_path / "spool.db"
+    _spool_many(path)
+    damaged = _damage(path, how)
+    with Spool(path) as spool:
+        assert spool.counts() == {}, "a fresh, empty spool"
+        spool.put("http", envelope(1), "down")
+        assert spool.counts() == {"http": 1}
+        (moved,) = spool.quarantined
+    assert moved.parent == tmp_path and moved.name.startswith("spool.db.corrupt-20")
+    assert moved.read_bytes() == damaged, "kept as it was, for inspection"
+    assert "is damaged" in caplog.text and moved.name in caplog.text
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_damaged_file_is_left_alone_when_not_recovering(tmp_path) -> None:
+    path = tmp_path / "spool.db"
+    _spool_many(path, 10)
+    damaged = _damage(path, "zeroed header")
+    with Spool(path, recover=False) as spool, pytest.raises(SpoolCorruptError, match="damaged"):
+        spool.counts()
+    assert path.read_bytes() == damaged and list(tmp_path.glob("*.corrupt-*")) == []
+
+
+def test_the_readable_part_of_a_truncated_spool_can_be_salvaged(tmp_path) -> None:
+    from alertkit._spool_files import salvage
+
+    path = tmp_path / "spool.db"
+    _spool_many(path)
+    _damage(path, "truncated")
+    rows, _, damaged = salvage(path)
+    assert damaged and 0 < len(rows) < 2000
+    ids = [row[0] for row in rows]
+    assert ids == sorted(set(ids)), "each row once, in id order"
+    messages = set()
+    for row in rows:
+        with contextlib.suppress(msgspec.DecodeError):  # a row may sit on a damaged page
+            messages.add(msgspec.json.decode(row[-1])["event"]["eventMessage"])
+    assert messages and messages <= {f"boom {n:06d}" for n in range(2000)}
+
+
+def test_a_spool_written_by_the_previous_version_is_upgraded_in_place(tmp_path) -> None:
+    path = tmp_path / "spool.db"
+    _spool_ten(path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as version 1 left it
+        conn.executescript("DROP TABLE owners; DROP INDEX spool_lease; PRAGMA user_version = 1;")
+    with Spool(path) as spool:
+        assert len(spool.claim("http", 4)) == 4
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+            assert conn.execute("SELECT COUNT(*) FROM owners").fetchone() == (1,)
+    with Spool(path) as again:
+        assert len(again.claim("http", 100)) == 10, "the closed spool gave its leases back"
+
+
+def _start_on_damaged(path: str, worker: int, together: Any) -> None:
+    together.wait(30)
+    with Spool(path) as spool:
+        spool.put("http", envelope(worker, event_id=f"worker-{worker}"), "down")
+
+
+def test_workers_starting_together_on_a_damaged_file_share_one_fresh_spool(tmp_path) -> None:
+    path = tmp_path / "spool.db"
+    _spool_many(path, 200)
+    damaged = _damage(path, "zeroed header")
+    context = multiprocessing.get_context("spawn")
+    together = context.Barrier(4)
+    workers = [
+        context.Process(target=_start_on_damaged, args=(str(path), w, together)) for w in range(4)
+    ]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+    assert [p.exitcode for p in workers] == [0] * 4
+    moved_aside = [
+        p for p in tmp_path.glob("spool.db.corrupt-*") if not p.name.endswith(("-wal", "-shm"))
+    ]
+    assert len(moved_aside) == 1, "moved aside once, not once per worker"
+    (moved,) = moved_aside
+    assert moved.read_bytes() == damaged
+    with Spool(path) as spool:
+        assert {row["event_id"] for row in spool.list(limit=10)} == {
+            f"worker-{w}" for w in range(4)
+        }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -204,11 +206,11 @@ def test_bad_replay_configuration_is_one_line_and_exit_2(argv, message, capsys) 
 
 
 @pytest.mark.parametrize("action", ["list", "purge", "replay"])
-def test_a_file_that_is_not_a_spool_is_one_line_and_exit_1(action, tmp_path, capsys) -> None:
+def test_a_file_that_is_not_a_spool_is_one_line_and_exit_2(action, tmp_path, capsys) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("not a database " * 100)
     extra = ["--yes"] if action == "purge" else []
-    assert main(["spool", action, "--path", str(path), *extra]) == 1
+    assert main(["spool", action, "--path", str(path), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err] and "not a database" in err
     assert path.read_text().startswith("not a database"), "the file is left as it was"
@@ -243,3 +245,70 @@ def test_ctrl_c_during_replay_gives_the_rows_back_at_once(spooled, monkeypatch, 
     assert "interrupted" in capsys.readouterr().err
     with Spool() as spool:
         assert len(spool.claim("http", 10)) == 3, "no lease is left on them"
+
+
+@pytest.mark.parametrize("action", ["list", "purge", "replay"])
+@pytest.mark.parametrize("problem", ["directory", "missing", "sqlite but not a spool"])
+def test_a_file_that_cannot_be_a_spool_is_one_line_and_exit_2(
+    action, problem, tmp_path, capsys
+) -> None:
+    path = tmp_path / "given.db"
+    if problem == "directory":
+        path.mkdir()
+    elif problem == "sqlite but not a spool":
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("CREATE TABLE notes (text TEXT)")
+    extra = ["--yes"] if action == "purge" else []
+    assert main(["spool", action, "--file", str(path), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and str(path) in err and "Traceback" not in err
+    assert problem != "missing" or not path.exists(), "nothing is created"
+
+
+@pytest.mark.parametrize("action", ["purge", "replay"])
+def test_a_damaged_spool_is_refused_by_purge_and_replay_and_left_as_it_is(
+    action, tmp_path, capsys
+) -> None:
+    path = tmp_path / "spool.db"
+    damaged = _damaged_spool(path)
+    extra = ["--yes"] if action == "purge" else []
+    assert main(["spool", action, "--file", str(path), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "damaged" in err
+    assert path.read_bytes() == damaged and not list(tmp_path.glob("*.corrupt-*"))
+
+
+def _damaged_spool(path) -> bytes:
+    """Four hundred events for ``http`` in a spool file, then cut in half (a disk incident)."""
+    with Spool(path, clock=lambda: T0 + 100) as spool:
+        spool.put_many("http", [envelope(n) for n in range(400)], "deadline of 120s exceeded")
+    with path.open("r+b") as file:
+        file.truncate(path.stat().st_size // 2)
+    return path.read_bytes()
+
+
+def test_list_reads_what_is_readable_from_a_spool_the_application_moved_aside(
+    tmp_path, capsys
+) -> None:
+    path = tmp_path / "spool.db"
+    _damaged_spool(path)
+    with Spool(path) as app_spool:  # the application starting on the damaged file
+        app_spool.counts()
+        (moved,) = app_spool.quarantined
+    assert main(["spool", "list", "--file", str(moved), "--json", "--limit", "1000"]) == 0
+    captured = capsys.readouterr()
+    shown = json.loads(captured.out)
+    assert captured.err.count("\n") == 1 and "damaged" in captured.err
+    messages = [row["event"].get("eventMessage") for row in shown["events"]]
+    assert 0 < len(messages) < 400, "what is readable, not nothing and not everything"
+    assert set(messages) <= {f"card declined for order {n}" for n in range(400)} | {None}
+    assert "app-key-secret" not in captured.out
+    assert shown["counts"] == {"http": len(messages)}
+
+
+def test_list_of_a_garbage_file_is_one_line_and_exit_2(tmp_path, capsys) -> None:
+    path = tmp_path / "spool.db.corrupt-20270101T000000Z"
+    path.write_bytes(b"\xff" * 8192)
+    assert main(["spool", "list", "--file", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "not a spool database" in err

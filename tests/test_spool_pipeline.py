@@ -12,7 +12,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from alertkit import Client, RetryPolicy, Spooled
+from alertkit.models import AppEvent, Envelope
 from alertkit.spool import Spool
 from tests.servers.http import Reply, ScriptedServer, free_port
 
@@ -149,3 +152,101 @@ def test_deadline_reached_goes_to_the_spool(tmp_path) -> None:
             time.sleep(0.05)
         assert Spool(tmp_path / "s.db").counts().get("http", 0) == 0, "replayed by itself"
         client.shutdown(1)
+
+
+REPLAYING_CHILD = textwrap.dedent("""
+    import sys, time
+    from alertkit import Client
+    # The destination hangs: the worker claims the spooled events at start and is mid-send.
+    client = Client(api_key="k", backends=[sys.argv[1]], spool_path=sys.argv[2], threads=1,
+                    batch_size=50, sample_system=False, timeout=60, register_atexit=False)
+    deadline = time.monotonic() + 60
+    while client.stats()["http"]["replayed"] < 50 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print("replaying", client.stats()["http"]["replayed"], flush=True)
+    time.sleep(600)  # killed with SIGKILL before this ends
+""")
+
+
+def test_a_new_process_replays_at_once_what_a_sigkilled_one_was_replaying(tmp_path) -> None:
+    spool_path = tmp_path / "spool.db"
+    with Spool(spool_path) as spool:
+        for i in range(50):
+            spool.put("http", spooled_event(i), "deadline")
+    with ScriptedServer([Reply(hang=True)]) as hanging:
+        child = subprocess.Popen(
+            [sys.executable, "-c", REPLAYING_CHILD, f"{hanging.url}/v1/events", str(spool_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.getcwd()},
+        )
+        try:
+            line = child.stdout.readline() if child.stdout else ""
+            assert line.strip() == "replaying 50", line
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+    assert Spool(spool_path).list("http", limit=1)[0]["leased"], "the dead process held them"
+    with ScriptedServer([Reply(200)]) as server:
+        started = time.monotonic()
+        fresh = client_for(server.url, spool_path)
+        deadline = started + 20  # the lease is 60 s: only a dead-owner check can beat it
+        while len(server.requests) < 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        received = sorted(r.json()["eventMessage"] for r in server.requests)
+        fresh.shutdown(2)
+    assert received == sorted(f"replay{i}" for i in range(50))
+
+
+def spooled_event(i: int) -> Envelope:
+    """An envelope as the pipeline would have spooled it."""
+    event = AppEvent(
+        api_key="k",
+        classification="issue",
+        event_type="E",
+        event_message=f"replay{i}",
+        log_level="error",
+    )
+    return Envelope(event=event, created=time.time() + i / 1000)
+
+
+def test_spool_bounds_are_client_options_and_evictions_outlive_shutdown(tmp_path) -> None:
+    with ScriptedServer([Reply(500)]) as server:
+        client = client_for(server.url, tmp_path / "s.db", spool_max_events=3, threads=1)
+        assert client.pipeline.spool is not None and client.pipeline.spool.max_events == 3
+        assert client.stats()["http"]["spool_quarantined"] is None
+        for i in range(10):
+            client.send_event_async(client.create_new_app_event(event_message=f"e{i}"))
+        assert client.flush(10)
+        evicted = client.stats()["http"]["evicted"]
+        assert evicted >= 5
+        client.shutdown(1)
+        assert client.stats()["http"]["evicted"] == evicted, "kept after shutdown"
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"spool": True, "spool_max_events": 0}, ValueError, "spool_max_events"),
+        ({"spool": True, "spool_max_bytes": -1}, ValueError, "spool_max_bytes"),
+        ({"spool": True, "spool_max_age": "7d"}, TypeError, "spool_max_age must be a number"),
+        ({"spool": True, "spool_max_events": 1.5}, TypeError, "spool_max_events must be a whole"),
+        ({"spool_max_age": 60}, ValueError, "spool_max_age is set but the spool is off"),
+    ],
+)
+def test_bad_spool_bounds_fail_at_construction_naming_the_option(options, error, message) -> None:
+    with pytest.raises(error, match=message):
+        Client(
+            api_key="k", backends=["http://127.0.0.1:9/v1/events"], register_atexit=False, **options
+        )
+
+
+def test_a_client_starts_on_a_garbage_spool_and_says_where_it_went(tmp_path, caplog) -> None:
+    spool_path = tmp_path / "spool.db"
+    spool_path.write_bytes(b"\x00garbage\xff" * 4000)
+    client = client_for("http://127.0.0.1:9", spool_path)
+    moved = client.stats()["http"]["spool_quarantined"]
+    assert moved is not None and Path(moved).name.startswith("spool.db.corrupt-")
+    assert Path(moved).read_bytes() == b"\x00garbage\xff" * 4000
+    assert "moved it aside" in caplog.text
+    client.shutdown(1)
