@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sqlite3
 import sys
 import time
@@ -277,6 +278,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again
+    (the recipe of the Python docs' note on SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (captured in tests)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; its exit status. Argument mistakes exit 2 from the parser (SystemExit)."""
     parser = build_parser()
@@ -286,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("alertkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `alertkit events --json | head`: the reader has what it wanted
+        _silence_stdout()
+        return 1
     except (CliError, ValueError, OSError, sqlite3.Error) as exc:  # ConfigError is a ValueError
         return report_error(str(exc))
     except Exception as exc:  # a bug still gets one line, not a traceback

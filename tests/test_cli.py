@@ -221,3 +221,38 @@ def test_bridge_and_spool_errors_are_one_line(argv, files, busy_port, tmp_path) 
 def test_python_dash_m_runs_the_cli() -> None:
     result = run("--version")
     assert result.returncode == 0 and result.stdout.startswith("alertkit ")
+
+
+def test_a_reader_that_stops_early_gets_no_error(tmp_path: Path) -> None:
+    """``alertkit events --json | head``: the closed pipe is not a mistake worth a line."""
+    inbox = tmp_path / "big.db"
+    client = Client(backends=[f"local://{inbox}"], register_atexit=False)
+    for n in range(200):
+        client.log({"eventtype": "t", "eventmessage": f"{n} " + "x" * 1000}, exc_info=False)
+    assert client.flush(20)
+    client.shutdown(5)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "alertkit",
+            "events",
+            "--json",
+            "--limit",
+            "200",
+            "--path",
+            str(inbox),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    try:
+        assert child.stdout.read(1) == b"["
+        child.stdout.close()  # over 200 KB still to write: far more than a pipe holds
+        assert child.wait(timeout=60) in (0, 1)
+        assert child.stderr.read() == b""
+    finally:
+        child.kill()  # a no-op once it has exited
+        child.wait(timeout=10)
+        child.stderr.close()
