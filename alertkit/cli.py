@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sqlite3
 import sys
@@ -25,6 +24,10 @@ from alertkit import __version__
 if TYPE_CHECKING:
     from alertkit.models import Envelope
     from alertkit.pipeline import Results
+
+
+#: The longest ``--timeout`` taken: an hour is already more than a demo needs.
+MAX_TIMEOUT = 3600.0
 
 
 class CliError(Exception):
@@ -273,8 +276,10 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
+    if not 0 < value <= MAX_TIMEOUT:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds: {text}"
+        )
     return value
 
 

@@ -140,6 +140,7 @@ def resolve(argv: Sequence[str], files: dict[str, str]) -> list[str]:
         ["demo", "--timeout", "0"],
         ["demo", "--timeout", "nan"],
         ["demo", "--timeout", "inf"],
+        ["demo", "--timeout", "1e300"],
         ["demo", "--timeout", "soon"],
         ["demo", "--backend", "nosuch://x"],
         ["demo", "--backend", "pagerduty://0123456789abcdef0123456789abcdef?bogus=1"],
