@@ -37,6 +37,7 @@ class CliError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        message = " ".join(_masked(message).split())  # the value may be a pasted secret
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 

@@ -165,8 +165,22 @@ def test_a_missing_inbox_file_names_the_file(files, capsys) -> None:
     assert files["missing"] in line and "no such file" in line
 
 
-def test_an_error_line_masks_credentials(capsys) -> None:
-    line = expect_one_line_exit_2(["demo", "--backend", f"password={SECRET}"], capsys)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--backend", f"password={SECRET}"],
+        pytest.param(
+            ["demo", "--timeout", f"token={SECRET}"],
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the scrubber leaves 'seconds: 'token=SECRET'' unmasked: an outer "
+                "'key: value' match swallows the inner secret pair (scrub.py, not the CLI)",
+            ),
+        ),
+    ],
+)
+def test_an_error_line_masks_credentials(argv, capsys) -> None:
+    line = expect_one_line_exit_2(argv, capsys)
     assert SECRET not in line
 
 
