@@ -1,6 +1,8 @@
-"""The ``alertkit`` command: ``demo``, ``events`` and (with their issues) ``test``, ``bridge``, ``spool``.
+"""The ``alertkit`` command: ``demo``, ``events`` and (from their modules) ``bridge``, ``spool``.
 
-Bad arguments print one line and exit with status 2.
+Every mistake, whether in the arguments, a file they name or a value they carry, is one line on
+stderr (``alertkit: error: ...``) and exit status 2, never a traceback. No output shows a credential:
+what the CLI prints from events and errors passes through the scrubber first.
 """
 
 from __future__ import annotations
@@ -8,35 +10,98 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from alertkit import __version__
+
+if TYPE_CHECKING:
+    from alertkit.models import Envelope
+    from alertkit.pipeline import Results
+
+
+#: The longest ``--timeout`` taken: an hour is already more than a demo needs.
+MAX_TIMEOUT = 3600.0
+
+
+class CliError(Exception):
+    """A mistake in the command line or in a file it names: :func:`main` prints it on one line
+    and exits with status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        message = " ".join(_masked(message).split())  # the value may be a pasted secret
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def report_error(message: str) -> int:
+    """Print ``message`` as the one ``alertkit: error:`` line on stderr; return exit status 2.
+
+    The one place every subcommand's runtime error goes through: newlines are folded (one line),
+    credentials masked and the length bounded.
+    """
+    line = " ".join(_masked(message).split())
+    if len(line) > 500:
+        line = line[:499] + "…"
+    print(f"alertkit: error: {line}", file=sys.stderr)
+    return 2
+
+
+def _masked(text: str) -> str:
+    """``text`` with every credential the scrubber recognises masked."""
+    from alertkit.scrub import Scrubber
+
+    return Scrubber().scrub_text(text)
+
+
+# -- demo ------------------------------------------------------------------------------------------
+
+
+def demo_inbox_path() -> Path:
+    """``$ALERTKIT_HOME/demo.db``: the demo's own inbox, apart from the application's."""
+    from alertkit.backends.local import alertkit_home
+
+    return alertkit_home() / "demo.db"
+
+
 def _demo(args: argparse.Namespace) -> int:
-    """Send a small realistic set of events through the real pipeline and print the results."""
+    """Send a small realistic set of events through the real pipeline and print each one's result.
+
+    Without ``--backend`` the events go to the demo inbox (never the application's inbox nor
+    ``$ALERTKIT_BACKENDS``, which may page people), and the output says where that is.
+    """
     from alertkit import Client, CustomData, CustomDoubleData, CustomStringData
     from alertkit.handler import AlertHandler
-    from alertkit.outcomes import Delivered
 
-    client = Client(
+    class DemoClient(Client):
+        """Keeps a future for what the logging handler submits, so its event gets a line too."""
+
+        handled: list[Future[Results]] = []
+
+        def submit_capture(self, capture: Callable[[], Envelope | None]) -> bool:
+            future: Future[Results] = Future()
+            self.handled.append(future)
+            return self.pipeline.submit(capture, future)
+
+    backends = args.backend or [f"local://{demo_inbox_path()}"]
+    client = DemoClient(
         app_version="2.4.1",
         deployment_stage="demo",
         app_name="alertkit-demo",
-        backends=args.backend or None,
+        backends=backends,
         register_atexit=False,
     )
     print(f"alertkit {__version__} demo: sending to {', '.join(map(repr, client.backends))}")
-    futures = []
+    if not args.backend:
+        print(f"  (the demo inbox {demo_inbox_path()}, not your application's inbox)")
+    futures: list[tuple[str, Future[Results]]] = []
     futures.append(
         (
             "log call (info)",
@@ -62,6 +127,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise KeyError("cart-7731")
     except KeyError:
         logger.exception("Checkout failed for order %s", 7731, extra={"order_id": 7731})
+    futures.extend(("logged exception (error, handler)", f) for f in client.handled)
 
     try:
         1 / 0  # noqa: B018 - the demo's exception
@@ -77,42 +143,64 @@ def _demo(args: argparse.Namespace) -> int:
     logger.removeHandler(handler)
     # Shut down first, so that the results and counts printed are the final ones.
     client.shutdown(args.timeout)
-    failed = 0
-    for label, future in futures:
-        results = future.result(0) if future.done() else {}
-        for backend, result in results.items():
-            status = "delivered" if isinstance(result, Delivered) else repr(result)
-            failed += not isinstance(result, Delivered)
-            print(f"  {label:<34} -> {backend}: {status}")
+    failed = _print_results(futures)
     for name, entry in client.stats().items():
         cause = entry["last_failure"]
         print(
             f"  {name}: delivered {entry['delivered']}, retried {entry['retried']}, "
             f"rejected {entry['rejected']}, spooled {entry['spooled']}, "
-            f"dropped {entry['dropped']}" + (f"; last error: {cause}" if cause else "")
+            f"dropped {entry['dropped']}" + (f"; last error: {_masked(cause)}" if cause else "")
         )
-    local = [b for b in client.backends if b.scheme == "local"]
-    if local:
-        print(f"See them with: alertkit events --path {getattr(local[0], 'path', '')}")
+    if not args.backend:
+        print("See them with: alertkit events --demo")
     return 0 if ok and not failed else 1
 
 
-def _events(args: argparse.Namespace) -> int:
-    """List the local inbox, newest first."""
-    from alertkit.backends.local import default_inbox_path, read_events
+def _print_results(futures: Sequence[tuple[str, Future[Results]]]) -> int:
+    """One line per event and backend; returns how many were not delivered."""
+    from alertkit.outcomes import Delivered
 
-    path = Path(args.path) if args.path else default_inbox_path()
-    rows = read_events(path, args.limit)
+    failed = 0
+    for label, future in futures:
+        results = future.result(0) if future.done() else {}
+        if not results:
+            failed += 1
+            print(f"  {label:<34} -> no result in time (still queued or retrying)")
+        for backend, result in results.items():
+            status = "delivered" if isinstance(result, Delivered) else _masked(repr(result))
+            failed += not isinstance(result, Delivered)
+            print(f"  {label:<34} -> {backend}: {status}")
+    return failed
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+
+def _events(args: argparse.Namespace) -> int:
+    """List an inbox, newest first; a missing, foreign or unreadable file is a one-line error."""
+    from alertkit.backends.local import default_inbox_path, read_events
+    from alertkit.scrub import Scrubber
+
+    path = (
+        Path(args.path) if args.path else demo_inbox_path() if args.demo else default_inbox_path()
+    )
+    if path.is_dir():
+        raise CliError(f"events: {path} is a directory, not an inbox file")
+    if not path.exists():
+        if args.path:
+            raise CliError(f"events: no such file: {path}")
+        print(f"no events in {path}")
+        return 0
+    try:
+        rows = read_events(path, args.limit)
+    except (sqlite3.Error, ValueError) as exc:  # not SQLite, not an inbox, unreadable, damaged
+        raise CliError(f"events: {path} is not a readable alertkit inbox ({exc})") from None
+    scrubber = Scrubber()
     if args.json:
-        print(
-            json.dumps(
-                [
-                    row["event"] | {"_logger": row["logger"], "_details": row["details"]}
-                    for row in rows
-                ],
-                indent=2,
-            )
-        )
+        events = [
+            row["event"] | {"_logger": row["logger"], "_details": row["details"]} for row in rows
+        ]
+        print(json.dumps(scrubber.scrub_data(events), indent=2))
         return 0
     if not rows:
         print(f"no events in {path}")
@@ -123,7 +211,7 @@ def _events(args: argparse.Namespace) -> int:
         message = (row["message"] or "").splitlines()[0] if row["message"] else ""
         print(
             f"{when:<19}  {row['level'] or '':<7}  {_cut(row['event_type'], 30):<30}  "
-            f"{_cut(message, 80)}"
+            f"{_cut(scrubber.scrub_text(message), 80)}"
         )
     return 0
 
@@ -151,15 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         action="append",
         metavar="URL",
-        help="backend URL (repeatable); default: $ALERTKIT_BACKENDS or the inbox",
+        help="backend URL (repeatable); default: the demo inbox $ALERTKIT_HOME/demo.db",
     )
-    demo.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for delivery")
+    demo.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="seconds to wait for delivery (default 10)"
+    )
     demo.set_defaults(func=_demo)
 
     events = commands.add_parser("events", help="list the local inbox, newest first")
     events.add_argument("--json", action="store_true", help="print the events as JSON")
     events.add_argument("--limit", type=_positive_int, default=20, help="how many (default 20)")
-    events.add_argument("--path", help="inbox file (default $ALERTKIT_HOME/events.db)")
+    where = events.add_mutually_exclusive_group()
+    where.add_argument("--path", help="inbox file (default $ALERTKIT_HOME/events.db)")
+    where.add_argument(
+        "--demo", action="store_true", help="the demo's inbox ($ALERTKIT_HOME/demo.db)"
+    )
     events.set_defaults(func=_events)
 
     import importlib
@@ -180,14 +274,44 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= MAX_TIMEOUT:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds: {text}"
+        )
+    return value
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again
+    (the recipe of the Python docs' note on SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (captured in tests)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; its exit status. Argument mistakes exit 2 from the parser (SystemExit)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)
-    except ValueError as exc:  # configuration errors (bad backend URL ...) are one line
-        print(f"alertkit: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("alertkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `alertkit events --json | head`: the reader has what it wanted
+        _silence_stdout()
+        return 1
+    except (CliError, ValueError, OSError, sqlite3.Error) as exc:  # ConfigError is a ValueError
+        return report_error(str(exc))
+    except Exception as exc:  # a bug still gets one line, not a traceback
+        return report_error(f"{type(exc).__name__}: {exc}")
     return result
 
 

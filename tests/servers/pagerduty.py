@@ -1,8 +1,9 @@
 """A local PagerDuty Events API stand-in: validates every body, then answers as scripted.
 
-Each body is checked against PagerDuty's own OpenAPI schema (``../shared/schemas/`` beside the
-repository; tests skip when it is absent) and the documented limits: summary at most 1024
-characters, dedup key at most 255, body at most 512 KB, ISO 8601 timestamps, https image sources.
+Each body is checked against PagerDuty's own OpenAPI schema (``tests/schemas/``, kept in the
+repository; tests skip when it is missing, which CI counts as a failure) and the documented limits:
+summary at most 1024 characters, dedup key at most 255, body at most 512 KB, ISO 8601 timestamps,
+https image sources.
 An invalid body is answered like PagerDuty (400) and recorded in ``invalid``; a valid one gets the
 next scripted reply (default: 202 with the dedup key echoed, as PagerDuty does).
 """
@@ -20,9 +21,7 @@ import pytest
 
 from tests.servers.http import Reply, Request, ScriptedServer
 
-SCHEMA_PATH = (
-    Path(__file__).resolve().parents[2] / "../shared/schemas/pagerduty-events-v2.openapi.json"
-).resolve()
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "pagerduty-events-v2.openapi.json"
 KEY = "0123456789abcdef0123456789abcdef"
 MAX_BODY = 512 * 1024
 
