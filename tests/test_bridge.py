@@ -350,7 +350,12 @@ def test_bridge_without_its_extra_names_the_extra(
     monkeypatch.delitem(sys.modules, "alertkit.bridge_server", raising=False)
     monkeypatch.setitem(sys.modules, "waitress", None)  # as if never installed
     argv = ["bridge", "--listen", "127.0.0.1:0", "--token", TOKEN, "pagerduty://" + "k" * 32]
-    assert cli.main(argv) == 2
+    status: list[int] = []
+    # in a thread: a bridge that starts serving anyway must fail this test, not hang it
+    runner = threading.Thread(target=lambda: status.append(cli.main(argv)), daemon=True)
+    runner.start()
+    runner.join(10)
+    assert status == [2]
     err = capsys.readouterr().err
     assert err == (
         "alertkit: error: bridge: the server needs the 'waitress' package: "
