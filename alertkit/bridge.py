@@ -359,6 +359,8 @@ def run_bridge(args: argparse.Namespace) -> int:
     if not args.token:
         raise ConfigError("bridge: --token (or $ALERTKIT_BRIDGE_TOKEN) is required")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # waitress warns at every request queued behind busy threads: one line per request under load
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     serve(
         args.listen,
         args.token,
