@@ -29,6 +29,7 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
 
 from alertkit.errors import ConfigError
 
@@ -139,14 +140,18 @@ class BridgeServer:
             ident="alertkit-bridge",
         )
         self._map: dict[int, Any] = {}
+        self._threads = threads
+        self._dispatcher = ThreadedTaskDispatcher()  # its threads start in serve_forever
         try:
             self._server = _Server(
                 _access_logged(app, routes),
                 map=self._map,
+                dispatcher=self._dispatcher,
                 adj=adj,
                 sockinfo=adj.listen[0],  # type: ignore[arg-type]
             )
         except OSError as exc:
+            wasyncore.close_all(self._map)  # the wake-up pipe and the unbound socket
             raise ConfigError(
                 f"bridge: cannot listen on {host}:{port}: {exc.strerror or exc}"
             ) from None
@@ -158,11 +163,12 @@ class BridgeServer:
 
     def serve_forever(self, poll_interval: float = 1.0) -> None:
         """Serve until :meth:`shutdown`; then close every connection and stop the threads."""
+        self._dispatcher.set_thread_count(self._threads)
         try:
             while not self._stop.is_set():
                 wasyncore.loop(timeout=poll_interval, use_poll=True, map=self._map, count=1)
         finally:
-            self._server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+            self._dispatcher.shutdown(timeout=5)
             wasyncore.close_all(self._map)
             self._stopped.set()
 

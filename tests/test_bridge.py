@@ -329,15 +329,21 @@ def test_create_app_checks_its_configuration() -> None:
 
 
 def test_bridge_on_a_port_in_use_is_one_line_and_status_2(
-    bridge: Bridge, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from alertkit import cli
 
-    argv = ["bridge", "--listen", f"127.0.0.1:{bridge.port}", "--token", TOKEN]
-    assert cli.main([*argv, "pagerduty://" + "k" * 32]) == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        threads = set(threading.enumerate())
+        argv = ["bridge", "--listen", f"127.0.0.1:{port}", "--token", TOKEN]
+        assert cli.main([*argv, "pagerduty://" + "k" * 32]) == 2
+        assert set(threading.enumerate()) <= threads  # no worker threads left behind
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert f"cannot listen on 127.0.0.1:{bridge.port}" in err
+    assert f"cannot listen on 127.0.0.1:{port}" in err
     assert "in use" in err
     assert TOKEN not in err
 
