@@ -96,7 +96,8 @@ class BridgeApp:
         path = environ.get("PATH_INFO") or "/"
         route = {"/guance": self._guance, "/events": self._event}.get(path.rstrip("/") or "/")
         if route is None:
-            return 404, {"error": f"no route {path}; POST /guance or /events"}
+            # the path is not echoed: a mistyped URL (``/guance&token=...``) may carry the token
+            return 404, {"error": "no such path; POST /guance or /events"}
         if environ.get("REQUEST_METHOD") != "POST":
             return 405, {"error": "use POST"}
         if not self._authorized(environ):

@@ -228,7 +228,7 @@ def _access_logged(app: WSGIApp, routes: frozenset[str]) -> WSGIApp:
                 '%s "%s %s%s" %s %.1fms',
                 environ.get("REMOTE_ADDR", "-"),
                 environ.get("REQUEST_METHOD", "-"),
-                path if path in routes else f"<other path, {len(path)} chars>",
+                path if path.rstrip("/") in routes else f"<other path, {len(path)} chars>",
                 "?***" if environ.get("QUERY_STRING") else "",
                 status[0] if status else "-",
                 (time.monotonic() - started) * 1000,

@@ -304,6 +304,9 @@ def test_events_route_rejects_a_non_event_naming_the_field(bridge: Bridge) -> No
 
 def test_unknown_path_and_method(bridge: Bridge) -> None:
     assert bridge.post("/nowhere", {})[0] == 404
+    status, body = bridge.post(f"/guance&token={TOKEN}", {})
+    assert status == 404
+    assert TOKEN not in body["error"]  # a mistyped URL is not echoed, token and all
     conn = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=10)
     try:
         conn.request("GET", "/guance")
