@@ -230,13 +230,14 @@ def _line(child: subprocess.Popen[str], timeout: float = 30) -> str:
 
 
 def test_out_of_descriptors_the_server_rests_instead_of_spinning(tmp_path) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", FD_SCRIPT, TOKEN],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "stderr").open("w"),
-        text=True,
-    )
+    with (tmp_path / "stderr").open("w") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-c", FD_SCRIPT, TOKEN],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     assert child.stdin is not None
     socks: list[socket.socket] = []
     try:
@@ -267,4 +268,9 @@ def test_out_of_descriptors_the_server_rests_instead_of_spinning(tmp_path) -> No
         if child.poll() is None:
             child.kill()
             child.wait(10)
-    assert TOKEN not in (tmp_path / "stderr").read_text()
+        child.stdin.close()
+        if child.stdout is not None:
+            child.stdout.close()
+    logged = (tmp_path / "stderr").read_text()
+    assert "cannot accept a connection (Too many open files)" in logged  # it did run out
+    assert TOKEN not in logged
