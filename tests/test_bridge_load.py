@@ -31,13 +31,14 @@ CLIENTS = 200
 class Running:
     """A bridge on a real server in a thread, with the memory backend it delivers to."""
 
-    def __init__(self, **server_options: float) -> None:
+    def __init__(self, *, start: bool = True, **server_options: float) -> None:
         self.memory = MemoryBackend()
         self.app: BridgeApp = create_app([self.memory], token=TOKEN, register_atexit=False)
         self.server: BridgeServer = make_bridge_server("127.0.0.1:0", self.app, **server_options)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.2,), daemon=True)
-        self.thread.start()
+        if start:
+            self.thread.start()
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=30)
@@ -91,18 +92,50 @@ def answers(socks: list[socket.socket], deadline: float) -> list[int | None]:
     return [statuses.get(sock, -1) for sock in socks]  # -1: no answer in time
 
 
-def test_200_concurrent_authorised_clients_are_all_answered(running: Running) -> None:
-    socks = [running.connect() for _ in range(CLIENTS)]
+def connect_all_before_serving(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections completed by the kernel alone, while nothing accepts them: the
+    listen backlog must hold them all (a backlog of 5 completes 6 and leaves the rest retrying
+    their SYN a second later and more)."""
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        socks.append(sock)
+    pending = set(socks)
+    deadline = time.monotonic() + 5
+    while pending and time.monotonic() < deadline:
+        _, writable, _ = select.select([], list(pending), [], 0.2)
+        for sock in writable:
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                pending.discard(sock)
+    for sock in socks:
+        sock.setblocking(True)
+        sock.settimeout(30)
+    assert not pending, f"{len(pending)} of {count} connections not completed by the backlog"
+    return socks
+
+
+def test_200_concurrent_authorised_clients_are_all_answered() -> None:
+    running = Running(start=False, timeout=2.0)
+    socks: list[socket.socket] = []
     try:
+        socks = connect_all_before_serving(running.port, CLIENTS)
+        running.thread.start()
         for n, sock in enumerate(socks):
             sock.sendall(request(n))
         statuses = answers(socks, time.monotonic() + 45)
+        assert statuses == [202] * CLIENTS
+        assert running.app.client.flush(30)
+        assert len(running.memory.envelopes) == CLIENTS
     finally:
         for sock in socks:
             sock.close()
-    assert statuses == [202] * CLIENTS
-    assert running.app.client.flush(30)
-    assert len(running.memory.envelopes) == CLIENTS
+        if running.thread.is_alive():
+            running.close()
+        else:
+            running.server.server_close()
+            running.app.close()
 
 
 def test_200_slow_clients_time_out_without_starving_a_valid_request(running: Running) -> None:
