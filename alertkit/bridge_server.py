@@ -17,7 +17,6 @@ the process's open-files limit, an access log that never shows a query string or
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import threading
@@ -37,9 +36,8 @@ log = logging.getLogger("alertkit.bridge")
 
 #: File descriptors kept free for the rest of the process (pipeline sockets, spool, logs).
 FD_RESERVE = 32
-#: How long the listener rests after ``accept()`` failed for lack of resources.
+#: How long the listener rests after ``accept()`` failed (out of descriptors, mostly).
 ACCEPT_PAUSE = 0.5
-_NO_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -82,14 +80,13 @@ class _Server(TcpWSGIServer):
         """Accept one connection; out of file descriptors, rest instead of spinning on poll()."""
         try:
             pair = self.accept()
-        except OSError as exc:
-            if exc.errno in _NO_RESOURCES:
-                self._resting_until = time.monotonic() + ACCEPT_PAUSE
-                log.warning(
-                    "bridge: cannot accept a connection (%s); pausing %.1f s",
-                    exc.strerror,
-                    ACCEPT_PAUSE,
-                )
+        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS...: the listener stays readable
+            self._resting_until = time.monotonic() + ACCEPT_PAUSE
+            log.warning(
+                "bridge: cannot accept a connection (%s); pausing %.1f s",
+                exc.strerror or exc,
+                ACCEPT_PAUSE,
+            )
             return
         if pair is None:
             return
