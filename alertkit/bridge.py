@@ -1,7 +1,8 @@
 """The bridge: monitoring webhooks (Guance first) into PagerDuty through the alertkit pipeline.
 
 ``create_app`` returns a plain WSGI application, so it runs under gunicorn or any WSGI server;
-``serve`` runs it with the standard library's threaded server (``alertkit bridge``). Routes:
+``serve`` runs it on waitress (the ``bridge`` extra; :mod:`alertkit.bridge_server` says why and
+how it is hardened), which is what ``alertkit bridge`` does. Routes:
 
 * ``POST /guance``: a Guance webhook body, mapped by :mod:`alertkit.guance` to a trigger or a
   resolve sharing one dedup key.
@@ -9,8 +10,9 @@
 
 The token travels as ``Authorization: Bearer <token>`` or ``?token=<token>`` (Guance can only put
 it in the URL). Answers: 202 once the event is queued (never waiting on the destination), 401
-without the token, 400 with ``{"error": ..., "field": ...}`` for a bad body, 413 over 1 MB,
-404/405 for other paths and methods.
+without the token, 400 with ``{"error": ..., "field": ...}`` for any bad body (malformed, not an
+object, nested too deeply, NaN or an infinite number), 413 over 1 MB, 404/405 for other paths and
+methods.
 """
 
 from __future__ import annotations
@@ -20,16 +22,15 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import msgspec
 
@@ -41,9 +42,14 @@ from alertkit.models import AppEvent, decode_event
 from alertkit.outcomes import Dropped
 from alertkit.pipeline import Results
 
+if TYPE_CHECKING:
+    from alertkit.bridge_server import BridgeServer
+
 log = logging.getLogger("alertkit.bridge")
 
 MAX_BODY = 1024 * 1024
+MAX_HEADER_BYTES = 32 * 1024
+ROUTES = frozenset({"/guance", "/events"})
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _REASONS = {
     202: "Accepted",
@@ -74,6 +80,8 @@ class BridgeApp:
             status, body = self._handle(environ)
         except BadRequestError as exc:
             status, body = 400, {"error": str(exc), "field": exc.field}
+        except RecursionError:  # json, msgspec or the mapping on a deeply nested body
+            status, body = 400, {"error": "JSON nested too deeply", "field": None}
         except Exception as exc:  # never a stack trace to the webhook sender
             log.warning("bridge: internal error: %r", exc)
             status, body = 500, {"error": "internal error"}
@@ -88,7 +96,8 @@ class BridgeApp:
         path = environ.get("PATH_INFO") or "/"
         route = {"/guance": self._guance, "/events": self._event}.get(path.rstrip("/") or "/")
         if route is None:
-            return 404, {"error": f"no route {path}; POST /guance or /events"}
+            # the path is not echoed: a mistyped URL (``/guance&token=...``) may carry the token
+            return 404, {"error": "no such path; POST /guance or /events"}
         if environ.get("REQUEST_METHOD") != "POST":
             return 405, {"error": "use POST"}
         if not self._authorized(environ):
@@ -102,7 +111,9 @@ class BridgeApp:
             return 413, {"error": f"body over {MAX_BODY} bytes"}
         raw = environ["wsgi.input"].read(length) if length > 0 else b""
         try:
-            data = json.loads(raw) if raw else None
+            data = (
+                json.loads(raw, parse_constant=_no_constant, parse_float=_finite) if raw else None
+            )
         except ValueError as exc:
             raise BadRequestError(f"malformed JSON: {exc}") from None
         if not isinstance(data, dict):
@@ -128,7 +139,7 @@ class BridgeApp:
     def _event(self, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         try:
             event = decode_event(json.dumps(data).encode(), AppEvent)
-        except msgspec.ValidationError as exc:
+        except msgspec.MsgspecError as exc:
             raise BadRequestError(f"not an AppEvent: {exc}", _field_of(str(exc))) from None
         envelope = self.client.envelope_for(event)
         return self._queued(
@@ -160,6 +171,19 @@ def _drain(stream: Any, length: int, limit: int = 8 * MAX_BODY) -> None:
         if not chunk:
             return
         left -= len(chunk)
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON, and PagerDuty would refuse the event carrying them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float; ``1e999`` (infinite in Python) is refused like ``Infinity``."""
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
 
 
 def _field_of(message: str) -> str | None:
@@ -203,48 +227,86 @@ def create_app(
     return BridgeApp(made, token, owns_client=True)
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+def make_bridge_server(
+    listen: str,
+    app: BridgeApp,
+    *,
+    threads: int = 8,
+    max_connections: int = 500,
+    timeout: float = 10.0,
+) -> BridgeServer:
+    """A hardened waitress server for ``app`` bound to ``HOST:PORT`` (port 0: any free port).
 
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
-
-
-def make_bridge_server(listen: str, app: BridgeApp) -> WSGIServer:
-    """A threaded stdlib WSGI server for ``app`` bound to ``HOST:PORT`` (port 0: any free port).
+    Args:
+        listen: ``HOST:PORT``; ``[::1]:8080`` for IPv6.
+        threads: worker threads running the app (only complete requests reach them).
+        max_connections: connections open at once; more wait in the listen backlog.
+        timeout: seconds a client may take to send one whole request, and that an idle
+            keep-alive connection stays open.
 
     Raises:
-        ConfigError: ``listen`` is not ``HOST:PORT``.
+        ConfigError: ``listen`` is not ``HOST:PORT``, the address cannot be bound (in use, no
+            permission), a limit is not positive, or waitress (``alertkit[bridge]``) is missing.
     """
     host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit():
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
         raise ConfigError(f"bridge: --listen must be HOST:PORT, got {listen!r}")
-    return make_server(
+    for name, value in (("threads", threads), ("max_connections", max_connections)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"bridge: {name} must be a positive whole number, got {value!r}")
+    if not timeout > 0:
+        raise ConfigError(f"bridge: timeout must be positive, got {timeout!r}")
+    return _server_class()(
+        app,
         host.strip("[]") or "127.0.0.1",
         int(port_text),
-        app,
-        server_class=_ThreadingServer,
-        handler_class=_QuietHandler,
+        threads=threads,
+        connection_limit=max_connections,
+        timeout=timeout,
+        max_header_bytes=MAX_HEADER_BYTES,
+        max_body_bytes=MAX_BODY,
+        routes=ROUTES,
     )
+
+
+def _server_class() -> type[BridgeServer]:
+    """:class:`alertkit.bridge_server.BridgeServer`, or one clear error naming the extra."""
+    try:
+        from alertkit.bridge_server import BridgeServer
+    except ImportError as exc:
+        raise ConfigError(
+            f"bridge: the server needs the {exc.name or 'waitress'!r} package: "
+            "pip install 'alertkit[bridge]'"
+        ) from None
+    return BridgeServer
 
 
 def serve(
     listen: str,
     token: str,
     backend_urls: Sequence[str],
-    ready: Callable[[WSGIServer], None] | None = None,
+    ready: Callable[[BridgeServer], None] | None = None,
+    **server_options: Any,
 ) -> None:
     """Run the bridge until interrupted (Ctrl-C or SIGTERM), then flush the pipeline.
 
-    ``ready``, if given, is called with the server once it listens (tests stop it from there).
+    ``ready``, if given, is called with the server once it listens (tests stop it from there);
+    ``server_options`` are :func:`make_bridge_server`'s ``threads``, ``max_connections`` and
+    ``timeout``.
+
+    Raises:
+        ConfigError: as :func:`create_app` and :func:`make_bridge_server`, before serving.
     """
+    _server_class()  # a missing extra is reported before a client is made
     app = create_app(backend_urls, token=token)
-    server = make_bridge_server(listen, app)
+    try:
+        server = make_bridge_server(listen, app, **server_options)
+    except BaseException:
+        app.close()
+        raise
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    host, port = server.server_address[:2]
+    host, port = server.server_address
     log.info("alertkit bridge listening on %s:%s", host, port)
     if ready is not None:
         ready(server)
@@ -272,6 +334,21 @@ def add_bridge_command(subparsers: Any) -> None:
         default=os.environ.get("ALERTKIT_BRIDGE_TOKEN"),
         help="shared secret requests must carry; default $ALERTKIT_BRIDGE_TOKEN",
     )
+    parser.add_argument("--threads", type=_positive, default=8, help="worker threads (default 8)")
+    parser.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=500,
+        metavar="N",
+        help="connections served at once; more wait in the backlog (default 500)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive,
+        default=10,
+        metavar="SECONDS",
+        help="longest time to send one request, and to keep an idle connection (default 10)",
+    )
     parser.add_argument(
         "backend", nargs="+", metavar="URL", help="backend URL(s), e.g. pagerduty://ROUTING_KEY"
     )
@@ -283,5 +360,24 @@ def run_bridge(args: argparse.Namespace) -> int:
     if not args.token:
         raise ConfigError("bridge: --token (or $ALERTKIT_BRIDGE_TOKEN) is required")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    serve(args.listen, args.token, args.backend)
+    # waitress warns at every request queued behind busy threads: one line per request under load
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    serve(
+        args.listen,
+        args.token,
+        args.backend,
+        threads=args.threads,
+        max_connections=args.max_connections,
+        timeout=float(args.timeout),
+    )
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value

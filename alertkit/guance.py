@@ -51,7 +51,8 @@ def read_guance(client: Client, data: dict[str, Any]) -> GuanceAlert:
 
     Raises:
         BadRequestError: ``df_title``/``df_status`` missing, an unknown status, bad
-            ``df_dimension_tags``, or a resolve without a dedup key (``field`` names it).
+            ``df_dimension_tags``, a ``timestamp``/``date`` out of range, or a resolve without a
+            dedup key (``field`` names it).
     """
     for field in ("df_title", "df_status"):
         if not isinstance(data.get(field), str) or not data[field]:
@@ -78,8 +79,8 @@ def guance_trigger(client: Client, data: dict[str, Any], status: str, key: str |
     source = tags.get("host") or _text(data.get("df_workspace_name")) or "guance"
     event = client.events.new(level, "issue", _text(data.get("df_monitor_name")) or "guance", title)
     event.context_env_hostname = source
-    when = data.get("timestamp") or data.get("date")
-    if isinstance(when, int | float) and not isinstance(when, bool) and when > 0:
+    when = _unix_seconds(data)
+    if when is not None:
         event.event_time = int(when * 1000)
     details: dict[str, Any] = {"status": status}
     for name, field in (
@@ -107,6 +108,22 @@ def guance_trigger(client: Client, data: dict[str, Any], status: str, key: str |
         tags=tags,
         payload=overrides,
     )
+
+
+#: Unix seconds after this (year 5138) are taken for a unit mistake rather than a date.
+MAX_UNIX_SECONDS = 100_000_000_000
+
+
+def _unix_seconds(data: dict[str, Any]) -> float | None:
+    """``timestamp`` (else ``date``) when it is a positive number of unix seconds; a number out of
+    range is a 400 (it would reach PagerDuty or the inbox as an impossible date or not at all)."""
+    field = "timestamp" if data.get("timestamp") else "date"
+    when = data.get(field)
+    if not isinstance(when, int | float) or isinstance(when, bool) or when == 0:
+        return None
+    if not 0 < when < MAX_UNIX_SECONDS:
+        raise BadRequestError(f"{field} must be unix seconds, got {when!r:.40}", field)
+    return float(when)
 
 
 def _text(value: Any) -> str | None:

