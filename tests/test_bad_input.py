@@ -10,11 +10,18 @@ valid JSON of the wire types within the limits.
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
 import json
 import logging
 import os
+import pathlib
+import threading
+import time
 import traceback
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -23,6 +30,8 @@ from hypothesis import strategies as st
 
 from alertkit import Client
 from alertkit.backends import create_backend
+from alertkit.backends.http import HttpBackend
+from alertkit.backends.local import LocalBackend, read_events
 from alertkit.backends.registry import known_schemes
 from alertkit.errors import ConfigError
 from alertkit.handler import AlertHandler
@@ -35,8 +44,12 @@ from alertkit.models import (
     decode_event,
     encode_event,
 )
+from alertkit.outcomes import Delivered, Dropped, Rejected
+from alertkit.retry import RetryPolicy
 from alertkit.scrub import default_processors
 from alertkit.testing import MemoryBackend
+from alertkit.worker import BackendWorker, Delivery, Ticket
+from tests.servers.http import Reply, Request, ScriptedServer
 
 LIMITS = Limits()
 MARKER_ROOM = 40  # a cut string may end with "...[cut N chars]"
@@ -422,6 +435,239 @@ def test_ten_megabyte_strings(client, backend, internal_errors, handler, text, w
     [envelope] = delivered(client, backend, internal_errors)
     assert "hunter2" not in encode_event(envelope.event).decode()
     assert "4111 1111 1111 1111" not in encode_event(envelope.event).decode()
+
+
+# -- one bad event among good ones -----------------------------------------------------------------
+
+
+class Markup(str):
+    """Stands in for ``markupsafe.Markup``: a str subclass that JSON encoders refuse."""
+
+
+FAST = RetryPolicy(max_attempts=2, backoff=0.01, max_backoff=0.05, deadline=10.0)
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_one_str_subclass_event_among_49_good_ones_goes_out_with_them_once():
+    """Through the real pipeline and the HTTP backend: the 50 events travel as one batch; the
+    bad one is sent as plain text and nothing is sent twice."""
+    gate = threading.Event()
+
+    def script(request: Request) -> Reply:
+        if request.headers.get("idempotency-key") == "warm-up":
+            gate.wait(10)  # hold the only worker thread until the 50 are queued behind it
+        return Reply(200)
+
+    with ScriptedServer(script) as server:
+        client = Client(
+            api_key="KEY",
+            backends=[f"{server.url}/v1/events"],
+            threads=1,
+            retry=FAST,
+            sample_system=False,
+            register_atexit=False,
+            storm_window=0,
+        )
+        try:
+            client.send_event_async(
+                client.envelope_for(client.create_new_app_event(), event_id="warm-up")
+            )
+            wait_until(lambda: len(server.requests) == 1)
+            futures = []
+            for index in range(50):
+                message = Markup("<b>bold</b>") if index == 20 else f"good {index}"
+                event = client.create_new_app_event(event_message=message)
+                futures.append(
+                    client.send_event_async(client.envelope_for(event, event_id=f"e{index}"))
+                )
+            worker = client.pipeline.workers[0]
+            wait_until(lambda: worker.queued() == 51)
+            gate.set()
+            results = [future.result(10) for future in futures]
+        finally:
+            client.shutdown(5.0)
+    assert all(type(r["http"]) is Delivered for r in results), results
+    keys = [request.headers["idempotency-key"] for request in server.requests]
+    assert sorted(keys) == sorted(["warm-up", *(f"e{i}" for i in range(50))]), "each POSTed once"
+    [bad] = [r.json() for r in server.requests if r.headers["idempotency-key"] == "e20"]
+    assert bad["eventMessage"] == "<b>bold</b>"
+
+
+def raw_envelope(message: str, event_id: str) -> Envelope:
+    """An envelope as a backend would get it if nothing had checked it."""
+    event = AppEvent(api_key="KEY", classification="issue", event_type="t", event_message=message)
+    return Envelope(event=event, event_id=event_id)
+
+
+def deliver_batch(backend: Any, envelopes: list[Envelope]) -> list[Any]:
+    """One batch through a real worker's delivery step; the final result of each envelope."""
+    results: list[Any] = []
+    worker = BackendWorker(
+        backend,
+        policy=RetryPolicy(max_attempts=1),
+        queue_size=100,
+        batch_size=None,
+        threads=1,
+        on_give_up=lambda backend, deliveries, reason: Dropped(reason),
+    )
+    batch = []
+    for envelope in envelopes:
+        ticket = Ticket(1, lambda t: results.append(t.results))
+        batch.append(Delivery(envelope, ticket, time.time()))
+    worker._sending.update(batch)
+    worker._deliver(batch)
+    assert len(results) == len(envelopes)
+    return [next(iter(r.values())) for r in results]
+
+
+def test_a_backend_that_raises_for_one_envelope_delivers_the_others_once(tmp_path):
+    """The local inbox encodes the whole batch before it writes: one value it cannot encode made
+    it raise for all 50, and all 50 were retried."""
+    envelopes = [raw_envelope(f"good {i}", f"e{i}") for i in range(50)]
+    envelopes[20] = raw_envelope(Markup("bad"), "e20")
+    backend = LocalBackend(tmp_path / "inbox.db")
+    try:
+        outcomes = deliver_batch(backend, envelopes)
+        stored = read_events(tmp_path / "inbox.db", limit=100)
+    finally:
+        backend.close()
+    assert [type(o) for o in outcomes] == [Delivered] * 20 + [Rejected] + [Delivered] * 29
+    assert "Markup" in outcomes[20].reason
+    assert sorted(row["event_id"] for row in stored) == sorted(
+        f"e{i}" for i in range(50) if i != 20
+    )
+
+
+def test_the_http_backend_rejects_an_envelope_it_cannot_encode_and_sends_the_rest_once():
+    envelopes = [raw_envelope(f"good {i}", f"e{i}") for i in range(50)]
+    envelopes[20] = raw_envelope(Markup("bad"), "e20")
+    with ScriptedServer([Reply(200)]) as server:
+        backend = HttpBackend(f"{server.url}/v1/events", api_key="KEY")
+        try:
+            outcomes = deliver_batch(backend, envelopes)
+        finally:
+            backend.close()
+    assert [type(o) for o in outcomes] == [Delivered] * 20 + [Rejected] + [Delivered] * 29
+    keys = [request.headers["idempotency-key"] for request in server.requests]
+    assert sorted(keys) == sorted(f"e{i}" for i in range(50) if i != 20), "no POST twice"
+
+
+# -- values keep their meaning on the way to real backends ----------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+VALUE_KINDS: dict[str, Any] = {
+    "when": datetime.datetime(2024, 1, 1, 12, 0, tzinfo=datetime.timezone.utc),
+    "day": datetime.date(2024, 1, 2),
+    "at": datetime.time(8, 30),
+    "price": decimal.Decimal("1.10"),
+    "id": uuid.UUID(int=7),
+    "path": pathlib.PurePosixPath("/srv/app.log"),
+    "colour": Colour.RED,
+    "wide": 1 << 132,
+    "html": Markup("<i>x</i>"),
+    "many": list(range(100_000)),
+}
+EXPECTED_KINDS: dict[str, Any] = {
+    "when": "2024-01-01T12:00:00+00:00",
+    "day": "2024-01-02",
+    "at": "08:30:00",
+    "price": "1.10",
+    "id": "00000000-0000-0000-0000-000000000007",
+    "path": "/srv/app.log",
+    "colour": "red",
+    "wide": str(1 << 132),
+    "html": "<i>x</i>",
+    "many": [*range(100), "[99900 more items cut]"],
+}
+
+
+@pytest.mark.parametrize("capture", ["handler", "log"])
+def test_extra_values_reach_the_local_inbox_with_their_meaning(tmp_path, capture):
+    path = tmp_path / "inbox.db"
+    client = Client(backends=[f"local://{path}"], sample_system=False, register_atexit=False)
+    try:
+        if capture == "handler":
+            record = logging.LogRecord("app", logging.ERROR, __file__, 1, "m", (), None)
+            record.__dict__.update(VALUE_KINDS)
+            AlertHandler(client=client).handle(record)
+        else:
+            client.log({"eventmessage": "m", **VALUE_KINDS}, exc_info=False)
+        assert client.flush(10.0)
+    finally:
+        client.shutdown(5.0)
+    [row] = read_events(path)
+    assert {k: row["details"][k] for k in EXPECTED_KINDS} == EXPECTED_KINDS
+
+
+def test_extra_values_reach_pagerduty_with_their_meaning():
+    from tests.servers.pagerduty import PagerDutyStandIn
+
+    with PagerDutyStandIn() as pd:
+        client = Client(backends=[pd.url()], sample_system=False, register_atexit=False)
+        try:
+            logger = logging.getLogger("tests.bad_input.pagerduty")
+            logger.propagate = False
+            handler = AlertHandler(client=client)
+            logger.addHandler(handler)
+            try:
+                logger.error("disk full", extra=VALUE_KINDS)
+            finally:
+                logger.removeHandler(handler)
+            assert client.flush(10.0)
+        finally:
+            client.shutdown(5.0)
+    assert not pd.invalid
+    [body] = pd.bodies
+    details = body["payload"]["custom_details"]
+    assert {k: details[k] for k in EXPECTED_KINDS} == EXPECTED_KINDS
+
+
+# -- what the application does wrong never raises into it ------------------------------------------
+
+
+def test_a_log_level_list_set_on_an_event_is_left_out(client, backend, internal_errors):
+    """The docs say a bad level is left out: it raised TypeError (unhashable) in the caller."""
+    start(client, backend)
+    event = client.create_new_app_event(event_message="m")
+    event.log_level = ["error"]  # type: ignore[assignment]
+    client.send_event_async(event)
+    [envelope] = delivered(client, backend, internal_errors)
+    assert envelope.event.log_level is None and envelope.levelno == logging.ERROR
+
+
+class BrokenMapping(Mapping[str, Any]):
+    """A mapping whose iteration raises (its ``len`` works)."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("no iteration")
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return "<BrokenMapping>"
+
+
+def test_client_log_of_a_mapping_whose_iteration_raises_sends_its_repr(
+    client, backend, internal_errors
+):
+    start(client, backend)
+    client.log(BrokenMapping(), exc_info=False)
+    [envelope] = delivered(client, backend, internal_errors)
+    assert envelope.details == {"data": "<BrokenMapping>"}
 
 
 # -- the config parsers ----------------------------------------------------------------------------
