@@ -119,9 +119,10 @@ class EventFactory:
     @staticmethod
     def add_exception(event: AppEvent, info: ExcInfo) -> None:
         """Attach the exception chain; type and message fill in where they are still "unknown"."""
-        if event.event_type == "unknown":
+        # Compared as plain strings: the caller's str subclass may have an __eq__ that raises.
+        if plain_scalar(event.event_type) == "unknown":
             event.event_type = exception_type_name(info[0])
-        if event.event_message == "unknown":
+        if plain_scalar(event.event_message) == "unknown":
             event.event_message = safe_str(info[1])
         event.event_stacktrace = build_stacktrace(info[1])
 
