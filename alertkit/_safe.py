@@ -167,43 +167,42 @@ def to_json_safe(value: Any, *, depth: int = 0, seen: frozenset[int] = frozenset
     """
     if type(value) is dict and depth == 0 and is_flat_json(value):
         return dict(value)  # the usual flat ``extra``: already JSON-safe, a copy is enough
-    try:
-        return _json_safe(value, depth, seen)
-    except Exception:  # e.g. a __getattribute__ that raises makes isinstance() raise
-        return clean_str(clip(safe_repr(value)))
+    return _json_safe(value, depth, seen)
 
 
 def _json_safe(value: Any, depth: int, seen: frozenset[int]) -> Any:
-    plain = plain_scalar(value)
-    if plain is not NOT_SCALAR:
-        return clean_str(clip(plain)) if type(plain) is str else plain
-    value = enum_value(value)
-    if isinstance(value, bytes | bytearray):
-        return clip(bytes(value[: MAX_STRING + 1]).decode("utf-8", "replace"))
-    is_collection = isinstance(value, Mapping | list | tuple | set | frozenset)
-    if depth >= MAX_DEPTH:
-        if is_collection:  # its repr could be huge, or recurse without end
-            return f"<{type(value).__name__} nested deeper than {MAX_DEPTH} levels>"
-        return clip(safe_repr(value), 200)
-    if id(value) in seen:
-        return "<cycle>"
-    inner = seen | {id(value)}
+    kind = type(value)
     try:
+        if kind is not dict and kind is not list:  # the usual containers need no scalar checks
+            plain = plain_scalar(value)
+            if plain is not NOT_SCALAR:
+                return clean_str(clip(plain)) if type(plain) is str else plain
+            value = enum_value(value)
+            if isinstance(value, bytes | bytearray):
+                return clip(bytes(value[: MAX_STRING + 1]).decode("utf-8", "replace"))
+        is_collection = isinstance(value, Mapping | list | tuple | set | frozenset)
+        if depth >= MAX_DEPTH:
+            if is_collection:  # its repr could be huge, or recurse without end
+                return f"<{type(value).__name__} nested deeper than {MAX_DEPTH} levels>"
+            return clip(safe_repr(value), 200)
+        if id(value) in seen:
+            return "<cycle>"
+        inner = seen | {id(value)}
         if isinstance(value, Mapping):
             result: dict[str, Any] = {}
             for index, (key, item) in enumerate(value.items()):
                 if index >= MAX_ITEMS:
                     result["..."] = ITEMS_MARKER.format(n=len(value) - MAX_ITEMS)
                     break
-                result[key_text(key, 200)] = to_json_safe(item, depth=depth + 1, seen=inner)
+                result[key_text(key, 200)] = _json_safe(item, depth + 1, inner)
             return result
         if is_collection:
             items = list(islice(value, MAX_ITEMS + 1))
-            out = [to_json_safe(item, depth=depth + 1, seen=inner) for item in items[:MAX_ITEMS]]
+            out = [_json_safe(item, depth + 1, inner) for item in items[:MAX_ITEMS]]
             if len(items) > MAX_ITEMS:
                 out.append(ITEMS_MARKER.format(n=len(value) - MAX_ITEMS))
             return out
-    except Exception:  # a collection whose iteration or len() raises: its repr says what it was
+    except Exception:  # iteration or len() raised, or a type check (a hostile __getattribute__)
         pass
     return clean_str(clip(safe_repr(value)))
 
@@ -211,8 +210,9 @@ def _json_safe(value: Any, depth: int, seen: frozenset[int]) -> Any:
 def key_text(key: Any, limit: int) -> str:
     """A mapping key as a clean, exact ``str`` of at most ``limit`` characters (other keys: their
     ``repr``, as JSON objects have text keys only)."""
-    name = str.__str__(key) if isinstance(key, str) else safe_repr(key)
-    return clean_str(clip(name, limit))
+    if type(key) is not str:
+        key = str.__str__(key) if isinstance(key, str) else safe_repr(key)
+    return clean_str(clip(key, limit))
 
 
 def is_flat_json(value: dict[Any, Any]) -> bool:

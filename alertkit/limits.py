@@ -163,13 +163,16 @@ class Limits:
 
     def _data(self, value: Any, depth: int, path: frozenset[int], budget: _Budget) -> Any:
         try:
-            plain = plain_scalar(value)
-            if plain is not NOT_SCALAR:
-                return self._string(plain, budget) if type(plain) is str else plain
-            value = enum_value(value)
-            if isinstance(value, bytes | bytearray):
-                raw = bytes(value[: self.max_string + 1])
-                return self._string(raw.decode("utf-8", "replace"), budget, len(value) - len(raw))
+            kind = type(value)
+            if kind is not dict and kind is not list:  # the usual containers: no scalar checks
+                plain = plain_scalar(value)
+                if plain is not NOT_SCALAR:
+                    return self._string(plain, budget) if type(plain) is str else plain
+                value = enum_value(value)
+                if isinstance(value, bytes | bytearray):
+                    raw = bytes(value[: self.max_string + 1])
+                    cut = len(value) - len(raw)
+                    return self._string(raw.decode("utf-8", "replace"), budget, cut)
             if depth >= self.max_depth:
                 return DEPTH_MARKER.format(n=self.max_depth)
             if id(value) in path:

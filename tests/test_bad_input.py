@@ -238,8 +238,9 @@ class BadItemsDict(dict):  # type: ignore[type-arg]
 
 
 class LoudStr(str):
-    """A str subclass (like ``markupsafe.Markup``) whose text and comparison methods raise (one
-    whose ``__len__`` raises makes the scrubber drop the event: not covered here)."""
+    """A str subclass (like ``markupsafe.Markup``) whose ``__str__`` and ``__repr__`` raise (one
+    whose ``__len__`` raises makes the scrubber drop the event: not covered here; one whose
+    ``__eq__`` raises confuses hypothesis itself: see BadEqStr)."""
 
     def __str__(self) -> str:
         raise RuntimeError("no str")
@@ -247,13 +248,17 @@ class LoudStr(str):
     def __repr__(self) -> str:
         raise RuntimeError("no repr")
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text("LoudStr()")
+
+
+class BadEqStr(str):
+    """A str subclass whose ``__eq__`` raises."""
+
     def __eq__(self, other: object) -> bool:
         raise RuntimeError("no eq")
 
     __hash__ = str.__hash__
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text("LoudStr()")
 
 
 class LoudInt(int):
@@ -471,7 +476,7 @@ maybe_exception = st.one_of(st.none(), st.none(), st.none(), exceptions)
 # -- the capture points ----------------------------------------------------------------------------
 
 
-@examples(2200)
+@examples(1800)
 @given(
     data=st.one_of(st.dictionaries(keys, values, max_size=4), values),
     level=st.sampled_from(LEVELS),
@@ -491,7 +496,7 @@ def test_client_log_key_whose_str_raises(client, backend, internal_errors):
     assert envelope.details == {"<unprintable Unprintable>": "value"}
 
 
-@examples(1400)
+@examples(1200)
 @given(
     level=st.sampled_from(LEVELS),
     words=st.lists(texts, min_size=3, max_size=3),
@@ -530,7 +535,7 @@ mutations = st.lists(
 )
 
 
-@examples(2400)
+@examples(2000)
 @given(changes=mutations, message=st.one_of(texts, st.builds(LoudStr)), error=maybe_exception)
 def test_an_event_changed_after_it_was_made(
     client, backend, internal_errors, changes, message, error
@@ -548,7 +553,7 @@ def test_an_event_changed_after_it_was_made(
 PROCESSORS = default_processors()
 
 
-@examples(7600)
+@examples(9400)
 @given(
     details=st.dictionaries(keys, st.one_of(scalars, odd, st.lists(leaf, max_size=3)), max_size=4),
     changes=mutations,
@@ -603,7 +608,7 @@ def emit(
     handler.handle(record)
 
 
-@examples(2200)
+@examples(1400)
 @given(
     msg=st.one_of(
         texts,
@@ -880,7 +885,7 @@ def test_an_exception_event_whose_message_compares_badly(client, backend, intern
     """The type and message fill in where they are "unknown": comparing the caller's str subclass
     raised into the caller."""
     start(client, backend)
-    event = client.create_new_app_event(event_message=LoudStr("m"), exc_info=ValueError("boom"))
+    event = client.create_new_app_event(event_message=BadEqStr("m"), exc_info=ValueError("boom"))
     client.send_event_async(event)
     [envelope] = delivered(client, backend, internal_errors)
     assert envelope.event.event_message == "m" and envelope.event.event_type == "ValueError"
