@@ -15,8 +15,10 @@ Runs on the policy thread after the :class:`~alertkit.scrub.Scrubber`. What it c
 
 It also makes the event safe to encode whatever the application put in it: lone surrogates are
 replaced, values of the wrong type become their ``str`` (or are left out when that makes no
-sense), integers wider than 64 bits become strings, NaN and infinity become strings in the data
-and are left out of the wire event, and objects become their ``repr``. Cycles become ``"<cycle>"``.
+sense), subclasses of ``str``/``int``/``float`` (``markupsafe.Markup``) become the plain type, and
+in the data dates, decimals, UUIDs, paths, enums and wide integers become the plain values of
+:func:`alertkit._safe.plain_scalar` (NaN and infinity strings, left out of the wire event), other
+objects their ``repr``. Cycles become ``"<cycle>"``.
 """
 
 from __future__ import annotations

@@ -374,3 +374,18 @@ def test_values_keep_their_meaning_in_details_a_processor_set(value, expected):
     """The limits convert as the capture does (one rule: ``_safe.plain_scalar``)."""
     out = Limits()(Envelope(event=make_event(), details={"v": value, "in": [value]}))
     assert out is not None and out.details == {"v": expected, "in": [expected]}
+
+
+def test_a_typed_envelope_is_proven_safe_by_its_encoding():
+    """The handler's typed envelopes skip the decoding check, not the encoding: a message made by
+    ``Markup("%s") % args`` (still a Markup) fails it and takes the thorough path."""
+    envelope = Envelope(
+        event=make_event(event_message=Markup("<b>%s</b>") % "x"),
+        template=Markup("<b>%s</b>"),
+        details={"k": "v"},
+        typed=True,
+    )
+    out = Limits()(envelope)
+    assert out is not None and out is not envelope
+    assert type(out.event.event_message) is str and type(out.template) is str
+    encode_event(out.event)
