@@ -364,7 +364,7 @@ class Client:
         """
         level = normalize_level(log_level)
         info = resolve_exc_info(exc_info)
-        data = dict(arg_dict) if isinstance(arg_dict, Mapping) else {"data": arg_dict}
+        data = self.events.log_data(arg_dict)  # never raises, whatever the mapping does
         scope = scope_for_log(data, level, info)
 
         created = time.time()

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from alertkit._safe import to_json_safe
+from alertkit._safe import plain_scalar, to_json_safe
 from alertkit.environment import PlatformInfo, SystemSampler
 from alertkit.levels import LEVEL_NUMBERS
 from alertkit.models import AppEvent, Envelope
@@ -119,19 +119,39 @@ class EventFactory:
     @staticmethod
     def add_exception(event: AppEvent, info: ExcInfo) -> None:
         """Attach the exception chain; type and message fill in where they are still "unknown"."""
-        if event.event_type == "unknown":
+        # Compared as plain strings: the caller's str subclass may have an __eq__ that raises.
+        if plain_scalar(event.event_type) == "unknown":
             event.event_type = exception_type_name(info[0])
-        if event.event_message == "unknown":
+        if plain_scalar(event.event_message) == "unknown":
             event.event_message = safe_str(info[1])
         event.event_stacktrace = build_stacktrace(info[1])
 
     def envelope(self, event: AppEvent, **fields: Any) -> Envelope:
-        """Wrap an event for the pipeline, with the client's tags and its level number."""
-        level = event.log_level or "error"
-        envelope = Envelope(event=event, levelno=LEVEL_NUMBERS.get(level, 40), **fields)
+        """Wrap an event for the pipeline, with the client's tags and its level number.
+
+        The application may have set ``log_level`` to anything (a list is unhashable, an object's
+        ``__eq__`` may raise): a level that is not a wire name routes as ``error`` and the limits
+        leave it out of the wire event.
+        """
+        level = plain_scalar(event.log_level)
+        levelno = LEVEL_NUMBERS.get(level, 40) if type(level) is str else 40
+        envelope = Envelope(event=event, levelno=levelno, **fields)
         if not envelope.tags and self.tags:
             envelope.tags = dict(self.tags)
         return envelope
+
+    @staticmethod
+    def log_data(arg: Any) -> dict[str, Any]:
+        """The data of a ``Client.log`` call, copied on the caller's thread (the application may
+        change its dict afterwards): a mapping as a dict, anything else under ``"data"``; a
+        mapping whose copy raises (a hostile ``__iter__`` or ``keys``) is sent under ``"data"``
+        too, and arrives as its ``repr``."""
+        try:
+            if isinstance(arg, Mapping):
+                return dict(arg)
+        except Exception:
+            pass
+        return {"data": arg}
 
     def from_log_dict(
         self,

@@ -163,7 +163,8 @@ class RecordCapture(msgspec.Struct, gc=False):
             extra = dict(extra)
             steering = {k: extra.pop(k) for k in _STEERING if k in extra}
             if isinstance(steering.get("tags"), dict):
-                tags.update({safe_str(k): safe_str(v) for k, v in steering["tags"].items()})
+                # dict.items: a subclass's own items() may raise
+                tags.update({safe_str(k): safe_str(v) for k, v in dict.items(steering["tags"])})
             # Test for None, not truth: the values come from the application and __bool__ may
             # raise.
             for candidate in (steering.get("incident_key"), steering.get("dedup_key")):
@@ -197,7 +198,7 @@ def _dict_list(value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list | tuple):
         return []
     return [
-        {safe_str(k): safe_str(v) for k, v in item.items()}
+        {safe_str(k): safe_str(v) for k, v in dict.items(item)}  # not a subclass's own items()
         for item in value
         if isinstance(item, dict)
     ]

@@ -15,8 +15,10 @@ Runs on the policy thread after the :class:`~alertkit.scrub.Scrubber`. What it c
 
 It also makes the event safe to encode whatever the application put in it: lone surrogates are
 replaced, values of the wrong type become their ``str`` (or are left out when that makes no
-sense), integers wider than 64 bits become strings, NaN and infinity become strings in the data
-and are left out of the wire event, and objects become their ``repr``. Cycles become ``"<cycle>"``.
+sense), subclasses of ``str``/``int``/``float`` (``markupsafe.Markup``) become the plain type, and
+in the data dates, decimals, UUIDs, paths, enums and wide integers become the plain values of
+:func:`alertkit._safe.plain_scalar` (NaN and infinity strings, left out of the wire event), other
+objects their ``repr``. Cycles become ``"<cycle>"``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,18 @@ from typing import Any, TypeGuard
 import msgspec
 import msgspec.inspect as mi
 
-from alertkit._safe import CUT_MARKER, ITEMS_MARKER, clean_str, clip, safe_repr
+from alertkit._safe import (
+    CUT_MARKER,
+    ITEMS_MARKER,
+    NOT_SCALAR,
+    clean_str,
+    clip,
+    enum_value,
+    items_cut,
+    key_text,
+    plain_scalar,
+    safe_repr,
+)
 from alertkit.guard import report_internal_error
 from alertkit.models import AppEvent, Envelope, InnerStackTrace, StackTraceLine
 from alertkit.stacktrace import safe_str
@@ -139,7 +152,11 @@ class Limits:
 
     def text(self, value: Any, limit: int | None = None) -> str:
         """``value`` as a clean string of at most ``limit`` (default ``max_string``) characters."""
-        text = value if isinstance(value, str) else safe_str(value)
+        if type(value) is str:
+            text = value
+        else:  # a str subclass (markupsafe.Markup) as a plain str, which every encoder takes
+            plain = plain_scalar(value)
+            text = plain if type(plain) is str else safe_str(value)
         return clean_str(clip(text, self.max_string if limit is None else limit))
 
     def data(self, value: Any) -> Any:
@@ -147,30 +164,27 @@ class Limits:
         return self._data(value, 0, frozenset(), _Budget(self.max_total))
 
     def _data(self, value: Any, depth: int, path: frozenset[int], budget: _Budget) -> Any:
-        if value is None or isinstance(value, bool):
-            return value
-        if isinstance(value, int):
-            if -_INT64 <= value < _INT64:
-                return value
-            return self._string(f"<int of {value.bit_length()} bits>", budget)
-        if isinstance(value, float):
-            return value if math.isfinite(value) else str(value)
-        if isinstance(value, str):
-            return self._string(value, budget)
-        if isinstance(value, bytes | bytearray):
-            raw = bytes(value[: self.max_string + 1])
-            return self._string(raw.decode("utf-8", "replace"), budget, len(value) - len(raw))
-        if depth >= self.max_depth:
-            return DEPTH_MARKER.format(n=self.max_depth)
-        if id(value) in path:
-            return "<cycle>"
-        inner = path | {id(value)}
         try:
+            kind = type(value)
+            if kind is not dict and kind is not list:  # the usual containers: no scalar checks
+                plain = plain_scalar(value)
+                if plain is not NOT_SCALAR:
+                    return self._string(plain, budget) if type(plain) is str else plain
+                value = enum_value(value)
+                if isinstance(value, bytes | bytearray):
+                    raw = bytes(value[: self.max_string + 1])
+                    cut = len(value) - len(raw)
+                    return self._string(raw.decode("utf-8", "replace"), budget, cut)
+            if depth >= self.max_depth:
+                return DEPTH_MARKER.format(n=self.max_depth)
+            if id(value) in path:
+                return "<cycle>"
+            inner = path | {id(value)}
             if isinstance(value, Mapping):
                 return self._mapping(value, depth, inner, budget)
             if isinstance(value, list | tuple | set | frozenset):
                 return self._sequence(value, depth, inner, budget)
-        except Exception:  # a user collection that fails to iterate
+        except Exception:  # a user collection that fails to iterate, a hostile type check
             pass
         return self._string(safe_repr(value), budget)
 
@@ -189,10 +203,11 @@ class Limits:
         size = len(value)
         for index, (key, item) in enumerate(value.items()):
             if index >= self.max_items or budget.left <= 0:
-                result["..."] = ITEMS_MARKER.format(n=size - index)
+                # A mapping cut before (at capture) says under "..." how many it lost then.
+                earlier = items_cut(value.get("...")) if "..." not in result else 0
+                result["..."] = ITEMS_MARKER.format(n=size - index - (earlier > 0) + earlier)
                 break
-            name = key if isinstance(key, str) else safe_repr(key)
-            name = clean_str(clip(name, min(200, self.max_string)))
+            name = key_text(key, min(200, self.max_string))
             budget.left -= len(name)
             result[name] = self._data(item, depth + 1, path, budget)
         return result
@@ -202,7 +217,9 @@ class Limits:
         size = len(value)
         for index, item in enumerate(value):
             if index >= self.max_items or budget.left <= 0:
-                result.append(ITEMS_MARKER.format(n=size - index))
+                # A list cut before (at capture) ends with a marker counting what it lost then.
+                earlier = items_cut(value[-1]) if type(value) is list else 0
+                result.append(ITEMS_MARKER.format(n=size - index - (earlier > 0) + earlier))
                 break
             result.append(self._data(item, depth + 1, path, budget))
         return result
@@ -242,7 +259,11 @@ class Limits:
         changed = False
         for name, fit in plan:
             old = getattr(obj, name, None)
-            values[name] = new = fit(old)
+            try:
+                new = fit(old)
+            except Exception:  # a hostile object (its type check raises): as if it were unset
+                new = fit(None)
+            values[name] = new
             changed = changed or new is not old
         return cls(**values) if changed else obj
 
@@ -264,8 +285,10 @@ class Limits:
             default_int = 0 if required else None
 
             def fit_int(value: Any) -> Any:
-                ok = isinstance(value, int) and not isinstance(value, bool)
-                return value if ok and -_INT64 <= value < _INT64 else default_int
+                if type(value) is int and -_INT64 <= value < _INT64:
+                    return value
+                plain = plain_scalar(value)  # an int subclass (IntEnum) as a plain int
+                return plain if type(plain) is int else default_int
 
             return fit_int
         if isinstance(kind, mi.FloatType):
@@ -274,13 +297,19 @@ class Limits:
             def fit_float(value: Any) -> Any:
                 if type(value) is float and math.isfinite(value):
                     return value
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
-                return float(value) if ok and math.isfinite(value) else default_float
+                number = plain_scalar(value)  # subclasses as their base type, NaN as "nan"
+                return float(number) if type(number) in (int, float) else default_float
 
             return fit_float
         if isinstance(kind, mi.LiteralType):
-            allowed = kind.values
-            return lambda value: value if value in allowed else None
+            allowed = frozenset(kind.values)
+
+            def fit_literal(value: Any) -> Any:
+                # Compared as plain scalars: a list is unhashable, an object's __eq__ may raise.
+                plain = plain_scalar(value)
+                return plain if type(plain) in (str, int) and plain in allowed else None
+
+            return fit_literal
         if isinstance(kind, mi.ListType):
             item = self._fitter(kind.item_type, True)
             limit = self.max_items
@@ -338,9 +367,7 @@ class Limits:
         function, number, file = line.function, line.line, line.file
         fitted_function = None if function is None else self._fast_text(function, short)
         fitted_file = None if file is None else self._fast_text(file, short)
-        number_ok = number is None or (
-            isinstance(number, int) and not isinstance(number, bool) and -_INT64 <= number < _INT64
-        )
+        number_ok = number is None or (type(number) is int and -_INT64 <= number < _INT64)
         if fitted_function is function and fitted_file is file and number_ok:
             return line
         return StackTraceLine(

@@ -618,7 +618,7 @@ def scope_for_event(envelope: Envelope) -> ScopeContext | None:
     if scope is None or envelope.kind != "event":
         return None
     event = envelope.event
-    level = event.log_level or "error"
+    level = event.log_level if type(event.log_level) is str else "error"  # the app may set anything
     if LEVEL_NUMBERS.get(level, logging.ERROR) >= logging.ERROR:
         scope._record_error(
             event.event_type, event.event_message, level, event.event_stacktrace or None

@@ -422,14 +422,41 @@ class BackendWorker:
         try:
             outcomes = list(self.backend.send(envelopes))
         except Exception as exc:  # a backend bug must not kill the worker
-            reason = self.mask(f"{type(exc).__name__}: {exc}")
-            log.warning("backend %s raised while sending: %s", self.backend.name, reason)
-            return [RetryLater(reason)] * len(batch)
+            if len(batch) > 1:  # one bad envelope must not make its neighbours retry
+                return self._send_alone(envelopes)
+            return [self._raised(exc)]
         if len(outcomes) != len(batch):
             reason = f"backend returned {len(outcomes)} outcomes for {len(batch)} events"
             log.warning("%s: %s", self.backend.name, reason)
             outcomes = (outcomes + [RetryLater(reason)] * len(batch))[: len(batch)]
         return outcomes
+
+    def _send_alone(self, envelopes: list[Envelope]) -> list[Outcome]:
+        """The batch sent again one envelope at a time, after ``send`` raised for all of it: each
+        envelope gets its own outcome, so the one that makes the backend raise (a value it cannot
+        encode) no longer turns its neighbours into retries."""
+        outcomes: list[Outcome] = []
+        for envelope in envelopes:
+            try:
+                answer = list(self.backend.send([envelope]))
+            except Exception as exc:
+                outcomes.append(self._raised(exc))
+                continue
+            if len(answer) == 1:
+                outcomes.append(answer[0])
+            else:
+                reason = f"backend returned {len(answer)} outcomes for 1 event"
+                outcomes.append(RetryLater(reason))
+        return outcomes
+
+    def _raised(self, exc: Exception) -> Outcome:
+        """The outcome of one envelope whose ``send`` raised: a value the backend cannot encode
+        (TypeError, ValueError) is rejected, as no retry can help; anything else is retried."""
+        reason = self.mask(f"{type(exc).__name__}: {exc}")
+        log.warning("backend %s raised while sending: %s", self.backend.name, reason)
+        if isinstance(exc, TypeError | ValueError | msgspec.EncodeError):
+            return Rejected(f"cannot be sent: {reason}")
+        return RetryLater(reason)
 
     def mask(self, text: str) -> str:
         mask = getattr(self.backend, "mask", None)

@@ -7,7 +7,7 @@ import json
 import msgspec
 import pytest
 
-from alertkit._safe import clip
+from alertkit._safe import clip, to_json_safe
 from alertkit.limits import Limits
 from alertkit.models import (
     AppEvent,
@@ -20,6 +20,7 @@ from alertkit.models import (
     decode_event,
     encode_event,
 )
+from tests.test_safe import MEANINGS
 
 
 def make_event(**fields: object) -> AppEvent:
@@ -102,7 +103,7 @@ def test_cycles_bytes_odd_numbers_and_objects_become_json_safe():
     )
     assert data["cyclic"] == {"me": "<cycle>"}
     assert data["nan"] == "nan" and data["inf"] == "-inf"
-    assert data["big"] == "<int of 81 bits>"
+    assert data["big"] == str(1 << 80), "a wide integer keeps its digits"
     assert data["surrogate"] == "a?b"
     assert data["loud"] == "<unrepresentable Loud>"
     assert data["set"] == [1]
@@ -305,3 +306,86 @@ def test_typed_details_use_up_the_total_budget_as_walked_ones_do():
         assert (typed_out.details, typed_out.payload) == (walked_out.details, walked_out.payload)
         passed.add(typed_out is typed)
     assert passed == {True, False}  # the range crosses the point where the quick check fails
+
+
+class Markup(str):
+    """Stands in for ``markupsafe.Markup``: a str subclass that JSON encoders refuse."""
+
+
+def test_a_list_cut_at_capture_says_how_many_were_really_cut():
+    """The capture cuts 100,000 items to 100 and a marker; the limits cut the marker off, and
+    the one marker left counts both cuts."""
+    captured = to_json_safe({"items": list(range(100_000)), "map": {i: i for i in range(500)}})
+    out = Limits()(Envelope(event=make_event(), details=captured))
+    assert out is not None
+    assert out.details["items"] == [*range(100), "[99900 more items cut]"]
+    assert out.details["map"]["..."] == "[400 more items cut]" and len(out.details["map"]) == 101
+    smaller = Limits(max_items=10)(Envelope(event=make_event(), details=captured))
+    assert smaller is not None
+    assert smaller.details["items"][-1] == "[99990 more items cut]"
+    assert smaller.details["map"]["..."] == "[490 more items cut]"
+
+
+def test_str_subclasses_become_plain_strings_everywhere():
+    """``markupsafe.Markup`` passes every length check, but no JSON encoder takes it."""
+    envelope = Envelope(
+        event=make_event(
+            event_type=Markup("Type"),
+            event_message=Markup("<b>bold</b>"),
+            event_user=Markup("u"),
+            context_tags=[Markup("t")],
+            log_level=Markup("warning"),
+        ),
+        details={Markup("key"): Markup("value"), "list": [Markup("x")]},
+        tags={Markup("k"): Markup("v")},
+        template=Markup("tpl"),
+    )
+    out = Limits()(envelope)
+    assert out is not None
+    event = out.event
+    assert json.loads(encode_event(event)) == {
+        **json.loads(encode_event(make_event())),
+        "eventType": "Type",
+        "eventMessage": "<b>bold</b>",
+        "eventUser": "u",
+        "contextTags": ["t"],
+        "logLevel": "warning",
+    }
+    msgspec.json.encode([out.details, out.tags, out.template])  # raises on a subclass
+    assert [type(k) for k in out.details] == [str, str] and type(out.template) is str
+
+
+class BadEq:
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no eq")
+
+    __hash__ = object.__hash__
+
+
+@pytest.mark.parametrize("level", [["error"], BadEq(), {"error"}, 3, "loud"])
+def test_a_log_level_of_the_wrong_type_is_left_out(level):
+    out = Limits()(Envelope(event=make_event(log_level=level)))
+    assert out is not None and out.event.log_level is None
+    decode_event(encode_event(out.event))
+
+
+@pytest.mark.parametrize(("value", "expected"), MEANINGS, ids=range(len(MEANINGS)))
+def test_values_keep_their_meaning_in_details_a_processor_set(value, expected):
+    """The limits convert as the capture does (one rule: ``_safe.plain_scalar``)."""
+    out = Limits()(Envelope(event=make_event(), details={"v": value, "in": [value]}))
+    assert out is not None and out.details == {"v": expected, "in": [expected]}
+
+
+def test_a_typed_envelope_is_proven_safe_by_its_encoding():
+    """The handler's typed envelopes skip the decoding check, not the encoding: a message made by
+    ``Markup("%s") % args`` (still a Markup) fails it and takes the thorough path."""
+    envelope = Envelope(
+        event=make_event(event_message=Markup("<b>%s</b>") % "x"),
+        template=Markup("<b>%s</b>"),
+        details={"k": "v"},
+        typed=True,
+    )
+    out = Limits()(envelope)
+    assert out is not None and out is not envelope
+    assert type(out.event.event_message) is str and type(out.template) is str
+    encode_event(out.event)

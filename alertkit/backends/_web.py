@@ -87,7 +87,7 @@ class WebBackend(BaseBackend):
         for index, envelope in enumerate(batch):
             try:
                 url, body, headers = self.request(envelope)
-            except ValueError as exc:  # an envelope no request can be made of
+            except (ValueError, TypeError) as exc:  # an envelope no request can be made of
                 outcomes.append(Rejected(self.mask(f"{self.scheme}: {exc}")))
                 continue
             try:
