@@ -2,7 +2,11 @@
 
 It also holds the status-code vocabulary that HTTP destinations have in common, so a backend only
 writes the cases where its service differs (PagerDuty v1's 403, Telegram's ``retry_after``).
-urllib3 is imported on first use, keeping ``import alertkit`` light.
+urllib3 is imported by :func:`prepare` when a client with an HTTP backend is built, keeping
+``import alertkit`` light and every import off the worker threads: an import on a worker thread
+holds an import lock that a ``fork()`` at that moment would leave held forever in the child, and
+urllib3's import takes the logging lock, which ``logging.config.dictConfig`` holds while it closes
+handlers.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -40,6 +45,18 @@ class TransportError(Exception):
     """The request did not produce a response (refused, reset, timed out, TLS failure)."""
 
 
+def prepare() -> Any:
+    """Import what a request needs, on the thread that builds the client; returns urllib3.
+
+    ``socket.getaddrinfo`` looks the ``idna`` codec up on its first call: that is an import too.
+    """
+    import urllib3
+    import urllib3.exceptions
+
+    "localhost".encode("idna")
+    return urllib3
+
+
 class HttpTransport:
     """A keep-alive connection pool with timeouts, recreated after ``fork()``."""
 
@@ -47,18 +64,25 @@ class HttpTransport:
         self.connections = max(1, connections)
         self.timeout = timeout
         self.verify = verify
+        self._urllib3: Any = prepare()  # a no-op when the client already did it
         self._pool: urllib3.PoolManager | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        _transports.add(self)
+
+    def _after_fork(self) -> None:
+        """In the child: a fresh lock (a worker may have held it at the fork), no parent sockets."""
+        self._lock = threading.Lock()
+        self._pool = None
+        self._pid = os.getpid()
 
     def _manager(self) -> urllib3.PoolManager:
         pool = self._pool
         if pool is not None and self._pid == os.getpid():
             return pool
-        with self._lock:
+        with self._lock:  # only ever held to build the pool: no import, no I/O, no logging
             if self._pool is None or self._pid != os.getpid():
-                import urllib3
-
+                urllib3 = self._urllib3
                 self._pid = os.getpid()
                 self._pool = urllib3.PoolManager(
                     num_pools=4,
@@ -76,8 +100,7 @@ class HttpTransport:
         Raises:
             TransportError: no response came back.
         """
-        import urllib3
-
+        urllib3 = self._urllib3
         all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
         try:
             response = self._manager().request(
@@ -94,10 +117,23 @@ class HttpTransport:
         )
 
     def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.clear()
-                self._pool = None
+        """Close the idle connections; never waits for the lock a worker may hold (a closer in
+        ``dictConfig`` holds the logging lock, which that worker may be waiting for)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.clear()
+
+
+_transports: weakref.WeakSet[HttpTransport] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_transports):
+        transport._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _describe_error(exc: BaseException) -> str:

@@ -239,6 +239,8 @@ class Client:
         )
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
+        self._shut_down = threading.Event()  # set when the first shutdown() has finished
+        self._retirer: threading.Thread | None = None
         if register_atexit:
             _live_clients.add(self)
 
@@ -473,17 +475,46 @@ class Client:
         Idempotent and bounded: a hanging destination cannot hold it past the timeout. What could
         not be delivered is counted (``stats()``) and reported in one line on stderr.
         """
-        with self._shutdown_lock:
-            if self._is_shut_down:
-                return
-            self._is_shut_down = True
         budget = self.shutdown_timeout if timeout is None else max(0.0, float(timeout))
-        if self.events.sampler is not None:
-            self.events.sampler.stop()
-        self.pipeline.shutdown(budget)
-        _live_clients.discard(self)
+        with self._shutdown_lock:
+            first = not self._is_shut_down
+            self._is_shut_down = True
+        if not first:  # another thread is shutting down (a retiring handler's client, atexit)
+            self._shut_down.wait(budget)
+            return
+        try:
+            if self.events.sampler is not None:
+                self.events.sampler.stop()
+            self.pipeline.shutdown(budget)
+        finally:
+            self._shut_down.set()
+            _live_clients.discard(self)
+            retirer = self._retirer
+            if retirer is not None and retirer is not threading.current_thread():
+                retirer.join(0.1)  # it only waits for this shutdown: it ends right away
 
     close = shutdown
+
+    def retire(self) -> None:
+        """Shut down once what is queued has its final result, in the background; returns at once.
+
+        For a logging handler's ``close()``, which ``logging.config.dictConfig`` calls while it
+        holds the logging lock: waiting there for delivery could wait forever for a worker
+        thread that needs that lock. Events keep their full retry policy; at exit, ``atexit``'s
+        shutdown ends the wait within the shutdown budget (or a spool keeps them).
+        """
+        with self._shutdown_lock:
+            if self._is_shut_down or self._retirer is not None:
+                return
+            self._retirer = threading.Thread(
+                target=self._retire, name="alertkit-retire", daemon=True
+            )
+        self._retirer.start()
+
+    def _retire(self) -> None:
+        with capture_internal_exceptions():
+            self.pipeline.flush(self.pipeline.settle_time())
+            self.shutdown()
 
     @property
     def metrics(self) -> Metrics:
@@ -523,11 +554,30 @@ def _shutdown_all_at_exit() -> None:
     clients = list(_live_clients)
     if not clients:
         return
-    budget_end = time.monotonic() + max(c.shutdown_timeout for c in clients)
-    for client in clients:
+    budget = max(c.shutdown_timeout for c in clients)
+    budget_end = time.monotonic() + budget
+    if len(clients) == 1:
         with capture_internal_exceptions():
-            client.shutdown(max(0.0, budget_end - time.monotonic()))
+            clients[0].shutdown(budget)
+    else:  # side by side: one hanging destination must not eat every other client's budget
+        threads = [
+            threading.Thread(target=_shutdown_quietly, args=(c, budget), daemon=True)
+            for c in clients
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, budget_end + _EXIT_MARGIN - time.monotonic()))
     sys.stderr.flush()
+
+
+#: What the exit shutdown of several clients may take beyond their budget to finish side by side.
+_EXIT_MARGIN = 0.2
+
+
+def _shutdown_quietly(client: Client, budget: float) -> None:
+    with capture_internal_exceptions():
+        client.shutdown(budget)
 
 
 atexit.register(_shutdown_all_at_exit)

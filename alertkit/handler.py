@@ -299,15 +299,22 @@ class AlertHandler(logging.Handler):
             self.dropped += 1
 
     def flush(self) -> None:
-        """Give queued events a moment to go out (bounded by the client's shutdown timeout)."""
-        with capture_internal_exceptions():
-            self.client.flush(self.client.shutdown_timeout)
+        """Return at once: delivery runs in the background (``client.flush(timeout)`` waits).
+
+        ``logging`` calls this holding its module lock (``dictConfig``, ``logging.shutdown``);
+        waiting there for delivery would stall, or deadlock with a worker needing that lock.
+        """
 
     def close(self) -> None:
-        """Close the handler; a client the handler made itself is shut down (bounded)."""
+        """Detach without waiting for delivery (``dictConfig`` calls it holding the logging lock).
+
+        A client the handler made itself retires: it delivers what it accepted in the
+        background, then shuts down; at exit its shutdown budget bounds that (see
+        :meth:`Client.retire`).
+        """
         with capture_internal_exceptions():
             if self._owns_client:
-                self.client.shutdown()
+                self.client.retire()
         super().close()
 
 

@@ -190,7 +190,7 @@ def test_dictconfig_with_plain_keyword_arguments(tmp_path) -> None:
     assert read_events(tmp_path / "inbox.db")[0]["message"] == "payment failed"
     log.removeHandler(handler)
     handler.close()
-    assert client._is_shut_down, "a handler's own client is shut down with it"
+    assert client._shut_down.wait(5), "a handler's own client shuts down once it has delivered"
 
 
 def test_get_logger_attaches_one_handler() -> None:
