@@ -11,7 +11,9 @@ handlers.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import time
 import weakref
@@ -51,6 +53,7 @@ def prepare() -> Any:
     ``socket.getaddrinfo`` looks the ``idna`` codec up on its first call: that is an import too.
     """
     import urllib3
+    import urllib3.connection
     import urllib3.exceptions
 
     "localhost".encode("idna")
@@ -68,13 +71,43 @@ class HttpTransport:
         self._pool: urllib3.PoolManager | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         _transports.add(self)
 
     def _after_fork(self) -> None:
-        """In the child: a fresh lock (a worker may have held it at the fork), no parent sockets."""
+        """In the child: a fresh lock (a worker may have held it at the fork), no parent sockets
+        (shutting one down would cut the parent's connection)."""
         self._lock = threading.Lock()
         self._pool = None
+        self._sockets = weakref.WeakSet()
         self._pid = os.getpid()
+
+    def _pool_classes(self) -> dict[str, Any]:
+        """urllib3's pool classes, with connections that record their socket for :meth:`close`."""
+        urllib3 = self._urllib3
+        sockets = self._sockets
+        plain: Any = urllib3.connection.HTTPConnection
+        tls: Any = urllib3.connection.HTTPSConnection
+        plain_pool: Any = urllib3.HTTPConnectionPool
+        tls_pool: Any = urllib3.HTTPSConnectionPool
+
+        class Connection(plain):  # type: ignore[misc]
+            def connect(self) -> None:
+                super().connect()
+                sockets.add(self.sock)
+
+        class TlsConnection(tls):  # type: ignore[misc]
+            def connect(self) -> None:
+                super().connect()
+                sockets.add(self.sock)
+
+        class Pool(plain_pool):  # type: ignore[misc]
+            ConnectionCls = Connection
+
+        class TlsPool(tls_pool):  # type: ignore[misc]
+            ConnectionCls = TlsConnection
+
+        return {"http": Pool, "https": TlsPool}
 
     def _manager(self) -> urllib3.PoolManager:
         pool = self._pool
@@ -92,6 +125,7 @@ class HttpTransport:
                     retries=False,
                     timeout=urllib3.Timeout(connect=min(5.0, self.timeout), read=self.timeout),
                 )
+                self._pool.pool_classes_by_scheme = self._pool_classes()
             return self._pool
 
     def post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> HttpResponse:
@@ -117,9 +151,13 @@ class HttpTransport:
         )
 
     def close(self) -> None:
-        """Close the idle connections; never waits for the lock a worker may hold (a closer in
-        ``dictConfig`` holds the logging lock, which that worker may be waiting for)."""
+        """Close every connection, ending at once a request still waiting for its answer (the
+        shutdown budget has run out for it); never waits for the lock a worker may hold."""
         pool, self._pool = self._pool, None
+        for sock in list(self._sockets):
+            # The plain socket's shutdown, also for TLS: it only wakes the reader up.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
         if pool is not None:
             pool.clear()
 

@@ -338,6 +338,8 @@ class BackendWorker:
         answered = any(not isinstance(o, RetryLater) for o in outcomes)
         hints = [o.delay for o in outcomes if isinstance(o, RetryLater) and o.delay is not None]
         with self._cond:
+            if self._abort:  # a late answer: shutdown already gave this batch up and counted it
+                return
             now = time.monotonic()
             state = (self.circuit.state, self._paused_until)
             if hints and not answered:
@@ -383,6 +385,8 @@ class BackendWorker:
     def _delivered(self, batch: list[Delivery], outcomes: Sequence[Delivered]) -> None:
         """The whole batch went through: the common case, settled in one pass under one lock."""
         with self._cond:
+            if self._abort:  # a late answer: shutdown already gave this batch up and counted it
+                return
             if self.circuit.record_success():
                 log.info("%s: circuit closed, destination answers again", self.backend.name)
                 self._spool_check_at = 0.0
@@ -449,6 +453,8 @@ class BackendWorker:
         reason = self.policy.gives_up(delivery.attempt, age, wait)
         due = time.monotonic() + wait
         with self._cond:
+            if self._abort:  # shutdown took it over between the answer and here
+                return None
             self._sending.discard(delivery)
             if reason is None and self._closing and due > self._close_by:
                 reason = "shutdown budget exhausted"
@@ -493,7 +499,11 @@ class BackendWorker:
             self._cond.notify_all()
 
     def join(self, close_by: float) -> None:
-        """Wait for the threads until ``close_by``, then give up on whatever is left."""
+        """Wait for the threads until ``close_by``, then give up on whatever is left.
+
+        From then on the worker counts nothing: a thread still inside ``backend.send`` finds
+        ``_abort`` set when the answer comes, under the same lock that took its batch here.
+        """
         for thread in list(self._threads):
             thread.join(max(0.0, close_by - time.monotonic()))
         with self._cond:
@@ -505,6 +515,18 @@ class BackendWorker:
             self._cond.notify_all()
         if leftovers:
             self._give_up(leftovers, "shutdown budget exhausted")
+
+    def threads(self) -> list[threading.Thread]:
+        """The worker's threads (for a bounded join)."""
+        with self._cond:
+            return list(self._threads)
+
+    def reap(self, timeout: float) -> None:
+        """After :meth:`join` and ``backend.close()``: wait up to ``timeout`` for threads still
+        inside ``backend.send`` (closing the backend usually ends that send at once)."""
+        end = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, end - time.monotonic()))
 
     def snapshot(self) -> dict[str, Any]:
         result = self.stats.snapshot(self.queued())
