@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend, ClientContext
 from alertkit.backends.registry import create_backend
 from alertkit.environment import PlatformInfo, SystemSampler
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from alertkit.spool import Spool
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_all_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
 def _positive(name: str, value: Any, kind: type = int) -> Any:
@@ -237,12 +239,14 @@ class Client:
             spool=self._open_spool(spool, spool_path),
             on_drop=on_drop,
         )
+        _import_capture_modules()
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
         self._shut_down = threading.Event()  # set when the first shutdown() has finished
         self._retirer: threading.Thread | None = None
         if register_atexit:
             _live_clients.add(self)
+        _all_clients.add(self)
 
     @staticmethod
     def _open_spool(spool: bool, path: str | os.PathLike[str] | None) -> Spool | None:
@@ -550,6 +554,14 @@ class Client:
         )
 
 
+def _import_capture_modules() -> None:
+    """Import now what sending imports on the caller's thread: a ``fork()`` while another
+    thread is in the middle of that first import would leave its lock held in the child."""
+    import concurrent.futures  # noqa: F401
+
+    import alertkit.incidents  # noqa: F401
+
+
 def _shutdown_all_at_exit() -> None:
     clients = list(_live_clients)
     if not clients:
@@ -581,3 +593,13 @@ def _shutdown_quietly(client: Client, budget: float) -> None:
 
 
 atexit.register(_shutdown_all_at_exit)
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_all_clients):
+        renew_locks(client)
+        client._retirer = None  # the parent's thread does not exist here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

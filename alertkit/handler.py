@@ -9,14 +9,17 @@ the policy thread.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
+from alertkit._forking import renew_locks
 from alertkit._safe import is_flat_json, to_json_safe
 from alertkit.backends.base import Backend
 from alertkit.client import Client
@@ -261,6 +264,7 @@ class AlertHandler(logging.Handler):
         self.incident_key = incident_key
         self.dropped = 0
         self._drop_lock = threading.Lock()
+        _handlers.add(self)
 
     def handle(self, record: logging.LogRecord) -> Any:
         """``Handler.handle`` without the handler lock: ``emit`` only appends to a thread-safe
@@ -316,6 +320,18 @@ class AlertHandler(logging.Handler):
             if self._owns_client:
                 self.client.retire()
         super().close()
+
+
+_handlers: weakref.WeakSet[AlertHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_handlers):
+        renew_locks(handler)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_logger(

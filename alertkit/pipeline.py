@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.models import Envelope
@@ -114,8 +115,10 @@ class Pipeline:
         self._settled_callback = self._settled  # one bound method, not one per event
 
     def after_fork(self) -> None:
-        """In a forked child: start over with empty queues; threads restart on the next event."""
+        """In a forked child: start over with empty queues and fresh locks; threads restart on
+        the next event."""
         self._reset()
+        renew_locks(self.storm)
         for worker in self.workers:
             worker.after_fork()
 
@@ -530,8 +533,11 @@ def _report_shutdown(
 def _prepare_imports(workers: Sequence[BackendWorker]) -> None:
     """Import now, on the thread building the client, what delivery will import: an import on a
     worker thread holds an import lock a ``fork()`` would leave held in the child forever."""
+    import base64  # noqa: F401  (the scrubber's, for the first Basic credential it meets)
+
     from alertkit.backends._web import WebBackend
 
+    "localhost".encode("idna")  # socket.getaddrinfo looks the idna codec up on first use
     if any(isinstance(w.backend, WebBackend) for w in workers):
         from alertkit._http import prepare
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -27,6 +28,7 @@ from typing import Any, Protocol, cast
 
 import msgspec
 
+from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend
 from alertkit.flow import CircuitBreaker, TokenBucket
 from alertkit.guard import capture_internal_exceptions, report_internal_error
@@ -96,6 +98,15 @@ class Delivery(msgspec.Struct, eq=False, gc=False):
         return ticket.remaining == 0
 
 
+def _renew_settle_lock() -> None:
+    """In a forked child: a worker thread may have held it at the fork."""
+    _SETTLE_LOCK._at_fork_reinit()  # type: ignore[attr-defined]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_settle_lock)
+
+
 class SpoolLink(Protocol):
     """The spool as one worker sees it (see :mod:`alertkit.spooling`)."""
 
@@ -163,6 +174,7 @@ class BackendWorker:
     def after_fork(self) -> None:
         """Forget the parent's queue and threads; the parent delivers what it had queued."""
         self._reset()
+        renew_locks(self.stats, self.backend)
 
     # -- producer side (the pipeline's policy thread) ----------------------------------------------
 
