@@ -497,8 +497,8 @@ class _BatchTicket:
 #: backends and the spool) plus, per event still waiting, what spooling (building it first if
 #: it is still in the intake) or dropping it costs on a loaded machine.
 _RESERVE_FIXED = 0.02
-_SPOOL_COST = 60e-6
-_DROP_COST = 20e-6
+_SPOOL_COST = 100e-6
+_DROP_COST = 40e-6
 #: How often shutdown looks again at what is waiting while it waits for the threads.
 _STEP = 0.02
 #: How long a halted policy thread gets to finish the batch in its hands.
