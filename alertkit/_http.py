@@ -72,6 +72,7 @@ class HttpTransport:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._closed = False
         _transports.add(self)
 
     def _after_fork(self) -> None:
@@ -85,7 +86,7 @@ class HttpTransport:
     def _pool_classes(self) -> dict[str, Any]:
         """urllib3's pool classes, with connections that record their socket for :meth:`close`."""
         urllib3 = self._urllib3
-        sockets = self._sockets
+        transport = self
         plain: Any = urllib3.connection.HTTPConnection
         tls: Any = urllib3.connection.HTTPSConnection
         plain_pool: Any = urllib3.HTTPConnectionPool
@@ -94,12 +95,12 @@ class HttpTransport:
         class Connection(plain):  # type: ignore[misc]
             def connect(self) -> None:
                 super().connect()
-                sockets.add(self.sock)
+                transport._track(self.sock)
 
         class TlsConnection(tls):  # type: ignore[misc]
             def connect(self) -> None:
                 super().connect()
-                sockets.add(self.sock)
+                transport._track(self.sock)
 
         class Pool(plain_pool):  # type: ignore[misc]
             ConnectionCls = Connection
@@ -109,7 +110,15 @@ class HttpTransport:
 
         return {"http": Pool, "https": TlsPool}
 
+    def _track(self, sock: socket.socket) -> None:
+        """Remember a new connection's socket; one that raced with :meth:`close` ends at once."""
+        self._sockets.add(sock)
+        if self._closed:
+            _cut(sock)
+
     def _manager(self) -> urllib3.PoolManager:
+        if self._closed:
+            raise TransportError("the transport is closed (shutdown)")
         pool = self._pool
         if pool is not None and self._pid == os.getpid():
             return pool
@@ -153,13 +162,19 @@ class HttpTransport:
     def close(self) -> None:
         """Close every connection, ending at once a request still waiting for its answer (the
         shutdown budget has run out for it); never waits for the lock a worker may hold."""
+        self._closed = True
         pool, self._pool = self._pool, None
         for sock in list(self._sockets):
-            # The plain socket's shutdown, also for TLS: it only wakes the reader up.
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            _cut(sock)
         if pool is not None:
             pool.clear()
+
+
+def _cut(sock: socket.socket) -> None:
+    """Shut a connection down, waking a thread blocked reading it (the plain socket's shutdown,
+    also for TLS: it does not touch the TLS state another thread is using)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 _transports: weakref.WeakSet[HttpTransport] = weakref.WeakSet()

@@ -111,6 +111,7 @@ class Pipeline:
         self._thread_lock = threading.Lock()
         self._closed = False  # intake refuses new events; the policy thread drains what it has
         self._halt = False  # the policy thread takes no further batch (set under _idle)
+        self._leftovers_taken = False  # shutdown has taken the intake's rest (set under _idle)
         self._shut = False  # shutdown has finished: flush() returns, nothing is counted any more
         self._settled_callback = self._settled  # one bound method, not one per event
 
@@ -168,9 +169,11 @@ class Pipeline:
                 return
 
     def _take_batch(self) -> list[Capture | tuple[Capture, Future[Results]]]:
-        """Up to 256 captures off the intake, counted in flight; none once halted."""
+        """Up to 256 captures off the intake (fewer at shutdown, so that a halt is quick even
+        with a slow processor), counted in flight; none once halted."""
         with self._idle:  # take a batch per lock round trip
-            count = 0 if self._halt else min(len(self._intake), 256)
+            size = _CLOSING_BATCH if self._closed else _BATCH
+            count = 0 if self._halt else min(len(self._intake), size)
             batch = [self._intake.popleft() for _ in range(count)]
             if count:
                 with self._count:
@@ -188,7 +191,10 @@ class Pipeline:
         # ticket, settled as a whole.
         pending: dict[BackendWorker, list[Delivery]] = {}
         shared = _BatchTicket(self)
-        for item in batch:
+        for index, item in enumerate(batch):
+            if self._halt and hand_over == self._hand_over:
+                self._give_back(batch[index:])  # shutdown takes the rest from the intake
+                break
             if isinstance(item, tuple):  # (capture, future): someone waits on it
                 capture, future = item
             else:
@@ -200,6 +206,19 @@ class Pipeline:
         for worker, deliveries in pending.items():
             with capture_internal_exceptions():
                 hand_over(worker, deliveries)
+
+    def _give_back(self, rest: list[Capture | tuple[Capture, Future[Results]]]) -> None:
+        """Return captures the halted policy thread had taken but not begun to the intake's
+        front, where shutdown spools (or drops) them; too late for that, drop them counted."""
+        with self._idle:
+            with self._count:
+                self._in_flight -= len(rest)
+            if not self._leftovers_taken:
+                self._intake.extendleft(reversed(rest))
+                return
+        self.intake_dropped += len(rest)
+        for item in rest:
+            self._drop_at_intake(item[1] if isinstance(item, tuple) else None, "shut down", 0)
 
     def _send_digests(self, *, flush_all: bool) -> None:
         if self.storm is None:
@@ -440,11 +459,13 @@ class Pipeline:
         """What the policy thread did not get to: spooled (built and routed as usual) when
         there is a spool and until ``spool_by``, the rest dropped and counted at the intake;
         returns how many were dropped."""
-        leftovers = list(self._intake)
-        self._intake.clear()
+        with self._idle:
+            self._leftovers_taken = True
+            leftovers = list(self._intake)
+            self._intake.clear()
         if self.spool is not None:
             while leftovers and time.monotonic() < spool_by:
-                batch, leftovers = leftovers[:256], leftovers[256:]
+                batch, leftovers = leftovers[:_CLOSING_BATCH], leftovers[_CLOSING_BATCH:]
                 with self._count:
                     self._in_flight += len(batch)
                 self._process_batch(batch, self._spool_over)
@@ -503,6 +524,9 @@ _DROP_COST = 40e-6
 _STEP = 0.02
 #: How long a halted policy thread gets to finish the batch in its hands.
 _HALT_WAIT = 0.05
+#: Captures the policy thread takes at a time; while shutting down, a few only.
+_BATCH = 256
+_CLOSING_BATCH = 8
 
 
 def _report_shutdown(

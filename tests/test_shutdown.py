@@ -113,3 +113,26 @@ def test_a_shutdown_that_drops_10000_events_prints_one_line_without_logging_conf
     assert proc.stderr.splitlines() == [
         "alertkit: shutdown budget of 2s ran out; not delivered: http: 10000 dropped"
     ]
+
+
+def test_events_the_policy_thread_did_not_reach_are_counted_once(tmp_path) -> None:
+    """A slow processor of the application: the intake still holds events when the budget
+    ends; those the spool has time for are spooled, the rest dropped, each counted once."""
+
+    def slow(envelope):  # type: ignore[no-untyped-def]
+        time.sleep(0.002)
+        return envelope
+
+    with ScriptedServer([Reply(hang=True)]) as server:
+        client = http_client(server.url, spool_path=tmp_path / "spool.db", processors=[slow])
+        send(client, 1000)
+        start = time.monotonic()
+        client.shutdown(0.5)
+        elapsed = time.monotonic() - start
+        delivered, spooled, dropped = totals(client)
+        assert (delivered, spooled + dropped) == (0, 1000)
+        assert spooled > 0
+        assert elapsed < 0.5 + 0.5
+        time.sleep(0.3)
+        assert totals(client) == (delivered, spooled, dropped), "the policy thread has stopped"
+        assert alertkit_threads() == []
