@@ -33,6 +33,13 @@ def alertkit_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("alertkit-")]
 
 
+def wait_for_deliveries(client: Client, count: int) -> None:
+    """Until delivery is under way (bounded), so that shutdown meets a backlog being worked off."""
+    deadline = time.monotonic() + 10
+    while client.stats()["http"]["delivered"] < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def totals(client: Client) -> tuple[int, int, int]:
     stats = client.stats()["http"]
     return stats["delivered"], stats["spooled"], stats["dropped"]
@@ -59,6 +66,7 @@ def test_every_event_ends_exactly_once_and_the_summary_adds_up(tmp_path, capfd) 
     with ScriptedServer([Reply(delay=0.05)]) as server:
         client = http_client(server.url, spool_path=tmp_path / "spool.db", batch_size=5)
         send(client, 2000)
+        wait_for_deliveries(client, 20)
         client.shutdown(0.6)
         delivered, spooled, dropped = totals(client)
         assert delivered > 0 and spooled > 0, (delivered, spooled)
@@ -75,6 +83,7 @@ def test_without_a_spool_every_event_is_delivered_or_dropped_once(capfd) -> None
     with ScriptedServer([Reply(delay=0.05)]) as server:
         client = http_client(server.url, batch_size=5)
         send(client, 2000)
+        wait_for_deliveries(client, 20)
         client.shutdown(0.6)
         delivered, spooled, dropped = totals(client)
         assert (delivered + dropped, spooled) == (2000, 0)
