@@ -116,3 +116,63 @@ def drive(url: str, rounds: int, first: int, mode: str) -> dict[str, object]:
     assert proc.returncode == 0, proc.stderr[-2000:]
     report: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
     return report
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_a_pipeline_thread_holds_every_lock_delivers() -> None:
+    """The deterministic worst case of the random forks above: at the fork, another thread holds
+    the settlement lock, the backend's counters' lock, the transport's and the sampler's."""
+    import threading
+    import time
+
+    from alertkit import Client, Delivered
+    from alertkit import worker as worker_module
+
+    with ScriptedServer() as server:
+        client = Client(api_key="k", backends=[f"{server.url}/v1/events"], register_atexit=False)
+        client.send_event(client.create_new_app_event(event_message="parent"), timeout=5)
+        worker = client.pipeline.workers[0]
+        locks = [
+            worker_module._SETTLE_LOCK,
+            worker.stats._lock,
+            client.backends[0]._transport._lock,  # type: ignore[attr-defined]
+            client.events.sampler._lock,  # type: ignore[union-attr]
+        ]
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            for lock in locks:
+                lock.acquire()
+            held.set()
+            release.wait(30)
+            for lock in locks:
+                lock.release()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                result = client.send_event(
+                    client.create_new_app_event(event_message="child"), timeout=5
+                )
+                client.shutdown(1)
+                code = 0 if isinstance(result.get("http"), Delivered) else 1
+            finally:
+                os._exit(code)
+        release.set()
+        holder.join(5)
+        deadline = time.monotonic() + 20
+        status = None
+        while status is None and time.monotonic() < deadline:
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(raw) if done else None
+            time.sleep(0.01)
+        if status is None:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        client.shutdown(1)
+        assert status == 0, "the child delivered its event and exited"
+        assert sorted(r.json()["eventMessage"] for r in server.requests) == ["child", "parent"]
