@@ -349,6 +349,7 @@ class BackendWorker:
             return
         answered = any(not isinstance(o, RetryLater) for o in outcomes)
         hints = [o.delay for o in outcomes if isinstance(o, RetryLater) and o.delay is not None]
+        closed = opened = False
         with self._cond:
             if self._abort:  # a late answer: shutdown already gave this batch up and counted it
                 return
@@ -361,19 +362,25 @@ class BackendWorker:
                 self._paused_until = max(self._paused_until, now + pause)
             elif answered:
                 if self.circuit.record_success():
-                    log.info("%s: circuit closed, destination answers again", self.backend.name)
+                    closed = True
                     self._spool_check_at = 0.0
             elif self.circuit.record_failure(now):
-                log.warning(
-                    "%s: circuit open for %.0fs after repeated failures",
-                    self.backend.name,
-                    self.circuit.cooldown,
-                )
+                opened = True
             if (self.circuit.state, self._paused_until) != state:
                 self._cond.notify_all()  # threads waiting on the circuit or a pause re-check
             # Settled outcomes leave the in-flight set together, before their results are set.
             self._sending.difference_update(
                 d for d, o in zip(batch, outcomes, strict=True) if not isinstance(o, RetryLater)
+            )
+        # Logged after the lock is released: a logging call may wait for the logging lock, whose
+        # holder (dictConfig, a handler's close) may be waiting for this lock.
+        if closed:
+            log.info("%s: circuit closed, destination answers again", self.backend.name)
+        if opened:
+            log.warning(
+                "%s: circuit open for %.0fs after repeated failures",
+                self.backend.name,
+                self.circuit.cooldown,
             )
         delivered = sum(1 for o in outcomes if isinstance(o, Delivered))
         if delivered:
@@ -399,11 +406,13 @@ class BackendWorker:
         with self._cond:
             if self._abort:  # a late answer: shutdown already gave this batch up and counted it
                 return
-            if self.circuit.record_success():
-                log.info("%s: circuit closed, destination answers again", self.backend.name)
+            closed = self.circuit.record_success()
+            if closed:
                 self._spool_check_at = 0.0
                 self._cond.notify_all()
             self._sending.difference_update(batch)
+        if closed:  # logged outside the lock (see _deliver)
+            log.info("%s: circuit closed, destination answers again", self.backend.name)
         self.stats.add("delivered", len(batch))
         done: list[Ticket] = []
         name = self.backend.name
