@@ -2,14 +2,21 @@
 
 It also holds the status-code vocabulary that HTTP destinations have in common, so a backend only
 writes the cases where its service differs (PagerDuty v1's 403, Telegram's ``retry_after``).
-urllib3 is imported on first use, keeping ``import alertkit`` light.
+urllib3 is imported by :func:`prepare` when a client with an HTTP backend is built, keeping
+``import alertkit`` light and every import off the worker threads: an import on a worker thread
+holds an import lock that a ``fork()`` at that moment would leave held forever in the child, and
+urllib3's import takes the logging lock, which ``logging.config.dictConfig`` holds while it closes
+handlers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -42,6 +49,19 @@ class TransportError(Exception):
     """The request did not produce a response (refused, reset, timed out, TLS failure)."""
 
 
+def prepare() -> Any:
+    """Import what a request needs, on the thread that builds the client; returns urllib3.
+
+    ``socket.getaddrinfo`` looks the ``idna`` codec up on its first call: that is an import too.
+    """
+    import urllib3
+    import urllib3.connection
+    import urllib3.exceptions
+
+    "localhost".encode("idna")
+    return urllib3
+
+
 class HttpTransport:
     """A keep-alive connection pool with timeouts, recreated after ``fork()``."""
 
@@ -49,18 +69,64 @@ class HttpTransport:
         self.connections = max(1, connections)
         self.timeout = timeout
         self.verify = verify
+        self._urllib3: Any = prepare()  # a no-op when the client already did it
         self._pool: urllib3.PoolManager | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._closed = False
+        _transports.add(self)
+
+    def _after_fork(self) -> None:
+        """In the child: a fresh lock (a worker may have held it at the fork), no parent sockets
+        (shutting one down would cut the parent's connection)."""
+        self._lock = threading.Lock()
+        self._pool = None
+        self._sockets = weakref.WeakSet()
+        self._pid = os.getpid()
+
+    def _pool_classes(self) -> dict[str, Any]:
+        """urllib3's pool classes, with connections that record their socket for :meth:`close`."""
+        urllib3 = self._urllib3
+        transport = self
+        plain: Any = urllib3.connection.HTTPConnection
+        tls: Any = urllib3.connection.HTTPSConnection
+        plain_pool: Any = urllib3.HTTPConnectionPool
+        tls_pool: Any = urllib3.HTTPSConnectionPool
+
+        class Connection(plain):  # type: ignore[misc]
+            def connect(self) -> None:
+                super().connect()
+                transport._track(self.sock)
+
+        class TlsConnection(tls):  # type: ignore[misc]
+            def connect(self) -> None:
+                super().connect()
+                transport._track(self.sock)
+
+        class Pool(plain_pool):  # type: ignore[misc]
+            ConnectionCls = Connection
+
+        class TlsPool(tls_pool):  # type: ignore[misc]
+            ConnectionCls = TlsConnection
+
+        return {"http": Pool, "https": TlsPool}
+
+    def _track(self, sock: socket.socket) -> None:
+        """Remember a new connection's socket; one that raced with :meth:`close` ends at once."""
+        self._sockets.add(sock)
+        if self._closed:
+            _cut(sock)
 
     def _manager(self) -> urllib3.PoolManager:
+        if self._closed:
+            raise TransportError("the transport is closed (shutdown)")
         pool = self._pool
         if pool is not None and self._pid == os.getpid():
             return pool
-        with self._lock:
+        with self._lock:  # only ever held to build the pool: no import, no I/O, no logging
             if self._pool is None or self._pid != os.getpid():
-                import urllib3
-
+                urllib3 = self._urllib3
                 self._pid = os.getpid()
                 self._pool = urllib3.PoolManager(
                     num_pools=4,
@@ -70,6 +136,7 @@ class HttpTransport:
                     retries=False,
                     timeout=urllib3.Timeout(connect=min(5.0, self.timeout), read=self.timeout),
                 )
+                self._pool.pool_classes_by_scheme = self._pool_classes()
             return self._pool
 
     def post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> HttpResponse:
@@ -78,8 +145,7 @@ class HttpTransport:
         Raises:
             TransportError: no response came back.
         """
-        import urllib3
-
+        urllib3 = self._urllib3
         all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
         try:
             response = self._manager().request(
@@ -95,10 +161,33 @@ class HttpTransport:
         )
 
     def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.clear()
-                self._pool = None
+        """Close every connection, ending at once a request still waiting for its answer (the
+        shutdown budget has run out for it); never waits for the lock a worker may hold."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        for sock in list(self._sockets):
+            _cut(sock)
+        if pool is not None:
+            pool.clear()
+
+
+def _cut(sock: socket.socket) -> None:
+    """Shut a connection down, waking a thread blocked reading it (the plain socket's shutdown,
+    also for TLS: it does not touch the TLS state another thread is using)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_transports: weakref.WeakSet[HttpTransport] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_transports):
+        transport._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def origin(url: str) -> str:

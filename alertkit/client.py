@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend, ClientContext
 from alertkit.backends.registry import create_backend
 from alertkit.environment import PlatformInfo, SystemSampler
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from alertkit.spool import Spool
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_all_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
 def _positive(name: str, value: Any, kind: type = int) -> Any:
@@ -249,10 +251,14 @@ class Client:
             ),
             on_drop=on_drop,
         )
+        _import_capture_modules()
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
+        self._shut_down = threading.Event()  # set when the first shutdown() has finished
+        self._retirer: threading.Thread | None = None
         if register_atexit:
             _live_clients.add(self)
+        _all_clients.add(self)
 
     @staticmethod
     def _open_spool(
@@ -511,17 +517,46 @@ class Client:
         Idempotent and bounded: a hanging destination cannot hold it past the timeout. What could
         not be delivered is counted (``stats()``) and reported in one line on stderr.
         """
-        with self._shutdown_lock:
-            if self._is_shut_down:
-                return
-            self._is_shut_down = True
         budget = self.shutdown_timeout if timeout is None else max(0.0, float(timeout))
-        if self.events.sampler is not None:
-            self.events.sampler.stop()
-        self.pipeline.shutdown(budget)
-        _live_clients.discard(self)
+        with self._shutdown_lock:
+            first = not self._is_shut_down
+            self._is_shut_down = True
+        if not first:  # another thread is shutting down (a retiring handler's client, atexit)
+            self._shut_down.wait(budget)
+            return
+        try:
+            if self.events.sampler is not None:
+                self.events.sampler.stop()
+            self.pipeline.shutdown(budget)
+        finally:
+            self._shut_down.set()
+            _live_clients.discard(self)
+            retirer = self._retirer
+            if retirer is not None and retirer is not threading.current_thread():
+                retirer.join(0.1)  # it only waits for this shutdown: it ends right away
 
     close = shutdown
+
+    def retire(self) -> None:
+        """Shut down once what is queued has its final result, in the background; returns at once.
+
+        For a logging handler's ``close()``, which ``logging.config.dictConfig`` calls while it
+        holds the logging lock: waiting there for delivery could wait forever for a worker
+        thread that needs that lock. Events keep their full retry policy; at exit, ``atexit``'s
+        shutdown ends the wait within the shutdown budget (or a spool keeps them).
+        """
+        with self._shutdown_lock:
+            if self._is_shut_down or self._retirer is not None:
+                return
+            self._retirer = threading.Thread(
+                target=self._retire, name="alertkit-retire", daemon=True
+            )
+        self._retirer.start()
+
+    def _retire(self) -> None:
+        with capture_internal_exceptions():
+            self.pipeline.flush(self.pipeline.settle_time())
+            self.shutdown()
 
     @property
     def metrics(self) -> Metrics:
@@ -557,15 +592,62 @@ class Client:
         )
 
 
+def _import_capture_modules() -> None:
+    """Import now what sending imports on the caller's thread: a ``fork()`` while another
+    thread is in the middle of that first import would leave its lock held in the child."""
+    import concurrent.futures  # noqa: F401
+
+    import alertkit.incidents  # noqa: F401
+
+
 def _shutdown_all_at_exit() -> None:
     clients = list(_live_clients)
     if not clients:
         return
-    budget_end = time.monotonic() + max(c.shutdown_timeout for c in clients)
-    for client in clients:
+    if len(clients) == 1:
         with capture_internal_exceptions():
-            client.shutdown(max(0.0, budget_end - time.monotonic()))
+            clients[0].shutdown()
+        sys.stderr.flush()
+        return
+    # Side by side, so that one hanging destination cannot eat every other client's budget; each
+    # gives up a little earlier, as their final spooling and closing compete for the machine.
+    early = _EXIT_SHARE * len(clients)
+    budget_end = time.monotonic() + max(c.shutdown_timeout for c in clients)
+    threads = [
+        threading.Thread(
+            target=_shutdown_quietly,
+            args=(c, max(0.0, c.shutdown_timeout - early)),
+            name="alertkit-exit",
+            daemon=True,
+        )
+        for c in clients
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, budget_end + _EXIT_MARGIN - time.monotonic()))
     sys.stderr.flush()
 
 
+#: Per client shut down side by side at exit: how much earlier each gives up on what is left.
+_EXIT_SHARE = 0.004
+#: How long past the largest budget the exit waits for clients shut down side by side.
+_EXIT_MARGIN = 0.1
+
+
+def _shutdown_quietly(client: Client, budget: float) -> None:
+    with capture_internal_exceptions():
+        client.shutdown(budget)
+
+
 atexit.register(_shutdown_all_at_exit)
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_all_clients):
+        renew_locks(client)
+        client._retirer = None  # the parent's thread does not exist here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

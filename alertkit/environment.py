@@ -2,13 +2,17 @@
 
 Read once per client from :mod:`platform` exactly as Trakerr's client does (WIRE.md section 1), plus a
 CPU/memory sampler. Unlike Trakerr's, the sampler thread is a daemon, starts only when the first event
-asks for a reading, and stops at ``shutdown()``, so it never keeps a process alive.
+asks for a reading, and stops at ``shutdown()``, so it never keeps a process alive. psutil is
+imported when the sampler is made, never on its thread (an import in progress at a ``fork()`` leaves
+its lock held in the child), and a forked child gets a fresh lock and thread.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
+from typing import Any
 
 import msgspec
 
@@ -60,6 +64,14 @@ class SystemSampler:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._last_cpu: tuple[float, float] | None = None
+        self._psutil = _import_psutil()
+        _samplers.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's thread is gone and its lock may have been held."""
+        self._lock = threading.Lock()
+        self._stop = _renewed(self._stop)
+        self._thread = None
 
     def ensure_started(self) -> None:
         """Start the thread on first use (and again in a forked child)."""
@@ -76,24 +88,25 @@ class SystemSampler:
             thread.start()
             self._thread = thread
 
-    def stop(self) -> None:
-        """Stop sampling; the thread ends within one interval."""
+    def stop(self, timeout: float = 0.1) -> None:
+        """Stop sampling and wait up to ``timeout`` for the thread (it wakes at once)."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
 
     def _sample(self) -> None:
-        try:
-            import psutil
-
-            self.cpu_percent = float(psutil.cpu_percent(interval=None))
-            self.memory_percent = float(psutil.virtual_memory().percent)
-            return
-        except ImportError:
-            pass
-        except Exception:  # psutil failing on an odd platform must not break events
+        psutil = self._psutil
+        if psutil is not None:
+            try:
+                self.cpu_percent = float(psutil.cpu_percent(interval=None))
+                self.memory_percent = float(psutil.virtual_memory().percent)
+            except Exception:  # psutil failing on an odd platform must not break events
+                pass
             return
         self._sample_proc()
 
@@ -120,3 +133,30 @@ class SystemSampler:
                 self.memory_percent = round(100.0 * used / meminfo["MemTotal"], 1)
         except (OSError, ValueError, IndexError):
             return
+
+
+def _import_psutil() -> Any:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return psutil
+
+
+def _renewed(event: threading.Event) -> threading.Event:
+    fresh = threading.Event()
+    if event.is_set():
+        fresh.set()
+    return fresh
+
+
+_samplers: weakref.WeakSet[SystemSampler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sampler in list(_samplers):
+        sampler._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -9,14 +9,17 @@ the policy thread.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
+from alertkit._forking import renew_locks
 from alertkit._safe import is_flat_json, to_json_safe
 from alertkit.backends.base import Backend
 from alertkit.client import Client
@@ -269,6 +272,7 @@ class AlertHandler(logging.Handler):
         self.incident_key = incident_key
         self.dropped = 0
         self._drop_lock = threading.Lock()
+        _handlers.add(self)
 
     def handle(self, record: logging.LogRecord) -> Any:
         """``Handler.handle`` without the handler lock: ``emit`` only appends to a thread-safe
@@ -309,16 +313,35 @@ class AlertHandler(logging.Handler):
             self.dropped += 1
 
     def flush(self) -> None:
-        """Give queued events a moment to go out (bounded by the client's shutdown timeout)."""
-        with capture_internal_exceptions():
-            self.client.flush(self.client.shutdown_timeout)
+        """Return at once: delivery runs in the background (``client.flush(timeout)`` waits).
+
+        ``logging`` calls this holding its module lock (``dictConfig``, ``logging.shutdown``);
+        waiting there for delivery would stall, or deadlock with a worker needing that lock.
+        """
 
     def close(self) -> None:
-        """Close the handler; a client the handler made itself is shut down (bounded)."""
+        """Detach without waiting for delivery (``dictConfig`` calls it holding the logging lock).
+
+        A client the handler made itself retires: it delivers what it accepted in the
+        background, then shuts down; at exit its shutdown budget bounds that (see
+        :meth:`Client.retire`).
+        """
         with capture_internal_exceptions():
             if self._owns_client:
-                self.client.shutdown()
+                self.client.retire()
         super().close()
+
+
+_handlers: weakref.WeakSet[AlertHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_handlers):
+        renew_locks(handler)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_logger(

@@ -7,7 +7,10 @@
   the same event, then routes it by kind and ``min_level``.
 * **Delivery** (:mod:`alertkit.worker`): one bounded queue and worker thread(s) per backend.
 
-Shutdown shares one time budget across all backends and reports what it had to give up on.
+Shutdown shares one time budget across all backends: the policy thread moves the intake to the
+workers, the workers deliver, and in a small reserve at the end what is left is spooled (or, without
+a spool, dropped and counted), each event exactly once; nothing alertkit runs counts anything after
+it returns. See :meth:`Pipeline.shutdown`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from alertkit._forking import renew_locks
 from alertkit.announce import exit_summary
 from alertkit.backends.base import Backend
 from alertkit.guard import capture_internal_exceptions, report_internal_error
@@ -90,6 +94,7 @@ class Pipeline:
                 self._links[backend.name] = link
             self.workers.append(worker)
         self._reset()
+        _prepare_imports(self.workers)
         _live_pipelines.add(self)
         for worker in self.workers:  # replay what an earlier run left in the spool
             pending = self._links.get(worker.backend.name)
@@ -107,12 +112,17 @@ class Pipeline:
         self._waiters = 0  # flush() calls waiting: only then does finishing notify
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
-        self._closed = False
+        self._closed = False  # intake refuses new events; the policy thread drains what it has
+        self._halt = False  # the policy thread takes no further batch (set under _idle)
+        self._leftovers_taken = False  # shutdown has taken the intake's rest (set under _idle)
+        self._shut = False  # shutdown has finished: flush() returns, nothing is counted any more
         self._settled_callback = self._settled  # one bound method, not one per event
 
     def after_fork(self) -> None:
-        """In a forked child: start over with empty queues; threads restart on the next event."""
+        """In a forked child: start over with empty queues and fresh locks; threads restart on
+        the next event."""
         self._reset()
+        renew_locks(self.storm, self.intake)
         for worker in self.workers:
             worker.after_fork()
 
@@ -130,9 +140,10 @@ class Pipeline:
             self._wakeup.set()
         return True
 
-    def _drop_at_intake(self, future: Future[Results] | None, reason: str) -> None:
-        self.intake_dropped += 1
-        self.intake.add("dropped", reason=reason)
+    def _drop_at_intake(self, future: Future[Results] | None, reason: str, count: int = 1) -> None:
+        self.intake_dropped += count
+        if count:
+            self.intake.add("dropped", count, reason=reason)
         if future is not None and not future.done():
             future.set_result({"intake": Dropped(reason)})
         self._notify_drop(None, reason)
@@ -150,36 +161,69 @@ class Pipeline:
         while True:
             self._wakeup.wait(self.storm.next_due() if self.storm is not None else None)
             self._wakeup.clear()
-            self._send_digests(flush_all=self._closed)
+            if not self._closed:  # at shutdown the digests are sent once, by shutdown()
+                self._send_digests(flush_all=False)
             while True:
-                with self._idle:  # take a batch per lock round trip
-                    count = min(len(self._intake), 256)
-                    if not count:
-                        break
-                    batch = [self._intake.popleft() for _ in range(count)]
-                    with self._count:
-                        self._in_flight += count
-                # Deliveries are handed to each worker once per batch: one lock round trip and
-                # one wake-up per backend instead of one per event. The events nobody waits on
-                # share one ticket, settled as a whole.
-                pending: dict[BackendWorker, list[Delivery]] = {}
-                shared = _BatchTicket(self)
-                for item in batch:
-                    if isinstance(item, tuple):  # (capture, future): someone waits on it
-                        capture, future = item
-                    else:
-                        capture, future = item, None
-                    try:  # inline rather than the guard's context manager: once per event
-                        self._process(capture, future, pending, shared)
-                    except Exception as exc:
-                        report_internal_error(exc)
-                for worker, deliveries in pending.items():
-                    with capture_internal_exceptions():
-                        self._hand_over(worker, deliveries)
-            if self._closed and not self._intake:
+                batch = self._take_batch()
+                if not batch:
+                    break
+                self._process_batch(batch, self._hand_over)
+            if self._halt or (self._closed and not self._intake):
                 with self._idle:
                     self._idle.notify_all()
                 return
+
+    def _take_batch(self) -> list[Capture | tuple[Capture, Future[Results]]]:
+        """Up to 256 captures off the intake (fewer at shutdown, so that a halt is quick even
+        with a slow processor), counted in flight; none once halted."""
+        with self._idle:  # take a batch per lock round trip
+            size = _CLOSING_BATCH if self._closed else _BATCH
+            count = 0 if self._halt else min(len(self._intake), size)
+            batch = [self._intake.popleft() for _ in range(count)]
+            if count:
+                with self._count:
+                    self._in_flight += count
+        return batch
+
+    def _process_batch(
+        self,
+        batch: list[Capture | tuple[Capture, Future[Results]]],
+        hand_over: Callable[[BackendWorker, list[Delivery]], None],
+    ) -> None:
+        """Build and route ``batch``; ``hand_over`` gets each worker's share of it at once."""
+        # Deliveries are handed to each worker once per batch: one lock round trip and one
+        # wake-up per backend instead of one per event. The events nobody waits on share one
+        # ticket, settled as a whole.
+        pending: dict[BackendWorker, list[Delivery]] = {}
+        shared = _BatchTicket(self)
+        for index, item in enumerate(batch):
+            if self._halt and hand_over == self._hand_over:
+                self._give_back(batch[index:])  # shutdown takes the rest from the intake
+                break
+            if isinstance(item, tuple):  # (capture, future): someone waits on it
+                capture, future = item
+            else:
+                capture, future = item, None
+            try:  # inline rather than the guard's context manager: once per event
+                self._process(capture, future, pending, shared)
+            except Exception as exc:
+                report_internal_error(exc)
+        for worker, deliveries in pending.items():
+            with capture_internal_exceptions():
+                hand_over(worker, deliveries)
+
+    def _give_back(self, rest: list[Capture | tuple[Capture, Future[Results]]]) -> None:
+        """Return captures the halted policy thread had taken but not begun to the intake's
+        front, where shutdown spools (or drops) them; too late for that, drop them counted."""
+        with self._idle:
+            with self._count:
+                self._in_flight -= len(rest)
+            if not self._leftovers_taken:
+                self._intake.extendleft(reversed(rest))
+                return
+        self.intake_dropped += len(rest)
+        for item in rest:
+            self._drop_at_intake(item[1] if isinstance(item, tuple) else None, "shut down", 0)
 
     def _send_digests(self, *, flush_all: bool) -> None:
         if self.storm is None:
@@ -330,59 +374,118 @@ class Pipeline:
             self._waiters += 1
             try:
                 return self._idle.wait_for(
-                    lambda: not self._intake and self._in_flight == 0, timeout
-                )
+                    lambda: self._shut or (not self._intake and self._in_flight == 0), timeout
+                ) and not (self._intake or self._in_flight)
             finally:
                 self._waiters -= 1
 
+    def settle_time(self) -> float:
+        """The longest an accepted event can take to get its final result: the retry deadline."""
+        return max((w.policy.deadline for w in self.workers), default=0.0) + 1.0
+
     def shutdown(self, timeout: float) -> dict[str, int]:
-        """Deliver what is queued within ``timeout`` seconds in all, then give up on the rest.
+        """Deliver what was accepted within ``timeout`` seconds in all, then give up on the rest.
+
+        Every accepted event ends exactly once: delivered, spooled or dropped with a reason. The
+        policy thread moves the intake to the workers and the workers deliver until the budget
+        less a small reserve; in the reserve, what is left (still in the intake, queued, or being
+        sent) is spooled when there is a spool, else dropped and counted; nothing is counted
+        after this returns. Every wait is bounded by the budget.
 
         Returns the number of events given up per backend during shutdown.
         """
-        close_by = time.monotonic() + max(0.0, timeout)
-        if self._thread is not None and self._thread.is_alive():
-            self._closed = True
-            self._wakeup.set()
-            self._thread.join(max(0.0, close_by - time.monotonic()))
+        started = time.monotonic()
+        timeout = max(0.0, timeout)
+        close_by = started + timeout
+        before = {w.backend.name: w.stats.snapshot(0) for w in self.workers}
         self._closed = True
-        self._send_digests(flush_all=True)
-
-        def counts() -> dict[str, tuple[int, int]]:
-            return {
-                w.backend.name: (w.stats.count("dropped"), w.stats.count("spooled"))
-                for w in self.workers
-            }
-
-        before = counts()
+        thread = self._thread
+        if thread is not None:
+            self._wakeup.set()
+            self._join_until_reserve([thread], close_by)
+            with self._idle:  # from here on the intake is ours alone
+                self._halt = True
+            self._wakeup.set()
+            thread.join(max(0.0, min(_HALT_WAIT, close_by - time.monotonic())))
+        self._take_leftovers(close_by - _RESERVE_FIXED)
+        with capture_internal_exceptions():
+            self._send_digests(flush_all=True)
+        for worker in self.workers:  # no retry is scheduled past the budget
+            worker.begin_close(close_by - _RESERVE_FIXED)
+        self._join_until_reserve([t for w in self.workers for t in w.threads()], close_by)
         for worker in self.workers:
-            worker.begin_close(close_by)
-        for worker in self.workers:
-            worker.join(close_by)
-        after = counts()
+            worker.join(time.monotonic())  # give up on what is left: spool it or drop it
         for worker in self.workers:
             with capture_internal_exceptions():
                 worker.backend.close()
         if self.spool is not None:
             with capture_internal_exceptions():
                 self.spool.close()
-        leftover = len(self._intake)
-        if leftover:
-            self.intake_dropped += leftover
-            self.intake.add("dropped", leftover, reason="shutdown budget exhausted")
-        lost = {name: after[name][0] - before[name][0] for name in after}
-        kept = {name: after[name][1] - before[name][1] for name in after}
+        with self._idle:
+            self._shut = True
+            self._idle.notify_all()
+        for worker in self.workers:
+            worker.reap(max(0.0, close_by - time.monotonic()))
+        after = {w.backend.name: w.stats.snapshot(0) for w in self.workers}
+        given_up = {
+            name: {
+                "delivered": after[name]["delivered"] - before[name]["delivered"],
+                "spooled": after[name]["spooled"] - before[name]["spooled"],
+                "dropped": after[name]["dropped"] - before[name]["dropped"],
+                "reason": after[name]["last_reason"].get("dropped")
+                or after[name]["last_reason"].get("spooled"),
+            }
+            for name in after
+        }
         for stats in [self.intake] + [w.stats for w in self.workers]:
             stats.announce()  # what the rate limit held back
         summary = exit_summary(
             {w.backend.name: w.stats for w in self.workers},
             self.intake,
             budget=timeout,
-            elapsed=time.monotonic() - (close_by - max(0.0, timeout)),
+            elapsed=time.monotonic() - started,
         )
         if summary is not None:
             print(summary, file=sys.stderr)
-        return {name: lost[name] + kept[name] for name in after if lost[name] or kept[name]}
+        return {
+            name: counts["spooled"] + counts["dropped"]
+            for name, counts in given_up.items()
+            if counts["spooled"] or counts["dropped"]
+        }
+
+    def _join_until_reserve(self, threads: list[threading.Thread], close_by: float) -> None:
+        """Wait for ``threads`` to end, until only the time needed to give up on the events
+        still waiting (spooling them costs time per event) is left of the budget."""
+        per_event = _SPOOL_COST if self.spool is not None else _DROP_COST
+        for thread in threads:
+            while thread.is_alive():
+                waiting = len(self._intake) + sum(w.queued() for w in self.workers)
+                left = close_by - _RESERVE_FIXED - waiting * per_event - time.monotonic()
+                if left <= 0:
+                    return
+                thread.join(min(left, _STEP))
+
+    def _take_leftovers(self, spool_by: float) -> None:
+        """What the policy thread did not get to: spooled (built and routed as usual) when
+        there is a spool and until ``spool_by``, the rest dropped and counted at the intake."""
+        with self._idle:
+            self._leftovers_taken = True
+            leftovers = list(self._intake)
+            self._intake.clear()
+        if self.spool is not None:
+            while leftovers and time.monotonic() < spool_by:
+                batch, leftovers = leftovers[:_CLOSING_BATCH], leftovers[_CLOSING_BATCH:]
+                with self._count:
+                    self._in_flight += len(batch)
+                self._process_batch(batch, self._spool_over)
+        self.intake_dropped += len(leftovers)
+        if leftovers:
+            self.intake.add("dropped", len(leftovers), reason="shut down")
+        for item in leftovers:
+            self._drop_at_intake(item[1] if isinstance(item, tuple) else None, "shut down", 0)
+
+    def _spool_over(self, worker: BackendWorker, deliveries: list[Delivery]) -> None:
+        worker._give_up(deliveries, "shut down before it could be sent")
 
     def stats(self) -> dict[str, dict[str, Any]]:
         result = {}
@@ -419,6 +522,35 @@ class _BatchTicket:
 
     def _done(self, _: Ticket) -> None:
         self._pipeline._finish(None, {}, self._events)
+
+
+#: The end of the shutdown budget kept for giving up on what is left: a fixed part (closing the
+#: backends and the spool) plus, per event still waiting, what spooling (building it first if
+#: it is still in the intake) or dropping it costs on a loaded machine.
+_RESERVE_FIXED = 0.02
+_SPOOL_COST = 100e-6
+_DROP_COST = 40e-6
+#: How often shutdown looks again at what is waiting while it waits for the threads.
+_STEP = 0.02
+#: How long a halted policy thread gets to finish the batch in its hands.
+_HALT_WAIT = 0.05
+#: Captures the policy thread takes at a time; while shutting down, a few only.
+_BATCH = 256
+_CLOSING_BATCH = 8
+
+
+def _prepare_imports(workers: Sequence[BackendWorker]) -> None:
+    """Import now, on the thread building the client, what delivery will import: an import on a
+    worker thread holds an import lock a ``fork()`` would leave held in the child forever."""
+    import base64  # noqa: F401  (the scrubber's, for the first Basic credential it meets)
+
+    from alertkit.backends._web import WebBackend
+
+    "localhost".encode("idna")  # socket.getaddrinfo looks the idna codec up on first use
+    if any(isinstance(w.backend, WebBackend) for w in workers):
+        from alertkit._http import prepare
+
+        prepare()
 
 
 _live_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -27,6 +28,7 @@ from typing import Any, Protocol, cast
 
 import msgspec
 
+from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend
 from alertkit.flow import CircuitBreaker, TokenBucket
 from alertkit.guard import capture_internal_exceptions, report_internal_error
@@ -96,6 +98,15 @@ class Delivery(msgspec.Struct, eq=False, gc=False):
         return ticket.remaining == 0
 
 
+def _renew_settle_lock() -> None:
+    """In a forked child: a worker thread may have held it at the fork."""
+    _SETTLE_LOCK._at_fork_reinit()  # type: ignore[attr-defined]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_settle_lock)
+
+
 class SpoolLink(Protocol):
     """The spool as one worker sees it (see :mod:`alertkit.spooling`)."""
 
@@ -163,6 +174,7 @@ class BackendWorker:
     def after_fork(self) -> None:
         """Forget the parent's queue and threads; the parent delivers what it had queued."""
         self._reset()
+        renew_locks(self.stats, self.backend)
 
     # -- producer side (the pipeline's policy thread) ----------------------------------------------
 
@@ -342,7 +354,10 @@ class BackendWorker:
             return
         answered = any(not isinstance(o, RetryLater) for o in outcomes)
         hints = [o.delay for o in outcomes if isinstance(o, RetryLater) and o.delay is not None]
+        closed = opened = False
         with self._cond:
+            if self._abort:  # a late answer: shutdown already gave this batch up and counted it
+                return
             now = time.monotonic()
             state = (self.circuit.state, self._paused_until)
             if hints and not answered:
@@ -352,19 +367,25 @@ class BackendWorker:
                 self._paused_until = max(self._paused_until, now + pause)
             elif answered:
                 if self.circuit.record_success():
-                    log.info("%s: circuit closed, destination answers again", self.backend.name)
+                    closed = True
                     self._spool_check_at = 0.0
             elif self.circuit.record_failure(now):
-                log.warning(
-                    "%s: circuit open for %.0fs after repeated failures",
-                    self.backend.name,
-                    self.circuit.cooldown,
-                )
+                opened = True
             if (self.circuit.state, self._paused_until) != state:
                 self._cond.notify_all()  # threads waiting on the circuit or a pause re-check
             # Settled outcomes leave the in-flight set together, before their results are set.
             self._sending.difference_update(
                 d for d, o in zip(batch, outcomes, strict=True) if not isinstance(o, RetryLater)
+            )
+        # Logged after the lock is released: a logging call may wait for the logging lock, whose
+        # holder (dictConfig, a handler's close) may be waiting for this lock.
+        if closed:
+            log.info("%s: circuit closed, destination answers again", self.backend.name)
+        if opened:
+            log.warning(
+                "%s: circuit open for %.0fs after repeated failures",
+                self.backend.name,
+                self.circuit.cooldown,
             )
         delivered = sum(1 for o in outcomes if isinstance(o, Delivered))
         if delivered:
@@ -388,11 +409,15 @@ class BackendWorker:
     def _delivered(self, batch: list[Delivery], outcomes: Sequence[Delivered]) -> None:
         """The whole batch went through: the common case, settled in one pass under one lock."""
         with self._cond:
-            if self.circuit.record_success():
-                log.info("%s: circuit closed, destination answers again", self.backend.name)
+            if self._abort:  # a late answer: shutdown already gave this batch up and counted it
+                return
+            closed = self.circuit.record_success()
+            if closed:
                 self._spool_check_at = 0.0
                 self._cond.notify_all()
             self._sending.difference_update(batch)
+        if closed:  # logged outside the lock (see _deliver)
+            log.info("%s: circuit closed, destination answers again", self.backend.name)
         self.stats.add("delivered", len(batch))
         done: list[Ticket] = []
         name = self.backend.name
@@ -479,6 +504,8 @@ class BackendWorker:
         reason = self.policy.gives_up(delivery.attempt, age, wait)
         due = time.monotonic() + wait
         with self._cond:
+            if self._abort:  # shutdown took it over between the answer and here
+                return None
             self._sending.discard(delivery)
             if reason is None and self._closing and due > self._close_by:
                 reason = "shutdown budget exhausted"
@@ -523,7 +550,11 @@ class BackendWorker:
             self._cond.notify_all()
 
     def join(self, close_by: float) -> None:
-        """Wait for the threads until ``close_by``, then give up on whatever is left."""
+        """Wait for the threads until ``close_by``, then give up on whatever is left.
+
+        From then on the worker counts nothing: a thread still inside ``backend.send`` finds
+        ``_abort`` set when the answer comes, under the same lock that took its batch here.
+        """
         for thread in list(self._threads):
             thread.join(max(0.0, close_by - time.monotonic()))
         with self._cond:
@@ -535,6 +566,18 @@ class BackendWorker:
             self._cond.notify_all()
         if leftovers:
             self._give_up(leftovers, "shutdown budget exhausted")
+
+    def threads(self) -> list[threading.Thread]:
+        """The worker's threads (for a bounded join)."""
+        with self._cond:
+            return list(self._threads)
+
+    def reap(self, timeout: float) -> None:
+        """After :meth:`join` and ``backend.close()``: wait up to ``timeout`` for threads still
+        inside ``backend.send`` (closing the backend usually ends that send at once)."""
+        end = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, end - time.monotonic()))
 
     def snapshot(self) -> dict[str, Any]:
         result = self.stats.snapshot(self.queued())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -190,7 +191,7 @@ def test_dictconfig_with_plain_keyword_arguments(tmp_path) -> None:
     assert read_events(tmp_path / "inbox.db")[0]["message"] == "payment failed"
     log.removeHandler(handler)
     handler.close()
-    assert client._is_shut_down, "a handler's own client is shut down with it"
+    assert client._shut_down.wait(5), "a handler's own client shuts down once it has delivered"
 
 
 def test_get_logger_attaches_one_handler() -> None:
@@ -270,3 +271,30 @@ def test_a_handler_incident_key_that_is_not_a_string_is_refused_at_construction(
     misconfigured key fails here, not as an odd event later."""
     with pytest.raises(TypeError, match="incident_key must be a string, not int"):
         AlertHandler(client=client, incident_key=42)  # type: ignore[arg-type]
+
+
+def test_close_and_flush_never_wait_for_a_hanging_destination(tmp_path) -> None:
+    """``dictConfig`` and ``logging.shutdown`` call them holding the logging lock."""
+    from tests.servers.http import Reply, ScriptedServer
+
+    with ScriptedServer([Reply(hang=True)]) as server:
+        handler = AlertHandler(
+            backends=[f"{server.url}/v1/events"],
+            api_key="k",
+            spool_path=tmp_path / "spool.db",
+            sample_system=False,
+            register_atexit=False,
+            shutdown_timeout=0.5,
+        )
+        log = logging.getLogger("tests.handler.hanging")
+        log.propagate = False
+        log.addHandler(handler)
+        log.error("in flight")
+        start = time.monotonic()
+        handler.flush()
+        handler.close()
+        assert time.monotonic() - start < 0.3, "close() and flush() return at once"
+        log.removeHandler(handler)
+        client = handler.client
+        client.shutdown(0.5)  # what atexit does: the event is spooled, not lost
+        assert client.stats()["http"]["spooled"] == 1
