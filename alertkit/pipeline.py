@@ -398,6 +398,8 @@ class Pipeline:
         timeout = max(0.0, timeout)
         close_by = started + timeout
         before = {w.backend.name: w.stats.snapshot(0) for w in self.workers}
+        for stats in [self.intake] + [w.stats for w in self.workers]:
+            stats.hush()  # from here on the one summary line tells what was not delivered
         self._closed = True
         thread = self._thread
         if thread is not None:
@@ -437,8 +439,6 @@ class Pipeline:
             }
             for name in after
         }
-        for stats in [self.intake] + [w.stats for w in self.workers]:
-            stats.announce()  # what the rate limit held back
         summary = exit_summary(
             {w.backend.name: w.stats for w in self.workers},
             self.intake,

@@ -74,12 +74,11 @@ class BackendStats:
         if line is not None:
             log.warning("%s", line)
 
-    def announce(self) -> None:
-        """Announce the drops the rate limit held back (at shutdown)."""
+    def hush(self) -> None:
+        """No more drop lines (at shutdown): the exit summary counts every drop of the whole run,
+        those the rate limit held back included, in one line instead of one per backend."""
         with self._lock:
-            line = self.announcer.line(self._causes, self._failure)
-        if line is not None:
-            log.warning("%s", line)
+            self.announcer.next_at = float("inf")
 
     def failed(self, reason: str) -> None:
         """Remember the destination's last error (a RetryLater reason, retried or not)."""
