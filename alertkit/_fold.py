@@ -88,7 +88,7 @@ def pass_results(waiting: Future[Results], done: Future[Results]) -> None:
 class Deadlines:
     """Escalates scopes whose first held error has waited :data:`MAX_HOLD` seconds.
 
-    One daemon thread for the process, started at the first deadline and again after a fork; it
+    One daemon thread for the process, started at the first deadline (and again after a fork), ended when no scope waits; it
     holds scopes weakly, so a finished request is not kept alive by its deadline.
     """
 
@@ -121,7 +121,7 @@ class Deadlines:
         while True:
             with self._cond:
                 due = self._next_due()
-                if due is None:  # nothing left for a while: the next add() starts a new thread
+                if due is None:  # nothing left: the next add() starts a new thread
                     self._thread = None
                     return
             scope = due()
@@ -129,17 +129,24 @@ class Deadlines:
                 with capture_internal_exceptions():
                     scope.hold_expired()
 
+    def discard(self, scope: Scope) -> None:
+        """``scope`` has ended: forget its deadline, and let the thread end when none is left
+        (no alertkit thread outlives the requests and clients that needed it)."""
+        with self._cond:
+            kept = [e for e in self._heap if e[2]() not in (None, scope)]
+            if len(kept) != len(self._heap):
+                heapq.heapify(kept)
+                self._heap = kept
+                self._cond.notify()
+
     def _next_due(self) -> weakref.ref[Scope] | None:
-        """Wait (under the condition) for the earliest deadline; None after 60 s with none."""
-        idle_since = time.monotonic()
-        while True:
+        """Wait (under the condition) for the earliest deadline; None once there is none."""
+        while self._heap:
             now = time.monotonic()
-            if self._heap and self._heap[0][0] <= now:
+            if self._heap[0][0] <= now:
                 return heapq.heappop(self._heap)[2]
-            if not self._heap and now - idle_since >= 60.0:
-                return None
-            wait = self._heap[0][0] - now if self._heap else 60.0
-            self._cond.wait(min(wait, 60.0))
+            self._cond.wait(min(self._heap[0][0] - now, 60.0))
+        return None
 
 
 DEADLINES = Deadlines()
@@ -148,3 +155,8 @@ DEADLINES = Deadlines()
 def expire_later(scope: Scope) -> None:
     """Give ``scope`` :data:`MAX_HOLD` seconds before its held errors escalate on their own."""
     DEADLINES.add(scope, MAX_HOLD)
+
+
+def forget_deadline(scope: Scope) -> None:
+    """``scope`` has ended; its deadline no longer matters."""
+    DEADLINES.discard(scope)

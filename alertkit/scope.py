@@ -35,7 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from alertkit._fold import Held, build_headline, expire_later, fold, headline_text, pass_results
+from alertkit._fold import (
+    Held,
+    build_headline,
+    expire_later,
+    fold,
+    forget_deadline,
+    headline_text,
+    pass_results,
+)
 from alertkit._requestlog import (
     API_LOGS,
     ERROR_LOGS,
@@ -265,6 +273,7 @@ class Scope:
         """Stop holding (send what no escalation carried) and restore the previous scope."""
         with capture_internal_exceptions():
             self._release_held(stop=True)
+            forget_deadline(self)
         token, self._token = self._token, None
         if token is not None:
             try:
