@@ -170,9 +170,9 @@ class EventFactory:
             if attr is None:
                 details[name] = value
             elif attr == "context_operation_time_millis":
-                try:
+                try:  # an application's object: its __int__ may raise anything
                     event.context_operation_time_millis = int(value)
-                except (TypeError, ValueError, OverflowError):
+                except Exception:
                     details[name] = value
             else:
                 setattr(event, attr, safe_str(value))

@@ -989,3 +989,11 @@ def test_client_options_are_checked_with_clear_errors(options):
 def test_an_unknown_level_is_a_programming_error_said_at_once(client):
     with pytest.raises(ValueError, match="loud"):
         client.log({"eventmessage": "x"}, "loud")
+
+
+def test_client_log_time_whose_int_raises_goes_to_the_details(client, backend, internal_errors):
+    """Found by the property test: an ``int`` subclass whose ``__int__`` raises as the Trakerr
+    time field made the capture fail on the policy thread (an internal error, the event lost)."""
+    start(client, backend)
+    client.log({"time": LoudInt(5), "eventmessage": "m"}, "error", exc_info=False)
+    assert len(delivered(client, backend, internal_errors)) == 1
