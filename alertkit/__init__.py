@@ -6,12 +6,14 @@ The public surface is exactly :data:`__all__`; everything else is an implementat
 
 from __future__ import annotations
 
-from alertkit import metrics
-from alertkit.api import get_client, init
-from alertkit.client import Client
-from alertkit.errors import AlertkitError, ConfigError, DeliveryError, MissingDependency
-from alertkit.handler import AlertHandler, get_logger
-from alertkit.models import (
+import sys
+
+from alertkit.capture import metrics, scope
+from alertkit.capture.api import get_client, init
+from alertkit.capture.client import Client
+from alertkit.capture.handler import AlertHandler, get_logger
+from alertkit.model.errors import AlertkitError, ConfigError, DeliveryError, MissingDependency
+from alertkit.model.event import (
     AppEvent,
     CustomData,
     CustomDoubleData,
@@ -21,10 +23,15 @@ from alertkit.models import (
     InnerStackTrace,
     StackTraceLine,
 )
-from alertkit.outcomes import Delivered, Dropped, Rejected, RetryLater, Skipped, Spooled
-from alertkit.retry import RetryPolicy
+from alertkit.model.outcomes import Delivered, Dropped, Rejected, RetryLater, Skipped, Spooled
+from alertkit.model.retry import RetryPolicy
 
 __version__ = "0.1.0"
+
+# The modules the docs tell users to import (``import alertkit.metrics``,
+# ``from alertkit.scope import add_to_log``) keep those names; their code lives in the capture stage.
+sys.modules.setdefault("alertkit.metrics", metrics)
+sys.modules.setdefault("alertkit.scope", scope)
 
 __all__ = [
     "AlertHandler",

@@ -46,7 +46,7 @@ import redis
 from alertkit import AlertHandler, Client, Delivered, Envelope
 from alertkit.backends import BaseBackend, RedisBackend
 from alertkit.backends.redis import LOGS_QUEUE, METRICS_QUEUE
-from alertkit.outcomes import Outcome
+from alertkit.model.outcomes import Outcome
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -229,7 +229,7 @@ def main() -> None:
     if args.url:
         url = args.url
     else:
-        from tests.servers.redis import RedisServer, redis_server_binary
+        from tests.standins.redis import RedisServer, redis_server_binary
 
         binary = redis_server_binary()
         if binary is None:

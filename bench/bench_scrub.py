@@ -8,7 +8,7 @@ The scrubber runs on the policy thread for every event, so its cost on a text wi
 (the common case) bounds how many events per second the pipeline can take. Each case is timed with
 ``timeit`` in CPU time of the thread (``time.thread_time``: a loaded machine's waits for a core
 are left out), best of ``--repeat`` runs of ``--number`` calls (a quarter of that for envelopes),
-in microseconds per call, for the working tree's :mod:`alertkit.scrub` and for ``alertkit/scrub.py`` as it was at the git revision
+in microseconds per call, for the working tree's :mod:`alertkit.policy.scrub` and for ``alertkit/scrub.py`` as it was at the git revision
 ``--against`` (default: the last version before the free-text pass), loaded beside it; the ratio
 is after / before. Both run in the same process, their runs alternating, so a change of the machine's speed
 hits both alike. Prints a Markdown table; ``--json`` also writes the numbers.
@@ -29,9 +29,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import alertkit.scrub
-from alertkit.models import AppEvent, Envelope, InnerStackTrace
-from alertkit.stacktrace import build_stacktrace, format_exception_text
+import alertkit.policy.scrub
+from alertkit.model.event import AppEvent, Envelope, InnerStackTrace
+from alertkit.model.stacktrace import build_stacktrace, format_exception_text
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "2ae4fab"  # the scrubber before the free-text pass (pairs, URLs, headers anywhere)
@@ -122,7 +122,7 @@ def cases() -> dict[str, tuple[str, Any]]:
 
 def run(against: str | None, number: int, repeat: int) -> list[dict[str, Any]]:
     """Each case timed ``repeat`` times per version, the versions alternating; best kept."""
-    versions: dict[str, ModuleType] = {"after": alertkit.scrub}
+    versions: dict[str, ModuleType] = {"after": alertkit.policy.scrub}
     if against:
         versions["before"] = load_scrub_at(against)
     rows = []

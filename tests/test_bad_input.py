@@ -32,15 +32,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alertkit import Client
-from alertkit._safe import to_json_safe
 from alertkit.backends import create_backend
 from alertkit.backends.http import HttpBackend
 from alertkit.backends.local import LocalBackend, read_events
 from alertkit.backends.registry import known_schemes
-from alertkit.errors import ConfigError
-from alertkit.handler import AlertHandler
-from alertkit.limits import MAX_NAME, Limits
-from alertkit.models import (
+from alertkit.capture.handler import AlertHandler
+from alertkit.delivery.worker import BackendWorker, Delivery, Ticket
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import (
     AppEvent,
     CustomData,
     CustomStringData,
@@ -49,12 +48,13 @@ from alertkit.models import (
     decode_event,
     encode_event,
 )
-from alertkit.outcomes import Delivered, Dropped, Rejected
-from alertkit.retry import RetryPolicy
-from alertkit.scrub import default_processors
+from alertkit.model.outcomes import Delivered, Dropped, Rejected
+from alertkit.model.retry import RetryPolicy
+from alertkit.model.values import to_json_safe
+from alertkit.policy.limits import MAX_NAME, Limits
+from alertkit.policy.scrub import default_processors
 from alertkit.testing import MemoryBackend
-from alertkit.worker import BackendWorker, Delivery, Ticket
-from tests.servers.http import Reply, Request, ScriptedServer
+from tests.standins.http import Reply, Request, ScriptedServer
 
 LIMITS = Limits()
 MARKER_ROOM = 40  # a cut string may end with "...[cut N chars]"
@@ -846,7 +846,7 @@ def test_extra_values_reach_the_local_inbox_with_their_meaning(tmp_path, capture
 
 
 def test_extra_values_reach_pagerduty_with_their_meaning():
-    from tests.servers.pagerduty import PagerDutyStandIn
+    from tests.standins.pagerduty import PagerDutyStandIn
 
     with PagerDutyStandIn() as pd:
         client = Client(backends=[pd.url()], sample_system=False, register_atexit=False)

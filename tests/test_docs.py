@@ -13,7 +13,7 @@ import pytest
 from alertkit import AlertHandler, Client
 from alertkit.backends.registry import backend_class, known_schemes
 from alertkit.cli import build_parser
-from alertkit.errors import ConfigError
+from alertkit.model.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

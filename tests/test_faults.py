@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from alertkit import Client, RetryPolicy
-from tests.servers.http import Reply, Request, ScriptedServer, free_port
+from tests.standins.http import Reply, Request, ScriptedServer, free_port
 
 N = 40
 #: Retries fast enough for the test, patient enough to outlast each outage.
@@ -124,7 +124,7 @@ def test_hanging_server_cannot_hold_shutdown(capfd) -> None:
 
 
 def test_smtp_server_down_then_up_loses_no_mail() -> None:
-    from tests.servers.smtp import SMTPServer
+    from tests.standins.smtp import SMTPServer
 
     port = free_port()
     client = Client(

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from tests.servers.http import Reply, Request, ScriptedServer
+from tests.standins.http import Reply, Request, ScriptedServer
 
 COLD, WARM = 50, 150
 
@@ -126,7 +126,7 @@ def test_a_child_forked_while_a_pipeline_thread_holds_every_lock_delivers() -> N
     import time
 
     from alertkit import Client, Delivered
-    from alertkit import worker as worker_module
+    from alertkit.delivery import worker as worker_module
 
     with ScriptedServer() as server:
         client = Client(api_key="k", backends=[f"{server.url}/v1/events"], register_atexit=False)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from alertkit import Client
-from tests.servers.http import Reply, Request, ScriptedServer
+from tests.standins.http import Reply, Request, ScriptedServer
 
 ROUNDS = 50
 BUDGET = 1.0

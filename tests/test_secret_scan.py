@@ -34,11 +34,11 @@ from alertkit.backends import (
 )
 from alertkit.backends.base import Backend
 from alertkit.backends.redis import LOGS_QUEUE
-from alertkit.models import CustomData, CustomStringData
-from alertkit.scrub import default_processors
-from tests.servers import redis as redis_servers
-from tests.servers.http import Reply, Request, ScriptedServer, free_port
-from tests.servers.smtp import SMTPServer
+from alertkit.model.event import CustomData, CustomStringData
+from alertkit.policy.scrub import default_processors
+from tests.standins import redis as redis_servers
+from tests.standins.http import Reply, Request, ScriptedServer, free_port
+from tests.standins.smtp import SMTPServer
 
 redis_server_own = redis_servers.redis_server_own
 

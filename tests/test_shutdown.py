@@ -11,7 +11,7 @@ import threading
 import time
 
 from alertkit import Client
-from tests.servers.http import Reply, ScriptedServer
+from tests.standins.http import Reply, ScriptedServer
 
 
 def http_client(url: str, **options: object) -> Client:

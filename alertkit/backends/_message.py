@@ -1,7 +1,7 @@
 """One readable summary of an event, rendered for people: plain text, HTML and Slack Block Kit.
 
 The four notifiers (Slack, email, Telegram, WhatsApp) show the same facts in the same order, so
-:func:`summarize` collects them once from the :class:`~alertkit.models.Envelope` and the renderers
+:func:`summarize` collects them once from the :class:`~alertkit.model.event.Envelope` and the renderers
 only lay them out. The title line reads like a good email subject::
 
     [ERROR] PaymentDeclined: card refused — checkout (production)
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from alertkit.levels import level_from_number
-from alertkit.models import Envelope
-from alertkit.stacktrace import render_stacktrace
+from alertkit.model.event import Envelope
+from alertkit.model.levels import level_from_number
+from alertkit.model.stacktrace import render_stacktrace
 
 MAX_TITLE_MESSAGE = 120
 MAX_MESSAGE = 3000

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from alertkit._http import HttpResponse, HttpTransport, TransportError, classify_response
+from alertkit.backends._http import HttpResponse, HttpTransport, TransportError, classify_response
 from alertkit.backends.base import BaseBackend, ClientContext
-from alertkit.errors import ConfigError
-from alertkit.models import Envelope
-from alertkit.outcomes import Outcome, Rejected, RetryLater
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import Envelope
+from alertkit.model.outcomes import Outcome, Rejected, RetryLater
 
 
 class WebBackend(BaseBackend):

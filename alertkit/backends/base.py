@@ -1,7 +1,7 @@
 """The backend protocol and the small base class every built-in backend uses.
 
 A backend turns a batch of envelopes into one outcome per envelope and nothing else: queueing,
-batching, retry and spooling live once, above it, in :mod:`alertkit.worker`. The base class adds the
+batching, retry and spooling live once, above it, in :mod:`alertkit.delivery.worker`. The base class adds the
 metadata the registry and the pipeline need (URL scheme, secret fields, kinds, batch size), the common
 options (``name``, ``min_level``), URL parsing, and a ``repr()`` that never shows a secret.
 """
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import msgspec
 
-from alertkit.errors import ConfigError
-from alertkit.levels import level_number
-from alertkit.models import Envelope
-from alertkit.outcomes import Outcome
-from alertkit.retry import RetryPolicy
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import Envelope
+from alertkit.model.levels import level_number
+from alertkit.model.outcomes import Outcome
+from alertkit.model.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from urllib.parse import SplitResult

@@ -24,9 +24,9 @@ from urllib.parse import SplitResult, parse_qsl, unquote
 from alertkit.backends._message import render_html, render_text, summarize
 from alertkit.backends._redact import masked_url
 from alertkit.backends.base import MASK, BaseBackend, ClientContext
-from alertkit.errors import ConfigError
-from alertkit.models import Envelope
-from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import Envelope
+from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 
 _OPTIONS = ["to", "from", "tls", "use_tls", "use_ssl", "timeout", "verify", "ca_file"]
 

@@ -12,12 +12,12 @@ from urllib.parse import SplitResult, urlencode, urlunsplit
 
 import msgspec
 
-from alertkit._http import HttpTransport
+from alertkit.backends._http import HttpTransport
 from alertkit.backends._redact import masked_url
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK, ClientContext
-from alertkit.errors import ConfigError
-from alertkit.models import Envelope, encode_event
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import Envelope, encode_event
 
 DEFAULT_URL = "https://www.trakerr.io/api/v1/events"
 

@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import SplitResult, unquote
 
 from alertkit.backends.base import BaseBackend
-from alertkit.errors import ConfigError
-from alertkit.models import Envelope, encode_event
-from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import Envelope, encode_event
+from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

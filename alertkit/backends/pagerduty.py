@@ -5,7 +5,7 @@ characters, ``dedup_key`` at most 255 (a longer key is replaced by a stable hash
 its resolve still meet), the whole body at most 512 KB (``custom_details`` values trimmed, largest
 first, with a marker naming what was cut). A v1 ``service_key`` is accepted and sent through v2.
 
-Envelope kinds and what their ``payload`` holds (built by :mod:`alertkit.incidents`):
+Envelope kinds and what their ``payload`` holds (built by :mod:`alertkit.capture.incidents`):
 
 * ``"event"``: a trigger built from the event; ``payload`` is normally None. When set (the bridge
   does), its keys ``summary``, ``source``, ``severity``, ``client`` and ``client_url`` override
@@ -26,13 +26,13 @@ from urllib.parse import SplitResult, unquote
 
 import msgspec
 
-from alertkit._http import HttpResponse, HttpTransport, classify_response
+from alertkit.backends._http import HttpResponse, HttpTransport, classify_response
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK, ClientContext
-from alertkit.errors import ConfigError
-from alertkit.models import Envelope
-from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
-from alertkit.stacktrace import render_stacktrace, safe_str
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import Envelope
+from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
+from alertkit.model.stacktrace import render_stacktrace, safe_str
 
 log = logging.getLogger("alertkit.backends.pagerduty")
 

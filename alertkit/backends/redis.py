@@ -5,7 +5,7 @@ WIRE.md section 3, as the Chouette aggregator (``akatashev/chouette-iot``, branc
 * every queue is a pair, a sorted set ``<queue>.keys`` (member: a uuid4 string, score: the unix
   time) and a hash ``<queue>.values`` (field: the same uuid4, value: the JSON message);
 * events go to ``chouette:logs:wrapped`` as Datadog log JSON, metrics (envelopes of kind
-  ``"metric"``, made by :mod:`alertkit.metrics`) to ``chouette:metrics:raw``.
+  ``"metric"``, made by :mod:`alertkit.capture.metrics`) to ``chouette:metrics:raw``.
 
 A whole batch, logs and metrics together, is written with one ``ZADD`` and one ``HSET`` per queue
 inside one MULTI/EXEC, so a batch costs one round trip whatever its size. The uuid of a message is
@@ -30,10 +30,10 @@ import msgspec
 
 from alertkit.backends._redact import masked_url
 from alertkit.backends.base import MASK, BaseBackend, ClientContext
-from alertkit.errors import ConfigError, MissingDependency
-from alertkit.models import Envelope
-from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
-from alertkit.stacktrace import render_stacktrace
+from alertkit.model.errors import ConfigError, MissingDependency
+from alertkit.model.event import Envelope
+from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
+from alertkit.model.stacktrace import render_stacktrace
 
 LOGS_QUEUE = "chouette:logs:wrapped"
 METRICS_QUEUE = "chouette:metrics:raw"

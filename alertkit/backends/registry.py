@@ -11,7 +11,7 @@ from typing import Any
 
 from alertkit.backends._redact import masked_url
 from alertkit.backends.base import Backend, BaseBackend
-from alertkit.errors import ConfigError
+from alertkit.model.errors import ConfigError
 
 _BUILTIN: dict[str, str] = {
     "http": "alertkit.backends.http:HttpBackend",

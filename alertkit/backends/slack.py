@@ -13,14 +13,14 @@ import json
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from alertkit._http import HttpResponse, HttpTransport
+from alertkit.backends._http import HttpResponse, HttpTransport
 from alertkit.backends._message import render_text, slack_blocks, slack_escape, summarize
 from alertkit.backends._redact import redact_in_library_logs
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK
-from alertkit.errors import ConfigError
-from alertkit.models import Envelope
-from alertkit.outcomes import Delivered, Outcome
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import Envelope
+from alertkit.model.outcomes import Delivered, Outcome
 
 DEFAULT_HOST = "hooks.slack.com"
 _MAX_TEXT = 3000

@@ -14,7 +14,7 @@ import json
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
-from alertkit._http import (
+from alertkit.backends._http import (
     HttpResponse,
     HttpTransport,
     classify_response,
@@ -24,9 +24,9 @@ from alertkit.backends._message import json_object, render_text, summarize
 from alertkit.backends._redact import masked_url, redact_in_library_logs
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK
-from alertkit.errors import ConfigError
-from alertkit.models import Envelope
-from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import Envelope
+from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 
 DEFAULT_API_URL = "https://api.telegram.org"
 #: sendMessage takes 1-4096 characters of text, counted as UTF-16 code units.

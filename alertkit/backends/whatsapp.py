@@ -18,13 +18,13 @@ import json
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
-from alertkit._http import HttpResponse, HttpTransport, parse_retry_after
+from alertkit.backends._http import HttpResponse, HttpTransport, parse_retry_after
 from alertkit.backends._message import alert_id, cut, json_object, one_line, summarize
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK
-from alertkit.errors import ConfigError
-from alertkit.models import Envelope
-from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import Envelope
+from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 
 GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_VERSION = "v23.0"

@@ -11,7 +11,7 @@ reported exactly once: inside the escalation (with its stack trace) or, when the
 ``escalate_from``, as an error event of its own. Then it propagates to the framework unchanged.
 Errors the request logs at or above ``escalate_from`` are held by its scope and folded into the
 escalation (the first is its headline), so one failing request is one event: one incident, one
-message (:mod:`alertkit._fold`).
+message (:mod:`alertkit.capture.fold`).
 Neither middleware needs the framework installed; they only speak the ASGI/WSGI protocols.
 """
 
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from alertkit.client import Client
+from alertkit.capture.client import Client
+from alertkit.capture.scope import API_LOGS, Scope
 from alertkit.guard import capture_internal_exceptions, report_internal_error
-from alertkit.levels import normalize_level
-from alertkit.scope import API_LOGS, Scope
-from alertkit.stacktrace import safe_str
+from alertkit.model.levels import normalize_level
+from alertkit.model.stacktrace import safe_str
 
 __all__ = ["RequestTracker", "status_level"]
 
@@ -58,7 +58,7 @@ class RequestTracker:
         """The client given, else the default client at the time of the request."""
         if self._client is not None:
             return self._client
-        from alertkit.api import get_client
+        from alertkit.capture.api import get_client
 
         return get_client()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from alertkit.client import Client
+from alertkit.capture.client import Client
 from alertkit.integrations import RequestTracker
 
 __all__ = ["AlertkitMiddleware"]

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.util import request_uri
 
-from alertkit.client import Client
+from alertkit.capture.client import Client
 from alertkit.integrations import RequestTracker
 
 __all__ = ["AlertkitMiddleware"]

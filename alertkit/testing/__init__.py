@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from alertkit.backends.base import BaseBackend
-from alertkit.models import AppEvent, Envelope
-from alertkit.outcomes import Delivered, Outcome
+from alertkit.model.event import AppEvent, Envelope
+from alertkit.model.outcomes import Delivered, Outcome
 
 
 class MemoryBackend(BaseBackend):
@@ -84,8 +84,8 @@ def capture_events(**client_options: Any) -> Iterator[CapturedEvents]:
     Handlers made without a client inside the block, ``alertkit.get_client()`` and the
     module-level helpers use it. At the end of the block queued events are flushed into the list.
     """
-    from alertkit import api
-    from alertkit.client import Client
+    from alertkit.capture import api
+    from alertkit.capture.client import Client
 
     backend = MemoryBackend()
     client = Client(

@@ -26,7 +26,7 @@ a local endpoint; pytest then runs every ``test_*`` method of the contract:
 
 What the contract pins (in the manner of apprise's shared URL tester):
 
-* bad configuration raises :class:`~alertkit.errors.ConfigError` at construction, naming the option;
+* bad configuration raises :class:`~alertkit.model.errors.ConfigError` at construction, naming the option;
 * the URL form and the object form build the same backend (same description, same request);
 * ``repr()``, ``str()``, ``describe()``, every outcome's reason and every log line mask the secrets,
   even when the server echoes the request back in its error;
@@ -50,9 +50,9 @@ from typing import Any, ClassVar, Literal
 import pytest
 
 from alertkit.backends.base import Backend, ClientContext
-from alertkit.errors import ConfigError
-from alertkit.models import AppEvent, Envelope
-from alertkit.outcomes import Delivered, Outcome, Rejected, RetryLater
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import AppEvent, Envelope
+from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 from alertkit.testing.stand_in import Reply, Request, ScriptedServer, free_port
 
 #: The answer a destination gives, and the outcome class the contract expects for it.

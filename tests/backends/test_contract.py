@@ -26,8 +26,8 @@ from alertkit.testing.contract import (
     HttpBackendContract,
     NetworkBackendContract,
 )
-from tests.servers.redis import RedisServer, redis_server_binary
-from tests.servers.smtp import SMTPServer
+from tests.standins.redis import RedisServer, redis_server_binary
+from tests.standins.smtp import SMTPServer
 
 Bad = Iterable[tuple[Callable[[], object], str]]
 

@@ -11,7 +11,7 @@ from alertkit import Delivered, Rejected, RetryLater
 from alertkit.backends import create_backend, registry
 from alertkit.testing.contract import HttpBackendContract
 from tests.backends._notifiers import client_factory, declined
-from tests.servers.http import Reply, ScriptedServer
+from tests.standins.http import Reply, ScriptedServer
 
 GUIDE = Path(__file__).parents[2] / "docs" / "backends" / "custom.md"
 TOKEN = "s3cretWebhookToken"

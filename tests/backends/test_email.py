@@ -16,8 +16,8 @@ import alertkit
 from alertkit import ConfigError, Delivered, Dropped, Rejected, RetryLater
 from alertkit.backends import EmailBackend, create_backend
 from tests.backends._notifiers import client_factory, declined, leaked, warning
-from tests.servers.http import Reply, ScriptedServer, free_port
-from tests.servers.smtp import SMTPServer
+from tests.standins.http import Reply, ScriptedServer, free_port
+from tests.standins.smtp import SMTPServer
 
 PASSWORD = "s3cret-Pa55word"
 USER = "alerts@example.com"

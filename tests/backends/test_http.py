@@ -11,9 +11,9 @@ import pytest
 from alertkit import Client, Delivered, Rejected, RetryLater
 from alertkit.backends.base import ClientContext
 from alertkit.backends.http import HttpBackend
-from alertkit.errors import ConfigError
-from alertkit.models import AppEvent, Envelope
-from tests.servers.http import Reply, ScriptedServer, free_port
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import AppEvent, Envelope
+from tests.standins.http import Reply, ScriptedServer, free_port
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "trakerr-appevent.schema.json"
 

@@ -8,8 +8,8 @@ import pytest
 
 from alertkit import Client
 from alertkit.backends.local import LocalBackend, read_events
-from alertkit.errors import ConfigError
-from alertkit.outcomes import Delivered, Rejected, RetryLater
+from alertkit.model.errors import ConfigError
+from alertkit.model.outcomes import Delivered, Rejected, RetryLater
 
 
 def test_events_are_rows_with_json_time_level_and_type(tmp_path) -> None:
@@ -35,7 +35,7 @@ def test_events_are_rows_with_json_time_level_and_type(tmp_path) -> None:
 
 
 def test_replayed_event_ids_are_stored_once(tmp_path) -> None:
-    from alertkit.models import AppEvent, Envelope
+    from alertkit.model.event import AppEvent, Envelope
 
     backend = LocalBackend(tmp_path / "x.db")
     env = Envelope(

@@ -16,9 +16,9 @@ from alertkit import Client, ConfigError, Delivered, Dropped, Envelope, Rejected
 from alertkit.backends import PagerDutyBackend, create_backend
 from alertkit.backends.local import LocalBackend
 from alertkit.backends.pagerduty import stable_dedup_key
-from alertkit.limits import Limits
-from tests.servers.http import Reply, free_port
-from tests.servers.pagerduty import KEY, PagerDutyStandIn
+from alertkit.policy.limits import Limits
+from tests.standins.http import Reply, free_port
+from tests.standins.pagerduty import KEY, PagerDutyStandIn
 
 FAST = alertkit.RetryPolicy(backoff=0.01, max_backoff=0.05)
 V1_KEY = "fedcba9876543210fedcba9876543210"

@@ -17,12 +17,12 @@ import pytest
 from alertkit import Client, RetryPolicy
 from alertkit.backends import RedisBackend, create_backend
 from alertkit.backends.redis import LOGS_QUEUE, METRICS_QUEUE
-from alertkit.errors import ConfigError, MissingDependency
-from alertkit.handler import AlertHandler
-from alertkit.models import AppEvent, Envelope
-from alertkit.outcomes import Delivered, RetryLater, Skipped
-from tests.servers import redis as servers
-from tests.servers.redis import free_port, read_queue
+from alertkit.capture.handler import AlertHandler
+from alertkit.model.errors import ConfigError, MissingDependency
+from alertkit.model.event import AppEvent, Envelope
+from alertkit.model.outcomes import Delivered, RetryLater, Skipped
+from tests.standins import redis as servers
+from tests.standins.redis import free_port, read_queue
 
 redis_server_session = servers.redis_server_session
 redis_server = servers.redis_server

@@ -9,7 +9,7 @@ import pytest
 from alertkit import ConfigError, Delivered, Dropped, Rejected, RetryLater, Skipped
 from alertkit.backends import SlackBackend, create_backend
 from tests.backends._notifiers import client_factory, declined, leaked, warning
-from tests.servers.http import Reply, ScriptedServer, free_port
+from tests.standins.http import Reply, ScriptedServer, free_port
 
 TOKEN = "xoxSECRETtoken42"
 PATH = f"/services/T0001/B0002/{TOKEN}"

@@ -11,7 +11,7 @@ from alertkit import ConfigError, Delivered, Dropped, Rejected, RetryLater
 from alertkit.backends import TelegramBackend, create_backend
 from alertkit.backends.telegram import CUT_MARKER, MAX_TEXT, cut_message, utf16_len
 from tests.backends._notifiers import client_factory, declined, leaked
-from tests.servers.http import Reply, ScriptedServer
+from tests.standins.http import Reply, ScriptedServer
 
 TOKEN = "123456789:AAHsecretTOKENvalue"
 CHAT = "-1001234567890"

@@ -10,7 +10,7 @@ import alertkit
 from alertkit import ConfigError, Delivered, Dropped, Rejected, RetryLater
 from alertkit.backends import WhatsAppBackend, create_backend
 from tests.backends._notifiers import client_factory, declined, leaked
-from tests.servers.http import Reply, ScriptedServer
+from tests.standins.http import Reply, ScriptedServer
 
 TOKEN = "EAAGsecretACCESStoken123"
 PHONE_ID = "106540352242922"

@@ -21,11 +21,12 @@ with warnings.catch_warnings():  # Starlette asks for httpx2; the test extras in
     from starlette.testclient import TestClient
 
 import alertkit  # noqa: E402
-from alertkit import AlertHandler, Client, Envelope, _fold  # noqa: E402
+from alertkit import AlertHandler, Client, Envelope  # noqa: E402
+from alertkit.capture import fold as _fold  # noqa: E402
+from alertkit.capture.scope import ESCALATION_EVENT_TYPE, add_to_log, current_scope, set_user  # noqa: E402
 from alertkit.integrations.asgi import AlertkitMiddleware  # noqa: E402
-from alertkit.scope import ESCALATION_EVENT_TYPE, add_to_log, current_scope, set_user  # noqa: E402
 from alertkit.testing import MemoryBackend, capture_events  # noqa: E402
-from tests.servers.pagerduty import PagerDutyStandIn  # noqa: E402
+from tests.standins.pagerduty import PagerDutyStandIn  # noqa: E402
 
 FAST = alertkit.RetryPolicy(backoff=0.01, max_backoff=0.05)
 
@@ -258,7 +259,7 @@ def test_a_broken_default_client_does_not_break_requests(
 ) -> None:
     """If the default client cannot be made, requests still run (without a scope) and the
     problem is reported to alertkit's internal log."""
-    from alertkit import api
+    from alertkit.capture import api
 
     monkeypatch.setattr(api, "_default", None)
     monkeypatch.setenv("ALERTKIT_BACKENDS", "nosuchscheme://x")

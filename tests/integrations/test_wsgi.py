@@ -12,10 +12,10 @@ from werkzeug.test import Client as WerkzeugClient  # noqa: E402
 
 import alertkit  # noqa: E402
 from alertkit import AlertHandler, Client  # noqa: E402
+from alertkit.capture.scope import ESCALATION_EVENT_TYPE, add_to_log, current_scope  # noqa: E402
 from alertkit.integrations.wsgi import AlertkitMiddleware  # noqa: E402
-from alertkit.scope import ESCALATION_EVENT_TYPE, add_to_log, current_scope  # noqa: E402
 from alertkit.testing import MemoryBackend  # noqa: E402
-from tests.servers.pagerduty import PagerDutyStandIn  # noqa: E402
+from tests.standins.pagerduty import PagerDutyStandIn  # noqa: E402
 
 FAST = alertkit.RetryPolicy(backoff=0.01, max_backoff=0.05)
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pytest
 
 from alertkit.backends.base import Backend, BaseBackend
-from alertkit.models import Envelope
-from alertkit.outcomes import Delivered, Outcome, RetryLater
+from alertkit.model.event import Envelope
+from alertkit.model.outcomes import Delivered, Outcome, RetryLater
 from alertkit.testing.contract import HttpBackendContract
 from alertkit.testing.stand_in import Reply, ScriptedServer
 

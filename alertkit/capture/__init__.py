@@ -1,0 +1,1 @@
+"""Capture: where the application hands events to alertkit (Client, AlertHandler, scopes, metrics, incidents)."""

@@ -1,0 +1,653 @@
+"""The client: event defaults from the platform, the public capture API, and the pipeline it owns."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from alertkit._forking import renew_locks
+from alertkit.backends.base import Backend, ClientContext
+from alertkit.backends.registry import create_backend
+from alertkit.capture.environment import PlatformInfo, SystemSampler
+from alertkit.capture.events import EventFactory
+from alertkit.capture.scope import Scope, ScopeContext, scope_for_event, scope_for_log
+from alertkit.delivery.pipeline import DropCallback, Pipeline, Processor, Results
+from alertkit.guard import capture_internal_exceptions
+from alertkit.model.event import AppEvent, Envelope
+from alertkit.model.levels import normalize_level
+from alertkit.model.retry import RetryPolicy
+from alertkit.model.stacktrace import (
+    resolve_exc_info,
+)
+from alertkit.policy.filters import BeforeSend, BeforeSendHook, Sampler
+from alertkit.policy.limits import Limits
+from alertkit.policy.scrub import default_processors
+from alertkit.policy.storm import StormControl
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from alertkit.capture.metrics import Metrics
+    from alertkit.spool.store import Spool
+
+_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_all_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _positive(name: str, value: Any, kind: type = int) -> Any:
+    if isinstance(value, bool) or not isinstance(value, kind if kind is int else (int, float)):
+        raise TypeError(
+            f"{name} must be a {'whole number' if kind is int else 'number'}, "
+            f"not {type(value).__name__}"
+        )
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return value
+
+
+def _text(name: str, value: Any, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _parse_tags(tags: Iterable[str] | Mapping[str, Any]) -> dict[str, str]:
+    if isinstance(tags, str):
+        raise TypeError("tags must be a list of 'key:value' strings or a mapping, not a string")
+    if isinstance(tags, Mapping):
+        return {str(k): str(v) for k, v in tags.items()}
+    parsed: dict[str, str] = {}
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise TypeError(f"tags: every tag must be a string, got {type(tag).__name__}")
+        key, _, value = tag.partition(":")
+        parsed[key] = value
+    return parsed
+
+
+class Client:
+    """Captures events and hands them to the delivery pipeline; see the module docs for options.
+
+    Args:
+        api_key: the event API key (``apiKey`` on the wire); env ``ALERTKIT_API_KEY``.
+        app_version: ``contextAppVersion`` of every event.
+        deployment_stage: ``deploymentStage`` (development, staging, production or custom).
+        application_sku: ``contextAppSku``.
+        tags: ``contextTags``; ``"key:value"`` strings or a mapping. Backends that take key/value
+            tags (Redis, PagerDuty details) get them as a mapping.
+        threads: delivery threads per backend (each backend may allow fewer).
+        connections: pooled keep-alive connections per HTTP backend.
+        backends: backend URLs (``"pagerduty://KEY"``) or objects; env ``ALERTKIT_BACKENDS``
+            (comma-separated); default the local inbox.
+        app_name: the application's name (Redis ``service``; the demo prints it).
+        hostname: override the host name read from the platform.
+        data_center: ``contextDataCenter``.
+        data_center_region: ``contextDataCenterRegion``.
+        queue_size: capacity of the intake queue and of each backend's queue; a full queue drops
+            and counts, never blocks.
+        batch_size: most events handed to one ``backend.send`` call; default (None) each
+            backend's own ``max_batch`` (Redis 2000, the local inbox 500, HTTP 50, PagerDuty and
+            the notifiers 20), which a number can only lower.
+        retry: the retry policy for every backend (default :class:`RetryPolicy()`).
+        timeout: per-request network timeout in seconds.
+        shutdown_timeout: the budget of the ``shutdown()`` run at interpreter exit.
+        sample_system: fill ``contextCpuPercentage``/``contextMemoryPercentage`` from a sampler.
+        processors: callables run once per event before fan-out; return None to drop it.
+        before_send: ``before_send(event, hint) -> event | None``, run once per application
+            event after the processors; None drops the event; if it raises, the event goes on.
+        sample_rate: the share of application events kept (0.0 to 1.0); metrics and incident
+            lifecycle events are never sampled.
+        storm_window: seconds of storm control per fingerprint (dedup key, else type + template
+            + logger): the first occurrence goes at once, repeats are counted and summed up in a
+            digest event when the window ends. 0 turns it off.
+        spool: keep events that cannot be delivered now (deadline, open circuit, end of the
+            shutdown budget) in a SQLite spool and replay them later; ``spool_path`` implies it.
+        spool_path: the spool file (default ``$ALERTKIT_HOME/spool.db``).
+        spool_max_events, spool_max_bytes, spool_max_age: the spool's bounds (events, bytes of
+            stored envelopes, seconds since capture; default 100,000, 200 MiB, 7 days); beyond
+            one, the oldest events are evicted and counted in ``stats()["evicted"]``.
+        scrub: mask secret-looking keys and values (passwords, tokens, card numbers, secrets in
+            URLs) in everything an event carries; False only for a destination trusted with them.
+        denylist: key fragments that mark a secret, replacing the default list
+            (``alertkit.policy.scrub.DEFAULT_DENYLIST``).
+        extra_keys: fragments added to the denylist.
+        allow_keys: key names never masked by key.
+        limits: size limits for strings, collections, depth and stack traces
+            (``alertkit.policy.limits.Limits()`` by default); what is cut carries a marker.
+        on_drop: called as ``on_drop(envelope_or_None, reason)`` for each dropped event.
+        register_atexit: run ``shutdown(shutdown_timeout)`` at interpreter exit.
+
+    Raises:
+        TypeError: an unknown option, or a value of the wrong type (the message names it).
+        ValueError: a value out of range, or a bad backend URL.
+    """
+
+    _metrics: Metrics | None = None
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        app_version: str = "1.0",
+        deployment_stage: str = "development",
+        application_sku: str = "",
+        tags: Iterable[str] | Mapping[str, Any] = (),
+        threads: int = 4,
+        connections: int = 4,
+        backends: Sequence[str | Backend] | None = None,
+        *,
+        app_name: str | None = None,
+        hostname: str | None = None,
+        data_center: str | None = None,
+        data_center_region: str | None = None,
+        queue_size: int = 10_000,
+        batch_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 10.0,
+        shutdown_timeout: float = 2.0,
+        sample_system: bool = True,
+        processors: Sequence[Processor] = (),
+        before_send: BeforeSendHook | None = None,
+        sample_rate: float = 1.0,
+        storm_window: float = 60.0,
+        spool: bool = False,
+        spool_path: str | os.PathLike[str] | None = None,
+        spool_max_events: int | None = None,
+        spool_max_bytes: int | None = None,
+        spool_max_age: float | None = None,
+        scrub: bool = True,
+        denylist: Iterable[str] | None = None,
+        extra_keys: Iterable[str] = (),
+        allow_keys: Iterable[str] = (),
+        limits: Limits | None = None,
+        on_drop: DropCallback | None = None,
+        register_atexit: bool = True,
+    ) -> None:
+        self.api_key = _text(
+            "api_key",
+            api_key if api_key is not None else os.environ.get("ALERTKIT_API_KEY"),
+            optional=True,
+        )
+        self.app_version = _text("app_version", app_version)
+        self.deployment_stage = _text("deployment_stage", deployment_stage)
+        self.application_sku = _text("application_sku", application_sku)
+        self.app_name = _text("app_name", app_name, optional=True)
+        self.data_center = _text("data_center", data_center, optional=True)
+        self.data_center_region = _text("data_center_region", data_center_region, optional=True)
+        self.tags = _parse_tags(tags)
+        self.threads = _positive("threads", threads)
+        self.connections = _positive("connections", connections)
+        self.queue_size = _positive("queue_size", queue_size)
+        self.batch_size = None if batch_size is None else _positive("batch_size", batch_size)
+        self.timeout = float(_positive("timeout", timeout, float))
+        self.shutdown_timeout = float(_positive("shutdown_timeout", shutdown_timeout, float))
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        if on_drop is not None and not callable(on_drop):
+            raise TypeError("on_drop must be callable")
+        for processor in processors:
+            if not callable(processor):
+                raise TypeError(f"processors: {processor!r} is not callable")
+        if before_send is not None and not callable(before_send):
+            raise TypeError("before_send must be callable")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
+            raise TypeError(f"sample_rate must be a number, not {type(sample_rate).__name__}")
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate!r}")
+        if isinstance(storm_window, bool) or not isinstance(storm_window, int | float):
+            raise TypeError(f"storm_window must be a number, not {type(storm_window).__name__}")
+        if storm_window < 0:
+            raise ValueError(f"storm_window must not be negative, got {storm_window!r}")
+        self.platform = PlatformInfo.detect(_text("hostname", hostname, optional=True))
+        self.events = EventFactory(
+            api_key=self.api_key,
+            app_version=self.app_version,
+            deployment_stage=self.deployment_stage,
+            application_sku=self.application_sku,
+            tags=self.tags,
+            platform=self.platform,
+            sampler=SystemSampler() if sample_system else None,
+            data_center=self.data_center,
+            data_center_region=self.data_center_region,
+        )
+        self.backends = self._make_backends(backends)
+        chain: list[Processor] = []
+        if sample_rate < 1.0:
+            chain.append(Sampler(float(sample_rate)))
+        chain.extend(processors)
+        if before_send is not None:
+            chain.append(BeforeSend(before_send))
+        # Last, so that whatever the user's hooks add is scrubbed and bounded too.
+        chain.extend(
+            default_processors(
+                scrub=scrub,
+                denylist=denylist,
+                extra_keys=extra_keys,
+                allow_keys=allow_keys,
+                limits=limits,
+            )
+        )
+        self.pipeline = Pipeline(
+            self.backends,
+            policy=retry or RetryPolicy(),
+            queue_size=self.queue_size,
+            batch_size=self.batch_size,
+            threads=self.threads,
+            processors=chain,
+            storm=StormControl(float(storm_window)) if storm_window else None,
+            spool=self._open_spool(
+                spool,
+                spool_path,
+                max_events=spool_max_events,
+                max_bytes=spool_max_bytes,
+                max_age=spool_max_age,
+            ),
+            on_drop=on_drop,
+        )
+        _import_capture_modules()
+        self._shutdown_lock = threading.Lock()
+        self._is_shut_down = False
+        self._shut_down = threading.Event()  # set when the first shutdown() has finished
+        self._retirer: threading.Thread | None = None
+        if register_atexit:
+            _live_clients.add(self)
+        _all_clients.add(self)
+
+    @staticmethod
+    def _open_spool(
+        spool: bool, path: str | os.PathLike[str] | None, **bounds: Any
+    ) -> Spool | None:
+        if not isinstance(spool, bool):
+            raise TypeError(f"spool must be True or False, not {type(spool).__name__}")
+        given = {name: value for name, value in bounds.items() if value is not None}
+        for name, value in given.items():
+            _positive(f"spool_{name}", value, float if name == "max_age" else int)
+        if not spool and path is None:
+            if given:
+                raise ValueError(
+                    f"spool_{next(iter(given))} is set but the spool is off: "
+                    "pass spool=True or spool_path"
+                )
+            return None
+        from alertkit.spool.store import Spool
+
+        try:
+            opened = Spool(path, **given)
+            opened.counts()  # open the file now: a bad path is a construction error
+        except Exception as exc:
+            raise ValueError(f"spool_path: cannot open the spool: {exc}") from exc
+        return opened
+
+    def _make_backends(self, specs: Sequence[str | Backend] | None) -> list[Backend]:
+        if specs is None:
+            env = os.environ.get("ALERTKIT_BACKENDS", "").strip()
+            specs = [s.strip() for s in env.split(",") if s.strip()] if env else ["local://"]
+        if isinstance(specs, str | bytes) or not isinstance(specs, Sequence | set | frozenset):
+            raise TypeError("backends must be a list of URL strings or backend objects")
+        context = ClientContext(
+            api_key=self.api_key,
+            connections=self.connections,
+            timeout=self.timeout,
+            hostname=self.platform.hostname,
+            app_name=self.app_name,
+            app_version=self.app_version,
+            deployment_stage=self.deployment_stage,
+        )
+        made: list[Backend] = []
+        names: set[str] = set()
+        for spec in specs:
+            backend = create_backend(spec)
+            base, n = backend.name, 1
+            while backend.name in names:
+                n += 1
+                backend.name = f"{base}-{n}"
+            names.add(backend.name)
+            backend.bind(context)
+            made.append(backend)
+        if not made:
+            raise ValueError("backends: the list is empty; leave it out to use the local inbox")
+        return made
+
+    # -- building events -----------------------------------------------------------------------------
+
+    def create_new_app_event(
+        self,
+        log_level: str = "error",
+        classification: str = "issue",
+        event_type: str = "unknown",
+        event_message: str = "unknown",
+        exc_info: Any = False,
+    ) -> AppEvent:
+        """A new event filled with the client's defaults.
+
+        Args:
+            log_level: debug, info, warning, error, fatal (``critical`` is ``fatal``).
+            classification: ``issue`` by default; ``log`` for plain logs; or custom.
+            event_type: the event's type; with an exception and the default ``"unknown"``, the
+                exception's qualified name.
+            event_message: likewise ``str(exception)``.
+            exc_info: True reads the active exception; a ``(type, value, tb)`` tuple or an
+                exception instance is used as is.
+
+        Raises:
+            ValueError: unknown ``log_level``.
+        """
+        level = normalize_level(log_level)
+        info = resolve_exc_info(exc_info)
+        event = self.events.new(level, classification, event_type, event_message)
+        if info is not None:
+            self.events.add_exception(event, info)
+        return event
+
+    def envelope_for(self, event: AppEvent, **fields: Any) -> Envelope:
+        """Wrap an event for the pipeline, with the client's tags and its level number."""
+        return self.events.envelope(event, **fields)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def log(
+        self,
+        arg_dict: Mapping[str, Any],
+        log_level: str = "error",
+        classification: str = "issue",
+        exc_info: Any = True,
+    ) -> Future[Results]:
+        """Send an event built from a dict, Trakerr-style, without waiting.
+
+        The keys ``eventtype``, ``eventmessage``, ``user``, ``session``, ``time`` (operation time
+        in ms), ``url``, ``corrid`` and ``device`` fill their wire fields; other keys become the
+        event's details. ``exc_info=True`` attaches the active exception, if there is one.
+
+        Raises:
+            ValueError: unknown ``log_level`` (a programming error, raised at once).
+        """
+        level = normalize_level(log_level)
+        info = resolve_exc_info(exc_info)
+        data = self.events.log_data(arg_dict)  # never raises, whatever the mapping does
+        scope = scope_for_log(data, level, info)
+
+        created = time.time()
+
+        def capture() -> Envelope:
+            envelope = self.events.from_log_dict(data, level, classification, info, created)
+            return envelope if scope is None else scope.apply(envelope)
+
+        return self._submit(capture, None, scope)
+
+    def send_event(self, event: AppEvent | Envelope, timeout: float | None = None) -> Results:
+        """Deliver ``event`` to every backend and wait; returns one final result per backend.
+
+        ``timeout`` bounds the wait (default: until the retry policy settles every backend); a
+        backend still working when it runs out is absent from the result.
+        """
+        # Never held for a scope's escalation: this wait would last until the request ends.
+        future = self._send_event(event, None, hold=False)
+        try:
+            return future.result(timeout)
+        except Exception:  # TimeoutError: report what has settled so far
+            return {}
+
+    def send_event_async(
+        self,
+        event: AppEvent | Envelope,
+        callback: Callable[[Results], Any] | None = None,
+    ) -> Future[Results]:
+        """Queue ``event`` for every backend and return at once.
+
+        Returns:
+            A future whose result maps each backend's name to its final result (``Delivered``,
+            ``Rejected``, ``Dropped`` or ``Skipped``). ``callback``, if given, is called with that
+            mapping on a worker thread; an exception in it is logged, never raised.
+        """
+        return self._send_event(event, callback, hold=True)
+
+    def _send_event(
+        self,
+        event: AppEvent | Envelope,
+        callback: Callable[[Results], Any] | None,
+        *,
+        hold: bool,
+    ) -> Future[Results]:
+        if isinstance(event, Envelope):
+            envelope = event
+        elif isinstance(event, AppEvent):
+            envelope = self.envelope_for(event)
+        else:
+            raise TypeError(f"send_event needs an AppEvent, not {type(event).__name__}")
+        scope = scope_for_event(envelope)
+        if scope is not None:
+            tags_win = not isinstance(event, Envelope)  # an Envelope's own tags are per-event
+            holder = scope if hold else None
+            return self._submit(lambda: scope.apply(envelope, tags_win=tags_win), callback, holder)
+        return self._submit(lambda: envelope, callback)
+
+    def acknowledge(self, dedup_key: str) -> Future[Results]:
+        """Acknowledge incident ``dedup_key`` on every backend that takes lifecycle events
+        (PagerDuty); returns the future of :meth:`send_event_async`."""
+        from alertkit.capture.incidents import lifecycle_envelope
+
+        return self.send_event_async(lifecycle_envelope(self, "acknowledge", dedup_key))
+
+    def resolve(self, dedup_key: str) -> Future[Results]:
+        """Resolve incident ``dedup_key``; like :meth:`acknowledge`."""
+        from alertkit.capture.incidents import lifecycle_envelope
+
+        return self.send_event_async(lifecycle_envelope(self, "resolve", dedup_key))
+
+    def change_event(
+        self,
+        summary: str,
+        *,
+        source: str | None = None,
+        custom_details: Mapping[str, Any] | None = None,
+        links: Sequence[Mapping[str, str]] | None = None,
+        timestamp: Any = None,
+    ) -> Future[Results]:
+        """Send a change event (a deploy ...; see :func:`alertkit.capture.incidents.change_envelope`);
+        returns the future like :meth:`acknowledge`."""
+        from alertkit.capture.incidents import change_envelope
+
+        return self.send_event_async(
+            change_envelope(
+                self,
+                summary,
+                source=source,
+                custom_details=custom_details,
+                links=links,
+                timestamp=timestamp,
+            )
+        )
+
+    def scope(
+        self,
+        tags: Iterable[str] | Mapping[str, Any] | None = None,
+        user: str | None = None,
+        *,
+        escalate_from: str | int | None = None,
+    ) -> Scope:
+        """A per-request scope: ``with client.scope(tags=..., user=...) as scope:``.
+
+        Events captured inside carry its tags, user and ``alert_id``; ``alertkit.capture.scope``'s
+        functions (``add_to_log``, ``escalate`` ...) work on it. With ``escalate_from``, leaving
+        the block escalates when the request reached that level. See :mod:`alertkit.capture.scope`.
+        """
+        return Scope(self, tags=_parse_tags(tags or ()), user=user, escalate_from=escalate_from)
+
+    def submit_capture(self, capture: Callable[[], Envelope | None]) -> bool:
+        """Queue a capture (a callable run on the policy thread that builds the envelope)."""
+        return self.pipeline.submit(capture)
+
+    def _submit(
+        self,
+        capture: Callable[[], Envelope | None],
+        callback: Callable[[Results], Any] | None,
+        scope: ScopeContext | None = None,
+    ) -> Future[Results]:
+        from concurrent.futures import Future
+
+        future: Future[Results] = Future()
+        if callback is not None:
+
+            def call(done: Future[Results]) -> None:
+                with capture_internal_exceptions():
+                    callback(done.result())
+
+            future.add_done_callback(call)
+        if scope is not None and scope.hold(self, capture, future):
+            return future
+        self.pipeline.submit(capture, future)
+        return future
+
+    # -- lifecycle and visibility ------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event given so far has a final result; True if that happened in time."""
+        return self.pipeline.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Deliver what is queued within ``timeout`` seconds (default ``shutdown_timeout``), then stop.
+
+        Idempotent and bounded: a hanging destination cannot hold it past the timeout. What could
+        not be delivered is counted (``stats()``) and reported in one line on stderr.
+        """
+        budget = self.shutdown_timeout if timeout is None else max(0.0, float(timeout))
+        with self._shutdown_lock:
+            first = not self._is_shut_down
+            self._is_shut_down = True
+        if not first:  # another thread is shutting down (a retiring handler's client, atexit)
+            self._shut_down.wait(budget)
+            return
+        try:
+            if self.events.sampler is not None:
+                self.events.sampler.stop()
+            self.pipeline.shutdown(budget)
+        finally:
+            self._shut_down.set()
+            _live_clients.discard(self)
+            retirer = self._retirer
+            if retirer is not None and retirer is not threading.current_thread():
+                retirer.join(0.1)  # it only waits for this shutdown: it ends right away
+
+    close = shutdown
+
+    def retire(self) -> None:
+        """Shut down once what is queued has its final result, in the background; returns at once.
+
+        For a logging handler's ``close()``, which ``logging.config.dictConfig`` calls while it
+        holds the logging lock: waiting there for delivery could wait forever for a worker
+        thread that needs that lock. Events keep their full retry policy; at exit, ``atexit``'s
+        shutdown ends the wait within the shutdown budget (or a spool keeps them).
+        """
+        with self._shutdown_lock:
+            if self._is_shut_down or self._retirer is not None:
+                return
+            self._retirer = threading.Thread(
+                target=self._retire, name="alertkit-retire", daemon=True
+            )
+        self._retirer.start()
+
+    def _retire(self) -> None:
+        with capture_internal_exceptions():
+            self.pipeline.flush(self.pipeline.settle_time())
+            self.shutdown()
+
+    @property
+    def metrics(self) -> Metrics:
+        """Chouette-style metrics (count, gauge, histogram, rate, set, timed) of this client."""
+        if self._metrics is None:
+            from alertkit.capture.metrics import Metrics
+
+            self._metrics = Metrics(self)
+        return self._metrics
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per-backend counts: enqueued, queued, delivered, retried, rejected, dropped, skipped,
+        and the last reason of each."""
+        result = self.pipeline.stats()
+        lost = self.pipeline.intake_dropped
+        if lost:
+            for entry in result.values():
+                entry["dropped"] += lost
+        return result
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        backends = ", ".join(repr(b) for b in self.backends)
+        key = "****" if self.api_key else None
+        return (
+            f"<Client app_version={self.app_version!r} stage={self.deployment_stage!r} "
+            f"api_key={key} backends=[{backends}]>"
+        )
+
+
+def _import_capture_modules() -> None:
+    """Import now what sending imports on the caller's thread: a ``fork()`` while another
+    thread is in the middle of that first import would leave its lock held in the child."""
+    import concurrent.futures  # noqa: F401
+
+    import alertkit.capture.incidents  # noqa: F401
+
+
+def _shutdown_all_at_exit() -> None:
+    clients = list(_live_clients)
+    if not clients:
+        return
+    if len(clients) == 1:
+        with capture_internal_exceptions():
+            clients[0].shutdown()
+        sys.stderr.flush()
+        return
+    # Side by side, so that one hanging destination cannot eat every other client's budget; each
+    # gives up a little earlier, as their final spooling and closing compete for the machine.
+    early = _EXIT_SHARE * len(clients)
+    budget_end = time.monotonic() + max(c.shutdown_timeout for c in clients)
+    threads = [
+        threading.Thread(
+            target=_shutdown_quietly,
+            args=(c, max(0.0, c.shutdown_timeout - early)),
+            name="alertkit-exit",
+            daemon=True,
+        )
+        for c in clients
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, budget_end + _EXIT_MARGIN - time.monotonic()))
+    sys.stderr.flush()
+
+
+#: Per client shut down side by side at exit: how much earlier each gives up on what is left.
+_EXIT_SHARE = 0.004
+#: How long past the largest budget the exit waits for clients shut down side by side.
+_EXIT_MARGIN = 0.1
+
+
+def _shutdown_quietly(client: Client, budget: float) -> None:
+    with capture_internal_exceptions():
+        client.shutdown(budget)
+
+
+atexit.register(_shutdown_all_at_exit)
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_all_clients):
+        renew_locks(client)
+        client._retirer = None  # the parent's thread does not exist here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,356 @@
+"""``AlertHandler``: the logging capture point. Cheap on the caller's thread, never raising.
+
+On the caller's thread ``emit`` does only what keeps the event correct later: the formatted message
+(the args may change after the call), the record's attributes the event needs and its ``extra``
+fields (:class:`RecordCapture`), and a hand-off to the pipeline. The event is built from them on
+the policy thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from alertkit._forking import renew_locks
+from alertkit.backends.base import Backend
+from alertkit.capture.client import Client
+from alertkit.capture.scope import ScopeContext, scope_for_record
+from alertkit.guard import capture_internal_exceptions, report_internal_error
+from alertkit.model.event import Envelope
+from alertkit.model.levels import level_from_number
+from alertkit.model.stacktrace import (
+    exception_type_name,
+    format_exception_text,
+    resolve_exc_info,
+    safe_str,
+)
+from alertkit.model.values import is_flat_json, to_json_safe
+
+#: Loggers whose records never become events: alertkit's own, and the libraries our backends use,
+#: so that a failing destination cannot feed on its own error reports.
+IGNORED_LOGGERS: frozenset[str] = frozenset(
+    {
+        "alertkit",
+        "urllib3",
+        "requests",
+        "redis",
+        "http.client",
+        "smtplib",
+        "mail.log",
+        "asyncio",
+        "concurrent.futures",
+    }
+)
+
+#: Attributes every LogRecord has; whatever else is in ``record.__dict__`` came from ``extra``.
+_PLAIN_RECORD = logging.LogRecord("", 0, "", 0, "", (), None).__dict__
+_RECORD_ATTRS: frozenset[str] = frozenset(_PLAIN_RECORD) | {"message", "asctime", "taskName"}
+_PLAIN_ATTRS = len(_PLAIN_RECORD)
+
+#: ``extra`` keys that steer delivery rather than being details.
+_STEERING = ("incident_key", "dedup_key", "links", "images", "tags")
+
+_ignored_cache: dict[str, bool] = {}
+#: ``Handler.handle`` returns the record itself for a record no filter stopped from Python 3.12 on,
+#: True before.
+_RETURNS_RECORD = sys.version_info >= (3, 12)
+_WIRE_LEVELS = {n: level_from_number(n) for n in (10, 20, 30, 40, 50)}
+
+
+def is_ignored(name: str) -> bool:
+    """True for the loggers in :data:`IGNORED_LOGGERS` and their children."""
+    cached = _ignored_cache.get(name)
+    if cached is None:
+        root = name
+        cached = False
+        while root:
+            if root in IGNORED_LOGGERS:
+                cached = True
+                break
+            root = root.rpartition(".")[0]
+        if len(_ignored_cache) < 10_000:
+            _ignored_cache[name] = cached
+    return cached
+
+
+class RecordCapture(msgspec.Struct, gc=False):
+    """What ``emit`` keeps of a log record for the policy thread, which builds the event from it.
+
+    Only the attributes the event needs, and the ``extra`` fields, rather than a copy of the whole
+    record: cheaper to make, and untracked by the garbage collector (``gc=False``; nothing in it
+    refers back to it), so a backlog of queued records does not make every collection slower.
+    """
+
+    client: Client
+    message: str
+    name: Any
+    levelno: Any
+    created: Any
+    template: Any
+    exc_info: Any = None
+    exc_text: Any = None
+    stack_info: Any = None
+    extra: dict[str, Any] | None = None
+    incident_key: str | None = None
+    scope: ScopeContext | None = None
+
+    @classmethod
+    def of(
+        cls,
+        client: Client,
+        record: logging.LogRecord,
+        message: str,
+        incident_key: str | None,
+        scope: ScopeContext | None,
+    ) -> RecordCapture:
+        attrs = record.__dict__
+        # A record with no more attributes than a plain one has no extra fields (most records).
+        extra = (
+            {k: attrs[k] for k in attrs if k not in _RECORD_ATTRS and not k.startswith("_")}
+            if len(attrs) > _PLAIN_ATTRS
+            else None
+        )  # in the order the application gave them
+        return cls(
+            client,
+            message,
+            attrs.get("name"),
+            attrs.get("levelno"),
+            attrs.get("created"),
+            attrs.get("msg"),
+            attrs.get("exc_info"),
+            attrs.get("exc_text"),
+            attrs.get("stack_info"),
+            extra or None,
+            incident_key,
+            scope,
+        )
+
+    def __call__(self) -> Envelope:
+        """Build the event (WIRE.md section 1 mapping); runs on the policy thread."""
+        client = self.client
+        levelno, name, created = self.levelno, self.name, self.created
+        # Each value checked for the plain type a LogRecord has before anything is converted.
+        if type(levelno) is not int:
+            levelno = int(levelno if levelno is not None else logging.ERROR)
+        level = _WIRE_LEVELS.get(levelno) or level_from_number(levelno)
+        info = resolve_exc_info(self.exc_info) if self.exc_info else None
+        logger_name = name if type(name) is str and name else str(name or "root")
+        if type(created) is not float:
+            created = float(created or time.time())
+        classification = "log" if levelno < logging.WARNING else "issue"
+        event = client.events.new(level, classification, logger_name, self.message, created)
+        exc_text = None
+        if info is not None:
+            client.events.add_exception(event, info)
+            event.event_type = exception_type_name(info[0])
+            exc_text = format_exception_text(info)
+        elif self.exc_text:
+            exc_text = str(self.exc_text)
+        if self.stack_info:
+            exc_text = (exc_text + "\n" if exc_text else "") + str(self.stack_info)
+        extra = self.extra
+        scope = self.scope
+        tags = dict(client.tags) if scope is None else {**client.tags, **scope.tags}
+        key_text = self.incident_key
+        links: Sequence[dict[str, str]] = ()
+        images: Sequence[dict[str, str]] = ()
+        if extra and not extra.keys().isdisjoint(_STEERING):
+            extra = dict(extra)
+            steering = {k: extra.pop(k) for k in _STEERING if k in extra}
+            if isinstance(steering.get("tags"), dict):
+                # dict.items: a subclass's own items() may raise
+                tags.update({safe_str(k): safe_str(v) for k, v in dict.items(steering["tags"])})
+            # Test for None, not truth: the values come from the application and __bool__ may
+            # raise.
+            for candidate in (steering.get("incident_key"), steering.get("dedup_key")):
+                if not key_text and candidate is not None:
+                    key_text = candidate if isinstance(candidate, str) else safe_str(candidate)
+            if "links" in steering:
+                links = _dict_list(steering["links"])
+            if "images" in steering:
+                images = _dict_list(steering["images"])
+        template = self.template
+        envelope = Envelope(
+            event=event,
+            levelno=levelno,
+            logger_name=logger_name,
+            template=template if isinstance(template, str) else safe_str(template),
+            # The extra dict is the capture's own: used as is when it is already JSON-safe.
+            details=(extra if is_flat_json(extra) else to_json_safe(extra)) if extra else {},
+            exc_text=exc_text,
+            incident_key=key_text or None,
+            links=links,
+            images=images,
+            tags=tags,
+            created=created,
+            # Every value above was converted here; a scope's context is the application's own.
+            typed=scope is None,
+        )
+        return envelope if scope is None else scope.apply(envelope, tags_win=False)
+
+
+def _dict_list(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [
+        {safe_str(k): safe_str(v) for k, v in dict.items(item)}  # not a subclass's own items()
+        for item in value
+        if isinstance(item, dict)
+    ]
+
+
+class AlertHandler(logging.Handler):
+    """A logging handler that sends records at or above ``level`` as events; never blocks or raises.
+
+    Args:
+        client: the client to send through; default: a client made from ``backends`` and
+            ``client_options`` if any are given, else the default client (``alertkit.init``).
+        level: the lowest level sent (a number or a name such as ``"ERROR"``); default WARNING.
+        backends: backend URLs for the handler's own client (handy in ``dictConfig``).
+        incident_key: a fixed dedup key for every event of this handler.
+        routing_key: shorthand for a PagerDuty backend with this key (Events v2 routing key or
+            v1 service key); ``service_key`` and ``service_id`` (the seed ``pagerdutyapi``
+            handler's dictConfig vocabulary) are accepted too. ``endpoint`` overrides the
+            PagerDuty URL (tests, proxies).
+        **client_options: passed to :class:`~alertkit.Client` for the handler's own client.
+
+    Raises:
+        TypeError: ``incident_key`` is not a string; ``endpoint`` without a routing key; both
+            ``client`` and client options.
+    """
+
+    def __init__(
+        self,
+        client: Client | None = None,
+        level: int | str = logging.WARNING,
+        backends: Sequence[str | Backend] | None = None,
+        incident_key: str | None = None,
+        routing_key: str | None = None,
+        service_key: str | None = None,
+        service_id: str | None = None,
+        endpoint: str | None = None,
+        **client_options: Any,
+    ) -> None:
+        # Everything that can fail comes before ``logging.Handler.__init__``, which registers
+        # the handler for ``logging.shutdown()`` at exit: a half-built one would fail again there.
+        if incident_key is not None and not isinstance(incident_key, str):
+            raise TypeError(
+                f"AlertHandler: incident_key must be a string, not {type(incident_key).__name__}"
+            )
+        key = routing_key or service_key or service_id
+        if key is not None:
+            from alertkit.backends.pagerduty import PagerDutyBackend
+
+            backends = [*(backends or ()), PagerDutyBackend(key, endpoint=endpoint)]
+        elif endpoint is not None:
+            raise TypeError("AlertHandler: endpoint= is only meaningful with a routing_key")
+        if client is not None and (backends is not None or client_options):
+            raise TypeError("AlertHandler: give either client= or client options, not both")
+        self._owns_client = client is None and (backends is not None or bool(client_options))
+        if client is None:
+            if self._owns_client:
+                client = Client(backends=backends, **client_options)
+            else:
+                from alertkit.capture.api import get_client
+
+                client = get_client()
+        try:
+            super().__init__(level)  # a bad level raises before the handler is registered
+        except Exception:
+            if self._owns_client:
+                client.shutdown(0)
+            raise
+        self.client = client
+        self.incident_key = incident_key
+        self.dropped = 0
+        self._drop_lock = threading.Lock()
+        _handlers.add(self)
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        """``Handler.handle`` without the handler lock: ``emit`` only appends to a thread-safe
+        queue, so serialising callers would cost every logging call for nothing."""
+        if not self.filters:  # the usual case: no filter to ask
+            self.emit(record)
+            return record if _RETURNS_RECORD else True
+        result = self.filter(record)
+        if isinstance(result, logging.LogRecord):  # Python 3.12+: a filter may replace it
+            record = result
+        if result:
+            self.emit(record)
+        return result
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if is_ignored(record.name):
+                return
+            try:
+                message = record.getMessage()
+            except Exception:
+                message = (
+                    f"{safe_str(record.msg)} (message arguments failed to format: "
+                    f"{to_json_safe(record.args)!r})"
+                )
+            scope = scope_for_record(record, message)
+            capture = RecordCapture.of(self.client, record, message, self.incident_key, scope)
+            if scope is not None and scope.hold(self.client, capture):
+                return  # the request's escalation will carry it
+            if not self.client.submit_capture(capture):
+                self._count_drop()
+        except Exception as exc:  # never into the application
+            self._count_drop()
+            report_internal_error(exc)
+
+    def _count_drop(self) -> None:
+        with self._drop_lock:  # emit runs without the handler lock (see handle)
+            self.dropped += 1
+
+    def flush(self) -> None:
+        """Return at once: delivery runs in the background (``client.flush(timeout)`` waits).
+
+        ``logging`` calls this holding its module lock (``dictConfig``, ``logging.shutdown``);
+        waiting there for delivery would stall, or deadlock with a worker needing that lock.
+        """
+
+    def close(self) -> None:
+        """Detach without waiting for delivery (``dictConfig`` calls it holding the logging lock).
+
+        A client the handler made itself retires: it delivers what it accepted in the
+        background, then shuts down; at exit its shutdown budget bounds that (see
+        :meth:`Client.retire`).
+        """
+        with capture_internal_exceptions():
+            if self._owns_client:
+                self.client.retire()
+        super().close()
+
+
+_handlers: weakref.WeakSet[AlertHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_handlers):
+        renew_locks(handler)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def get_logger(
+    name: str | None = None, level: int | str = logging.NOTSET, **client_options: Any
+) -> logging.Logger:
+    """A logger with exactly one :class:`AlertHandler` attached (repeated calls add no second one)."""
+    logger = logging.getLogger(name)
+    if level:
+        logger.setLevel(level)
+    if not any(isinstance(h, AlertHandler) for h in logger.handlers):
+        logger.addHandler(AlertHandler(**client_options))
+    return logger

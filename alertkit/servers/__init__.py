@@ -1,0 +1,1 @@
+"""Servers alertkit runs on a port: the webhook bridge."""
