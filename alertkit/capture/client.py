@@ -17,7 +17,7 @@ from alertkit.backends.registry import create_backend
 from alertkit.capture.environment import PlatformInfo, SystemSampler
 from alertkit.capture.events import EventFactory
 from alertkit.capture.scope import Scope, ScopeContext, scope_for_event, scope_for_log
-from alertkit.delivery.pipeline import DropCallback, Pipeline, Processor, Results
+from alertkit.delivery.pipeline import DropCallback, Pipeline, Results
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import AppEvent, Envelope
 from alertkit.model.levels import normalize_level
@@ -25,6 +25,7 @@ from alertkit.model.retry import RetryPolicy
 from alertkit.model.stacktrace import (
     resolve_exc_info,
 )
+from alertkit.policy import Processor
 from alertkit.policy.filters import BeforeSend, BeforeSendHook, Sampler
 from alertkit.policy.limits import Limits
 from alertkit.policy.scrub import default_processors

@@ -34,6 +34,7 @@ from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Dropped, Result, Skipped, Spooled
 from alertkit.model.retry import RetryPolicy
+from alertkit.policy import Processor
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("alertkit.pipeline")
 
 Capture = Callable[[], "Envelope | None"]
-Processor = Callable[[Envelope], "Envelope | None"]
 Results = dict[str, Result]
 DropCallback = Callable[[Envelope | None, str], None]
 

@@ -33,12 +33,12 @@ from typing import Any
 
 import msgspec
 
-from alertkit.delivery.pipeline import Processor
 from alertkit.guard import report_internal_error
 from alertkit.model.event import AppEvent, CustomData, Envelope, InnerStackTrace
 from alertkit.model.requestlog import SECTIONS
 from alertkit.model.stacktrace import safe_str
 from alertkit.model.values import clip, safe_repr
+from alertkit.policy import Processor
 from alertkit.policy.limits import Limits
 
 __all__ = ["DEFAULT_DENYLIST", "MASK", "Limits", "Scrubber", "default_processors"]
