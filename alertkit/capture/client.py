@@ -623,11 +623,27 @@ def _shutdown_all_at_exit() -> None:
         )
         for c in clients
     ]
+    started: list[threading.Thread] = []
     for thread in threads:
-        thread.start()
-    for thread in threads:
+        try:
+            thread.start()
+        except RuntimeError:  # Python 3.12.0-3.12.1 start no thread at exit: one after another
+            _shutdown_in_turn(clients[len(started) :], budget_end)
+            break
+        started.append(thread)
+    for thread in started:
         thread.join(max(0.0, budget_end + _EXIT_MARGIN - time.monotonic()))
     sys.stderr.flush()
+
+
+def _shutdown_in_turn(clients: list[Client], budget_end: float) -> None:
+    """Shut ``clients`` down one after another, each with an equal share of the time left, so
+    that one hanging destination cannot take every other client's budget; idle clients first,
+    as they take no time and leave theirs to the busy ones."""
+    clients = sorted(clients, key=lambda client: client.pipeline.pending())
+    for index, client in enumerate(clients):
+        share = max(0.0, budget_end - time.monotonic()) / (len(clients) - index)
+        _shutdown_quietly(client, min(client.shutdown_timeout, share))
 
 
 #: Per client shut down side by side at exit: how much earlier each gives up on what is left.

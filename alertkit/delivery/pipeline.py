@@ -368,6 +368,10 @@ class Pipeline:
 
     # -- flush and shutdown ---------------------------------------------------------------------
 
+    def pending(self) -> int:
+        """Events accepted and not yet settled (in the intake or in flight to the backends)."""
+        return len(self._intake) + self._in_flight
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every submitted event has a final result; True if that happened in time."""
         with self._idle:
