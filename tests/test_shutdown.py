@@ -146,3 +146,30 @@ def test_events_the_policy_thread_did_not_reach_are_counted_once(tmp_path) -> No
         time.sleep(0.3)
         assert totals(client) == (delivered, spooled, dropped), "the policy thread has stopped"
         assert alertkit_threads() == []
+
+
+LAST_MOMENT_CHILD = """
+import sys
+from alertkit import Client
+for i in range(6):
+    client = Client(api_key="k", backends=[sys.argv[1] + "/v1/events"], sample_system=False,
+                    shutdown_timeout=2.0)
+    client.send_event_async(client.create_new_app_event(event_message=f"event-{i}"))
+"""
+
+
+def test_events_sent_just_before_exit_by_several_clients_are_all_delivered() -> None:
+    """The exit shutdown delivers them side by side; Python 3.12.0-3.12.1 start no thread in an
+    atexit callback, so neither that shutdown nor a worker first needed then may rely on one."""
+    with ScriptedServer([Reply()]) as server:
+        proc = subprocess.run(
+            [sys.executable, "-c", LAST_MOMENT_CHILD, server.url],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
+        )
+        accepted = {request.json()["eventMessage"] for request in server.requests}
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert accepted == {f"event-{i}" for i in range(6)}

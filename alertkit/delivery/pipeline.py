@@ -152,8 +152,15 @@ class Pipeline:
         with self._thread_lock:
             if self._thread is None:
                 thread = threading.Thread(target=self._run, name="alertkit-policy", daemon=True)
-                thread.start()
+                try:
+                    thread.start()
+                except RuntimeError:  # at exit (Python 3.12.0-1): shutdown takes the intake
+                    return
                 self._thread = thread
+                # The workers start with it: one first needed during the interpreter's exit
+                # could not start on Python 3.12.0-3.12.1, and its events would wait for nothing.
+                for worker in self.workers:
+                    worker.start()
 
     # -- policy: one thread ---------------------------------------------------------------------
 

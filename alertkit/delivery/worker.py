@@ -217,8 +217,11 @@ class BackendWorker:
             thread = threading.Thread(
                 target=self._run, name=f"alertkit-{self.backend.name}-{index}", daemon=True
             )
+            try:
+                thread.start()
+            except RuntimeError:  # the interpreter is exiting: shutdown gives up on the queue
+                break
             self._threads.append(thread)
-            thread.start()
 
     def spool_changed(self) -> None:
         """Something was spooled for this backend (by us or another process): look again soon."""
