@@ -172,7 +172,11 @@ class BridgeServer:
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Ask ``serve_forever`` to return and wait for it (bounded); True once it has."""
         self._stop.set()
-        self._server.trigger.pull_trigger()  # type: ignore[attr-defined]
+        if not self._stopped.is_set():
+            try:  # wake the loop now rather than at its next poll
+                self._server.trigger.pull_trigger()  # type: ignore[attr-defined]
+            except OSError:  # the loop saw the stop first and closed the trigger already
+                pass
         return self._stopped.wait(timeout)
 
     def server_close(self) -> None:
