@@ -17,6 +17,8 @@ the process's open-files limit, an access log that never shows a query string or
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import os
 import threading
@@ -173,10 +175,10 @@ class BridgeServer:
         """Ask ``serve_forever`` to return and wait for it (bounded); True once it has."""
         self._stop.set()
         if not self._stopped.is_set():
-            try:  # wake the loop now rather than at its next poll
+            # Wake the loop now rather than at its next poll; OSError: the loop saw the stop
+            # first and closed the trigger already.
+            with contextlib.suppress(OSError):
                 self._server.trigger.pull_trigger()  # type: ignore[attr-defined]
-            except OSError:  # the loop saw the stop first and closed the trigger already
-                pass
         return self._stopped.wait(timeout)
 
     def server_close(self) -> None:
