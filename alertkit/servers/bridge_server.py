@@ -18,7 +18,6 @@ the process's open-files limit, an access log that never shows a query string or
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import os
 import threading
