@@ -122,7 +122,7 @@ class PagerDutyBackend(WebBackend):
     max_concurrency = 1
     ordered = True
     # PagerDuty allows about 120 events a minute per routing key: pace rather than collect 429s.
-    rate_limit = (120, 60.0)
+    rate_limit: tuple[int, float] | None = (120, 60.0)
 
     def __init__(
         self,

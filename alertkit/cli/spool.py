@@ -368,7 +368,7 @@ def _replay_backend(
                 left = spool.counts().get(backend.name, 0)
                 tally.failed += left
                 print(
-                    f"{backend.name}: still failing ({_mask(backend, reason)}); "
+                    f"{backend.name}: still failing ({backend.mask(reason)}); "
                     f"{left} event(s) stay in the spool",
                     file=sys.stderr,
                 )
@@ -402,7 +402,7 @@ def _send(
                     rejected.append(item.id)
                     print(
                         f"{backend.name}: event {item.envelope.event_id} rejected: "
-                        f"{_mask(backend, outcome.reason)}",
+                        f"{backend.mask(outcome.reason)}",
                         file=sys.stderr,
                     )
                 else:
@@ -493,11 +493,6 @@ def _seconds(text: str) -> float:
     if not 0 <= value <= MAX_WAIT:
         raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_WAIT:g}: {value}")
     return value
-
-
-def _mask(backend: Backend, text: str) -> str:
-    mask = getattr(backend, "mask", None)
-    return str(mask(text)) if callable(mask) else text
 
 
 def _cut(text: str, width: int) -> str:
