@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from alertkit.backends._http import HttpResponse, HttpTransport, TransportError, classify_response
+from alertkit.backends._options import read_options
 from alertkit.backends.base import BaseBackend, ClientContext
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
@@ -29,6 +30,32 @@ class WebBackend(BaseBackend):
     app_name: str | None = None
     _transport: HttpTransport | None = None
     _context: ClientContext = ClientContext()
+
+    @classmethod
+    def _url_options(
+        cls,
+        query: Mapping[str, str],
+        *,
+        text: Sequence[str] = (),
+        flag: Sequence[str] = (),
+        secret: Sequence[str] = (),
+        label: str | None = None,
+    ) -> dict[str, Any]:
+        """``query`` read with the options every HTTP backend takes (``timeout``, ``connections``,
+        ``verify``) besides the backend's own ``text`` and ``flag`` options.
+
+        Raises:
+            ConfigError: an unknown option or a value of the wrong kind, naming the option.
+        """
+        return read_options(
+            label or cls.scheme,
+            query,
+            text=text,
+            number=("timeout",),
+            count=("connections",),
+            flag=("verify", *flag),
+            secret=secret,
+        )
 
     def _check_transport_options(self, timeout: float | None, connections: int | None) -> None:
         """Refuse a non-positive timeout or pool size at construction.

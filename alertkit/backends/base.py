@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import msgspec
 
+from alertkit.backends._options import reject_unknown
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.levels import level_number
@@ -145,11 +146,9 @@ class BaseBackend:
 
     @staticmethod
     def _reject_unknown(scheme: str, query: Mapping[str, str], known: Sequence[str]) -> None:
-        unknown = sorted(set(query) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"{scheme}: unknown URL option(s) {', '.join(unknown)}; known: {', '.join(known)}"
-            )
+        """Refuse an option the backend does not take (:func:`~alertkit.backends._options.read_options`
+        does this too, and converts numbers and yes/no flags)."""
+        reject_unknown(scheme, query, known)
 
     # -- the protocol ------------------------------------------------------------------------------
 

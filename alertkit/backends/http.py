@@ -8,7 +8,7 @@ header, outside the wire JSON, so that replays can be recognised.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import SplitResult, urlencode, urlunsplit
+from urllib.parse import SplitResult, urlunsplit
 
 import msgspec
 
@@ -66,20 +66,9 @@ class HttpBackend(WebBackend):
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown("http", query, ["api_key", "timeout", "connections", "verify"])
-        options: dict[str, Any] = {}
-        try:
-            if "timeout" in query:
-                options["timeout"] = float(query.pop("timeout"))
-            if "connections" in query:
-                options["connections"] = int(query.pop("connections"))
-        except ValueError as exc:
-            raise ConfigError(f"http: {exc}") from None
-        if "verify" in query:
-            options["verify"] = query.pop("verify").lower() not in ("0", "false", "no")
-        options["api_key"] = query.pop("api_key", None)
-        rest = urlencode(query)
-        options["url"] = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
+        options = cls._url_options(query, text=("api_key",), secret=("api_key",), label="http")
+        options.setdefault("api_key", None)
+        options["url"] = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         return options
 
     def bind(self, context: ClientContext) -> None:

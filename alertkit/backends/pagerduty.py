@@ -27,6 +27,7 @@ from urllib.parse import SplitResult, unquote
 import msgspec
 
 from alertkit.backends._http import HttpResponse, HttpTransport, classify_response
+from alertkit.backends._message import cut
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK, ClientContext
 from alertkit.model.errors import ConfigError
@@ -65,9 +66,6 @@ _URL_OPTIONS = (
     "region",
     "service_key",
     "service_id",
-    "timeout",
-    "connections",
-    "verify",
 )
 _ENCODER = msgspec.json.Encoder(enc_hook=safe_str)
 
@@ -197,17 +195,7 @@ class PagerDutyBackend(WebBackend):
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown("pagerduty", query, _URL_OPTIONS)
-        options: dict[str, Any] = dict(query)
-        try:
-            if "timeout" in options:
-                options["timeout"] = float(options["timeout"])
-            if "connections" in options:
-                options["connections"] = int(options["connections"])
-        except ValueError as exc:
-            raise ConfigError(f"pagerduty: {exc}") from None
-        if "verify" in options:
-            options["verify"] = options["verify"].lower() not in ("0", "false", "no")
+        options = cls._url_options(query, text=_URL_OPTIONS, secret=("service_key", "service_id"))
         key = unquote(parts.netloc + parts.path).strip("/")
         if key:
             options["routing_key"] = key
@@ -292,7 +280,7 @@ class PagerDutyBackend(WebBackend):
             severity = _SEVERITY.get(event.log_level or "", "error")
         millis = event.event_time or envelope.created * 1000
         payload: dict[str, Any] = {
-            "summary": _cut(summary or "event", MAX_SUMMARY),
+            "summary": cut(summary or "event", MAX_SUMMARY),
             "source": over.get("source")
             or self.source
             or event.context_env_hostname
@@ -352,7 +340,7 @@ class PagerDutyBackend(WebBackend):
         if not isinstance(summary, str) or not summary:
             raise ValueError("change needs payload['summary']")
         inner: dict[str, Any] = {
-            "summary": _cut(summary, MAX_SUMMARY),
+            "summary": cut(summary, MAX_SUMMARY),
             "source": payload.get("source") or self.source or self._context.hostname or "unknown",
         }
         if payload.get("timestamp"):
@@ -388,11 +376,11 @@ class PagerDutyBackend(WebBackend):
         details = holder.get("custom_details")
         if isinstance(details, dict) and details:
             sizes = sorted(((len(_ENCODER.encode(v)), k) for k, v in details.items()), reverse=True)
-            cut: list[str] = []
+            trimmed: list[str] = []
             for size, key in sizes:
                 details[key] = f"[cut by alertkit: {size} bytes over PagerDuty's 512 KB limit]"
-                cut.append(key)
-                details["alertkit_cut"] = cut
+                trimmed.append(key)
+                details["alertkit_cut"] = trimmed
                 data = _ENCODER.encode(body)
                 if len(data) <= MAX_BODY:
                     return data
@@ -410,10 +398,6 @@ class PagerDutyBackend(WebBackend):
         if self.endpoint != DEFAULT_ENDPOINT:
             text += f"?endpoint={self.endpoint}"
         return text
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _links(links: Sequence[Any]) -> list[dict[str, str]]:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from alertkit.backends._http import HttpResponse, HttpTransport
-from alertkit.backends._message import render_text, slack_blocks, slack_escape, summarize
+from alertkit.backends._message import cut, render_text, slack_blocks, slack_escape, summarize
 from alertkit.backends._redact import redact_in_library_logs
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK
@@ -89,17 +89,8 @@ class SlackBackend(WebBackend):
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown("slack", query, ["endpoint", "timeout", "connections", "verify"])
-        options: dict[str, Any] = {}
-        try:
-            if "timeout" in query:
-                options["timeout"] = float(query["timeout"])
-            if "connections" in query:
-                options["connections"] = int(query["connections"])
-        except ValueError as exc:
-            raise ConfigError(f"slack: {exc}") from None
-        if "verify" in query:
-            options["verify"] = query["verify"].lower() not in ("0", "false", "no")
+        options = cls._url_options(query, text=("endpoint",))
+        endpoint = options.pop("endpoint", None)
         host = unquote(parts.netloc)
         path = unquote(parts.path)
         if host and "." not in host:
@@ -110,7 +101,7 @@ class SlackBackend(WebBackend):
                 "slack: the URL needs the webhook path, e.g. "
                 "slack://hooks.slack.com/services/T000/B000/XXXX"
             )
-        base = query.get("endpoint") or f"https://{host}"
+        base = endpoint or f"https://{host}"
         options["webhook_url"] = base.rstrip("/") + path
         return options
 
@@ -128,9 +119,7 @@ class SlackBackend(WebBackend):
         """The webhook body: Block Kit blocks and the plain-text fallback Slack shows in
         notifications and in clients that cannot draw blocks."""
         summary = summarize(envelope, app_name=self.app_name)
-        text = slack_escape(render_text(summary))
-        if len(text) > _MAX_TEXT:
-            text = text[: _MAX_TEXT - 1] + "…"
+        text = cut(slack_escape(render_text(summary)), _MAX_TEXT)
         return {"text": text, "blocks": slack_blocks(summary)}
 
     def describe(self) -> str:

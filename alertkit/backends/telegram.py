@@ -20,7 +20,7 @@ from alertkit.backends._http import (
     classify_response,
     parse_retry_after,
 )
-from alertkit.backends._message import json_object, render_text, summarize
+from alertkit.backends._message import cut, json_object, render_text, summarize
 from alertkit.backends._redact import masked_url, redact_in_library_logs
 from alertkit.backends._web import WebBackend
 from alertkit.backends.base import MASK
@@ -34,22 +34,9 @@ MAX_TEXT = 4096
 CUT_MARKER = "\n…[cut to Telegram's 4096-character limit]"
 
 
-def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units, the unit Telegram counts in (an emoji counts two)."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
-
-
 def cut_message(text: str, limit: int = MAX_TEXT, marker: str = CUT_MARKER) -> str:
     """``text`` if it fits in ``limit`` UTF-16 units, else its start and ``marker``, fitting."""
-    if utf16_len(text) <= limit:
-        return text
-    budget = limit - utf16_len(marker)
-    used = 0
-    for index, ch in enumerate(text):
-        used += 2 if ord(ch) > 0xFFFF else 1
-        if used > budget:
-            return text[:index] + marker
-    return text
+    return cut(text, limit, marker, utf16=True)
 
 
 class TelegramBackend(WebBackend):
@@ -124,28 +111,16 @@ class TelegramBackend(WebBackend):
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown(
-            "tgram", query, ["endpoint", "silent", "timeout", "connections", "verify"]
-        )
+        options = cls._url_options(query, text=("endpoint",), flag=("silent",))
+        endpoint = options.pop("endpoint", None)
+        if endpoint:
+            options["api_url"] = endpoint
         chats = [unquote(p) for p in parts.path.split("/") if p]
         if not parts.netloc or len(chats) != 1:
             raise ConfigError(
                 "tgram: the URL must be tgram://<bot_token>/<chat_id> (one chat per backend)"
             )
-        options: dict[str, Any] = {"bot_token": unquote(parts.netloc), "chat_id": chats[0]}
-        try:
-            if "timeout" in query:
-                options["timeout"] = float(query["timeout"])
-            if "connections" in query:
-                options["connections"] = int(query["connections"])
-        except ValueError as exc:
-            raise ConfigError(f"tgram: {exc}") from None
-        for flag in ("verify", "silent"):
-            if flag in query:
-                options[flag] = query[flag].lower() not in ("0", "false", "no")
-        if query.get("endpoint"):
-            options["api_url"] = query["endpoint"]
-        return options
+        return {**options, "bot_token": unquote(parts.netloc), "chat_id": chats[0]}
 
     def request(self, envelope: Envelope) -> tuple[str, bytes, dict[str, str]]:
         body = json.dumps(self.payload(envelope), ensure_ascii=False).encode("utf-8")

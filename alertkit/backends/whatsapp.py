@@ -116,27 +116,16 @@ class WhatsAppBackend(WebBackend):
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown(
-            "whatsapp",
-            query,
-            [
-                "template",
-                "language",
-                "details_url",
-                "version",
-                "endpoint",
-                "timeout",
-                "connections",
-                "verify",
-            ],
+        given = cls._url_options(
+            query, text=("template", "language", "details_url", "version", "endpoint")
         )
         recipients = [unquote(p) for p in parts.path.split("/") if p]
         token = unquote(parts.username or "")
         phone_id = parts.hostname or ""
         if not token or not phone_id or len(recipients) != 1:
             raise ConfigError("whatsapp: the URL must be whatsapp://<token>@<phone_number_id>/<to>")
-        base = (query.get("endpoint") or GRAPH_URL).rstrip("/")
-        version = query.get("version") or DEFAULT_VERSION
+        base = (given.pop("endpoint", None) or GRAPH_URL).rstrip("/")
+        version = given.pop("version", None) or DEFAULT_VERSION
         options: dict[str, Any] = {
             "api_url": f"{base}/{version}/{phone_id}/messages",
             "token": token,
@@ -147,18 +136,9 @@ class WhatsAppBackend(WebBackend):
             ("language", "language"),
             ("details_url", "details_url"),
         ):
-            if query.get(key):
+            if given.pop(key, None):
                 options[option] = query[key]
-        try:
-            if "timeout" in query:
-                options["timeout"] = float(query["timeout"])
-            if "connections" in query:
-                options["connections"] = int(query["connections"])
-        except ValueError as exc:
-            raise ConfigError(f"whatsapp: {exc}") from None
-        if "verify" in query:
-            options["verify"] = query["verify"].lower() not in ("0", "false", "no")
-        return options
+        return {**options, **given}
 
     def data_text(self, envelope: Envelope) -> str:
         """The ``data`` parameter: the details URL and the alert id."""

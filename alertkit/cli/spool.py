@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from alertkit.backends import Backend, ClientContext, create_backend
+from alertkit.backends._message import cut
 from alertkit.model.errors import ConfigError
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 from alertkit.spool import files
@@ -206,9 +207,9 @@ def _list(args: argparse.Namespace) -> int:
         message = (event.get("eventMessage") or "").splitlines()
         lease = " (being replayed)" if row["leased"] else ""
         print(
-            f"{when:<19}  {_cut(row['backend'], 12):<12}  {row['attempts']:>5}  "
-            f"{_cut(event.get('eventType') or '', 24):<24}  {_cut(row['reason'], 40)}{lease}"
-            f"{' / ' + _cut(message[0], 60) if message else ''}"
+            f"{when:<19}  {cut(row['backend'], 12):<12}  {row['attempts']:>5}  "
+            f"{cut(event.get('eventType') or '', 24):<24}  {cut(row['reason'], 40)}{lease}"
+            f"{' / ' + cut(message[0], 60) if message else ''}"
         )
     if total > len(rows):
         print(f"... and {total - len(rows)} more (--limit)")
@@ -459,7 +460,7 @@ class _Progress:
         elapsed = time.monotonic() - self.started
         rate = f"  {done / elapsed:,.0f}/s" if elapsed > 0.5 and done else ""
         self.stream.write(
-            f"\r{_cut(self.name, 16)} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+            f"\r{cut(self.name, 16)} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
             f"{done}/{self.total} {percent:3d}%{rate}"
         )
         self.stream.flush()
@@ -493,7 +494,3 @@ def _seconds(text: str) -> float:
     if not 0 <= value <= MAX_WAIT:
         raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_WAIT:g}: {value}")
     return value
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
