@@ -10,17 +10,20 @@ post to the channel, so it is masked in ``repr()`` and in every reason.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from alertkit.backends._http import HttpResponse, HttpTransport
+from alertkit.backends._http import HttpResponse
 from alertkit.backends._message import cut, render_text, slack_blocks, slack_escape, summarize
 from alertkit.backends._redact import redact_in_library_logs
-from alertkit.backends._web import WebBackend
+from alertkit.backends._web import WebBackend, WebOptions
 from alertkit.backends.base import MASK
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Delivered, Outcome
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 DEFAULT_HOST = "hooks.slack.com"
 _MAX_TEXT = 3000
@@ -35,11 +38,8 @@ class SlackBackend(WebBackend):
 
     Args:
         webhook_url: the full ``https://hooks.slack.com/services/...`` URL Slack gave you.
-        timeout: per-request timeout in seconds; default: the client's.
-        connections: keep-alive connections in the pool; default: the client's.
-        verify: verify TLS certificates (keep it on outside tests).
-        name: the backend's name in stats and results (default ``slack``).
-        min_level: the lowest level sent here (``"warning"``, ``"error"`` or a number).
+        **options: ``timeout``, ``connections``, ``verify``, ``name`` and ``min_level``, as
+            for every HTTP backend (:class:`~alertkit.backends._web.WebBackend`).
 
     Raises:
         ConfigError: the URL is not an http(s) URL with a webhook path.
@@ -55,36 +55,20 @@ class SlackBackend(WebBackend):
     def __init__(
         self,
         webhook_url: str,
-        *,
-        timeout: float | None = None,
-        connections: int | None = None,
-        verify: bool = True,
-        name: str | None = None,
-        min_level: str | int | None = None,
+        **options: Unpack[WebOptions],
     ) -> None:
-        super().__init__(name=name, min_level=min_level)
-        if not isinstance(webhook_url, str) or not webhook_url.lower().startswith(
-            ("http://", "https://")
-        ):
-            raise ConfigError(
-                "slack: webhook_url must be an http(s) URL (https://hooks.slack.com/services/...)"
-            )
+        super().__init__(**options)
+        self._http_url("slack", "webhook_url", webhook_url, "https://hooks.slack.com/services/...")
         parts = urlsplit(webhook_url)
         if not parts.netloc or parts.path.strip("/") == "":
             raise ConfigError(
                 "slack: webhook_url has no webhook path "
                 "(expected https://hooks.slack.com/services/T.../B.../...)"
             )
-        self._check_transport_options(timeout, connections)
         self.webhook_url = webhook_url
         self._webhook_path = parts.path
         self._webhook_token = parts.path.rstrip("/").rpartition("/")[2]
         self._base = f"{parts.scheme}://{parts.netloc}"
-        self.timeout = timeout
-        self.connections = connections
-        self.verify = verify
-        self.app_name: str | None = None
-        self._transport: HttpTransport | None = None
         redact_in_library_logs(self)
 
     @classmethod

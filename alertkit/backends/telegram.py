@@ -11,22 +11,24 @@ in ``repr()`` and in every reason.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote
 
 from alertkit.backends._http import (
     HttpResponse,
-    HttpTransport,
     classify_response,
     parse_retry_after,
 )
 from alertkit.backends._message import cut, json_object, render_text, summarize
-from alertkit.backends._redact import masked_url, redact_in_library_logs
-from alertkit.backends._web import WebBackend
+from alertkit.backends._redact import redact_in_library_logs
+from alertkit.backends._web import WebBackend, WebOptions
 from alertkit.backends.base import MASK
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 DEFAULT_API_URL = "https://api.telegram.org"
 #: sendMessage takes 1-4096 characters of text, counted as UTF-16 code units.
@@ -52,11 +54,8 @@ class TelegramBackend(WebBackend):
         chat_id: the chat, group or channel to write to.
         api_url: the Bot API server.
         silent: send without a notification sound (``disable_notification``).
-        timeout: per-request timeout in seconds; default: the client's.
-        connections: keep-alive connections in the pool; default: the client's.
-        verify: verify TLS certificates (keep it on outside tests).
-        name: the backend's name in stats and results (default ``tgram``).
-        min_level: the lowest level sent here.
+        **options: ``timeout``, ``connections``, ``verify``, ``name`` and ``min_level``, as
+            for every HTTP backend (:class:`~alertkit.backends._web.WebBackend`).
 
     Raises:
         ConfigError: a missing or malformed token, chat id or API URL.
@@ -76,13 +75,9 @@ class TelegramBackend(WebBackend):
         api_url: str = DEFAULT_API_URL,
         *,
         silent: bool = False,
-        timeout: float | None = None,
-        connections: int | None = None,
-        verify: bool = True,
-        name: str | None = None,
-        min_level: str | int | None = None,
+        **options: Unpack[WebOptions],
     ) -> None:
-        super().__init__(name=name, min_level=min_level)
+        super().__init__(**options)
         if (
             not isinstance(bot_token, str)
             or ":" not in bot_token
@@ -93,20 +88,11 @@ class TelegramBackend(WebBackend):
             )
         if isinstance(chat_id, bool) or not isinstance(chat_id, str | int) or not str(chat_id):
             raise ConfigError("tgram: chat_id must be a chat number or @channelname")
-        if not isinstance(api_url, str) or not api_url.lower().startswith(("http://", "https://")):
-            raise ConfigError(
-                f"tgram: api_url must start with http(s)://, got {masked_url(api_url)}"
-            )
-        self._check_transport_options(timeout, connections)
+        self._http_url("tgram", "api_url", api_url)
         self.bot_token = bot_token
         self.chat_id = chat_id
         self.api_url = api_url.rstrip("/")
         self.silent = silent
-        self.timeout = timeout
-        self.connections = connections
-        self.verify = verify
-        self.app_name: str | None = None
-        self._transport: HttpTransport | None = None
         redact_in_library_logs(self)
 
     @classmethod
