@@ -68,11 +68,27 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def cut(text: str, limit: int, marker: str = "…") -> str:
-    """``text`` cut to at most ``limit`` characters, ending in ``marker`` when cut."""
-    if len(text) <= limit:
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units, the unit Telegram counts in (an emoji counts two)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def cut(text: str, limit: int, marker: str = "…", *, utf16: bool = False) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in ``marker`` when cut: the one cut
+    every backend (and the CLI's tables) uses. With ``utf16`` the limit counts UTF-16 code units,
+    as Telegram does."""
+    if not utf16:
+        if len(text) <= limit:
+            return text
+        return text[: max(0, limit - len(marker))] + marker
+    if utf16_len(text) <= limit:
         return text
-    return text[: max(0, limit - len(marker))] + marker
+    budget, used = limit - utf16_len(marker), 0
+    for index, ch in enumerate(text):
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > budget:
+            return text[:index] + marker
+    return text  # pragma: no cover - the length check above returned already
 
 
 def short_type(event_type: str) -> str:

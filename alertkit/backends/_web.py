@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypedDict
 
 from alertkit.backends._http import HttpResponse, HttpTransport, TransportError, classify_response
+from alertkit.backends._options import read_options
+from alertkit.backends._redact import masked_url
 from alertkit.backends.base import BaseBackend, ClientContext
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Outcome, Rejected, RetryLater
+
+
+class WebOptions(TypedDict, total=False):
+    """The keyword options every HTTP backend takes (see :class:`WebBackend`)."""
+
+    timeout: float | None
+    connections: int | None
+    verify: bool
+    name: str | None
+    min_level: str | int | None
 
 
 class WebBackend(BaseBackend):
@@ -17,9 +29,18 @@ class WebBackend(BaseBackend):
 
     Subclasses build the request (:meth:`request`) and may read the answer their own way
     (:meth:`outcome`); the loop over a batch, the masking of reasons and the handling of an
-    unreachable or rate-limiting destination are here, once. Subclasses set ``timeout``,
-    ``connections`` (None: the client's) and ``verify`` in ``__init__``; ``default_connections``
-    sizes the pool when neither says.
+    unreachable or rate-limiting destination are here, once. ``default_connections`` sizes the
+    pool when neither the backend nor the client says.
+
+    Args (keyword-only, the same for every HTTP backend, :class:`WebOptions`):
+        timeout: per-request timeout in seconds; default: the client's.
+        connections: keep-alive connections in the pool; default: the client's.
+        verify: verify TLS certificates (keep it on outside tests).
+        name: the backend's name in stats and results (default: its scheme).
+        min_level: the lowest level sent here (``"warning"``, ``"error"`` or a number).
+
+    Raises:
+        ConfigError: a timeout or pool size that is not positive, naming the option.
     """
 
     default_connections: ClassVar[int] = 2
@@ -29,6 +50,62 @@ class WebBackend(BaseBackend):
     app_name: str | None = None
     _transport: HttpTransport | None = None
     _context: ClientContext = ClientContext()
+
+    def __init__(
+        self,
+        *,
+        timeout: float | None = None,
+        connections: int | None = None,
+        verify: bool = True,
+        name: str | None = None,
+        min_level: str | int | None = None,
+    ) -> None:
+        super().__init__(name=name, min_level=min_level)
+        self._check_transport_options(timeout, connections)
+        self.timeout = timeout
+        self.connections = connections
+        self.verify = verify
+        self.app_name = None
+        self._transport = None
+        self._context = ClientContext()
+
+    @staticmethod
+    def _http_url(label: str, option: str, value: object, example: str = "") -> str:
+        """``value`` when it is an http(s) URL.
+
+        Raises:
+            ConfigError: naming the option (and ``example``), with the value masked.
+        """
+        if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
+            hint = f" ({example})" if example else f", got {masked_url(value)}"
+            raise ConfigError(f"{label}: {option} must start with http:// or https://{hint}")
+        return value
+
+    @classmethod
+    def _url_options(
+        cls,
+        query: Mapping[str, str],
+        *,
+        text: Sequence[str] = (),
+        flag: Sequence[str] = (),
+        secret: Sequence[str] = (),
+        label: str | None = None,
+    ) -> dict[str, Any]:
+        """``query`` read with the options every HTTP backend takes (``timeout``, ``connections``,
+        ``verify``) besides the backend's own ``text`` and ``flag`` options.
+
+        Raises:
+            ConfigError: an unknown option or a value of the wrong kind, naming the option.
+        """
+        return read_options(
+            label or cls.scheme,
+            query,
+            text=text,
+            number=("timeout",),
+            count=("connections",),
+            flag=("verify", *flag),
+            secret=secret,
+        )
 
     def _check_transport_options(self, timeout: float | None, connections: int | None) -> None:
         """Refuse a non-positive timeout or pool size at construction.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import msgspec
 
+from alertkit.backends._options import reject_unknown
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.levels import level_number
@@ -40,14 +41,37 @@ class ClientContext(msgspec.Struct, frozen=True):
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the pipeline needs from a destination."""
+    """Everything the pipeline reads or calls on a destination: this is the whole contract.
 
+    :class:`BaseBackend` gives every attribute below its default, so a subclass sets only what
+    differs. An object passed to ``Client(backends=[...])`` that implements only ``send`` and
+    ``close`` is wrapped by :func:`~alertkit.backends.registry.create_backend` in
+    :class:`AdaptedBackend`, which fills in the same defaults.
+    """
+
+    #: URL scheme of the backend's config strings (``"pagerduty"``).
     scheme: ClassVar[str]
+    #: The backend's name in stats, results and logs (default: its scheme).
     name: str
+    #: The lowest level (a :mod:`logging` number) this backend is sent; 0: every level.
     min_level: int
-    kinds: ClassVar[frozenset[str]]
-    max_batch: ClassVar[int]
-    max_concurrency: ClassVar[int]
+    #: Envelope kinds it takes (``"event"``; PagerDuty also ``"resolve"`` ...); others are skipped.
+    kinds: frozenset[str]
+    #: The most envelopes handed to one ``send`` call (default 1).
+    max_batch: int
+    #: The most ``send`` calls in flight at once (worker threads; default 4).
+    max_concurrency: int
+    #: Deliver in capture order: one thread, and nothing new is sent while an earlier event waits
+    #: for its retry (head-of-line blocking, for destinations where order carries meaning).
+    ordered: bool
+    #: Backends that page or message people get storm control (one alert per fingerprint and
+    #: window, then a digest); sinks that store or aggregate events get every event.
+    storm_controlled: bool
+    #: ``(events, seconds)``: the most this backend is sent in that time (the worker waits); None:
+    #: no pacing.
+    rate_limit: tuple[int, float] | None
+    #: A retry policy for this backend only; None: the client's.
+    retry: RetryPolicy | None
 
     def bind(self, context: ClientContext) -> None:
         """Take defaults from the client (API key, pool size ...); called once, before any send."""
@@ -57,6 +81,9 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections and files. Idempotent."""
+
+    def mask(self, text: str) -> str:
+        """``text`` with every secret of this backend replaced by ``****`` (reasons, log lines)."""
 
 
 class BaseBackend:
@@ -70,18 +97,13 @@ class BaseBackend:
     scheme: ClassVar[str] = ""
     schemes: ClassVar[tuple[str, ...]] = ()
     secret_fields: ClassVar[tuple[str, ...]] = ()
-    kinds: ClassVar[frozenset[str]] = frozenset({"event"})
-    max_batch: ClassVar[int] = 1
-    max_concurrency: ClassVar[int] = 4
-    #: Deliver in capture order: one thread, and nothing new is sent while an earlier event waits
-    #: for its retry (head-of-line blocking, for destinations where order carries meaning).
-    ordered: ClassVar[bool] = False
-    #: Backends that page or message people get storm control (one alert per fingerprint and
-    #: window, then a digest); sinks that store or aggregate events get every event.
-    storm_controlled: ClassVar[bool] = False
-    #: ``(events, seconds)``: the most this backend is sent in that time; the worker waits.
-    rate_limit: ClassVar[tuple[int, float] | None] = None
-    #: A retry policy for this backend only (set it on the instance); None: the client's.
+    # The defaults of the contract declared (and explained) on :class:`Backend`.
+    kinds: frozenset[str] = frozenset({"event"})
+    max_batch: int = 1
+    max_concurrency: int = 4
+    ordered: bool = False
+    storm_controlled: bool = False
+    rate_limit: tuple[int, float] | None = None
     retry: RetryPolicy | None = None
 
     def __init__(self, *, name: str | None = None, min_level: str | int | None = None) -> None:
@@ -124,11 +146,9 @@ class BaseBackend:
 
     @staticmethod
     def _reject_unknown(scheme: str, query: Mapping[str, str], known: Sequence[str]) -> None:
-        unknown = sorted(set(query) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"{scheme}: unknown URL option(s) {', '.join(unknown)}; known: {', '.join(known)}"
-            )
+        """Refuse an option the backend does not take (:func:`~alertkit.backends._options.read_options`
+        does this too, and converts numbers and yes/no flags)."""
+        reject_unknown(scheme, query, known)
 
     # -- the protocol ------------------------------------------------------------------------------
 
@@ -165,3 +185,52 @@ class BaseBackend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} {self.mask(self.describe())}>"
+
+
+class AdaptedBackend(BaseBackend):
+    """A user's object that implements only part of :class:`Backend`, completed with the defaults.
+
+    ``send`` and ``close`` are required; every other attribute of the contract is taken from the
+    object when it has one and from :class:`BaseBackend` otherwise, once, here, so that the
+    pipeline reads plain attributes. ``wrapped`` is the object itself.
+    """
+
+    scheme = "object"
+
+    def __init__(self, wrapped: Any) -> None:
+        self.wrapped = wrapped
+        name = getattr(wrapped, "name", None)
+        super().__init__(
+            name=name if isinstance(name, str) and name else type(wrapped).__name__.lower(),
+            min_level=getattr(wrapped, "min_level", None),
+        )
+        for attribute in (
+            "kinds",
+            "max_batch",
+            "max_concurrency",
+            "ordered",
+            "storm_controlled",
+            "rate_limit",
+            "retry",
+        ):
+            if hasattr(wrapped, attribute):
+                setattr(self, attribute, getattr(wrapped, attribute))
+
+    def bind(self, context: ClientContext) -> None:
+        bind = getattr(self.wrapped, "bind", None)
+        if callable(bind):
+            bind(context)
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        result: Sequence[Outcome] = self.wrapped.send(batch)
+        return result
+
+    def _close(self) -> None:
+        self.wrapped.close()
+
+    def mask(self, text: str) -> str:
+        mask = getattr(self.wrapped, "mask", None)
+        return str(mask(text)) if callable(mask) else text
+
+    def __repr__(self) -> str:
+        return self.mask(repr(self.wrapped))

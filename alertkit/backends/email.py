@@ -22,13 +22,12 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote
 
 from alertkit.backends._message import render_html, render_text, summarize
+from alertkit.backends._options import read_options
 from alertkit.backends._redact import masked_url
 from alertkit.backends.base import MASK, BaseBackend, ClientContext
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
-
-_OPTIONS = ["to", "from", "tls", "use_tls", "use_ssl", "timeout", "verify", "ca_file"]
 
 
 class _ConnectionLostError(Exception):
@@ -42,11 +41,6 @@ def _decode(code: int, reply: bytes | str) -> str:
 
 def _reply_text(error: smtplib.SMTPResponseException) -> str:
     return "SMTP " + _decode(error.smtp_code, error.smtp_error)
-
-
-def _flag(text: str) -> bool:
-    """A URL option's yes/no value."""
-    return text.strip().lower() not in ("0", "false", "no", "off")
 
 
 class EmailBackend(BaseBackend):
@@ -146,7 +140,13 @@ class EmailBackend(BaseBackend):
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown("email", query, _OPTIONS)
+        given = read_options(
+            "email",
+            query,
+            text=("to", "from", "ca_file"),
+            number=("timeout",),
+            flag=("tls", "use_tls", "use_ssl", "verify"),
+        )
         # ``to`` may repeat, which the single-valued ``query`` cannot hold: read it again.
         recipients = [
             address.strip()
@@ -164,7 +164,7 @@ class EmailBackend(BaseBackend):
                 "with / ? # or @ in it must be percent-encoded: %2F %3F %23 %40)"
             ) from None
         user = unquote(parts.username) if parts.username else None
-        sender = query.get("from") or (user if user and "@" in user else "")
+        sender = given.get("from") or (user if user and "@" in user else "")
         if not sender:
             raise ConfigError("email: the URL needs from=<address> (or a user name that is one)")
         options: dict[str, Any] = {
@@ -173,19 +173,13 @@ class EmailBackend(BaseBackend):
             "sender_email": sender,
             "sender_password": unquote(parts.password) if parts.password else None,
             "recipient_emails": recipients,
-            "use_ssl": secure or _flag(query.get("use_ssl", "no")),
-            "use_tls": (not secure) and _flag(query.get("use_tls", query.get("tls", "yes"))),
+            "use_ssl": secure or given.get("use_ssl", False),
+            "use_tls": (not secure) and given.get("use_tls", given.get("tls", True)),
             "username": user,
         }
-        try:
-            if "timeout" in query:
-                options["timeout"] = float(query["timeout"])
-        except ValueError as exc:
-            raise ConfigError(f"email: {exc}") from None
-        if "verify" in query:
-            options["verify"] = query["verify"].lower() not in ("0", "false", "no")
-        if query.get("ca_file"):
-            options["ca_file"] = query["ca_file"]
+        options.update({k: given[k] for k in ("timeout", "verify") if k in given})
+        if given.get("ca_file"):
+            options["ca_file"] = given["ca_file"]
         return options
 
     def bind(self, context: ClientContext) -> None:

@@ -7,17 +7,18 @@ header, outside the wire JSON, so that replays can be recognised.
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import SplitResult, urlencode, urlunsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urlunsplit
 
 import msgspec
 
-from alertkit.backends._http import HttpTransport
-from alertkit.backends._redact import masked_url
-from alertkit.backends._web import WebBackend
+from alertkit.backends._web import WebBackend, WebOptions
 from alertkit.backends.base import MASK, ClientContext
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope, encode_event
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 DEFAULT_URL = "https://www.trakerr.io/api/v1/events"
 
@@ -28,9 +29,8 @@ class HttpBackend(WebBackend):
     Args:
         url: the events endpoint.
         api_key: the ``apiKey`` to put in the body; default: the client's.
-        timeout: per-request timeout in seconds; default: the client's.
-        connections: keep-alive connections in the pool; default: the client's.
-        verify: verify TLS certificates (keep it on outside tests).
+        **options: ``timeout``, ``connections``, ``verify``, ``name`` and ``min_level``, as
+            for every HTTP backend (:class:`~alertkit.backends._web.WebBackend`).
     """
 
     default_connections = 4
@@ -44,42 +44,18 @@ class HttpBackend(WebBackend):
         self,
         url: str = DEFAULT_URL,
         api_key: str | None = None,
-        *,
-        timeout: float | None = None,
-        connections: int | None = None,
-        verify: bool = True,
-        name: str | None = None,
-        min_level: str | int | None = None,
+        **options: Unpack[WebOptions],
     ) -> None:
-        super().__init__(name=name or "http", min_level=min_level)
-        if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-            raise ConfigError(
-                f"http: url must start with http:// or https://, got {masked_url(url)}"
-            )
-        self._check_transport_options(timeout, connections)
-        self.url = url
+        options["name"] = options.get("name") or "http"
+        super().__init__(**options)
+        self.url = self._http_url("http", "url", url)
         self.api_key = api_key
-        self.timeout = timeout
-        self.connections = connections
-        self.verify = verify
-        self._transport: HttpTransport | None = None
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown("http", query, ["api_key", "timeout", "connections", "verify"])
-        options: dict[str, Any] = {}
-        try:
-            if "timeout" in query:
-                options["timeout"] = float(query.pop("timeout"))
-            if "connections" in query:
-                options["connections"] = int(query.pop("connections"))
-        except ValueError as exc:
-            raise ConfigError(f"http: {exc}") from None
-        if "verify" in query:
-            options["verify"] = query.pop("verify").lower() not in ("0", "false", "no")
-        options["api_key"] = query.pop("api_key", None)
-        rest = urlencode(query)
-        options["url"] = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
+        options = cls._url_options(query, text=("api_key",), secret=("api_key",), label="http")
+        options.setdefault("api_key", None)
+        options["url"] = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         return options
 
     def bind(self, context: ClientContext) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
+from alertkit.backends._options import read_options
 from alertkit.backends.base import BaseBackend
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope, encode_event
@@ -111,8 +112,8 @@ class LocalBackend(BaseBackend):
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown("local", query, ["path", "name", "min_level"])
-        path = query.get("path") or unquote(parts.netloc + parts.path)
+        given = read_options("local", query, text=("path",))
+        path = given.get("path") or unquote(parts.netloc + parts.path)
         return {"path": path or None}
 
     def _connection(self) -> sqlite3.Connection:

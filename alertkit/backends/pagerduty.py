@@ -21,18 +21,22 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote
 
 import msgspec
 
-from alertkit.backends._http import HttpResponse, HttpTransport, classify_response
-from alertkit.backends._web import WebBackend
-from alertkit.backends.base import MASK, ClientContext
+from alertkit.backends._http import HttpResponse, classify_response
+from alertkit.backends._message import cut
+from alertkit.backends._web import WebBackend, WebOptions
+from alertkit.backends.base import MASK
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 from alertkit.model.stacktrace import render_stacktrace, safe_str
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("alertkit.backends.pagerduty")
 
@@ -65,9 +69,6 @@ _URL_OPTIONS = (
     "region",
     "service_key",
     "service_id",
-    "timeout",
-    "connections",
-    "verify",
 )
 _ENCODER = msgspec.json.Encoder(enc_hook=safe_str)
 
@@ -83,6 +84,28 @@ def iso_timestamp(millis: float) -> str:
     """Milliseconds since the epoch as ISO 8601 UTC (``2026-11-22T15:04:05.123+00:00``)."""
     when = datetime.fromtimestamp(millis / 1000.0, tz=timezone.utc)
     return when.isoformat(timespec="milliseconds")
+
+
+def _one_key(routing_key: str | None, service_key: str | None, service_id: str | None) -> str:
+    """The one integration key given (a v2 routing key or a v1 service key), checked.
+
+    Raises:
+        ConfigError: none or several given, or one that is not 32 letters and digits; the error
+            says its length, never the key.
+    """
+    keys = {k for k in (routing_key, service_key, service_id) if k}
+    if len(keys) > 1:
+        raise ConfigError("pagerduty: give one of routing_key, service_key, service_id")
+    key = keys.pop() if keys else ""
+    if not key:
+        raise ConfigError("pagerduty: routing_key (or v1 service_key) is required")
+    if not isinstance(key, str) or len(key) != KEY_LENGTH or not key.isalnum():
+        length = len(key) if isinstance(key, str) else 0
+        raise ConfigError(
+            "pagerduty: routing_key must be the 32-character integration key "
+            f"(letters and digits), got {length} characters"
+        )
+    return key
 
 
 class PagerDutyBackend(WebBackend):
@@ -104,9 +127,8 @@ class PagerDutyBackend(WebBackend):
         service_key: a v1 integration key (the ``pagerdutyapi`` vocabulary), used as the routing
             key; with it, a 403 means rate limited as in Events API v1.
         service_id: the same as ``service_key`` (the seed's ``dictConfig`` spelling).
-        timeout: per-request timeout in seconds; default: the client's.
-        connections: pooled keep-alive connections; default: the client's.
-        verify: verify TLS certificates (keep it on outside tests).
+        **options: ``timeout``, ``connections``, ``verify``, ``name`` and ``min_level``, as
+            for every HTTP backend (:class:`~alertkit.backends._web.WebBackend`).
 
     Raises:
         ConfigError: no key or a key that is not 32 characters, both endpoint and region,
@@ -122,7 +144,7 @@ class PagerDutyBackend(WebBackend):
     max_concurrency = 1
     ordered = True
     # PagerDuty allows about 120 events a minute per routing key: pace rather than collect 429s.
-    rate_limit = (120, 60.0)
+    rate_limit: tuple[int, float] | None = (120, 60.0)
 
     def __init__(
         self,
@@ -140,47 +162,12 @@ class PagerDutyBackend(WebBackend):
         region: str | None = None,
         service_key: str | None = None,
         service_id: str | None = None,
-        timeout: float | None = None,
-        connections: int | None = None,
-        verify: bool = True,
-        name: str | None = None,
-        min_level: str | int | None = None,
+        **options: Unpack[WebOptions],
     ) -> None:
-        super().__init__(name=name, min_level=min_level)
-        keys = {k for k in (routing_key, service_key, service_id) if k}
-        if len(keys) > 1:
-            raise ConfigError("pagerduty: give one of routing_key, service_key, service_id")
-        key = keys.pop() if keys else ""
-        if not key:
-            raise ConfigError("pagerduty: routing_key (or v1 service_key) is required")
-        if not isinstance(key, str) or len(key) != KEY_LENGTH or not key.isalnum():
-            length = len(key) if isinstance(key, str) else 0
-            raise ConfigError(
-                "pagerduty: routing_key must be the 32-character integration key "
-                f"(letters and digits), got {length} characters"
-            )
-        self.routing_key = key
+        super().__init__(**options)
+        self.routing_key = _one_key(routing_key, service_key, service_id)
         self.v1_key = not routing_key
-        if region is not None and region.lower() not in REGION_HOSTS:
-            raise ConfigError(
-                f"pagerduty: region must be one of {', '.join(REGION_HOSTS)}, got {region!r}"
-            )
-        if region is not None and endpoint is not None:
-            raise ConfigError("pagerduty: give endpoint or region, not both")
-        if endpoint is None:
-            host = REGION_HOSTS[(region or "us").lower()]
-            endpoint = f"https://{host}/v2/enqueue"
-        for option, url in (("endpoint", endpoint), ("change_endpoint", change_endpoint)):
-            if url is not None and not url.lower().startswith(("http://", "https://")):
-                raise ConfigError(f"pagerduty: {option} must start with http:// or https://")
-        self.endpoint = endpoint
-        base = endpoint.rstrip("/")
-        self.change_endpoint = change_endpoint or (
-            base[: -len("/enqueue")] + "/change/enqueue"
-            if base.endswith("/enqueue")
-            else base + "/change/enqueue"
-        )
-        self._check_transport_options(timeout, connections)
+        self.endpoint, self.change_endpoint = self._endpoints(endpoint, change_endpoint, region)
         self.source = source
         self.component = component
         self.group = group
@@ -189,25 +176,33 @@ class PagerDutyBackend(WebBackend):
         self.client = client or "alertkit"
         self.client_url = client_url
         self.region = region
-        self.timeout = timeout
-        self.connections = connections
-        self.verify = verify
-        self._context = ClientContext()
-        self._transport: HttpTransport | None = None
+
+    def _endpoints(
+        self, endpoint: str | None, change_endpoint: str | None, region: str | None
+    ) -> tuple[str, str]:
+        """The enqueue and change URLs: given, or the region's host (US by default); the change
+        URL defaults to the enqueue URL with ``/change`` before its final ``/enqueue``.
+
+        Raises:
+            ConfigError: an unknown region, both an endpoint and a region, a URL not http(s).
+        """
+        if region is not None and region.lower() not in REGION_HOSTS:
+            raise ConfigError(
+                f"pagerduty: region must be one of {', '.join(REGION_HOSTS)}, got {region!r}"
+            )
+        if region is not None and endpoint is not None:
+            raise ConfigError("pagerduty: give endpoint or region, not both")
+        if endpoint is None:
+            endpoint = f"https://{REGION_HOSTS[(region or 'us').lower()]}/v2/enqueue"
+        self._http_url("pagerduty", "endpoint", endpoint)
+        if change_endpoint is not None:
+            return endpoint, self._http_url("pagerduty", "change_endpoint", change_endpoint)
+        base = endpoint.rstrip("/").removesuffix("/enqueue")
+        return endpoint, base + "/change/enqueue"
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown("pagerduty", query, _URL_OPTIONS)
-        options: dict[str, Any] = dict(query)
-        try:
-            if "timeout" in options:
-                options["timeout"] = float(options["timeout"])
-            if "connections" in options:
-                options["connections"] = int(options["connections"])
-        except ValueError as exc:
-            raise ConfigError(f"pagerduty: {exc}") from None
-        if "verify" in options:
-            options["verify"] = options["verify"].lower() not in ("0", "false", "no")
+        options = cls._url_options(query, text=_URL_OPTIONS, secret=("service_key", "service_id"))
         key = unquote(parts.netloc + parts.path).strip("/")
         if key:
             options["routing_key"] = key
@@ -292,7 +287,7 @@ class PagerDutyBackend(WebBackend):
             severity = _SEVERITY.get(event.log_level or "", "error")
         millis = event.event_time or envelope.created * 1000
         payload: dict[str, Any] = {
-            "summary": _cut(summary or "event", MAX_SUMMARY),
+            "summary": cut(summary or "event", MAX_SUMMARY),
             "source": over.get("source")
             or self.source
             or event.context_env_hostname
@@ -352,7 +347,7 @@ class PagerDutyBackend(WebBackend):
         if not isinstance(summary, str) or not summary:
             raise ValueError("change needs payload['summary']")
         inner: dict[str, Any] = {
-            "summary": _cut(summary, MAX_SUMMARY),
+            "summary": cut(summary, MAX_SUMMARY),
             "source": payload.get("source") or self.source or self._context.hostname or "unknown",
         }
         if payload.get("timestamp"):
@@ -388,11 +383,11 @@ class PagerDutyBackend(WebBackend):
         details = holder.get("custom_details")
         if isinstance(details, dict) and details:
             sizes = sorted(((len(_ENCODER.encode(v)), k) for k, v in details.items()), reverse=True)
-            cut: list[str] = []
+            trimmed: list[str] = []
             for size, key in sizes:
                 details[key] = f"[cut by alertkit: {size} bytes over PagerDuty's 512 KB limit]"
-                cut.append(key)
-                details["alertkit_cut"] = cut
+                trimmed.append(key)
+                details["alertkit_cut"] = trimmed
                 data = _ENCODER.encode(body)
                 if len(data) <= MAX_BODY:
                     return data
@@ -410,10 +405,6 @@ class PagerDutyBackend(WebBackend):
         if self.endpoint != DEFAULT_ENDPOINT:
             text += f"?endpoint={self.endpoint}"
         return text
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _links(links: Sequence[Any]) -> list[dict[str, str]]:

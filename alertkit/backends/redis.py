@@ -28,6 +28,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import msgspec
 
+from alertkit.backends._options import read_options
 from alertkit.backends._redact import masked_url
 from alertkit.backends.base import MASK, BaseBackend, ClientContext
 from alertkit.model.errors import ConfigError, MissingDependency
@@ -49,15 +50,6 @@ _ENCODER = msgspec.json.Encoder()
 _HEX = re.compile(r"[0-9a-fA-F]{32}")
 #: The variant digit of a version-4 UUID (10xx) for each hex digit, keeping its two low bits.
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-_URL_OPTIONS = (
-    "service_name",
-    "socket_timeout",
-    "connect_timeout",
-    "max_connections",
-    "db",
-    "ssl_ca_certs",
-    "verify",
-)
 
 
 def chouette_log_level() -> int | None:
@@ -306,24 +298,14 @@ class RedisBackend(BaseBackend):
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown("redis", query, _URL_OPTIONS)
-        options: dict[str, Any] = {}
-        try:
-            for key, kind in (
-                ("socket_timeout", float),
-                ("connect_timeout", float),
-                ("max_connections", int),
-                ("db", int),
-            ):
-                if key in query:
-                    options[key] = kind(query.pop(key))
-        except ValueError as exc:
-            raise ConfigError(f"redis: {exc}") from None
-        if "verify" in query:
-            options["verify"] = query.pop("verify").lower() not in ("0", "false", "no")
-        for key in ("service_name", "ssl_ca_certs"):
-            if key in query:
-                options[key] = query.pop(key)
+        options = read_options(
+            "redis",
+            query,
+            text=("service_name", "ssl_ca_certs"),
+            number=("socket_timeout", "connect_timeout"),
+            count=("max_connections", "db"),
+            flag=("verify",),
+        )
         options["url"] = parts._replace(query="", fragment="").geturl()
         return options
 

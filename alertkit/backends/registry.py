@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from alertkit.backends._redact import masked_url
-from alertkit.backends.base import Backend, BaseBackend
+from alertkit.backends.base import AdaptedBackend, Backend, BaseBackend
 from alertkit.model.errors import ConfigError
 
 _BUILTIN: dict[str, str] = {
@@ -67,8 +67,12 @@ def backend_class(scheme: str) -> type[BaseBackend]:
     return cls
 
 
-def create_backend(spec: str | Backend, **overrides: Any) -> Backend:
+def create_backend(spec: str | object, **overrides: Any) -> Backend:
     """Turn a URL string (``pagerduty://KEY``) or a backend object into a backend.
+
+    An object that implements the whole :class:`~alertkit.backends.base.Backend` contract is
+    returned as it is; one with only ``send`` and ``close`` is wrapped in
+    :class:`~alertkit.backends.base.AdaptedBackend`.
 
     Raises:
         ConfigError: unknown scheme, malformed URL, or bad option values.
@@ -83,6 +87,9 @@ def create_backend(spec: str | Backend, **overrides: Any) -> Backend:
         return backend_class(scheme).from_url(spec, **overrides)
     if isinstance(spec, Backend):
         return spec
+    if callable(getattr(spec, "send", None)) and callable(getattr(spec, "close", None)):
+        return AdaptedBackend(spec)  # the rest of the contract from BaseBackend's defaults
     raise TypeError(
-        f"a backend must be a URL string or a Backend object, not {type(spec).__name__}"
+        "a backend must be a URL string or an object with send() and close(), "
+        f"not {type(spec).__name__}"
     )

@@ -10,17 +10,20 @@ post to the channel, so it is masked in ``repr()`` and in every reason.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from alertkit.backends._http import HttpResponse, HttpTransport
-from alertkit.backends._message import render_text, slack_blocks, slack_escape, summarize
+from alertkit.backends._http import HttpResponse
+from alertkit.backends._message import cut, render_text, slack_blocks, slack_escape, summarize
 from alertkit.backends._redact import redact_in_library_logs
-from alertkit.backends._web import WebBackend
+from alertkit.backends._web import WebBackend, WebOptions
 from alertkit.backends.base import MASK
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Delivered, Outcome
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 DEFAULT_HOST = "hooks.slack.com"
 _MAX_TEXT = 3000
@@ -35,11 +38,8 @@ class SlackBackend(WebBackend):
 
     Args:
         webhook_url: the full ``https://hooks.slack.com/services/...`` URL Slack gave you.
-        timeout: per-request timeout in seconds; default: the client's.
-        connections: keep-alive connections in the pool; default: the client's.
-        verify: verify TLS certificates (keep it on outside tests).
-        name: the backend's name in stats and results (default ``slack``).
-        min_level: the lowest level sent here (``"warning"``, ``"error"`` or a number).
+        **options: ``timeout``, ``connections``, ``verify``, ``name`` and ``min_level``, as
+            for every HTTP backend (:class:`~alertkit.backends._web.WebBackend`).
 
     Raises:
         ConfigError: the URL is not an http(s) URL with a webhook path.
@@ -55,51 +55,26 @@ class SlackBackend(WebBackend):
     def __init__(
         self,
         webhook_url: str,
-        *,
-        timeout: float | None = None,
-        connections: int | None = None,
-        verify: bool = True,
-        name: str | None = None,
-        min_level: str | int | None = None,
+        **options: Unpack[WebOptions],
     ) -> None:
-        super().__init__(name=name, min_level=min_level)
-        if not isinstance(webhook_url, str) or not webhook_url.lower().startswith(
-            ("http://", "https://")
-        ):
-            raise ConfigError(
-                "slack: webhook_url must be an http(s) URL (https://hooks.slack.com/services/...)"
-            )
+        super().__init__(**options)
+        self._http_url("slack", "webhook_url", webhook_url, "https://hooks.slack.com/services/...")
         parts = urlsplit(webhook_url)
         if not parts.netloc or parts.path.strip("/") == "":
             raise ConfigError(
                 "slack: webhook_url has no webhook path "
                 "(expected https://hooks.slack.com/services/T.../B.../...)"
             )
-        self._check_transport_options(timeout, connections)
         self.webhook_url = webhook_url
         self._webhook_path = parts.path
         self._webhook_token = parts.path.rstrip("/").rpartition("/")[2]
         self._base = f"{parts.scheme}://{parts.netloc}"
-        self.timeout = timeout
-        self.connections = connections
-        self.verify = verify
-        self.app_name: str | None = None
-        self._transport: HttpTransport | None = None
         redact_in_library_logs(self)
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown("slack", query, ["endpoint", "timeout", "connections", "verify"])
-        options: dict[str, Any] = {}
-        try:
-            if "timeout" in query:
-                options["timeout"] = float(query["timeout"])
-            if "connections" in query:
-                options["connections"] = int(query["connections"])
-        except ValueError as exc:
-            raise ConfigError(f"slack: {exc}") from None
-        if "verify" in query:
-            options["verify"] = query["verify"].lower() not in ("0", "false", "no")
+        options = cls._url_options(query, text=("endpoint",))
+        endpoint = options.pop("endpoint", None)
         host = unquote(parts.netloc)
         path = unquote(parts.path)
         if host and "." not in host:
@@ -110,7 +85,7 @@ class SlackBackend(WebBackend):
                 "slack: the URL needs the webhook path, e.g. "
                 "slack://hooks.slack.com/services/T000/B000/XXXX"
             )
-        base = query.get("endpoint") or f"https://{host}"
+        base = endpoint or f"https://{host}"
         options["webhook_url"] = base.rstrip("/") + path
         return options
 
@@ -128,9 +103,7 @@ class SlackBackend(WebBackend):
         """The webhook body: Block Kit blocks and the plain-text fallback Slack shows in
         notifications and in clients that cannot draw blocks."""
         summary = summarize(envelope, app_name=self.app_name)
-        text = slack_escape(render_text(summary))
-        if len(text) > _MAX_TEXT:
-            text = text[: _MAX_TEXT - 1] + "…"
+        text = cut(slack_escape(render_text(summary)), _MAX_TEXT)
         return {"text": text, "blocks": slack_blocks(summary)}
 
     def describe(self) -> str:

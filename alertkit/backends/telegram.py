@@ -11,22 +11,24 @@ in ``repr()`` and in every reason.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote
 
 from alertkit.backends._http import (
     HttpResponse,
-    HttpTransport,
     classify_response,
     parse_retry_after,
 )
-from alertkit.backends._message import json_object, render_text, summarize
-from alertkit.backends._redact import masked_url, redact_in_library_logs
-from alertkit.backends._web import WebBackend
+from alertkit.backends._message import cut, json_object, render_text, summarize
+from alertkit.backends._redact import redact_in_library_logs
+from alertkit.backends._web import WebBackend, WebOptions
 from alertkit.backends.base import MASK
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 DEFAULT_API_URL = "https://api.telegram.org"
 #: sendMessage takes 1-4096 characters of text, counted as UTF-16 code units.
@@ -34,22 +36,9 @@ MAX_TEXT = 4096
 CUT_MARKER = "\n…[cut to Telegram's 4096-character limit]"
 
 
-def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units, the unit Telegram counts in (an emoji counts two)."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
-
-
 def cut_message(text: str, limit: int = MAX_TEXT, marker: str = CUT_MARKER) -> str:
     """``text`` if it fits in ``limit`` UTF-16 units, else its start and ``marker``, fitting."""
-    if utf16_len(text) <= limit:
-        return text
-    budget = limit - utf16_len(marker)
-    used = 0
-    for index, ch in enumerate(text):
-        used += 2 if ord(ch) > 0xFFFF else 1
-        if used > budget:
-            return text[:index] + marker
-    return text
+    return cut(text, limit, marker, utf16=True)
 
 
 class TelegramBackend(WebBackend):
@@ -65,11 +54,8 @@ class TelegramBackend(WebBackend):
         chat_id: the chat, group or channel to write to.
         api_url: the Bot API server.
         silent: send without a notification sound (``disable_notification``).
-        timeout: per-request timeout in seconds; default: the client's.
-        connections: keep-alive connections in the pool; default: the client's.
-        verify: verify TLS certificates (keep it on outside tests).
-        name: the backend's name in stats and results (default ``tgram``).
-        min_level: the lowest level sent here.
+        **options: ``timeout``, ``connections``, ``verify``, ``name`` and ``min_level``, as
+            for every HTTP backend (:class:`~alertkit.backends._web.WebBackend`).
 
     Raises:
         ConfigError: a missing or malformed token, chat id or API URL.
@@ -89,13 +75,9 @@ class TelegramBackend(WebBackend):
         api_url: str = DEFAULT_API_URL,
         *,
         silent: bool = False,
-        timeout: float | None = None,
-        connections: int | None = None,
-        verify: bool = True,
-        name: str | None = None,
-        min_level: str | int | None = None,
+        **options: Unpack[WebOptions],
     ) -> None:
-        super().__init__(name=name, min_level=min_level)
+        super().__init__(**options)
         if (
             not isinstance(bot_token, str)
             or ":" not in bot_token
@@ -106,46 +88,25 @@ class TelegramBackend(WebBackend):
             )
         if isinstance(chat_id, bool) or not isinstance(chat_id, str | int) or not str(chat_id):
             raise ConfigError("tgram: chat_id must be a chat number or @channelname")
-        if not isinstance(api_url, str) or not api_url.lower().startswith(("http://", "https://")):
-            raise ConfigError(
-                f"tgram: api_url must start with http(s)://, got {masked_url(api_url)}"
-            )
-        self._check_transport_options(timeout, connections)
+        self._http_url("tgram", "api_url", api_url)
         self.bot_token = bot_token
         self.chat_id = chat_id
         self.api_url = api_url.rstrip("/")
         self.silent = silent
-        self.timeout = timeout
-        self.connections = connections
-        self.verify = verify
-        self.app_name: str | None = None
-        self._transport: HttpTransport | None = None
         redact_in_library_logs(self)
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown(
-            "tgram", query, ["endpoint", "silent", "timeout", "connections", "verify"]
-        )
+        options = cls._url_options(query, text=("endpoint",), flag=("silent",))
+        endpoint = options.pop("endpoint", None)
+        if endpoint:
+            options["api_url"] = endpoint
         chats = [unquote(p) for p in parts.path.split("/") if p]
         if not parts.netloc or len(chats) != 1:
             raise ConfigError(
                 "tgram: the URL must be tgram://<bot_token>/<chat_id> (one chat per backend)"
             )
-        options: dict[str, Any] = {"bot_token": unquote(parts.netloc), "chat_id": chats[0]}
-        try:
-            if "timeout" in query:
-                options["timeout"] = float(query["timeout"])
-            if "connections" in query:
-                options["connections"] = int(query["connections"])
-        except ValueError as exc:
-            raise ConfigError(f"tgram: {exc}") from None
-        for flag in ("verify", "silent"):
-            if flag in query:
-                options[flag] = query[flag].lower() not in ("0", "false", "no")
-        if query.get("endpoint"):
-            options["api_url"] = query["endpoint"]
-        return options
+        return {**options, "bot_token": unquote(parts.netloc), "chat_id": chats[0]}
 
     def request(self, envelope: Envelope) -> tuple[str, bytes, dict[str, str]]:
         body = json.dumps(self.payload(envelope), ensure_ascii=False).encode("utf-8")

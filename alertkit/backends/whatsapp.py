@@ -15,16 +15,19 @@ Errors are Graph API errors, ``{"error": {"message", "type", "code", "error_data
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote
 
-from alertkit.backends._http import HttpResponse, HttpTransport, parse_retry_after
+from alertkit.backends._http import HttpResponse, parse_retry_after
 from alertkit.backends._message import alert_id, cut, json_object, one_line, summarize
-from alertkit.backends._web import WebBackend
+from alertkit.backends._web import WebBackend, WebOptions
 from alertkit.backends.base import MASK
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_VERSION = "v23.0"
@@ -51,11 +54,8 @@ class WhatsAppBackend(WebBackend):
         language: the template's language code.
         details_url: where the recipient can read more; ``{alert_id}`` in it is replaced by the
             alert id, otherwise the id follows the URL.
-        timeout: per-request timeout in seconds; default: the client's.
-        connections: keep-alive connections in the pool; default: the client's.
-        verify: verify TLS certificates (keep it on outside tests).
-        name: the backend's name in stats and results (default ``whatsapp``).
-        min_level: the lowest level sent here.
+        **options: ``timeout``, ``connections``, ``verify``, ``name`` and ``min_level``, as
+            for every HTTP backend (:class:`~alertkit.backends._web.WebBackend`).
 
     Raises:
         ConfigError: a missing token or recipient, or a malformed URL.
@@ -76,19 +76,16 @@ class WhatsAppBackend(WebBackend):
         template_name: str = DEFAULT_TEMPLATE,
         language: str = "en_US",
         details_url: str | None = None,
-        *,
-        timeout: float | None = None,
-        connections: int | None = None,
-        verify: bool = True,
-        name: str | None = None,
-        min_level: str | int | None = None,
+        **options: Unpack[WebOptions],
     ) -> None:
-        super().__init__(name=name, min_level=min_level)
-        if not isinstance(api_url, str) or not api_url.lower().startswith(("http://", "https://")):
-            raise ConfigError(
-                "whatsapp: api_url must be the messages endpoint, "
-                "https://graph.facebook.com/<version>/<phone_number_id>/messages"
-            )
+        super().__init__(**options)
+        self._http_url(
+            "whatsapp",
+            "api_url",
+            api_url,
+            "the messages endpoint, "
+            "https://graph.facebook.com/<version>/<phone_number_id>/messages",
+        )
         if not isinstance(token, str) or not token.strip():
             raise ConfigError("whatsapp: token (the Cloud API access token) is required")
         digits = to.lstrip("+") if isinstance(to, str) else ""
@@ -101,42 +98,25 @@ class WhatsAppBackend(WebBackend):
                 raise ConfigError(f"whatsapp: {option} must be a non-empty string")
         if details_url is not None and not isinstance(details_url, str):
             raise ConfigError("whatsapp: details_url must be a string")
-        self._check_transport_options(timeout, connections)
         self.api_url = api_url
         self.token = token
         self.to = digits
         self.template_name = template_name
         self.language = language
         self.details_url = details_url
-        self.timeout = timeout
-        self.connections = connections
-        self.verify = verify
-        self.app_name: str | None = None
-        self._transport: HttpTransport | None = None
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        cls._reject_unknown(
-            "whatsapp",
-            query,
-            [
-                "template",
-                "language",
-                "details_url",
-                "version",
-                "endpoint",
-                "timeout",
-                "connections",
-                "verify",
-            ],
+        given = cls._url_options(
+            query, text=("template", "language", "details_url", "version", "endpoint")
         )
         recipients = [unquote(p) for p in parts.path.split("/") if p]
         token = unquote(parts.username or "")
         phone_id = parts.hostname or ""
         if not token or not phone_id or len(recipients) != 1:
             raise ConfigError("whatsapp: the URL must be whatsapp://<token>@<phone_number_id>/<to>")
-        base = (query.get("endpoint") or GRAPH_URL).rstrip("/")
-        version = query.get("version") or DEFAULT_VERSION
+        base = (given.pop("endpoint", None) or GRAPH_URL).rstrip("/")
+        version = given.pop("version", None) or DEFAULT_VERSION
         options: dict[str, Any] = {
             "api_url": f"{base}/{version}/{phone_id}/messages",
             "token": token,
@@ -147,18 +127,9 @@ class WhatsAppBackend(WebBackend):
             ("language", "language"),
             ("details_url", "details_url"),
         ):
-            if query.get(key):
+            if given.pop(key, None):
                 options[option] = query[key]
-        try:
-            if "timeout" in query:
-                options["timeout"] = float(query["timeout"])
-            if "connections" in query:
-                options["connections"] = int(query["connections"])
-        except ValueError as exc:
-            raise ConfigError(f"whatsapp: {exc}") from None
-        if "verify" in query:
-            options["verify"] = query["verify"].lower() not in ("0", "false", "no")
-        return options
+        return {**options, **given}
 
     def data_text(self, envelope: Envelope) -> str:
         """The ``data`` parameter: the details URL and the alert id."""

@@ -2,7 +2,8 @@
 
 ``replay`` is for the operator after an outage (the running application replays on its own): it
 builds the backends from ``--url`` or ``$ALERTKIT_BACKENDS``, matches spooled rows to them by backend
-name, and sends each batch with a short bounded retry. Rows it cannot deliver stay in the spool.
+name, and delivers each batch through the pipeline's own worker and retry policy, bounded by
+``--attempts``. Rows it cannot deliver stay in the spool.
 
 A file given with ``--file`` that is missing, a directory or not a spool database is one line on
 stderr and exit status 2. These commands never move or repair a file; ``list`` reads what is still
@@ -15,6 +16,7 @@ import argparse
 import functools
 import json
 import os
+import queue
 import socket
 import sqlite3
 import sys
@@ -22,11 +24,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from alertkit.backends import Backend, ClientContext, create_backend
+from alertkit.backends._message import cut
+from alertkit.delivery.worker import BackendWorker, Delivery, Ticket
 from alertkit.model.errors import ConfigError
-from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
+from alertkit.model.outcomes import Delivered, Dropped, Rejected, Result
+from alertkit.model.retry import RetryPolicy
 from alertkit.spool import files
 from alertkit.spool.store import (
     Spool,
@@ -37,9 +42,10 @@ from alertkit.spool.store import (
     display_row,
 )
 
-#: The longest server-requested wait the CLI honours before a retry.
+#: The longest wait the CLI makes before a retry (a server's ``Retry-After`` included).
 MAX_WAIT = 60.0
-_sleep = time.sleep  # tests replace it to see the waits without waiting
+#: What one try may take beside its wait (a send that times out), in the replay's time bound.
+_SEND_ALLOWANCE = 30.0
 
 
 def add_spool_command(subparsers: Any) -> None:
@@ -206,9 +212,9 @@ def _list(args: argparse.Namespace) -> int:
         message = (event.get("eventMessage") or "").splitlines()
         lease = " (being replayed)" if row["leased"] else ""
         print(
-            f"{when:<19}  {_cut(row['backend'], 12):<12}  {row['attempts']:>5}  "
-            f"{_cut(event.get('eventType') or '', 24):<24}  {_cut(row['reason'], 40)}{lease}"
-            f"{' / ' + _cut(message[0], 60) if message else ''}"
+            f"{when:<19}  {cut(row['backend'], 12):<12}  {row['attempts']:>5}  "
+            f"{cut(event.get('eventType') or '', 24):<24}  {cut(row['reason'], 40)}{lease}"
+            f"{' / ' + cut(message[0], 60) if message else ''}"
         )
     if total > len(rows):
         print(f"... and {total - len(rows)} more (--limit)")
@@ -349,95 +355,122 @@ def _replay_backend(
     tally: _Tally,
     bar: _Progress | None,
 ) -> None:
-    """Claim, send and settle ``backend``'s rows batch by batch; stop at the first batch that keeps
-    failing (the destination is still down), leaving the rest spooled."""
+    """Claim ``backend``'s rows batch by batch and deliver them through a
+    :class:`~alertkit.delivery.worker.BackendWorker`, the pipeline's own retry loop; stop at the
+    first batch that keeps failing (the destination is still down), leaving the rest spooled."""
     size = max(1, min(args.batch, backend.max_batch))
+    worker = _Replayer(backend, args, size)
     done = 0
     try:
         while done < count:  # rows spooled meanwhile wait for the next run: this loop is bounded
             batch = spool.claim(backend.name, min(size, count - done))
             if not batch:
                 break
-            failed, reason = _send(spool, backend, batch, args, tally)
+            reason = worker.deliver(spool, batch, tally)
             done += len(batch)
             if bar is not None:
                 bar.update(done)
-            if failed:
+            if reason is not None:
                 if bar is not None:
                     bar.finish()
                 left = spool.counts().get(backend.name, 0)
                 tally.failed += left
                 print(
-                    f"{backend.name}: still failing ({_mask(backend, reason)}); "
+                    f"{backend.name}: still failing ({backend.mask(reason)}); "
                     f"{left} event(s) stay in the spool",
                     file=sys.stderr,
                 )
                 return
     finally:
+        worker.close()
         if bar is not None:
             bar.finish()
 
 
-def _send(
-    spool: Spool,
-    backend: Backend,
-    batch: list[SpooledEvent],
-    args: argparse.Namespace,
-    tally: _Tally,
-) -> tuple[int, str]:
-    """Send one claimed batch with a bounded retry; returns (rows released, last reason)."""
-    pending = batch
-    reason = ""
-    try:
-        for attempt in range(1, args.attempts + 1):
-            outcomes = _attempt(backend, pending)
-            retry: list[SpooledEvent] = []
-            hints: list[float] = []
-            delivered: list[int] = []
-            rejected: list[int] = []
-            for item, outcome in zip(pending, outcomes, strict=True):
-                if isinstance(outcome, Delivered):
-                    delivered.append(item.id)
-                elif isinstance(outcome, Rejected):
-                    rejected.append(item.id)
+class _Replayer:
+    """One backend's worker, fed with claimed rows instead of fresh events.
+
+    The worker retries as it does in the pipeline (``--attempts`` tries, ``--backoff`` doubled,
+    ``Retry-After`` honoured up to :data:`MAX_WAIT`); its results come back here, to the main
+    thread, which settles the rows: delivered rows are deleted, rejected rows dropped and reported,
+    the rest released with their last reason.
+    """
+
+    def __init__(self, backend: Backend, args: argparse.Namespace, size: int) -> None:
+        self.name = backend.name
+        self.backend = backend
+        policy = RetryPolicy(
+            max_attempts=args.attempts,
+            backoff=args.backoff,
+            max_backoff=MAX_WAIT,
+            jitter=False,
+            deadline=args.attempts * (MAX_WAIT + _SEND_ALLOWANCE),
+            max_hint=MAX_WAIT,
+            circuit_threshold=0,  # the batch's tries are the whole replay: no circuit to open
+        )
+        self.budget = policy.deadline + _SEND_ALLOWANCE
+        self.results: queue.SimpleQueue[tuple[int, Result]] = queue.SimpleQueue()
+        self.worker = BackendWorker(
+            backend,
+            policy=policy,
+            queue_size=size,
+            batch_size=size,
+            threads=1,
+            on_give_up=lambda _backend, _items, reason: Dropped(reason),  # rows are not fresh
+        )
+
+    def deliver(self, spool: Spool, batch: list[SpooledEvent], tally: _Tally) -> str | None:
+        """Send ``batch`` and settle its rows; the reason they still fail, or None."""
+        now = time.time()
+        deliveries = [
+            Delivery(item.envelope, Ticket(1, self._answered(item.id)), now, spool_id=item.id)
+            for item in batch
+        ]
+        events = {item.id: item.envelope.event_id for item in batch}
+        unsettled = set(events)
+        failing: list[tuple[int, str]] = []
+        try:
+            refused = self.worker.put_many(deliveries)
+            for delivery in refused:  # not expected (the queue holds a batch); tried next run
+                unsettled.discard(cast(int, delivery.spool_id))
+                failing.append((cast(int, delivery.spool_id), "replay queue full"))
+            until = time.monotonic() + self.budget
+            while unsettled:
+                row, result = self.results.get(timeout=max(0.01, until - time.monotonic()))
+                unsettled.discard(row)
+                if isinstance(result, Delivered):
+                    spool.ack([row])
+                    tally.replayed += 1
+                elif isinstance(result, Rejected):
+                    spool.drop([row])
+                    tally.rejected += 1
                     print(
-                        f"{backend.name}: event {item.envelope.event_id} rejected: "
-                        f"{_mask(backend, outcome.reason)}",
+                        f"{self.name}: event {events[row]} rejected: "
+                        f"{self.backend.mask(result.reason)}",
                         file=sys.stderr,
                     )
                 else:
-                    retry.append(item)
-                    reason = outcome.reason
-                    if outcome.delay is not None:
-                        hints.append(outcome.delay)
-            spool.ack(delivered)
-            spool.drop(rejected)
-            tally.replayed += len(delivered)
-            tally.rejected += len(rejected)
-            pending = retry
-            if not pending or attempt == args.attempts:
-                break
-            wait = max(hints) if hints else args.backoff * 2 ** (attempt - 1)
-            _sleep(min(max(0.0, wait), MAX_WAIT))
-    except BaseException:  # Ctrl-C, a broken backend: what was not settled goes back at once
-        spool.release([item.id for item in pending])
-        raise
-    if pending:
-        spool.release([item.id for item in pending], reason or None)
-    return len(pending), reason
+                    reason = getattr(result, "reason", "") or "not delivered"
+                    failing.append((row, reason.removeprefix("still failing: ")))
+        except BaseException:  # Ctrl-C, or no answer in time: what was not settled goes back
+            spool.release(sorted(unsettled))
+            raise
+        for row, reason in failing:
+            spool.release([row], reason)
+        return failing[-1][1] if failing else None
 
+    def _answered(self, row: int) -> Callable[[Ticket], None]:
+        def answered(ticket: Ticket) -> None:  # on the worker's thread: hand over, settle here
+            result = (ticket.results or {}).get(self.name, Dropped("no result"))
+            self.results.put((row, result))
 
-def _attempt(backend: Backend, batch: list[SpooledEvent]) -> Sequence[Outcome]:
-    """One ``send``; a backend that raises or miscounts is treated as a transient failure."""
-    try:
-        outcomes = backend.send([item.envelope for item in batch])
-    except Exception as exc:
-        return [RetryLater(f"{type(exc).__name__}: {exc}")] * len(batch)
-    if len(outcomes) != len(batch):
-        return [RetryLater(f"backend returned {len(outcomes)} outcomes for {len(batch)}")] * len(
-            batch
-        )
-    return outcomes
+        return answered
+
+    def close(self) -> None:
+        """Stop the worker at once; an unanswered send is cut short by closing the backend."""
+        now = time.monotonic()
+        self.worker.begin_close(now)
+        self.worker.join(now)
 
 
 class _Progress:
@@ -459,7 +492,7 @@ class _Progress:
         elapsed = time.monotonic() - self.started
         rate = f"  {done / elapsed:,.0f}/s" if elapsed > 0.5 and done else ""
         self.stream.write(
-            f"\r{_cut(self.name, 16)} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+            f"\r{cut(self.name, 16)} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
             f"{done}/{self.total} {percent:3d}%{rate}"
         )
         self.stream.flush()
@@ -493,12 +526,3 @@ def _seconds(text: str) -> float:
     if not 0 <= value <= MAX_WAIT:
         raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_WAIT:g}: {value}")
     return value
-
-
-def _mask(backend: Backend, text: str) -> str:
-    mask = getattr(backend, "mask", None)
-    return str(mask(text)) if callable(mask) else text
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -70,7 +70,7 @@ class Pipeline:
         self.processors: list[Processor] = list(processors)
         # Storm control only changes what storm-controlled backends (those that message people)
         # receive; without one it would be pure cost on every event.
-        self.storm = storm if any(getattr(b, "storm_controlled", False) for b in backends) else None
+        self.storm = storm if any(b.storm_controlled for b in backends) else None
         self.spool = spool
         self.on_drop = on_drop
         self.intake_dropped = 0
@@ -329,7 +329,7 @@ class Pipeline:
             return f"{backend.name} does not take {envelope.kind!r} events"
         if envelope.levelno < backend.min_level:
             return "below min_level"
-        if getattr(backend, "storm_controlled", False):
+        if backend.storm_controlled:
             if envelope.storm_suppressed:
                 return "storm control: a repeat, counted in the coming digest"
         elif envelope.digest:

@@ -144,14 +144,13 @@ class BackendWorker:
         spool: SpoolLink | None = None,
     ) -> None:
         self.backend = backend
-        own = getattr(backend, "retry", None)
-        self.policy = own if isinstance(own, RetryPolicy) else policy
+        self.policy = backend.retry or policy
         self.queue_size = queue_size
         self.batch_size = max(1, min(batch_size or backend.max_batch, backend.max_batch))
         self.thread_count = max(1, min(threads, backend.max_concurrency))
         # An ordered backend (PagerDuty: a resolve must not overtake its trigger) gets one thread
         # and sends nothing new while an earlier event waits for its retry.
-        self.ordered = bool(getattr(backend, "ordered", False))
+        self.ordered = backend.ordered
         if self.ordered:
             self.thread_count = 1
         self.stats = BackendStats(backend.name)
@@ -174,7 +173,7 @@ class BackendWorker:
         self.circuit = CircuitBreaker(
             policy.circuit_threshold, policy.circuit_cooldown, policy.circuit_max_cooldown
         )
-        limit = getattr(self.backend, "rate_limit", None)
+        limit = self.backend.rate_limit
         self._bucket = TokenBucket(*limit) if limit else None
         self._spool_check_at = 0.0
         self._paused_until = 0.0
@@ -495,8 +494,7 @@ class BackendWorker:
         return RetryLater(reason)
 
     def mask(self, text: str) -> str:
-        mask = getattr(self.backend, "mask", None)
-        return str(mask(text)) if callable(mask) else text
+        return self.backend.mask(text)
 
     def _handle(self, delivery: Delivery, outcome: Outcome) -> str | None:
         """Settle or reschedule one delivery; returns a reason when it must be given up."""

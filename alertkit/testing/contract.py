@@ -33,7 +33,9 @@ What the contract pins (in the manner of apprise's shared URL tester):
 * one outcome per envelope for every answer a destination gives: 2xx delivered; 400, 401, 403,
   404 and 413 rejected; 429 retried after the server's ``Retry-After``; 500 and 503 retried; a
   reset, a refused connection and a hang retried, the hang within the backend's timeout;
-* ``send`` never raises, ``close()`` is safe twice and bounded.
+* ``send`` never raises, ``close()`` is safe twice and bounded;
+* every attribute the pipeline reads (:class:`~alertkit.backends.base.Backend`) is there, with
+  its declared type (:func:`contract_violations`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Literal
+from types import UnionType
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
 import pytest
 
@@ -68,6 +71,45 @@ STATUS_OUTCOMES: dict[int, type[Outcome]] = {
 }
 #: How much longer than its own timeout a backend may take to give up on a hanging server.
 HANG_SLACK = 3.0
+
+
+def _fits(value: object, hint: Any) -> bool:
+    """Whether ``value`` is of the type ``hint`` (the few forms the Backend protocol uses)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is ClassVar:
+        return _fits(value, args[0])
+    if origin in (Union, UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        return (
+            isinstance(value, tuple)
+            and len(value) == len(args)
+            and all(_fits(item, arg) for item, arg in zip(value, args, strict=True))
+        )
+    if origin is frozenset:
+        return isinstance(value, frozenset) and all(_fits(item, args[0]) for item in value)
+    if hint is float:  # an int is a float here, as for mypy; a bool is neither
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def contract_violations(backend: object) -> list[str]:
+    """Each attribute or method of :class:`~alertkit.backends.base.Backend` that ``backend``
+    lacks or holds with another type than the protocol declares; empty when it keeps them all."""
+    wrong = []
+    for attribute, hint in get_type_hints(Backend).items():
+        if not hasattr(backend, attribute):
+            wrong.append(f"{attribute}: missing")
+        elif not _fits(getattr(backend, attribute), hint):
+            wrong.append(f"{attribute}: {getattr(backend, attribute)!r} is not {hint}")
+    for method in ("bind", "send", "close", "mask"):
+        if not callable(getattr(backend, method, None)):
+            wrong.append(f"{method}(): missing")
+    return wrong
 
 
 class BackendContract:
@@ -181,6 +223,15 @@ class BackendContract:
 
     # -- the contract --------------------------------------------------------------------------
 
+    def test_declares_every_contract_attribute_with_its_type(self) -> None:
+        backend = self.bound(self._unused_endpoint())
+        try:
+            assert contract_violations(backend) == []
+            assert backend.max_batch >= 1 and backend.max_concurrency >= 1
+            assert backend.rate_limit is None or min(backend.rate_limit) > 0
+        finally:
+            backend.close()
+
     def test_bad_config_raises_config_error_naming_the_option(self) -> None:
         for build, option in self.bad_configs():
             with pytest.raises(ConfigError) as caught:
@@ -248,6 +299,13 @@ class BackendContract:
             assert time.monotonic() - started < self.timeout + HANG_SLACK
 
     # -- endpoints -----------------------------------------------------------------------------
+
+    def _unused_endpoint(self) -> str:
+        """An endpoint nothing will be sent to (the backend is only built)."""
+        if self.transport == "none":
+            return ""
+        port = free_port()
+        return f"http://127.0.0.1:{port}" if self.transport == "http" else f"127.0.0.1:{port}"
 
     def _endpoint(self, server: ScriptedServer) -> str:
         if self.transport == "tcp":

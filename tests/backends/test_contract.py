@@ -6,25 +6,28 @@ rest. The per-backend test files keep only what is specific to that destination'
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from alertkit.backends.base import Backend
+from alertkit import Client, Delivered, Envelope
+from alertkit.backends.base import AdaptedBackend, Backend
 from alertkit.backends.email import EmailBackend
 from alertkit.backends.http import HttpBackend
 from alertkit.backends.local import LocalBackend
 from alertkit.backends.pagerduty import PagerDutyBackend
-from alertkit.backends.registry import _BUILTIN
+from alertkit.backends.registry import _BUILTIN, create_backend
 from alertkit.backends.slack import SlackBackend
 from alertkit.backends.telegram import TelegramBackend
 from alertkit.backends.whatsapp import WhatsAppBackend
+from alertkit.model.outcomes import Outcome
 from alertkit.testing.contract import (
     BackendContract,
     HttpBackendContract,
     NetworkBackendContract,
+    contract_violations,
 )
 from tests.standins.redis import RedisServer, redis_server_binary
 from tests.standins.smtp import SMTPServer
@@ -228,3 +231,54 @@ CONTRACTS = {
 def test_every_registered_backend_runs_the_contract() -> None:
     """A new backend in the registry without a contract class here fails this test."""
     assert sorted(_BUILTIN) == sorted(CONTRACTS)
+
+
+def test_the_type_check_names_an_attribute_declared_wrong() -> None:
+    class Loose(LocalBackend):
+        ordered = "yes"  # type: ignore[assignment]
+        rate_limit = (10, "a minute")  # type: ignore[assignment]
+
+    backend = Loose(":memory:")
+    try:
+        wrong = contract_violations(backend)
+    finally:
+        backend.close()
+    assert [line.partition(":")[0] for line in wrong] == ["ordered", "rate_limit"]
+
+
+class _Minimal:
+    """A destination with only ``send`` and ``close``: what a user may pass to Client."""
+
+    def __init__(self) -> None:
+        self.sent: list[Envelope] = []
+        self.closed = 0
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        self.sent.extend(batch)
+        return [Delivered({"kept": True})] * len(batch)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_an_object_with_only_send_and_close_gets_the_contracts_defaults() -> None:
+    minimal = _Minimal()
+    backend = create_backend(minimal)
+    assert isinstance(backend, AdaptedBackend) and backend.wrapped is minimal
+    assert contract_violations(backend) == []
+    assert (backend.name, backend.max_batch, backend.ordered, backend.rate_limit) == (
+        "_minimal",
+        1,
+        False,
+        None,
+    )
+    client = Client(backends=[minimal], sample_system=False, register_atexit=False)
+    results = client.send_event(client.create_new_app_event(), timeout=5)
+    client.shutdown(2)
+    assert results == {"_minimal": Delivered({"kept": True})}
+    assert len(minimal.sent) == 1 and minimal.closed == 1
+
+
+def test_an_object_without_send_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="send"):
+        create_backend(object())

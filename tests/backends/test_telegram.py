@@ -9,7 +9,8 @@ import pytest
 import alertkit
 from alertkit import ConfigError, Delivered, Dropped, Rejected, RetryLater
 from alertkit.backends import TelegramBackend, create_backend
-from alertkit.backends.telegram import CUT_MARKER, MAX_TEXT, cut_message, utf16_len
+from alertkit.backends._message import utf16_len
+from alertkit.backends.telegram import CUT_MARKER, MAX_TEXT, cut_message
 from tests.backends._notifiers import client_factory, declined, leaked
 from tests.standins.http import Reply, ScriptedServer
 
