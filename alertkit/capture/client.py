@@ -9,6 +9,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from alertkit._forking import renew_locks
@@ -16,6 +17,8 @@ from alertkit.backends.base import Backend, ClientContext
 from alertkit.backends.registry import create_backend
 from alertkit.capture.environment import PlatformInfo, SystemSampler
 from alertkit.capture.events import EventFactory
+from alertkit.capture.incidents import change_envelope, lifecycle_envelope
+from alertkit.capture.metrics import Metrics
 from alertkit.capture.scope import Scope, ScopeContext, scope_for_event, scope_for_log
 from alertkit.delivery.pipeline import DropCallback, Pipeline, Results
 from alertkit.guard import capture_internal_exceptions
@@ -32,9 +35,6 @@ from alertkit.policy.scrub import default_processors
 from alertkit.policy.storm import StormControl
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
-    from alertkit.capture.metrics import Metrics
     from alertkit.spool.store import Spool
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -252,7 +252,6 @@ class Client:
             ),
             on_drop=on_drop,
         )
-        _import_capture_modules()
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
         self._shut_down = threading.Event()  # set when the first shutdown() has finished
@@ -432,14 +431,10 @@ class Client:
     def acknowledge(self, dedup_key: str) -> Future[Results]:
         """Acknowledge incident ``dedup_key`` on every backend that takes lifecycle events
         (PagerDuty); returns the future of :meth:`send_event_async`."""
-        from alertkit.capture.incidents import lifecycle_envelope
-
         return self.send_event_async(lifecycle_envelope(self, "acknowledge", dedup_key))
 
     def resolve(self, dedup_key: str) -> Future[Results]:
         """Resolve incident ``dedup_key``; like :meth:`acknowledge`."""
-        from alertkit.capture.incidents import lifecycle_envelope
-
         return self.send_event_async(lifecycle_envelope(self, "resolve", dedup_key))
 
     def change_event(
@@ -453,8 +448,6 @@ class Client:
     ) -> Future[Results]:
         """Send a change event (a deploy ...; see :func:`alertkit.capture.incidents.change_envelope`);
         returns the future like :meth:`acknowledge`."""
-        from alertkit.capture.incidents import change_envelope
-
         return self.send_event_async(
             change_envelope(
                 self,
@@ -485,14 +478,19 @@ class Client:
         """Queue a capture (a callable run on the policy thread that builds the envelope)."""
         return self.pipeline.submit(capture)
 
+    def enqueue(
+        self, capture: Callable[[], Envelope | None], future: Future[Results] | None = None
+    ) -> bool:
+        """Queue a capture whose results settle ``future``; False (and the future settled with
+        the refusal) when the pipeline is full or shut down."""
+        return self.pipeline.submit(capture, future)
+
     def _submit(
         self,
         capture: Callable[[], Envelope | None],
         callback: Callable[[Results], Any] | None,
         scope: ScopeContext | None = None,
     ) -> Future[Results]:
-        from concurrent.futures import Future
-
         future: Future[Results] = Future()
         if callback is not None:
 
@@ -563,8 +561,6 @@ class Client:
     def metrics(self) -> Metrics:
         """Chouette-style metrics (count, gauge, histogram, rate, set, timed) of this client."""
         if self._metrics is None:
-            from alertkit.capture.metrics import Metrics
-
             self._metrics = Metrics(self)
         return self._metrics
 
@@ -591,14 +587,6 @@ class Client:
             f"<Client app_version={self.app_version!r} stage={self.deployment_stage!r} "
             f"api_key={key} backends=[{backends}]>"
         )
-
-
-def _import_capture_modules() -> None:
-    """Import now what sending imports on the caller's thread: a ``fork()`` while another
-    thread is in the middle of that first import would leave its lock held in the child."""
-    import concurrent.futures  # noqa: F401
-
-    import alertkit.capture.incidents  # noqa: F401
 
 
 def _shutdown_all_at_exit() -> None:

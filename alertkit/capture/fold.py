@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import Envelope
@@ -25,13 +25,21 @@ from alertkit.model.event import Envelope
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from alertkit.capture.scope import Scope
     from alertkit.delivery.pipeline import Results
 
 #: Seconds an error may wait in a scope for the escalation; then the scope escalates at once. Long
 #: enough for a slow request to end and say its status, short enough to page before a worker
 #: timeout (gunicorn's default is 30 s) kills a hung request.
 MAX_HOLD = 10.0
+
+
+class Scope(Protocol):
+    """What a deadline needs of the scope it watches (:class:`alertkit.capture.scope.Scope`)."""
+
+    def hold_expired(self) -> None:
+        """The first held error has waited :data:`MAX_HOLD` seconds."""
+        ...
+
 
 #: A capture waiting in its scope, with its future if someone waits for the results.
 Held = tuple[Callable[[], "Envelope | None"], "Future[Results] | None"]

@@ -29,6 +29,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ from alertkit.capture.fold import (
     headline_text,
     pass_results,
 )
+from alertkit.capture.submit import Submitter, default_client
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import Envelope
 from alertkit.model.levels import LEVEL_NUMBERS, level_from_number, normalize_level
@@ -69,9 +71,6 @@ from alertkit.model.stacktrace import (
 from alertkit.model.values import to_json_safe
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
-    from alertkit.capture.client import Client
     from alertkit.delivery.pipeline import Results
 
 __all__ = [
@@ -119,7 +118,7 @@ class ScopeContext(msgspec.Struct, frozen=True):
 
     def hold(
         self,
-        client: Client,
+        client: Submitter,
         capture: Callable[[], Envelope | None],
         future: Future[Results] | None = None,
     ) -> bool:
@@ -159,7 +158,7 @@ class Scope:
 
     def __init__(
         self,
-        client: Client,
+        client: Submitter,
         *,
         tags: Mapping[str, str] | None = None,
         user: str | None = None,
@@ -286,7 +285,7 @@ class Scope:
 
     def hold(
         self,
-        client: Client,
+        client: Submitter,
         capture: Callable[[], Envelope | None],
         future: Future[Results] | None = None,
     ) -> bool:
@@ -326,9 +325,8 @@ class Scope:
             held, self._held = self._held, []
             if stop:
                 self._holding = False
-        pipeline = self.client.pipeline
         for capture, future in held:
-            pipeline.submit(capture, future)  # a refusal is counted and settles the future
+            self.client.enqueue(capture, future)  # a refusal is counted and settles the future
 
     # -- the request log ---------------------------------------------------------------------------
 
@@ -524,7 +522,7 @@ class Scope:
                 return context.apply(envelope)
             return context.apply(fold(envelope, headline), tags_win=False)
 
-        future = client._submit(capture, None)
+        future = self._send(capture)
         for _, waiting in held:
             if waiting is not None:
                 future.add_done_callback(functools.partial(pass_results, waiting))
@@ -547,7 +545,13 @@ class Scope:
             )
             return context.apply(envelope)
 
-        return client._submit(capture, None)
+        return self._send(capture)
+
+    def _send(self, capture: Callable[[], Envelope | None]) -> Future[Results]:
+        """Queue a capture of this scope's own (never held) and return its results' future."""
+        future: Future[Results] = Future()
+        self.client.enqueue(capture, future)
+        return future
 
     def __repr__(self) -> str:
         return f"<Scope alert_id={self.alert_id} level={self.level} tags={self._tags!r}>"
@@ -653,9 +657,7 @@ def start_logging() -> Scope:
     """
     scope = _current.get()
     if scope is None:
-        from alertkit.capture.api import get_client
-
-        scope = Scope(get_client())
+        scope = Scope(default_client())
         _current.set(scope)
     else:
         scope.start_logging()
