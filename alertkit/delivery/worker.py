@@ -220,11 +220,6 @@ class BackendWorker:
             self._threads.append(thread)
             thread.start()
 
-    def spool_changed(self) -> None:
-        """Something was spooled for this backend (by us or another process): look again soon."""
-        with self._cond:
-            self._spool_check_at = 0.0
-
     @property
     def closing(self) -> bool:
         """Whether shutdown has begun: new events are refused (``put_many``) however much room."""
