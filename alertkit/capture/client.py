@@ -14,11 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend, ClientContext
-from alertkit.backends.registry import create_backend
 from alertkit.capture.environment import PlatformInfo, SystemSampler
 from alertkit.capture.events import EventFactory
 from alertkit.capture.incidents import change_envelope, lifecycle_envelope
 from alertkit.capture.metrics import Metrics
+from alertkit.capture.options import (
+    check_hooks,
+    check_rates,
+    make_backends,
+    open_spool,
+    parse_tags,
+    positive,
+    processor_chain,
+    text,
+)
 from alertkit.capture.scope import Scope, ScopeContext, scope_for_event, scope_for_log
 from alertkit.delivery.pipeline import DropCallback, Pipeline, Results
 from alertkit.guard import capture_internal_exceptions
@@ -29,49 +38,15 @@ from alertkit.model.stacktrace import (
     resolve_exc_info,
 )
 from alertkit.policy import Processor
-from alertkit.policy.filters import BeforeSend, BeforeSendHook, Sampler
+from alertkit.policy.filters import BeforeSendHook
 from alertkit.policy.limits import Limits
-from alertkit.policy.scrub import default_processors
 from alertkit.policy.storm import StormControl
 
 if TYPE_CHECKING:
-    from alertkit.spool.store import Spool
+    pass
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 _all_clients: weakref.WeakSet[Client] = weakref.WeakSet()
-
-
-def _positive(name: str, value: Any, kind: type = int) -> Any:
-    if isinstance(value, bool) or not isinstance(value, kind if kind is int else (int, float)):
-        raise TypeError(
-            f"{name} must be a {'whole number' if kind is int else 'number'}, "
-            f"not {type(value).__name__}"
-        )
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return value
-
-
-def _text(name: str, value: Any, *, optional: bool = False) -> Any:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
-    return value
-
-
-def _parse_tags(tags: Iterable[str] | Mapping[str, Any]) -> dict[str, str]:
-    if isinstance(tags, str):
-        raise TypeError("tags must be a list of 'key:value' strings or a mapping, not a string")
-    if isinstance(tags, Mapping):
-        return {str(k): str(v) for k, v in tags.items()}
-    parsed: dict[str, str] = {}
-    for tag in tags:
-        if not isinstance(tag, str):
-            raise TypeError(f"tags: every tag must be a string, got {type(tag).__name__}")
-        key, _, value = tag.partition(":")
-        parsed[key] = value
-    return parsed
 
 
 class Client:
@@ -171,42 +146,27 @@ class Client:
         on_drop: DropCallback | None = None,
         register_atexit: bool = True,
     ) -> None:
-        self.api_key = _text(
+        self.api_key = text(
             "api_key",
             api_key if api_key is not None else os.environ.get("ALERTKIT_API_KEY"),
             optional=True,
         )
-        self.app_version = _text("app_version", app_version)
-        self.deployment_stage = _text("deployment_stage", deployment_stage)
-        self.application_sku = _text("application_sku", application_sku)
-        self.app_name = _text("app_name", app_name, optional=True)
-        self.data_center = _text("data_center", data_center, optional=True)
-        self.data_center_region = _text("data_center_region", data_center_region, optional=True)
-        self.tags = _parse_tags(tags)
-        self.threads = _positive("threads", threads)
-        self.connections = _positive("connections", connections)
-        self.queue_size = _positive("queue_size", queue_size)
-        self.batch_size = None if batch_size is None else _positive("batch_size", batch_size)
-        self.timeout = float(_positive("timeout", timeout, float))
-        self.shutdown_timeout = float(_positive("shutdown_timeout", shutdown_timeout, float))
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
-        if on_drop is not None and not callable(on_drop):
-            raise TypeError("on_drop must be callable")
-        for processor in processors:
-            if not callable(processor):
-                raise TypeError(f"processors: {processor!r} is not callable")
-        if before_send is not None and not callable(before_send):
-            raise TypeError("before_send must be callable")
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
-            raise TypeError(f"sample_rate must be a number, not {type(sample_rate).__name__}")
-        if not 0.0 <= sample_rate <= 1.0:
-            raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate!r}")
-        if isinstance(storm_window, bool) or not isinstance(storm_window, int | float):
-            raise TypeError(f"storm_window must be a number, not {type(storm_window).__name__}")
-        if storm_window < 0:
-            raise ValueError(f"storm_window must not be negative, got {storm_window!r}")
-        self.platform = PlatformInfo.detect(_text("hostname", hostname, optional=True))
+        self.app_version = text("app_version", app_version)
+        self.deployment_stage = text("deployment_stage", deployment_stage)
+        self.application_sku = text("application_sku", application_sku)
+        self.app_name = text("app_name", app_name, optional=True)
+        self.data_center = text("data_center", data_center, optional=True)
+        self.data_center_region = text("data_center_region", data_center_region, optional=True)
+        self.tags = parse_tags(tags)
+        self.threads = positive("threads", threads)
+        self.connections = positive("connections", connections)
+        self.queue_size = positive("queue_size", queue_size)
+        self.batch_size = None if batch_size is None else positive("batch_size", batch_size)
+        self.timeout = float(positive("timeout", timeout, float))
+        self.shutdown_timeout = float(positive("shutdown_timeout", shutdown_timeout, float))
+        check_hooks(retry, on_drop, processors, before_send)
+        check_rates(sample_rate, storm_window)
+        self.platform = PlatformInfo.detect(text("hostname", hostname, optional=True))
         self.events = EventFactory(
             api_key=self.api_key,
             app_version=self.app_version,
@@ -218,22 +178,16 @@ class Client:
             data_center=self.data_center,
             data_center_region=self.data_center_region,
         )
-        self.backends = self._make_backends(backends)
-        chain: list[Processor] = []
-        if sample_rate < 1.0:
-            chain.append(Sampler(float(sample_rate)))
-        chain.extend(processors)
-        if before_send is not None:
-            chain.append(BeforeSend(before_send))
-        # Last, so that whatever the user's hooks add is scrubbed and bounded too.
-        chain.extend(
-            default_processors(
-                scrub=scrub,
-                denylist=denylist,
-                extra_keys=extra_keys,
-                allow_keys=allow_keys,
-                limits=limits,
-            )
+        self.backends = make_backends(backends, self._context())
+        chain = processor_chain(
+            sample_rate,
+            processors,
+            before_send,
+            scrub=scrub,
+            denylist=denylist,
+            extra_keys=extra_keys,
+            allow_keys=allow_keys,
+            limits=limits,
         )
         self.pipeline = Pipeline(
             self.backends,
@@ -243,7 +197,7 @@ class Client:
             threads=self.threads,
             processors=chain,
             storm=StormControl(float(storm_window)) if storm_window else None,
-            spool=self._open_spool(
+            spool=open_spool(
                 spool,
                 spool_path,
                 max_events=spool_max_events,
@@ -260,38 +214,9 @@ class Client:
             _live_clients.add(self)
         _all_clients.add(self)
 
-    @staticmethod
-    def _open_spool(
-        spool: bool, path: str | os.PathLike[str] | None, **bounds: Any
-    ) -> Spool | None:
-        if not isinstance(spool, bool):
-            raise TypeError(f"spool must be True or False, not {type(spool).__name__}")
-        given = {name: value for name, value in bounds.items() if value is not None}
-        for name, value in given.items():
-            _positive(f"spool_{name}", value, float if name == "max_age" else int)
-        if not spool and path is None:
-            if given:
-                raise ValueError(
-                    f"spool_{next(iter(given))} is set but the spool is off: "
-                    "pass spool=True or spool_path"
-                )
-            return None
-        from alertkit.spool.store import Spool
-
-        try:
-            opened = Spool(path, **given)
-            opened.counts()  # open the file now: a bad path is a construction error
-        except Exception as exc:
-            raise ValueError(f"spool_path: cannot open the spool: {exc}") from exc
-        return opened
-
-    def _make_backends(self, specs: Sequence[str | Backend] | None) -> list[Backend]:
-        if specs is None:
-            env = os.environ.get("ALERTKIT_BACKENDS", "").strip()
-            specs = [s.strip() for s in env.split(",") if s.strip()] if env else ["local://"]
-        if isinstance(specs, str | bytes) or not isinstance(specs, Sequence | set | frozenset):
-            raise TypeError("backends must be a list of URL strings or backend objects")
-        context = ClientContext(
+    def _context(self) -> ClientContext:
+        """What the backends learn of the client when they are bound to it."""
+        return ClientContext(
             api_key=self.api_key,
             connections=self.connections,
             timeout=self.timeout,
@@ -300,20 +225,6 @@ class Client:
             app_version=self.app_version,
             deployment_stage=self.deployment_stage,
         )
-        made: list[Backend] = []
-        names: set[str] = set()
-        for spec in specs:
-            backend = create_backend(spec)
-            base, n = backend.name, 1
-            while backend.name in names:
-                n += 1
-                backend.name = f"{base}-{n}"
-            names.add(backend.name)
-            backend.bind(context)
-            made.append(backend)
-        if not made:
-            raise ValueError("backends: the list is empty; leave it out to use the local inbox")
-        return made
 
     # -- building events -----------------------------------------------------------------------------
 
@@ -472,7 +383,7 @@ class Client:
         functions (``add_to_log``, ``escalate`` ...) work on it. With ``escalate_from``, leaving
         the block escalates when the request reached that level. See :mod:`alertkit.capture.scope`.
         """
-        return Scope(self, tags=_parse_tags(tags or ()), user=user, escalate_from=escalate_from)
+        return Scope(self, tags=parse_tags(tags or ()), user=user, escalate_from=escalate_from)
 
     def submit_capture(self, capture: Callable[[], Envelope | None]) -> bool:
         """Queue a capture (a callable run on the policy thread that builds the envelope)."""
