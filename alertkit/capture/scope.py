@@ -37,12 +37,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from alertkit.capture.fold import (
+    ESCALATION_EVENT_TYPE,
     Held,
-    build_headline,
+    Snapshot,
+    escalation,
     expire_later,
     fold,
     forget_deadline,
-    headline_text,
     pass_results,
 )
 from alertkit.capture.submit import Submitter, default_client
@@ -58,9 +59,7 @@ from alertkit.model.requestlog import (
     SERVICE_LOGS,
     RequestLog,
     Trace,
-    describe_entry,
     finish_snapshot,
-    top_entry,
 )
 from alertkit.model.stacktrace import (
     exception_type_name,
@@ -92,9 +91,6 @@ __all__ = [
     "start_service_log",
     "stop_service_log",
 ]
-
-#: ``eventType`` of the event that :func:`escalate` sends.
-ESCALATION_EVENT_TYPE = "request escalation"
 
 
 _current: ContextVar[Scope | None] = ContextVar("alertkit_scope", default=None)
@@ -473,51 +469,13 @@ class Scope:
             ):
                 return None
             log.escalated_at = level
-            snapshot, traces = log.snapshot()
-            elapsed = log.elapsed()
+            snap = Snapshot(level, *log.snapshot(), log.elapsed())
             held, self._held = self._held, []
         context, client = self.context, self.client
 
         def capture() -> Envelope:
             # Runs on the policy thread, like the held captures it builds here.
-            headline = build_headline(held)
-            request_log = finish_snapshot(snapshot, traces)
-            text = message
-            if headline is not None:
-                what = headline_text(headline)
-                if text is None:
-                    text = f"Request escalated at {level.upper()}: {what}"
-                elif info is None:  # an unhandled exception is the headline itself
-                    text = f"{text}: {what}"
-            elif text is None:
-                text = f"Request escalated at {level.upper()}"
-                top = top_entry(request_log)
-                if top is not None:
-                    text += f": {describe_entry(*top)}"
-            event = client.events.new(level, "issue", ESCALATION_EVENT_TYPE, safe_str(text))
-            exc_text = None
-            if info is not None:
-                client.events.add_exception(event, info)
-                exc_text = format_exception_text(info)
-            elif headline is not None:
-                event.event_stacktrace = headline.event.event_stacktrace
-                exc_text = headline.exc_text
-            event.context_operation_time_millis = int(elapsed * 1000)
-            errors = request_log.get(ERROR_LOGS) or {}
-            details: dict[str, Any] = {
-                "alert_id": request_log["alert_id"],
-                "log_level": level,
-                "time_elapsed": round(elapsed, 6),
-                "entries": {name: len(request_log.get(name) or {}) for name in SECTIONS},
-                "errors": [describe_entry(k, e) for k, e in list(errors.items())[:5]],
-            }
-            envelope = client.envelope_for(
-                event,
-                details=details,
-                exc_text=exc_text,
-                request_log=request_log,
-                incident_key=request_log["alert_id"],
-            )
+            envelope, headline = escalation(client, snap, held, message, info)
             if headline is None:
                 return context.apply(envelope)
             return context.apply(fold(envelope, headline), tags_win=False)
