@@ -28,7 +28,7 @@ from alertkit.capture.options import (
     processor_chain,
     text,
 )
-from alertkit.capture.scope import Scope, ScopeContext, scope_for_event, scope_for_log
+from alertkit.capture.request import Scope, ScopeContext, scope_for_event, scope_for_log
 from alertkit.delivery.pipeline import DropCallback, Pipeline, Results
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import AppEvent, Envelope

@@ -1,7 +1,7 @@
 """Folding a request's errors into its escalation: one failing request, one event.
 
 A scope that escalates when it ends (``escalate_from``, which the web middleware sets) holds the
-error events captured in it instead of sending them (:meth:`alertkit.capture.scope.Scope.hold`). Its
+error events captured in it instead of sending them (:meth:`alertkit.capture.request.Scope.hold`). Its
 escalation then carries them: the first is the headline, every one is in ``error_logs``. This
 module builds that event from the held captures on the policy thread, and makes sure no error waits
 long: a request still running :data:`MAX_HOLD` seconds after its first held error escalates then,
@@ -47,7 +47,7 @@ ESCALATION_EVENT_TYPE = "request escalation"
 
 
 class Scope(Protocol):
-    """What a deadline needs of the scope it watches (:class:`alertkit.capture.scope.Scope`)."""
+    """What a deadline needs of the scope it watches (:class:`alertkit.capture.request.Scope`)."""
 
     def hold_expired(self) -> None:
         """The first held error has waited :data:`MAX_HOLD` seconds."""

@@ -23,7 +23,7 @@ from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend
 from alertkit.capture.api import get_client
 from alertkit.capture.client import Client
-from alertkit.capture.scope import ScopeContext, scope_for_record
+from alertkit.capture.request import ScopeContext, scope_for_record
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.event import Envelope
 from alertkit.model.levels import level_from_number
