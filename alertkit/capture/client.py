@@ -9,7 +9,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from alertkit._forking import renew_locks
@@ -43,6 +42,8 @@ from alertkit.policy.limits import Limits
 from alertkit.policy.storm import StormControl
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     pass
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -206,6 +207,7 @@ class Client:
             ),
             on_drop=on_drop,
         )
+        _import_for_sending()
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
         self._shut_down = threading.Event()  # set when the first shutdown() has finished
@@ -402,6 +404,8 @@ class Client:
         callback: Callable[[Results], Any] | None,
         scope: ScopeContext | None = None,
     ) -> Future[Results]:
+        from concurrent.futures import Future  # imported by _import_for_sending()
+
         future: Future[Results] = Future()
         if callback is not None:
 
@@ -498,6 +502,13 @@ class Client:
             f"<Client app_version={self.app_version!r} stage={self.deployment_stage!r} "
             f"api_key={key} backends=[{backends}]>"
         )
+
+
+def _import_for_sending() -> None:
+    """Import now what sending imports on the caller's thread (kept out of ``import alertkit``
+    for its start-up time): a ``fork()`` while another thread is in the middle of that first
+    import would leave its lock held in the child."""
+    import concurrent.futures  # noqa: F401
 
 
 def _shutdown_all_at_exit() -> None:

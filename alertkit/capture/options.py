@@ -16,10 +16,10 @@ from alertkit.model.retry import RetryPolicy
 from alertkit.policy import Processor
 from alertkit.policy.filters import BeforeSend, BeforeSendHook, Sampler
 from alertkit.policy.scrub import default_processors
-from alertkit.spool.store import Spool
 
 if TYPE_CHECKING:
     from alertkit.delivery.pipeline import DropCallback
+    from alertkit.spool.store import Spool
 
 
 def positive(name: str, value: Any, kind: type = int) -> Any:
@@ -123,6 +123,8 @@ def open_spool(spool: bool, path: str | os.PathLike[str] | None, **bounds: Any) 
                 "pass spool=True or spool_path"
             )
         return None
+
+    from alertkit.spool.store import Spool  # sqlite3: only for a client that spools
 
     try:
         opened = Spool(path, **given)

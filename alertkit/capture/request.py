@@ -12,7 +12,6 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -50,6 +49,8 @@ from alertkit.model.stacktrace import (
 from alertkit.model.values import to_json_safe
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from alertkit.delivery.pipeline import Results
 
 
@@ -467,6 +468,8 @@ class Scope:
 
     def _send(self, capture: Callable[[], Envelope | None]) -> Future[Results]:
         """Queue a capture of this scope's own (never held) and return its results' future."""
+        from concurrent.futures import Future  # imported when the client was made
+
         future: Future[Results] = Future()
         self.client.enqueue(capture, future)
         return future
