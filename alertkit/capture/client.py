@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend, ClientContext
+from alertkit.capture import lifetime
 from alertkit.capture.environment import PlatformInfo, SystemSampler
 from alertkit.capture.events import EventFactory
 from alertkit.capture.incidents import change_envelope, lifecycle_envelope
@@ -45,9 +44,6 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     pass
-
-_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
-_all_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
 class Client:
@@ -212,9 +208,7 @@ class Client:
         self._is_shut_down = False
         self._shut_down = threading.Event()  # set when the first shutdown() has finished
         self._retirer: threading.Thread | None = None
-        if register_atexit:
-            _live_clients.add(self)
-        _all_clients.add(self)
+        lifetime.track(self, at_exit=register_atexit)
 
     def _context(self) -> ClientContext:
         """What the backends learn of the client when they are bound to it."""
@@ -444,7 +438,7 @@ class Client:
             self.pipeline.shutdown(budget)
         finally:
             self._shut_down.set()
-            _live_clients.discard(self)
+            lifetime.shut_down(self)
             retirer = self._retirer
             if retirer is not None and retirer is not threading.current_thread():
                 retirer.join(0.1)  # it only waits for this shutdown: it ends right away
@@ -489,6 +483,11 @@ class Client:
                 entry["dropped"] += lost
         return result
 
+    def after_fork(self) -> None:
+        """In a forked child: new locks, and no retiring thread (the parent's does not exist)."""
+        renew_locks(self)
+        self._retirer = None
+
     def __enter__(self) -> Client:
         return self
 
@@ -511,54 +510,6 @@ def _import_for_sending() -> None:
     import concurrent.futures  # noqa: F401
 
 
-def _shutdown_all_at_exit() -> None:
-    clients = list(_live_clients)
-    if not clients:
-        return
-    if len(clients) == 1:
-        with capture_internal_exceptions():
-            clients[0].shutdown()
-        sys.stderr.flush()
-        return
-    # Side by side, so that one hanging destination cannot eat every other client's budget; each
-    # gives up a little earlier, as their final spooling and closing compete for the machine.
-    early = _EXIT_SHARE * len(clients)
-    budget_end = time.monotonic() + max(c.shutdown_timeout for c in clients)
-    threads = [
-        threading.Thread(
-            target=_shutdown_quietly,
-            args=(c, max(0.0, c.shutdown_timeout - early)),
-            name="alertkit-exit",
-            daemon=True,
-        )
-        for c in clients
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(max(0.0, budget_end + _EXIT_MARGIN - time.monotonic()))
-    sys.stderr.flush()
-
-
-#: Per client shut down side by side at exit: how much earlier each gives up on what is left.
-_EXIT_SHARE = 0.004
-#: How long past the largest budget the exit waits for clients shut down side by side.
-_EXIT_MARGIN = 0.1
-
-
-def _shutdown_quietly(client: Client, budget: float) -> None:
-    with capture_internal_exceptions():
-        client.shutdown(budget)
-
-
-atexit.register(_shutdown_all_at_exit)
-
-
-def _after_fork_in_child() -> None:
-    for client in list(_all_clients):
-        renew_locks(client)
-        client._retirer = None  # the parent's thread does not exist here
-
-
+atexit.register(lifetime.shutdown_all_at_exit)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=lifetime.after_fork_in_child)

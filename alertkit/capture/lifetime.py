@@ -1,0 +1,93 @@
+"""Every client's end: shut down at interpreter exit, side by side, and renewed after ``fork()``.
+
+A client registers here when it is made (:func:`track`); this module keeps clients weakly, so an
+unused client is still collected. ``alertkit.capture.client`` installs the two hooks when it is
+imported, after the pipeline's own fork hooks, so that a child renews the pipelines first.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import weakref
+from typing import Protocol
+
+from alertkit.guard import capture_internal_exceptions
+
+
+class Closable(Protocol):
+    """What exit and fork handling need of a client (:class:`alertkit.Client`)."""
+
+    shutdown_timeout: float
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Deliver what is queued within ``timeout`` seconds, then stop."""
+        ...
+
+    def after_fork(self) -> None:
+        """Make the client usable in a forked child."""
+        ...
+
+
+_live_clients: weakref.WeakSet[Closable] = weakref.WeakSet()
+_all_clients: weakref.WeakSet[Closable] = weakref.WeakSet()
+
+
+def track(client: Closable, *, at_exit: bool) -> None:
+    """Renew ``client`` after a fork; with ``at_exit``, shut it down at interpreter exit."""
+    if at_exit:
+        _live_clients.add(client)
+    _all_clients.add(client)
+
+
+def shut_down(client: Closable) -> None:
+    """``client`` has shut down: nothing left to do for it at exit."""
+    _live_clients.discard(client)
+
+
+def shutdown_all_at_exit() -> None:
+    """Shut down every client still running, each within its own budget."""
+    clients = list(_live_clients)
+    if not clients:
+        return
+    if len(clients) == 1:
+        with capture_internal_exceptions():
+            clients[0].shutdown()
+        sys.stderr.flush()
+        return
+    # Side by side, so that one hanging destination cannot eat every other client's budget; each
+    # gives up a little earlier, as their final spooling and closing compete for the machine.
+    early = _EXIT_SHARE * len(clients)
+    budget_end = time.monotonic() + max(c.shutdown_timeout for c in clients)
+    threads = [
+        threading.Thread(
+            target=_shutdown_quietly,
+            args=(c, max(0.0, c.shutdown_timeout - early)),
+            name="alertkit-exit",
+            daemon=True,
+        )
+        for c in clients
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, budget_end + _EXIT_MARGIN - time.monotonic()))
+    sys.stderr.flush()
+
+
+#: Per client shut down side by side at exit: how much earlier each gives up on what is left.
+_EXIT_SHARE = 0.004
+#: How long past the largest budget the exit waits for clients shut down side by side.
+_EXIT_MARGIN = 0.1
+
+
+def _shutdown_quietly(client: Closable, budget: float) -> None:
+    with capture_internal_exceptions():
+        client.shutdown(budget)
+
+
+def after_fork_in_child() -> None:
+    """Renew every client in a forked child."""
+    for client in list(_all_clients):
+        client.after_fork()
