@@ -12,7 +12,7 @@ from alertkit.capture import metrics, scope
 from alertkit.capture.api import get_client, init
 from alertkit.capture.client import Client
 from alertkit.capture.handler import AlertHandler, get_logger
-from alertkit.model.errors import AlertkitError, ConfigError, DeliveryError, MissingDependency
+from alertkit.model.errors import AlertkitError, ConfigError, MissingDependency
 from alertkit.model.event import (
     AppEvent,
     CustomData,
@@ -43,7 +43,6 @@ __all__ = [
     "CustomDoubleData",
     "CustomStringData",
     "Delivered",
-    "DeliveryError",
     "Dropped",
     "Envelope",
     "Error",

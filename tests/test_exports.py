@@ -30,3 +30,18 @@ def test_backends_package_resolves_its_lazy_names() -> None:
 
     for name in backends.__all__:
         assert getattr(backends, name) is not None
+
+
+def test_exported_exceptions_are_the_documented_tree() -> None:
+    """Only exceptions alertkit really raises are public: no DeliveryError (delivery failures are
+    outcomes, never exceptions), every one rooted at AlertkitError."""
+    exported = {
+        name
+        for name in alertkit.__all__
+        if isinstance(getattr(alertkit, name), type)
+        and issubclass(getattr(alertkit, name), BaseException)
+    }
+    assert exported == {"AlertkitError", "ConfigError", "MissingDependency"}
+    assert issubclass(alertkit.MissingDependency, alertkit.ConfigError)
+    assert issubclass(alertkit.ConfigError, alertkit.AlertkitError)
+    assert not hasattr(alertkit, "DeliveryError")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+from typing import Any, cast
 
+from alertkit.capture import submit
 from alertkit.capture.client import Client
 
-_default: Client | None = None
-_lock = threading.Lock()
+# Scopes and metrics find the default client through ``submit`` without importing this module.
+submit.use_factory(Client)
 
 
 def init(**kwargs: Any) -> Client:
@@ -16,19 +16,13 @@ def init(**kwargs: Any) -> Client:
 
     The earlier default client, if any, is shut down first (bounded by its timeout).
     """
-    global _default
     client = Client(**kwargs)
-    with _lock:
-        previous, _default = _default, client
+    previous = submit.replace_default(client)
     if previous is not None:
-        previous.shutdown()
+        cast(Client, previous).shutdown()  # only this module and its factory fill the slot
     return client
 
 
 def get_client() -> Client:
     """The default client; made with default options (env fallbacks apply) on first use."""
-    global _default
-    with _lock:
-        if _default is None:
-            _default = Client()
-        return _default
+    return cast(Client, submit.default_client())

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend, ClientContext
-from alertkit.backends.registry import create_backend
+from alertkit.capture import lifetime
 from alertkit.capture.environment import PlatformInfo, SystemSampler
 from alertkit.capture.events import EventFactory
-from alertkit.capture.scope import Scope, ScopeContext, scope_for_event, scope_for_log
+from alertkit.capture.incidents import change_envelope, lifecycle_envelope
+from alertkit.capture.metrics import Metrics
+from alertkit.capture.options import (
+    check_hooks,
+    check_rates,
+    make_backends,
+    open_spool,
+    parse_tags,
+    positive,
+    processor_chain,
+    text,
+)
+from alertkit.capture.request import Scope, ScopeContext, scope_for_event, scope_for_log
 from alertkit.delivery.pipeline import DropCallback, Pipeline, Results
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import AppEvent, Envelope
@@ -26,52 +36,14 @@ from alertkit.model.stacktrace import (
     resolve_exc_info,
 )
 from alertkit.policy import Processor
-from alertkit.policy.filters import BeforeSend, BeforeSendHook, Sampler
+from alertkit.policy.filters import BeforeSendHook
 from alertkit.policy.limits import Limits
-from alertkit.policy.scrub import default_processors
 from alertkit.policy.storm import StormControl
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from alertkit.capture.metrics import Metrics
-    from alertkit.spool.store import Spool
-
-_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
-_all_clients: weakref.WeakSet[Client] = weakref.WeakSet()
-
-
-def _positive(name: str, value: Any, kind: type = int) -> Any:
-    if isinstance(value, bool) or not isinstance(value, kind if kind is int else (int, float)):
-        raise TypeError(
-            f"{name} must be a {'whole number' if kind is int else 'number'}, "
-            f"not {type(value).__name__}"
-        )
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return value
-
-
-def _text(name: str, value: Any, *, optional: bool = False) -> Any:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
-    return value
-
-
-def _parse_tags(tags: Iterable[str] | Mapping[str, Any]) -> dict[str, str]:
-    if isinstance(tags, str):
-        raise TypeError("tags must be a list of 'key:value' strings or a mapping, not a string")
-    if isinstance(tags, Mapping):
-        return {str(k): str(v) for k, v in tags.items()}
-    parsed: dict[str, str] = {}
-    for tag in tags:
-        if not isinstance(tag, str):
-            raise TypeError(f"tags: every tag must be a string, got {type(tag).__name__}")
-        key, _, value = tag.partition(":")
-        parsed[key] = value
-    return parsed
+    pass
 
 
 class Client:
@@ -171,42 +143,27 @@ class Client:
         on_drop: DropCallback | None = None,
         register_atexit: bool = True,
     ) -> None:
-        self.api_key = _text(
+        self.api_key = text(
             "api_key",
             api_key if api_key is not None else os.environ.get("ALERTKIT_API_KEY"),
             optional=True,
         )
-        self.app_version = _text("app_version", app_version)
-        self.deployment_stage = _text("deployment_stage", deployment_stage)
-        self.application_sku = _text("application_sku", application_sku)
-        self.app_name = _text("app_name", app_name, optional=True)
-        self.data_center = _text("data_center", data_center, optional=True)
-        self.data_center_region = _text("data_center_region", data_center_region, optional=True)
-        self.tags = _parse_tags(tags)
-        self.threads = _positive("threads", threads)
-        self.connections = _positive("connections", connections)
-        self.queue_size = _positive("queue_size", queue_size)
-        self.batch_size = None if batch_size is None else _positive("batch_size", batch_size)
-        self.timeout = float(_positive("timeout", timeout, float))
-        self.shutdown_timeout = float(_positive("shutdown_timeout", shutdown_timeout, float))
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
-        if on_drop is not None and not callable(on_drop):
-            raise TypeError("on_drop must be callable")
-        for processor in processors:
-            if not callable(processor):
-                raise TypeError(f"processors: {processor!r} is not callable")
-        if before_send is not None and not callable(before_send):
-            raise TypeError("before_send must be callable")
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
-            raise TypeError(f"sample_rate must be a number, not {type(sample_rate).__name__}")
-        if not 0.0 <= sample_rate <= 1.0:
-            raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate!r}")
-        if isinstance(storm_window, bool) or not isinstance(storm_window, int | float):
-            raise TypeError(f"storm_window must be a number, not {type(storm_window).__name__}")
-        if storm_window < 0:
-            raise ValueError(f"storm_window must not be negative, got {storm_window!r}")
-        self.platform = PlatformInfo.detect(_text("hostname", hostname, optional=True))
+        self.app_version = text("app_version", app_version)
+        self.deployment_stage = text("deployment_stage", deployment_stage)
+        self.application_sku = text("application_sku", application_sku)
+        self.app_name = text("app_name", app_name, optional=True)
+        self.data_center = text("data_center", data_center, optional=True)
+        self.data_center_region = text("data_center_region", data_center_region, optional=True)
+        self.tags = parse_tags(tags)
+        self.threads = positive("threads", threads)
+        self.connections = positive("connections", connections)
+        self.queue_size = positive("queue_size", queue_size)
+        self.batch_size = None if batch_size is None else positive("batch_size", batch_size)
+        self.timeout = float(positive("timeout", timeout, float))
+        self.shutdown_timeout = float(positive("shutdown_timeout", shutdown_timeout, float))
+        check_hooks(retry, on_drop, processors, before_send)
+        check_rates(sample_rate, storm_window)
+        self.platform = PlatformInfo.detect(text("hostname", hostname, optional=True))
         self.events = EventFactory(
             api_key=self.api_key,
             app_version=self.app_version,
@@ -218,22 +175,16 @@ class Client:
             data_center=self.data_center,
             data_center_region=self.data_center_region,
         )
-        self.backends = self._make_backends(backends)
-        chain: list[Processor] = []
-        if sample_rate < 1.0:
-            chain.append(Sampler(float(sample_rate)))
-        chain.extend(processors)
-        if before_send is not None:
-            chain.append(BeforeSend(before_send))
-        # Last, so that whatever the user's hooks add is scrubbed and bounded too.
-        chain.extend(
-            default_processors(
-                scrub=scrub,
-                denylist=denylist,
-                extra_keys=extra_keys,
-                allow_keys=allow_keys,
-                limits=limits,
-            )
+        self.backends = make_backends(backends, self._context())
+        chain = processor_chain(
+            sample_rate,
+            processors,
+            before_send,
+            scrub=scrub,
+            denylist=denylist,
+            extra_keys=extra_keys,
+            allow_keys=allow_keys,
+            limits=limits,
         )
         self.pipeline = Pipeline(
             self.backends,
@@ -243,7 +194,7 @@ class Client:
             threads=self.threads,
             processors=chain,
             storm=StormControl(float(storm_window)) if storm_window else None,
-            spool=self._open_spool(
+            spool=open_spool(
                 spool,
                 spool_path,
                 max_events=spool_max_events,
@@ -252,47 +203,16 @@ class Client:
             ),
             on_drop=on_drop,
         )
-        _import_capture_modules()
+        _import_for_sending()
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
         self._shut_down = threading.Event()  # set when the first shutdown() has finished
         self._retirer: threading.Thread | None = None
-        if register_atexit:
-            _live_clients.add(self)
-        _all_clients.add(self)
+        lifetime.track(self, at_exit=register_atexit)
 
-    @staticmethod
-    def _open_spool(
-        spool: bool, path: str | os.PathLike[str] | None, **bounds: Any
-    ) -> Spool | None:
-        if not isinstance(spool, bool):
-            raise TypeError(f"spool must be True or False, not {type(spool).__name__}")
-        given = {name: value for name, value in bounds.items() if value is not None}
-        for name, value in given.items():
-            _positive(f"spool_{name}", value, float if name == "max_age" else int)
-        if not spool and path is None:
-            if given:
-                raise ValueError(
-                    f"spool_{next(iter(given))} is set but the spool is off: "
-                    "pass spool=True or spool_path"
-                )
-            return None
-        from alertkit.spool.store import Spool
-
-        try:
-            opened = Spool(path, **given)
-            opened.counts()  # open the file now: a bad path is a construction error
-        except Exception as exc:
-            raise ValueError(f"spool_path: cannot open the spool: {exc}") from exc
-        return opened
-
-    def _make_backends(self, specs: Sequence[str | Backend] | None) -> list[Backend]:
-        if specs is None:
-            env = os.environ.get("ALERTKIT_BACKENDS", "").strip()
-            specs = [s.strip() for s in env.split(",") if s.strip()] if env else ["local://"]
-        if isinstance(specs, str | bytes) or not isinstance(specs, Sequence | set | frozenset):
-            raise TypeError("backends must be a list of URL strings or backend objects")
-        context = ClientContext(
+    def _context(self) -> ClientContext:
+        """What the backends learn of the client when they are bound to it."""
+        return ClientContext(
             api_key=self.api_key,
             connections=self.connections,
             timeout=self.timeout,
@@ -301,20 +221,6 @@ class Client:
             app_version=self.app_version,
             deployment_stage=self.deployment_stage,
         )
-        made: list[Backend] = []
-        names: set[str] = set()
-        for spec in specs:
-            backend = create_backend(spec)
-            base, n = backend.name, 1
-            while backend.name in names:
-                n += 1
-                backend.name = f"{base}-{n}"
-            names.add(backend.name)
-            backend.bind(context)
-            made.append(backend)
-        if not made:
-            raise ValueError("backends: the list is empty; leave it out to use the local inbox")
-        return made
 
     # -- building events -----------------------------------------------------------------------------
 
@@ -432,14 +338,10 @@ class Client:
     def acknowledge(self, dedup_key: str) -> Future[Results]:
         """Acknowledge incident ``dedup_key`` on every backend that takes lifecycle events
         (PagerDuty); returns the future of :meth:`send_event_async`."""
-        from alertkit.capture.incidents import lifecycle_envelope
-
         return self.send_event_async(lifecycle_envelope(self, "acknowledge", dedup_key))
 
     def resolve(self, dedup_key: str) -> Future[Results]:
         """Resolve incident ``dedup_key``; like :meth:`acknowledge`."""
-        from alertkit.capture.incidents import lifecycle_envelope
-
         return self.send_event_async(lifecycle_envelope(self, "resolve", dedup_key))
 
     def change_event(
@@ -453,8 +355,6 @@ class Client:
     ) -> Future[Results]:
         """Send a change event (a deploy ...; see :func:`alertkit.capture.incidents.change_envelope`);
         returns the future like :meth:`acknowledge`."""
-        from alertkit.capture.incidents import change_envelope
-
         return self.send_event_async(
             change_envelope(
                 self,
@@ -479,11 +379,18 @@ class Client:
         functions (``add_to_log``, ``escalate`` ...) work on it. With ``escalate_from``, leaving
         the block escalates when the request reached that level. See :mod:`alertkit.capture.scope`.
         """
-        return Scope(self, tags=_parse_tags(tags or ()), user=user, escalate_from=escalate_from)
+        return Scope(self, tags=parse_tags(tags or ()), user=user, escalate_from=escalate_from)
 
     def submit_capture(self, capture: Callable[[], Envelope | None]) -> bool:
         """Queue a capture (a callable run on the policy thread that builds the envelope)."""
         return self.pipeline.submit(capture)
+
+    def enqueue(
+        self, capture: Callable[[], Envelope | None], future: Future[Results] | None = None
+    ) -> bool:
+        """Queue a capture whose results settle ``future``; False (and the future settled with
+        the refusal) when the pipeline is full or shut down."""
+        return self.pipeline.submit(capture, future)
 
     def _submit(
         self,
@@ -491,7 +398,7 @@ class Client:
         callback: Callable[[Results], Any] | None,
         scope: ScopeContext | None = None,
     ) -> Future[Results]:
-        from concurrent.futures import Future
+        from concurrent.futures import Future  # imported by _import_for_sending()
 
         future: Future[Results] = Future()
         if callback is not None:
@@ -531,7 +438,7 @@ class Client:
             self.pipeline.shutdown(budget)
         finally:
             self._shut_down.set()
-            _live_clients.discard(self)
+            lifetime.shut_down(self)
             retirer = self._retirer
             if retirer is not None and retirer is not threading.current_thread():
                 retirer.join(0.1)  # it only waits for this shutdown: it ends right away
@@ -563,8 +470,6 @@ class Client:
     def metrics(self) -> Metrics:
         """Chouette-style metrics (count, gauge, histogram, rate, set, timed) of this client."""
         if self._metrics is None:
-            from alertkit.capture.metrics import Metrics
-
             self._metrics = Metrics(self)
         return self._metrics
 
@@ -577,6 +482,11 @@ class Client:
             for entry in result.values():
                 entry["dropped"] += lost
         return result
+
+    def after_fork(self) -> None:
+        """In a forked child: new locks, and no retiring thread (the parent's does not exist)."""
+        renew_locks(self)
+        self._retirer = None
 
     def __enter__(self) -> Client:
         return self
@@ -593,83 +503,13 @@ class Client:
         )
 
 
-def _import_capture_modules() -> None:
-    """Import now what sending imports on the caller's thread: a ``fork()`` while another
-    thread is in the middle of that first import would leave its lock held in the child."""
+def _import_for_sending() -> None:
+    """Import now what sending imports on the caller's thread (kept out of ``import alertkit``
+    for its start-up time): a ``fork()`` while another thread is in the middle of that first
+    import would leave its lock held in the child."""
     import concurrent.futures  # noqa: F401
 
-    import alertkit.capture.incidents  # noqa: F401
 
-
-def _shutdown_all_at_exit() -> None:
-    clients = list(_live_clients)
-    if not clients:
-        return
-    if len(clients) == 1:
-        with capture_internal_exceptions():
-            clients[0].shutdown()
-        sys.stderr.flush()
-        return
-    # Side by side, so that one hanging destination cannot eat every other client's budget; each
-    # gives up a little earlier, as their final spooling and closing compete for the machine.
-    early = _EXIT_SHARE * len(clients)
-    budget_end = time.monotonic() + max(c.shutdown_timeout for c in clients)
-    threads = [
-        threading.Thread(
-            target=_shutdown_quietly,
-            args=(c, max(0.0, c.shutdown_timeout - early)),
-            name="alertkit-exit",
-            daemon=True,
-        )
-        for c in clients
-    ]
-    started: list[threading.Thread] = []
-    for thread in threads:
-        try:
-            thread.start()
-        except RuntimeError:  # Python 3.12.0-3.12.1 start no thread at exit: one after another
-            _shutdown_in_turn(clients[len(started) :], budget_end)
-            break
-        started.append(thread)
-    for thread in started:
-        thread.join(max(0.0, budget_end + _EXIT_MARGIN - time.monotonic()))
-    sys.stderr.flush()
-
-
-def _shutdown_in_turn(clients: list[Client], budget_end: float) -> None:
-    """Shut ``clients`` down without a thread of their own (Python 3.12.0-3.12.1 start none at
-    exit): first wait while every client delivers on its own running threads, side by side,
-    until three quarters of the time is used or nothing is left; then shut each down in turn
-    (idle ones first, as they take no time) with an equal share of what is left, which gives up
-    on what is still in flight: spooled when there is a spool, else dropped and counted."""
-    drain_until = budget_end - 0.25 * max(0.0, budget_end - time.monotonic())
-    while time.monotonic() < drain_until and any(c.pipeline.pending() for c in clients):
-        time.sleep(0.01)
-    clients = sorted(clients, key=lambda client: client.pipeline.pending())
-    for index, client in enumerate(clients):
-        share = max(0.0, budget_end - time.monotonic()) / (len(clients) - index)
-        _shutdown_quietly(client, min(client.shutdown_timeout, share))
-
-
-#: Per client shut down side by side at exit: how much earlier each gives up on what is left.
-_EXIT_SHARE = 0.004
-#: How long past the largest budget the exit waits for clients shut down side by side.
-_EXIT_MARGIN = 0.1
-
-
-def _shutdown_quietly(client: Client, budget: float) -> None:
-    with capture_internal_exceptions():
-        client.shutdown(budget)
-
-
-atexit.register(_shutdown_all_at_exit)
-
-
-def _after_fork_in_child() -> None:
-    for client in list(_all_clients):
-        renew_locks(client)
-        client._retirer = None  # the parent's thread does not exist here
-
-
+atexit.register(lifetime.shutdown_all_at_exit)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=lifetime.after_fork_in_child)

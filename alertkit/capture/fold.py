@@ -1,7 +1,7 @@
 """Folding a request's errors into its escalation: one failing request, one event.
 
 A scope that escalates when it ends (``escalate_from``, which the web middleware sets) holds the
-error events captured in it instead of sending them (:meth:`alertkit.capture.scope.Scope.hold`). Its
+error events captured in it instead of sending them (:meth:`alertkit.capture.request.Scope.hold`). Its
 escalation then carries them: the first is the headline, every one is in ``error_logs``. This
 module builds that event from the held captures on the policy thread, and makes sure no error waits
 long: a request still running :data:`MAX_HOLD` seconds after its first held error escalates then,
@@ -17,21 +17,42 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from alertkit.capture.submit import Submitter
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import Envelope
+from alertkit.model.requestlog import (
+    ERROR_LOGS,
+    SECTIONS,
+    Trace,
+    describe_entry,
+    finish_snapshot,
+    top_entry,
+)
+from alertkit.model.stacktrace import ExcInfo, format_exception_text, safe_str
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from alertkit.capture.scope import Scope
     from alertkit.delivery.pipeline import Results
 
 #: Seconds an error may wait in a scope for the escalation; then the scope escalates at once. Long
 #: enough for a slow request to end and say its status, short enough to page before a worker
 #: timeout (gunicorn's default is 30 s) kills a hung request.
 MAX_HOLD = 10.0
+
+#: ``eventType`` of the event that :func:`alertkit.capture.scope.escalate` sends.
+ESCALATION_EVENT_TYPE = "request escalation"
+
+
+class Scope(Protocol):
+    """What a deadline needs of the scope it watches (:class:`alertkit.capture.request.Scope`)."""
+
+    def hold_expired(self) -> None:
+        """The first held error has waited :data:`MAX_HOLD` seconds."""
+        ...
+
 
 #: A capture waiting in its scope, with its future if someone waits for the results.
 Held = tuple[Callable[[], "Envelope | None"], "Future[Results] | None"]
@@ -76,6 +97,70 @@ def fold(envelope: Envelope, headline: Envelope) -> Envelope:
     if headline.event.event_user:
         envelope.event.event_user = headline.event.event_user
     return envelope
+
+
+class Snapshot(NamedTuple):
+    """The request log as ``escalate`` found it on the caller's thread."""
+
+    level: str
+    log: dict[str, Any]
+    traces: dict[tuple[str, str], Trace]
+    elapsed: float
+
+
+def escalation(
+    client: Submitter,
+    snap: Snapshot,
+    held: list[Held],
+    message: str | None,
+    info: ExcInfo | None,
+) -> tuple[Envelope, Envelope | None]:
+    """Build the escalation event (policy thread) and the headline error it should carry.
+
+    The message is ``message``, else a summary of the headline error, else of the log's most
+    severe entry; the stack trace is ``info``'s, else the headline's. The caller folds the headline
+    in (:func:`fold`) and applies the scope's context.
+    """
+    level, elapsed = snap.level, snap.elapsed
+    headline = build_headline(held)
+    request_log = finish_snapshot(snap.log, snap.traces)
+    text = message
+    if headline is not None:
+        what = headline_text(headline)
+        if text is None:
+            text = f"Request escalated at {level.upper()}: {what}"
+        elif info is None:  # an unhandled exception is the headline itself
+            text = f"{text}: {what}"
+    elif text is None:
+        text = f"Request escalated at {level.upper()}"
+        top = top_entry(request_log)
+        if top is not None:
+            text += f": {describe_entry(*top)}"
+    event = client.events.new(level, "issue", ESCALATION_EVENT_TYPE, safe_str(text))
+    exc_text = None
+    if info is not None:
+        client.events.add_exception(event, info)
+        exc_text = format_exception_text(info)
+    elif headline is not None:
+        event.event_stacktrace = headline.event.event_stacktrace
+        exc_text = headline.exc_text
+    event.context_operation_time_millis = int(elapsed * 1000)
+    errors = request_log.get(ERROR_LOGS) or {}
+    details: dict[str, Any] = {
+        "alert_id": request_log["alert_id"],
+        "log_level": level,
+        "time_elapsed": round(elapsed, 6),
+        "entries": {name: len(request_log.get(name) or {}) for name in SECTIONS},
+        "errors": [describe_entry(k, e) for k, e in list(errors.items())[:5]],
+    }
+    envelope = client.envelope_for(
+        event,
+        details=details,
+        exc_text=exc_text,
+        request_log=request_log,
+        incident_key=request_log["alert_id"],
+    )
+    return envelope, headline
 
 
 def pass_results(waiting: Future[Results], done: Future[Results]) -> None:

@@ -21,8 +21,9 @@ import msgspec
 
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend
+from alertkit.capture.api import get_client
 from alertkit.capture.client import Client
-from alertkit.capture.scope import ScopeContext, scope_for_record
+from alertkit.capture.request import ScopeContext, scope_for_record
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.event import Envelope
 from alertkit.model.levels import level_from_number
@@ -259,8 +260,6 @@ class AlertHandler(logging.Handler):
             if self._owns_client:
                 client = Client(backends=backends, **client_options)
             else:
-                from alertkit.capture.api import get_client
-
                 client = get_client()
         try:
             super().__init__(level)  # a bad level raises before the handler is registered

@@ -17,21 +17,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from alertkit.capture.submit import Submitter
 from alertkit.model.event import Envelope
 from alertkit.model.values import to_json_safe
 
-if TYPE_CHECKING:
-    from alertkit.capture.client import Client
-
-LIFECYCLE_KINDS = ("acknowledge", "resolve", "change")
 #: Lifecycle envelopes pass every backend's ``min_level``: a resolve must not be filtered out
 #: by the level that let its trigger through.
 _LIFECYCLE_LEVEL = logging.CRITICAL
 
 
-def lifecycle_envelope(client: Client, action: str, dedup_key: str) -> Envelope:
+def lifecycle_envelope(client: Submitter, action: str, dedup_key: str) -> Envelope:
     """An ``acknowledge`` or ``resolve`` envelope for the incident ``dedup_key``.
 
     Raises:
@@ -55,7 +52,7 @@ def lifecycle_envelope(client: Client, action: str, dedup_key: str) -> Envelope:
 
 
 def change_envelope(
-    client: Client,
+    client: Submitter,
     summary: str,
     *,
     source: str | None = None,

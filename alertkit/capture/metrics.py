@@ -27,13 +27,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast
 
+from alertkit.capture.submit import Submitter, default_client
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import AppEvent, Envelope
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from alertkit.capture.client import Client
 
 __all__ = [
     "Metrics",
@@ -145,7 +145,7 @@ class Metrics:
 
     __slots__ = ("_client", "_submit")
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Submitter) -> None:
         self._client = client
         self._submit = client.submit_capture
 
@@ -307,9 +307,7 @@ class Timer:
         with capture_internal_exceptions():  # the timed code's own outcome must stand
             metrics = self._metrics
             if metrics is None:
-                from alertkit.capture.api import get_client
-
-                metrics = get_client().metrics
+                metrics = _default()
             metrics.histogram(self.metric, value, tags=self.tags)
 
     def __enter__(self) -> Timer:
@@ -364,10 +362,17 @@ class Timer:
 # -- module-level functions on the default client (alertkit.init) --------------------------------
 
 
-def _default() -> Metrics:
-    from alertkit.capture.api import get_client
+_default_metrics: Metrics | None = None
 
-    return get_client().metrics
+
+def _default() -> Metrics:
+    """The default client's metrics (made again when ``alertkit.init`` replaces the client)."""
+    global _default_metrics
+    client = default_client()
+    metrics = _default_metrics
+    if metrics is None or metrics._client is not client:
+        metrics = _default_metrics = Metrics(client)
+    return metrics
 
 
 def count(

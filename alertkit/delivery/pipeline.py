@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import weakref
@@ -27,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend
-from alertkit.delivery.announce import exit_summary
+from alertkit.delivery.shutdown import (
+    DROP_COST,
+    RESERVE_FIXED,
+    SPOOL_COST,
+    ShutdownTally,
+    join_until_reserve,
+)
 from alertkit.delivery.stats import BackendStats
 from alertkit.delivery.worker import BackendWorker, Delivery, Ticket
 from alertkit.guard import capture_internal_exceptions, report_internal_error
@@ -405,12 +410,9 @@ class Pipeline:
 
         Returns the number of events given up per backend during shutdown.
         """
-        started = time.monotonic()
+        tally = ShutdownTally({w.backend.name: w.stats for w in self.workers}, self.intake)
         timeout = max(0.0, timeout)
-        close_by = started + timeout
-        before = {w.backend.name: w.stats.snapshot(0) for w in self.workers}
-        for stats in [self.intake] + [w.stats for w in self.workers]:
-            stats.hush()  # from here on the one summary line tells what was not delivered
+        close_by = tally.started + timeout
         self._closed = True
         thread = self._thread
         if thread is not None:
@@ -420,11 +422,11 @@ class Pipeline:
                 self._halt = True
             self._wakeup.set()
             thread.join(max(0.0, min(_HALT_WAIT, close_by - time.monotonic())))
-        self._take_leftovers(close_by - _RESERVE_FIXED)
+        self._take_leftovers(close_by - RESERVE_FIXED)
         with capture_internal_exceptions():
             self._send_digests(flush_all=True)
         for worker in self.workers:  # no retry is scheduled past the budget
-            worker.begin_close(close_by - _RESERVE_FIXED)
+            worker.begin_close(close_by - RESERVE_FIXED)
         self._join_until_reserve([t for w in self.workers for t in w.threads()], close_by)
         for worker in self.workers:
             worker.join(time.monotonic())  # give up on what is left: spool it or drop it
@@ -439,42 +441,16 @@ class Pipeline:
             self._idle.notify_all()
         for worker in self.workers:
             worker.reap(max(0.0, close_by - time.monotonic()))
-        after = {w.backend.name: w.stats.snapshot(0) for w in self.workers}
-        given_up = {
-            name: {
-                "delivered": after[name]["delivered"] - before[name]["delivered"],
-                "spooled": after[name]["spooled"] - before[name]["spooled"],
-                "dropped": after[name]["dropped"] - before[name]["dropped"],
-                "reason": after[name]["last_reason"].get("dropped")
-                or after[name]["last_reason"].get("spooled"),
-            }
-            for name in after
-        }
-        summary = exit_summary(
-            {w.backend.name: w.stats for w in self.workers},
-            self.intake,
-            budget=timeout,
-            elapsed=time.monotonic() - started,
-        )
-        if summary is not None:
-            print(summary, file=sys.stderr)
-        return {
-            name: counts["spooled"] + counts["dropped"]
-            for name, counts in given_up.items()
-            if counts["spooled"] or counts["dropped"]
-        }
+        return tally.finish(timeout)
 
     def _join_until_reserve(self, threads: list[threading.Thread], close_by: float) -> None:
-        """Wait for ``threads`` to end, until only the time needed to give up on the events
-        still waiting (spooling them costs time per event) is left of the budget."""
-        per_event = _SPOOL_COST if self.spool is not None else _DROP_COST
-        for thread in threads:
-            while thread.is_alive():
-                waiting = len(self._intake) + sum(w.queued() for w in self.workers)
-                left = close_by - _RESERVE_FIXED - waiting * per_event - time.monotonic()
-                if left <= 0:
-                    return
-                thread.join(min(left, _STEP))
+        """Wait for ``threads`` until only the reserve for giving up on what waits is left."""
+        join_until_reserve(
+            threads,
+            close_by,
+            lambda: len(self._intake) + sum(w.queued() for w in self.workers),
+            SPOOL_COST if self.spool is not None else DROP_COST,
+        )
 
     def _take_leftovers(self, spool_by: float) -> None:
         """What the policy thread did not get to: spooled (built and routed as usual) when
@@ -535,14 +511,6 @@ class _BatchTicket:
         self._pipeline._finish(None, {}, self._events)
 
 
-#: The end of the shutdown budget kept for giving up on what is left: a fixed part (closing the
-#: backends and the spool) plus, per event still waiting, what spooling (building it first if
-#: it is still in the intake) or dropping it costs on a loaded machine.
-_RESERVE_FIXED = 0.02
-_SPOOL_COST = 100e-6
-_DROP_COST = 40e-6
-#: How often shutdown looks again at what is waiting while it waits for the threads.
-_STEP = 0.02
 #: How long a halted policy thread gets to finish the batch in its hands.
 _HALT_WAIT = 0.05
 #: Captures the policy thread takes at a time; while shutting down, a few only.

@@ -16,6 +16,7 @@ cool-down (events wait, or go to the spool), then probes with one event.
 
 from __future__ import annotations
 
+import enum
 import heapq
 import itertools
 import logging
@@ -46,6 +47,16 @@ from alertkit.model.outcomes import (
 from alertkit.model.retry import RetryPolicy
 
 log = logging.getLogger("alertkit.worker")
+
+
+class Action(enum.Enum):
+    """What a worker thread does next (:meth:`BackendWorker._take`)."""
+
+    SEND = "send"  #: send the batch
+    SPOOL = "spool"  #: the circuit is open: give the items to the spool
+    EXPIRE = "expire"  #: the circuit is open: give up items past their deadline
+    CLAIM = "claim"  #: replay a batch from the spool
+    STOP = "stop"  #: the thread ends
 
 
 #: One lock for every settlement: held for a flag, a dict insert and a decrement, it is never
@@ -127,6 +138,10 @@ class SpoolLink(Protocol):
 
 GiveUp = Callable[[Backend, Sequence[Delivery], str], Result]
 SPOOL_RECHECK = 30.0
+
+#: What :meth:`BackendWorker._take` returns: an action and the deliveries it is about.
+Task = tuple[Action, list[Delivery]]
+_STOP: Task = (Action.STOP, [])
 
 
 class BackendWorker:
@@ -222,11 +237,6 @@ class BackendWorker:
                 break
             self._threads.append(thread)
 
-    def spool_changed(self) -> None:
-        """Something was spooled for this backend (by us or another process): look again soon."""
-        with self._cond:
-            self._spool_check_at = 0.0
-
     @property
     def closing(self) -> bool:
         """Whether shutdown has begun: new events are refused (``put_many``) however much room."""
@@ -239,74 +249,86 @@ class BackendWorker:
 
     # -- consumer side --------------------------------------------------------------------------
 
-    def _take(self) -> tuple[str, list[Delivery]] | None:
-        """The next thing to do: ``("send", batch)``, ``("spool", items)``, ``("expire", items)``
-        or ``("claim", [])``; None when the thread should end."""
+    def _take(self) -> Task:
+        """The next thing to do; ``Action.STOP`` when the thread should end."""
         with self._cond:
             while True:
                 if self._abort:
-                    return None
+                    return _STOP
                 now = time.monotonic()
+                step: Task | float | None  # a task, or how long to wait (None: until notified)
                 if not self.circuit.allows(now):
-                    if self.spool is not None and (self._ready or self._retry):
-                        items = list(self._ready) + [entry[2] for entry in self._retry]
-                        self._ready.clear()
-                        self._retry.clear()
-                        return ("spool", items)
-                    expired = self._expired()
-                    if expired:
-                        return ("expire", expired)
-                    reopen = self.circuit.wait_time(now) or 0.0
-                    if self._closing and (
-                        not (self._ready or self._retry) or now + reopen >= self._close_by
-                    ):
-                        return None  # nothing can go out within the shutdown budget
-                    wait = self.circuit.wait_time(now)
-                    wait = 0.05 if wait is None else wait
-                    oldest = [d.born for d in self._ready] + [e[2].born for e in self._retry]
-                    if oldest:
-                        expiry = min(oldest) + self.policy.deadline - time.time()
-                        wait = min(wait, max(0.01, expiry))
-                    self._cond.wait(self._bounded(now, wait))
-                    continue
-                if now < self._paused_until:  # the destination asked us to wait (Retry-After)
-                    if self._closing and self._paused_until >= self._close_by:
-                        return None
-                    self._cond.wait(self._bounded(now, self._paused_until - now))
-                    continue
-                size = 1 if self.circuit.is_probe() else self.batch_size
-                batch: list[Delivery] = []
-                if self._ready and not (self.ordered and self._retry):
-                    batch = [self._ready.popleft() for _ in range(min(size, len(self._ready)))]
-                elif self._retry and self._retry[0][0] <= now:
-                    while self._retry and self._retry[0][0] <= now and len(batch) < size:
-                        batch.append(heapq.heappop(self._retry)[2])
-                if batch:
-                    self.circuit.start_probe()
-                    self._sending.update(batch)
-                    return ("send", batch)
-                if (
-                    self.spool is not None
-                    and not self._closing
-                    and not self._retry
-                    and now >= self._spool_check_at
-                ):
-                    self._spool_check_at = now + SPOOL_RECHECK
-                    return ("claim", [])
-                if self._closing and (not self._retry or self._retry[0][0] >= self._close_by):
-                    return None  # what is left cannot be retried within the shutdown budget
-                timeout: float | None = None
-                if self._retry:
-                    timeout = self._retry[0][0] - now
-                if self.spool is not None and not self._closing:
-                    until_check = max(0.0, self._spool_check_at - now)
-                    timeout = until_check if timeout is None else min(timeout, until_check)
-                if self._closing:
-                    remaining = self._close_by - now
-                    if remaining <= 0:
-                        return None
-                    timeout = remaining if timeout is None else min(timeout, remaining)
-                self._cond.wait(timeout)
+                    step = self._while_open(now)
+                elif now < self._paused_until:  # the destination asked us to wait (Retry-After)
+                    step = self._while_paused(now)
+                else:
+                    step = self._next_batch(now)
+                if isinstance(step, tuple):
+                    return step
+                self._cond.wait(step)
+
+    def _while_open(self, now: float) -> Task | float:
+        """The circuit is open: spool or expire what waits, else how long to wait."""
+        if self.spool is not None and (self._ready or self._retry):
+            items = list(self._ready) + [entry[2] for entry in self._retry]
+            self._ready.clear()
+            self._retry.clear()
+            return (Action.SPOOL, items)
+        expired = self._expired()
+        if expired:
+            return (Action.EXPIRE, expired)
+        reopen = self.circuit.wait_time(now) or 0.0
+        if self._closing and (not (self._ready or self._retry) or now + reopen >= self._close_by):
+            return _STOP  # nothing can go out within the shutdown budget
+        wait = self.circuit.wait_time(now)
+        wait = 0.05 if wait is None else wait
+        oldest = [d.born for d in self._ready] + [e[2].born for e in self._retry]
+        if oldest:
+            expiry = min(oldest) + self.policy.deadline - time.time()
+            wait = min(wait, max(0.01, expiry))
+        return self._bounded(now, wait)
+
+    def _while_paused(self, now: float) -> Task | float:
+        if self._closing and self._paused_until >= self._close_by:
+            return _STOP
+        return self._bounded(now, self._paused_until - now)
+
+    def _next_batch(self, now: float) -> Task | float | None:
+        """A batch to send (new events first, then due retries), a spool claim, or how long to
+        wait (None: until notified)."""
+        size = 1 if self.circuit.is_probe() else self.batch_size
+        batch: list[Delivery] = []
+        if self._ready and not (self.ordered and self._retry):
+            batch = [self._ready.popleft() for _ in range(min(size, len(self._ready)))]
+        elif self._retry and self._retry[0][0] <= now:
+            while self._retry and self._retry[0][0] <= now and len(batch) < size:
+                batch.append(heapq.heappop(self._retry)[2])
+        if batch:
+            self.circuit.start_probe()
+            self._sending.update(batch)
+            return (Action.SEND, batch)
+        if (
+            self.spool is not None
+            and not self._closing
+            and not self._retry
+            and now >= self._spool_check_at
+        ):
+            self._spool_check_at = now + SPOOL_RECHECK
+            return (Action.CLAIM, [])
+        if self._closing and (not self._retry or self._retry[0][0] >= self._close_by):
+            return _STOP  # what is left cannot be retried within the shutdown budget
+        timeout: float | None = None
+        if self._retry:
+            timeout = self._retry[0][0] - now
+        if self.spool is not None and not self._closing:
+            until_check = max(0.0, self._spool_check_at - now)
+            timeout = until_check if timeout is None else min(timeout, until_check)
+        if self._closing:
+            remaining = self._close_by - now
+            if remaining <= 0:
+                return _STOP
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        return timeout
 
     def _expired(self) -> list[Delivery]:
         """Remove and return queued deliveries past their deadline (while the circuit is open)."""
@@ -325,20 +347,19 @@ class BackendWorker:
 
     def _run(self) -> None:
         while True:
-            task = self._take()
-            if task is None:
+            action, items = self._take()
+            if action is Action.STOP:
                 return
-            action, items = task
             with capture_internal_exceptions():
-                if action == "spool":
+                if action is Action.SPOOL:
                     self._give_up(items, "circuit open")
-                elif action == "expire":
+                elif action is Action.EXPIRE:
                     self._give_up(
                         items,
                         f"deadline of {self.policy.deadline:g}s exceeded "
                         "while the circuit was open",
                     )
-                elif action == "claim":
+                elif action is Action.CLAIM:
                     self._claim_from_spool()
                 else:
                     self._deliver(items)

@@ -3,13 +3,12 @@
 ::
 
     AlertkitError
-    ├── ConfigError (also ValueError)      bad option, URL or backend config, raised at construction
-    │   └── MissingDependency               an optional backend needs a package that is not installed
-    └── DeliveryError                       a backend could not deliver; carries the backend and response
+    └── ConfigError (also ValueError)      bad option, URL or backend config, raised at construction
+        └── MissingDependency               an optional backend needs a package that is not installed
 
-Configuration errors are loud: they reach the caller of ``Client(...)``. Delivery errors are quiet:
-backends translate them into outcomes, and the pipeline retries, spools or counts them; they never
-reach the application.
+Configuration errors are loud: they reach the caller of ``Client(...)``. Delivery failures are
+quiet and are no exceptions: backends return outcomes (``Delivered``, ``RetryLater``,
+``Rejected``), and the pipeline retries, spools or counts them; they never reach the application.
 """
 
 from __future__ import annotations
@@ -32,15 +31,3 @@ class MissingDependency(ConfigError):
         )
         self.scheme = scheme
         self.package = package
-
-
-class DeliveryError(AlertkitError):
-    """A backend failed to deliver; raised inside backends and translated to an outcome."""
-
-    def __init__(
-        self, backend: str, message: str, *, status: int | None = None, response: str | None = None
-    ) -> None:
-        super().__init__(f"{backend}: {message}")
-        self.backend = backend
-        self.status = status
-        self.response = response

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-WIRE_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "fatal")
-
 _ALIASES: dict[str, str] = {
     "debug": "debug",
     "info": "info",

@@ -45,7 +45,6 @@ class StormControl:
         self.window = window
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
-        self.suppressed_total = 0
         self._earliest = float("inf")  # the soonest end of a window that has repeats
 
     def __call__(self, envelope: Envelope) -> Envelope:
@@ -59,7 +58,6 @@ class StormControl:
                 current.suppressed += 1
                 current.last = envelope
                 self._earliest = min(self._earliest, current.ends)
-                self.suppressed_total += 1
                 envelope.storm_suppressed = True
                 return envelope
             if len(self._windows) >= MAX_FINGERPRINTS:

@@ -84,7 +84,7 @@ def capture_events(**client_options: Any) -> Iterator[CapturedEvents]:
     Handlers made without a client inside the block, ``alertkit.get_client()`` and the
     module-level helpers use it. At the end of the block queued events are flushed into the list.
     """
-    from alertkit.capture import api
+    from alertkit.capture import submit
     from alertkit.capture.client import Client
 
     backend = MemoryBackend()
@@ -92,12 +92,10 @@ def capture_events(**client_options: Any) -> Iterator[CapturedEvents]:
         backends=[backend], sample_system=False, register_atexit=False, **client_options
     )
     captured = CapturedEvents(backend, client)
-    with api._lock:
-        previous, api._default = api._default, client
+    previous = submit.replace_default(client)
     try:
         yield captured
     finally:
         captured.refresh()
-        with api._lock:
-            api._default = previous
+        submit.replace_default(previous)
         client.shutdown(1.0)

@@ -306,7 +306,7 @@ def test_init_sets_the_default_client() -> None:
     try:
         assert alertkit.get_client() is client
     finally:
-        from alertkit.capture import api
+        from alertkit.capture import submit
 
-        api._default = None
+        submit._default = None
         client.shutdown(1)

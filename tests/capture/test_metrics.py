@@ -16,7 +16,7 @@ import alertkit.capture.metrics
 from alertkit import Client, RetryPolicy
 from alertkit.backends import RedisBackend
 from alertkit.backends.redis import METRICS_QUEUE
-from alertkit.capture import api
+from alertkit.capture import submit
 from alertkit.capture.metrics import Metrics, Timer
 from alertkit.testing import MemoryBackend
 from tests.standins import redis as servers
@@ -58,8 +58,8 @@ def default_client() -> Iterator[tuple[Client, MemoryBackend]]:
     backend = MemoryBackend()
     client = alertkit.init(backends=[backend], sample_system=False, register_atexit=False)
     yield client, backend
-    with api._lock:
-        api._default = None
+    with submit._lock:
+        submit._default = None
     client.shutdown(1.0)
 
 

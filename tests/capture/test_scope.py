@@ -8,6 +8,8 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,8 @@ import alertkit
 from alertkit import AlertHandler, Client, Envelope, Rejected
 from alertkit.backends.base import BaseBackend
 from alertkit.capture import fold as _fold
+from alertkit.capture.events import EventFactory
+from alertkit.capture.request import Scope
 from alertkit.capture.scope import (
     ESCALATION_EVENT_TYPE,
     add_service_log,
@@ -29,6 +33,9 @@ from alertkit.capture.scope import (
     start_service_log,
     stop_service_log,
 )
+from alertkit.capture.submit import Submitter
+from alertkit.delivery.pipeline import Capture, Results
+from alertkit.model.event import AppEvent
 from alertkit.model.outcomes import Outcome
 from alertkit.testing import MemoryBackend, capture_events
 
@@ -678,3 +685,43 @@ def test_send_event_is_not_held_so_waiting_on_it_does_not_wait_for_the_scope(
         assert client.send_event(event, timeout=5) == {"memory": alertkit.Delivered()}
     assert client.flush(5)
     assert [e.event.event_type for e in memory.envelopes] == ["sync", ESCALATION_EVENT_TYPE]
+
+
+class SubmitOnly:
+    """Offers a real client's submit interface and nothing else (no pipeline, no ``_submit``)."""
+
+    def __init__(self, inner: Client) -> None:
+        self._inner = inner
+        self.enqueued = 0
+
+    @property
+    def events(self) -> EventFactory:
+        return self._inner.events
+
+    def create_new_app_event(self, *args: Any, **kwargs: Any) -> AppEvent:
+        return self._inner.create_new_app_event(*args, **kwargs)
+
+    def envelope_for(self, event: AppEvent, **fields: Any) -> Envelope:
+        return self._inner.envelope_for(event, **fields)
+
+    def submit_capture(self, capture: Capture) -> bool:
+        return self._inner.submit_capture(capture)
+
+    def enqueue(self, capture: Capture, future: Future[Results] | None = None) -> bool:
+        self.enqueued += 1
+        return self._inner.enqueue(capture, future)
+
+
+def test_a_scope_needs_only_the_submit_interface(client: Client, memory: MemoryBackend) -> None:
+    """Scopes reach their client only through ``capture.submit.Submitter``: a scope made on an
+    object that offers just that interface escalates through ``enqueue`` to the real backends."""
+    only = SubmitOnly(client)
+    submitter: Submitter = only
+    with Scope(submitter, escalate_from="error") as scope:
+        add_to_log("db", None, tag="service_logs", level="error")
+        assert current_scope() is scope
+    assert client.flush(5)
+    assert only.enqueued == 1
+    [sent] = escalations(memory)
+    assert sent.event.log_level == "error"
+    assert [e.event.event_type for e in memory.envelopes] == [ESCALATION_EVENT_TYPE]

@@ -259,14 +259,14 @@ def test_a_broken_default_client_does_not_break_requests(
 ) -> None:
     """If the default client cannot be made, requests still run (without a scope) and the
     problem is reported to alertkit's internal log."""
-    from alertkit.capture import api
+    from alertkit.capture import submit
 
-    monkeypatch.setattr(api, "_default", None)
+    monkeypatch.setattr(submit, "_default", None)
     monkeypatch.setenv("ALERTKIT_BACKENDS", "nosuchscheme://x")
     [reply] = get(make_app(None), "/ok")
     assert reply.status_code == 200
     assert [type(e).__name__ for e in internal_errors] == ["ConfigError"]
-    assert api._default is None
+    assert submit._default is None
 
 
 # -- one page per failing request: a real PagerDuty stand-in behind Starlette's TestClient ---------

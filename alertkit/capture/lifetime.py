@@ -1,0 +1,121 @@
+"""Every client's end: shut down at interpreter exit, side by side, and renewed after ``fork()``.
+
+A client registers here when it is made (:func:`track`); this module keeps clients weakly, so an
+unused client is still collected. ``alertkit.capture.client`` installs the two hooks when it is
+imported, after the pipeline's own fork hooks, so that a child renews the pipelines first.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import weakref
+from typing import Protocol
+
+from alertkit.guard import capture_internal_exceptions
+
+
+class _Pipeline(Protocol):
+    def pending(self) -> int:
+        """Events accepted and not yet settled."""
+        ...
+
+
+class Closable(Protocol):
+    """What exit and fork handling need of a client (:class:`alertkit.Client`)."""
+
+    shutdown_timeout: float
+    pipeline: _Pipeline
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Deliver what is queued within ``timeout`` seconds, then stop."""
+        ...
+
+    def after_fork(self) -> None:
+        """Make the client usable in a forked child."""
+        ...
+
+
+_live_clients: weakref.WeakSet[Closable] = weakref.WeakSet()
+_all_clients: weakref.WeakSet[Closable] = weakref.WeakSet()
+
+
+def track(client: Closable, *, at_exit: bool) -> None:
+    """Renew ``client`` after a fork; with ``at_exit``, shut it down at interpreter exit."""
+    if at_exit:
+        _live_clients.add(client)
+    _all_clients.add(client)
+
+
+def shut_down(client: Closable) -> None:
+    """``client`` has shut down: nothing left to do for it at exit."""
+    _live_clients.discard(client)
+
+
+def shutdown_all_at_exit() -> None:
+    """Shut down every client still running, each within its own budget."""
+    clients = list(_live_clients)
+    if not clients:
+        return
+    if len(clients) == 1:
+        with capture_internal_exceptions():
+            clients[0].shutdown()
+        sys.stderr.flush()
+        return
+    # Side by side, so that one hanging destination cannot eat every other client's budget; each
+    # gives up a little earlier, as their final spooling and closing compete for the machine.
+    early = _EXIT_SHARE * len(clients)
+    budget_end = time.monotonic() + max(c.shutdown_timeout for c in clients)
+    threads = [
+        threading.Thread(
+            target=_shutdown_quietly,
+            args=(c, max(0.0, c.shutdown_timeout - early)),
+            name="alertkit-exit",
+            daemon=True,
+        )
+        for c in clients
+    ]
+    started: list[threading.Thread] = []
+    for thread in threads:
+        try:
+            thread.start()
+        except RuntimeError:  # Python 3.12.0-3.12.1 start no thread at exit: one after another
+            _shutdown_in_turn(clients[len(started) :], budget_end)
+            break
+        started.append(thread)
+    for thread in started:
+        thread.join(max(0.0, budget_end + _EXIT_MARGIN - time.monotonic()))
+    sys.stderr.flush()
+
+
+def _shutdown_in_turn(clients: list[Closable], budget_end: float) -> None:
+    """Shut ``clients`` down without a thread of their own (Python 3.12.0-3.12.1 start none at
+    exit): first wait while every client delivers on its own running threads, side by side,
+    until three quarters of the time is used or nothing is left; then shut each down in turn
+    (idle ones first, as they take no time) with an equal share of what is left, which gives up
+    on what is still in flight: spooled when there is a spool, else dropped and counted."""
+    drain_until = budget_end - 0.25 * max(0.0, budget_end - time.monotonic())
+    while time.monotonic() < drain_until and any(c.pipeline.pending() for c in clients):
+        time.sleep(0.01)
+    clients = sorted(clients, key=lambda client: client.pipeline.pending())
+    for index, client in enumerate(clients):
+        share = max(0.0, budget_end - time.monotonic()) / (len(clients) - index)
+        _shutdown_quietly(client, min(client.shutdown_timeout, share))
+
+
+#: Per client shut down side by side at exit: how much earlier each gives up on what is left.
+_EXIT_SHARE = 0.004
+#: How long past the largest budget the exit waits for clients shut down side by side.
+_EXIT_MARGIN = 0.1
+
+
+def _shutdown_quietly(client: Closable, budget: float) -> None:
+    with capture_internal_exceptions():
+        client.shutdown(budget)
+
+
+def after_fork_in_child() -> None:
+    """Renew every client in a forked child."""
+    for client in list(_all_clients):
+        client.after_fork()

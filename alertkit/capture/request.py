@@ -1,0 +1,571 @@
+"""The per-request :class:`Scope`, the immutable context its events take, and the capture hooks.
+
+:mod:`alertkit.capture.scope` is the public face (the functions over the current scope); this
+module holds the object behind it. The current scope lives in a ContextVar read on the caller's
+thread (one ``ContextVar.get()`` per capture): context variables do not follow an event to the
+worker thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from alertkit.capture.fold import (
+    Held,
+    Snapshot,
+    escalation,
+    expire_later,
+    fold,
+    forget_deadline,
+    pass_results,
+)
+from alertkit.capture.submit import Submitter
+from alertkit.guard import capture_internal_exceptions
+from alertkit.model.event import Envelope
+from alertkit.model.levels import LEVEL_NUMBERS, level_from_number, normalize_level
+from alertkit.model.requestlog import (
+    MAX_RECORDED_ERRORS,
+    RESERVED,
+    SECTIONS,
+    SERVICE_LOGS,
+    RequestLog,
+    Trace,
+    finish_snapshot,
+)
+from alertkit.model.stacktrace import (
+    exception_type_name,
+    format_exception_text,
+    resolve_exc_info,
+    safe_str,
+)
+from alertkit.model.values import to_json_safe
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from alertkit.delivery.pipeline import Results
+
+
+_current: ContextVar[Scope | None] = ContextVar("alertkit_scope", default=None)
+
+
+def _tag_text(key: str, value: str) -> str:
+    return f"{key}:{value}" if value else key
+
+
+class ScopeContext(msgspec.Struct, frozen=True):
+    """What an event captured in a scope takes from it. Immutable: a capture snapshots it on the
+    caller's thread and the policy thread applies it, whatever the scope does in between."""
+
+    tags: Mapping[str, str]
+    user: str | None
+    correlation_id: str
+    url: str | None = None
+    #: The scope whose escalation will carry this event: set only for an error captured in a
+    #: scope that escalates when it ends (see :meth:`Scope.hold`).
+    holder: Scope | None = None
+
+    def hold(
+        self,
+        client: Submitter,
+        capture: Callable[[], Envelope | None],
+        future: Future[Results] | None = None,
+    ) -> bool:
+        """Give the capture to the scope that will escalate it; False: send it now as usual."""
+        holder = self.holder
+        return holder is not None and holder.hold(client, capture, future)
+
+    def apply(self, envelope: Envelope, *, tags_win: bool = True) -> Envelope:
+        """Fill the event's user, correlation id and URL where unset, and merge the tags.
+
+        ``tags_win``: the scope's tags override the envelope's (which are the client's); False when
+        the envelope's tags were chosen for this one event and must win.
+        """
+        event = envelope.event
+        if self.user is not None and not event.event_user:
+            event.event_user = self.user
+        if not event.context_cross_app_correlation_id:
+            event.context_cross_app_correlation_id = self.correlation_id
+        if self.url is not None and not event.context_url:
+            event.context_url = self.url
+        if self.tags:
+            tags = {**envelope.tags, **self.tags} if tags_win else {**self.tags, **envelope.tags}
+            envelope.tags = tags
+            kept = [t for t in event.context_tags or () if t.partition(":")[0] not in self.tags]
+            event.context_tags = kept + [_tag_text(k, tags[k]) for k in self.tags]
+        return envelope
+
+
+class Scope:
+    """One request (or job): tags, a user, and a request log; a context manager.
+
+    Made by :meth:`alertkit.Client.scope`. Entering makes it the current scope of this thread or
+    asyncio task; leaving restores the previous one, records an escaping exception in
+    ``error_logs``, ends the log and, with ``escalate_from``, escalates. A scope opened inside
+    another inherits its tags and user (its own win) but keeps its own request log.
+    """
+
+    def __init__(
+        self,
+        client: Submitter,
+        *,
+        tags: Mapping[str, str] | None = None,
+        user: str | None = None,
+        escalate_from: str | int | None = None,
+    ) -> None:
+        self.client = client
+        self.escalate_from = None if escalate_from is None else normalize_level(escalate_from)
+        self._own_tags = dict(tags or {})
+        self._own_user = user
+        self._tags: dict[str, str] = dict(self._own_tags)
+        self._user = user
+        self._url: str | None = None
+        self._lock = threading.Lock()
+        self._log = RequestLog()
+        self._token: Token[Scope | None] | None = None
+        # Errors captured while the scope is entered, waiting to be folded into its escalation.
+        self._held: list[Held] = []
+        self._holding = False
+        self._holding_context: ScopeContext | None = None
+        self.context = self._publish()
+
+    def _publish(self) -> ScopeContext:
+        tags = MappingProxyType(dict(self._tags))
+        self.context = ScopeContext(tags, self._user, self._log.alert_id, self._url)
+        if self.escalate_from is not None:
+            self._holding_context = ScopeContext(
+                tags, self._user, self._log.alert_id, self._url, holder=self
+            )
+        return self.context
+
+    def _context_for(self, level: str) -> ScopeContext:
+        """The context of an event at ``level``: the holding one for an error that will make this
+        scope escalate when it ends (at or above ``error`` and ``escalate_from``)."""
+        held = self._holding_context
+        if held is None or self.escalate_from is None:
+            return self.context
+        number = LEVEL_NUMBERS.get(level, logging.ERROR)
+        if number < logging.ERROR or number < LEVEL_NUMBERS[self.escalate_from]:
+            return self.context
+        return held
+
+    # -- identity --------------------------------------------------------------------------------
+
+    @property
+    def alert_id(self) -> str:
+        """The request log's id (uuid4), also the correlation id of the scope's events."""
+        return self._log.alert_id
+
+    @property
+    def level(self) -> str:
+        """The highest level recorded so far (``info`` at the start)."""
+        return self._log.level
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self._tags)
+
+    @property
+    def user(self) -> str | None:
+        return self._user
+
+    @property
+    def url(self) -> str | None:
+        """``contextURL`` of the scope's events (the middleware sets the request URL)."""
+        return self._url
+
+    @url.setter
+    def url(self, value: str | None) -> None:
+        self._url = value
+        self._publish()
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Tag every event captured from now on in this scope."""
+        self._tags = {**self._tags, str(key): safe_str(value)}
+        self._own_tags[str(key)] = safe_str(value)
+        self._publish()
+
+    def set_user(self, user: str | None) -> None:
+        """Set ``eventUser`` of the events captured from now on in this scope."""
+        self._user = self._own_user = None if user is None else safe_str(user)
+        self._publish()
+
+    # -- context manager ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Scope:
+        if self._token is not None:
+            raise RuntimeError("this scope is already entered; open a new one with client.scope()")
+        parent = _current.get()
+        if parent is not None:
+            self._tags = {**parent._tags, **self._own_tags}
+            self._user = self._own_user if self._own_user is not None else parent._user
+            self._publish()
+        self._token = _current.set(self)
+        with self._lock:
+            self._holding = self.escalate_from is not None
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            with capture_internal_exceptions():  # never replace the application's exception
+                failure = exc if isinstance(exc, Exception) else None
+                if failure is not None:
+                    self.record_exception(failure)
+                self.end_logging()
+                if self.escalate_from is not None:
+                    self.escalate(from_level=self.escalate_from, exc_info=failure)
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        """Stop holding (send what no escalation carried) and restore the previous scope."""
+        with capture_internal_exceptions():
+            self._release_held(stop=True)
+            forget_deadline(self)
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _current.reset(token)
+            except ValueError:  # left in another context (a server that closes elsewhere)
+                if _current.get() is self:
+                    _current.set(None)
+
+    # -- errors held for the escalation --------------------------------------------------------
+
+    def hold(
+        self,
+        client: Submitter,
+        capture: Callable[[], Envelope | None],
+        future: Future[Results] | None = None,
+    ) -> bool:
+        """Keep an error's capture until this scope escalates, which then carries it.
+
+        One failing request is then one event (one incident, one message) with the error as its
+        headline and the request log attached, not the error and then the escalation. Only while
+        the scope is entered, only for its own client (another client's event goes to other
+        destinations), and at most ``MAX_RECORDED_ERRORS`` per request; otherwise False and the
+        caller sends the event at once as usual.
+        """
+        if client is not self.client:
+            return False
+        with self._lock:
+            if not self._holding or len(self._held) >= MAX_RECORDED_ERRORS:
+                return False
+            self._held.append((capture, future))
+            first = len(self._held) == 1
+        if first:
+            expire_later(self)
+        return True
+
+    def hold_expired(self) -> None:
+        """The first held error has waited long enough (a slow or hung request, a long stream):
+        escalate now with the log so far, or, if that is no escalation (the request already
+        escalated at this level), send the held errors as they are."""
+        with self._lock:
+            if not self._held or self.escalate_from is None:
+                return
+        if self.escalate(from_level=self.escalate_from) is None:
+            self._release_held()
+
+    def _release_held(self, *, stop: bool = False) -> None:
+        """Send the held events as they are (no escalation will carry them); ``stop``: hold no
+        more."""
+        with self._lock:
+            held, self._held = self._held, []
+            if stop:
+                self._holding = False
+        for capture, future in held:
+            self.client.enqueue(capture, future)  # a refusal is counted and settles the future
+
+    # -- the request log ---------------------------------------------------------------------------
+
+    def start_logging(self) -> None:
+        """Start the request log afresh (a new ``alert_id``); a scope starts one when made.
+
+        Errors held for an escalation of the old log are sent as they are.
+        """
+        with self._lock:
+            self._log = RequestLog()
+        self._publish()
+        self._release_held()
+
+    def add_to_log(
+        self,
+        key: str,
+        value: Any,
+        tag: str | None = None,
+        code: Any = None,
+        message: str | None = None,
+        level: str | int = "info",
+        extras: dict[str, Any] | None = None,
+    ) -> None:
+        """Add (or update) the entry ``key`` in section ``tag``; see :func:`add_to_log`."""
+        wire = normalize_level(level)
+        section = check_place(str(key), tag)
+        with self._lock:
+            self._log.put(
+                section, str(key), value, code=code, message=message, level=wire, extras=extras
+            )
+
+    def add_service_log(
+        self,
+        name: str,
+        message: str | None,
+        level: str | int = "info",
+        url: str | None = None,
+        code: Any = None,
+    ) -> None:
+        """Record a service call in one step (no timing)."""
+        self.add_to_log(
+            name,
+            None,
+            tag=SERVICE_LOGS,
+            code=code,
+            message=message,
+            level=level,
+            extras={"url": url},
+        )
+
+    def start_service_log(
+        self,
+        name: str,
+        message: str | None,
+        level: str | int = "info",
+        url: str | None = None,
+        code: Any = None,
+    ) -> None:
+        """Record the start of a call to service ``name`` (its ``start_time``)."""
+        wire = normalize_level(level)
+        with self._lock:
+            self._log.start_service(str(name), message, wire, url, code)
+
+    def stop_service_log(
+        self,
+        name: str,
+        message: str | None = None,
+        level: str | int | None = None,
+        code: Any = None,
+        error_trace: str | BaseException | None = None,
+    ) -> None:
+        """Record the end of the call: ``end_time``, ``time_elapsed`` and ``error_trace``.
+
+        ``level`` defaults to ``error`` when an ``error_trace`` (text or exception) is given,
+        else ``info``.
+        """
+        wire = normalize_level(
+            level if level is not None else ("error" if error_trace is not None else "info")
+        )
+        with self._lock:
+            self._log.stop_service(str(name), message, wire, code, error_trace)
+
+    def end_logging(self) -> dict[str, Any]:
+        """Set the end time and elapsed time; return the log (see :meth:`get_all_logs`)."""
+        with self._lock:
+            self._log.end()
+        return self.get_all_logs()
+
+    def get_all_logs(self) -> dict[str, Any]:
+        """A JSON-safe copy of the request log, tracebacks rendered as text."""
+        with self._lock:
+            snapshot, traces = self._log.snapshot()
+        return finish_snapshot(snapshot, traces)
+
+    def record_exception(self, exc: BaseException, level: str | int = "error") -> None:
+        """Add ``exc`` to ``error_logs`` under its type name, its traceback rendered later."""
+        self._record_error(
+            exception_type_name(type(exc)), safe_str(exc), normalize_level(level), exc
+        )
+
+    def _record_error(self, key: str, message: str, level: str, trace: Trace) -> None:
+        with capture_internal_exceptions(), self._lock:
+            self._log.record_error(key, message, level, trace)
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def escalate(
+        self, message: str | None = None, from_level: str | int = "error", exc_info: Any = None
+    ) -> Future[Results] | None:
+        """Send the request log as one event when the request's level reaches ``from_level``.
+
+        The event (``eventType`` ``"request escalation"``, the request's level, ``request_log`` on
+        the envelope, ``alert_id`` as incident key) goes through the client's pipeline to every
+        backend. A request escalates once per level: calling again sends nothing unless the level
+        has risen since.
+
+        Errors the scope held (:meth:`hold`) are folded in: the first one is the headline (its
+        text ends the message; its stack trace, details, links, logger and own incident key
+        become the escalation's), all of them are in ``error_logs``, and their futures get the
+        escalation's results. One failing request is one event, not one per error plus one.
+
+        Args:
+            message: the event's message; default: a summary of the first held error, else of
+                the most severe entry.
+            from_level: the lowest request level that escalates.
+            exc_info: an exception (or exc_info tuple) whose stack trace the event carries.
+
+        Returns:
+            The future of the delivery results, or None when nothing was sent.
+
+        Raises:
+            ValueError: unknown ``from_level``.
+        """
+        threshold = LEVEL_NUMBERS[normalize_level(from_level)]
+        info = resolve_exc_info(exc_info) if exc_info is not None else None
+        with self._lock:
+            log = self._log
+            level = log.level
+            if LEVEL_NUMBERS[level] < threshold:
+                return None
+            if (
+                log.escalated_at is not None
+                and LEVEL_NUMBERS[level] <= LEVEL_NUMBERS[log.escalated_at]
+            ):
+                return None
+            log.escalated_at = level
+            snap = Snapshot(level, *log.snapshot(), log.elapsed())
+            held, self._held = self._held, []
+        context, client = self.context, self.client
+
+        def capture() -> Envelope:
+            # Runs on the policy thread, like the held captures it builds here.
+            envelope, headline = escalation(client, snap, held, message, info)
+            if headline is None:
+                return context.apply(envelope)
+            return context.apply(fold(envelope, headline), tags_win=False)
+
+        future = self._send(capture)
+        for _, waiting in held:
+            if waiting is not None:
+                future.add_done_callback(functools.partial(pass_results, waiting))
+        return future
+
+    def capture_exception(
+        self, exc: BaseException, details: Mapping[str, Any] | None = None
+    ) -> Future[Results]:
+        """Send ``exc`` as an error event with the scope's context (not re-recorded in the log)."""
+        info = resolve_exc_info(exc)
+        context, client = self.context, self.client
+        extra = dict(details or {})
+
+        def capture() -> Envelope:
+            event = client.create_new_app_event("error", exc_info=info)
+            envelope = client.envelope_for(
+                event,
+                details=to_json_safe(extra),
+                exc_text=format_exception_text(info) if info is not None else None,
+            )
+            return context.apply(envelope)
+
+        return self._send(capture)
+
+    def _send(self, capture: Callable[[], Envelope | None]) -> Future[Results]:
+        """Queue a capture of this scope's own (never held) and return its results' future."""
+        from concurrent.futures import Future  # imported when the client was made
+
+        future: Future[Results] = Future()
+        self.client.enqueue(capture, future)
+        return future
+
+    def __repr__(self) -> str:
+        return f"<Scope alert_id={self.alert_id} level={self.level} tags={self._tags!r}>"
+
+
+def check_place(key: str, tag: str | None) -> str | None:
+    if tag is None:
+        if key in RESERVED:
+            raise ValueError(
+                f"add_to_log: {key!r} is a reserved key of the request log; "
+                f"pass tag= to put it in a section"
+            )
+        return None
+    if not isinstance(tag, str) or (tag in RESERVED and tag not in SECTIONS):
+        raise ValueError(
+            f"add_to_log: tag must be a section name such as {', '.join(SECTIONS)}; got {tag!r}"
+        )
+    return tag
+
+
+# -- capture hooks: one ContextVar.get() on the caller's thread ------------------------------
+
+
+def _usable(exc_info: Any) -> Trace:
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and exc_info[1] is not None:
+        return exc_info
+    return None
+
+
+def scope_for_record(record: logging.LogRecord, message: str) -> ScopeContext | None:
+    """The current scope's context for a log record; an error record enters ``error_logs`` (and
+    gets the holding context when the scope's escalation will carry it)."""
+    scope = _current.get()
+    if scope is None:
+        return None
+    if record.levelno >= logging.ERROR:
+        level = level_from_number(record.levelno)
+        scope._record_error(record.name, message, level, _usable(record.exc_info))
+        return scope._context_for(level)
+    return scope.context
+
+
+def scope_for_log(data: Mapping[str, Any], level: str, info: Any) -> ScopeContext | None:
+    """The current scope's context for ``Client.log``; an error enters ``error_logs``."""
+    scope = _current.get()
+    if scope is None:
+        return None
+    if LEVEL_NUMBERS[level] >= logging.ERROR:
+        with capture_internal_exceptions():
+            _record_log_error(scope, data, level, info)
+        return scope._context_for(level)
+    return scope.context
+
+
+def _record_log_error(scope: Scope, data: Mapping[str, Any], level: str, info: Any) -> None:
+    found = {
+        name: value
+        for name, value in ((safe_str(k).lower(), v) for k, v in data.items())
+        if name in ("eventtype", "eventmessage")
+    }
+    trace = _usable(info)
+    exc = trace if isinstance(trace, BaseException) else trace[1] if trace else None
+    key = found.get("eventtype") or (exception_type_name(type(exc)) if exc else "log")
+    text = found.get("eventmessage") or (safe_str(exc) if exc else "")
+    scope._record_error(safe_str(key), safe_str(text), level, trace)
+
+
+def scope_for_event(envelope: Envelope) -> ScopeContext | None:
+    """The current scope's context for ``send_event_async``; an error enters ``error_logs``.
+
+    Only application events (kind ``"event"``) belong to a scope: incident lifecycle messages
+    (acknowledge, resolve, change) and metrics pass through untouched.
+    """
+    scope = _current.get()
+    if scope is None or envelope.kind != "event":
+        return None
+    event = envelope.event
+    level = event.log_level if type(event.log_level) is str else "error"  # the app may set anything
+    if LEVEL_NUMBERS.get(level, logging.ERROR) >= logging.ERROR:
+        scope._record_error(
+            event.event_type, event.event_message, level, event.event_stacktrace or None
+        )
+        return scope._context_for(level)
+    return scope.context
+
+
+def current_scope() -> Scope | None:
+    """The scope of this thread or asyncio task, or None."""
+    return _current.get()
+
+
+def set_current_scope(scope: Scope) -> None:
+    """Make ``scope`` current in this context until another one is set (``start_logging``)."""
+    _current.set(scope)
