@@ -26,7 +26,11 @@ class Closable(Protocol):
     """What exit and fork handling need of a client (:class:`alertkit.Client`)."""
 
     shutdown_timeout: float
-    pipeline: _Pipeline
+
+    @property
+    def pipeline(self) -> _Pipeline:
+        """The client's pipeline (how many events it still holds)."""
+        ...
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Deliver what is queued within ``timeout`` seconds, then stop."""
