@@ -96,11 +96,13 @@ def shutdown_all_at_exit() -> None:
 def _shutdown_in_turn(clients: list[Closable], budget_end: float) -> None:
     """Shut ``clients`` down without a thread of their own (Python 3.12.0-3.12.1 start none at
     exit): first wait while every client delivers on its own running threads, side by side,
-    until three quarters of the time is used or nothing is left; then shut each down in turn
-    (idle ones first, as they take no time) with an equal share of what is left, which gives up
-    on what is still in flight: spooled when there is a spool, else dropped and counted."""
-    drain_until = budget_end - 0.25 * max(0.0, budget_end - time.monotonic())
-    while time.monotonic() < drain_until and any(c.pipeline.pending() for c in clients):
+    until nothing is left or only the time to give up on what is left remains (about
+    :data:`_GIVE_UP_COST` a busy client); then shut each down in turn, idle ones first, with an
+    equal share of what is left: what is still in flight is spooled, or dropped and counted."""
+    while True:
+        busy = sum(1 for c in clients if c.pipeline.pending())
+        if not busy or time.monotonic() >= budget_end - _GIVE_UP_COST * (busy + 1):
+            break
         time.sleep(0.01)
     clients = sorted(clients, key=lambda client: client.pipeline.pending())
     for index, client in enumerate(clients):
@@ -112,6 +114,8 @@ def _shutdown_in_turn(clients: list[Closable], budget_end: float) -> None:
 _EXIT_SHARE = 0.004
 #: How long past the largest budget the exit waits for clients shut down side by side.
 _EXIT_MARGIN = 0.1
+#: What shutting down a busy client costs when it gives up at once (cut its requests, spool).
+_GIVE_UP_COST = 0.01
 
 
 def _shutdown_quietly(client: Closable, budget: float) -> None:

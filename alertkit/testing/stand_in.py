@@ -90,6 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a real server's backlog, not socketserver's 5
     allow_reuse_address = True
     owner: ScriptedServer
 
