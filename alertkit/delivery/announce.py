@@ -30,7 +30,8 @@ OTHER = "other reasons"
 _LAST_ERROR = "; last error: "
 #: The kinds of events announced (spooled ones are safe on disk, not lost).
 ANNOUNCED = frozenset({"dropped", "rejected"})
-_BUDGET = "shutdown budget exhausted"
+_BUDGET = "shutdown budget exhausted"  # the worker's BUDGET_RAN_OUT
+_NOT_RETRIED = "not retried: the next attempt was due after the shutdown budget"  # NOT_RETRIED
 
 
 def cause(reason: str) -> str:
@@ -157,10 +158,10 @@ class Totals(Protocol):
 def explain(what: str, *, budget: float, elapsed: float) -> str:
     """A cause in the words of what happened: a shutdown that gave up on an event because its
     next attempt was due after the budget took no time, and must not say the budget ran out."""
+    if what == _NOT_RETRIED or (what == _BUDGET and elapsed < budget * 0.95):
+        return f"{_NOT_RETRIED} of {budget:.3g}s"
     if what == _BUDGET:
-        if elapsed >= budget * 0.95:
-            return f"the shutdown budget of {budget:.3g}s ran out"
-        return f"not retried: the next attempt was due after the shutdown budget of {budget:.3g}s"
+        return f"the shutdown budget of {budget:.3g}s ran out"
     if what == "shut down":
         return "arrived after shutdown began"
     return what

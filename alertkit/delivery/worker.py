@@ -136,6 +136,11 @@ class SpoolLink(Protocol):
         """Whether this backend may have spooled events waiting."""
 
 
+#: Why shutdown gave up on an event: it was waiting or being sent when the budget ended, or its
+#: next attempt was due after the budget (no wait for it).
+BUDGET_RAN_OUT = "shutdown budget exhausted"
+NOT_RETRIED = "not retried: the next attempt was due after the shutdown budget"
+
 GiveUp = Callable[[Backend, Sequence[Delivery], str], Result]
 SPOOL_RECHECK = 30.0
 
@@ -538,7 +543,7 @@ class BackendWorker:
                 return None
             self._sending.discard(delivery)
             if reason is None and self._closing and due > self._close_by:
-                reason = "shutdown budget exhausted"
+                reason = NOT_RETRIED
             if reason is None:
                 heapq.heappush(self._retry, (due, next(self._seq), delivery))
                 self._cond.notify()  # a waiting thread may need to wake earlier for it
@@ -589,13 +594,18 @@ class BackendWorker:
             thread.join(max(0.0, close_by - time.monotonic()))
         with self._cond:
             self._abort = True
-            leftovers = list(self._ready) + [item[2] for item in self._retry] + list(self._sending)
+            now = time.monotonic()
+            late = [item[2] for item in self._retry if item[0] > now]  # a retry not due yet
+            leftovers = list(self._ready) + [item[2] for item in self._retry if item[0] <= now]
+            leftovers += self._sending
             self._ready.clear()
             self._retry.clear()
             self._sending.clear()
             self._cond.notify_all()
+        if late:
+            self._give_up(late, NOT_RETRIED)
         if leftovers:
-            self._give_up(leftovers, "shutdown budget exhausted")
+            self._give_up(leftovers, BUDGET_RAN_OUT)
 
     def threads(self) -> list[threading.Thread]:
         """The worker's threads (for a bounded join)."""

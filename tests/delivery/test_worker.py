@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from alertkit.delivery.worker import BackendWorker, Delivery, Ticket
 from alertkit.model.event import AppEvent, Envelope
 from alertkit.model.outcomes import Delivered, Dropped
@@ -56,3 +58,26 @@ def test_delivered_outcomes_are_not_scanned_by_the_garbage_collector() -> None:
 
     outcome = Delivered({"queue": "q", "key": "k"})
     assert not gc.is_tracked(outcome) and not gc.is_tracked(Delivered())
+
+
+def test_an_event_whose_next_attempt_lies_past_the_budget_is_dropped_as_not_retried() -> None:
+    """Its result says what happened: not retried (the retry was due after the budget), not
+    that the budget ran out (the shutdown took no time)."""
+    from alertkit import Client
+    from tests.standins.http import free_port
+
+    client = Client(
+        api_key="k",
+        backends=[f"http://127.0.0.1:{free_port()}/v1/events"],
+        sample_system=False,
+        register_atexit=False,
+        retry=RetryPolicy(backoff=30.0, max_backoff=30.0),
+    )
+    future = client.send_event_async(client.create_new_app_event(event_message="m"))
+    deadline = time.monotonic() + 10
+    while client.stats()["http"]["retried"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.shutdown(0.5)
+    result = future.result(1)["http"]
+    assert isinstance(result, Dropped)
+    assert result.reason.startswith("not retried: the next attempt was due after"), result
