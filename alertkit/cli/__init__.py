@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from alertkit import __version__
+from alertkit.cli.arguments import positive_int, seconds
 
 if TYPE_CHECKING:
     from alertkit.delivery.pipeline import Results
@@ -223,7 +224,7 @@ def _cut(text: str, width: int) -> str:
 #: Subcommands that other modules add: ``name -> (module, function)``; the function takes the
 #: subparsers object and registers its command (keeps optional features out of this file).
 PLUGINS: dict[str, tuple[str, str]] = {
-    "bridge": ("alertkit.servers.bridge", "add_bridge_command"),
+    "bridge": ("alertkit.cli.bridge", "add_bridge_command"),
     "spool": ("alertkit.cli.spool", "add_spool_command"),
 }
 
@@ -242,13 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="backend URL (repeatable); default: the demo inbox $ALERTKIT_HOME/demo.db",
     )
     demo.add_argument(
-        "--timeout", type=_seconds, default=10.0, help="seconds to wait for delivery (default 10)"
+        "--timeout",
+        type=seconds(MAX_TIMEOUT),
+        default=10.0,
+        help="seconds to wait for delivery (default 10)",
     )
     demo.set_defaults(func=_demo)
 
     events = commands.add_parser("events", help="list the local inbox, newest first")
     events.add_argument("--json", action="store_true", help="print the events as JSON")
-    events.add_argument("--limit", type=_positive_int, default=20, help="how many (default 20)")
+    events.add_argument("--limit", type=positive_int, default=20, help="how many (default 20)")
     where = events.add_mutually_exclusive_group()
     where.add_argument("--path", help="inbox file (default $ALERTKIT_HOME/events.db)")
     where.add_argument(
@@ -262,28 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
         register: Callable[[Any], None] = getattr(importlib.import_module(module_name), function)
         register(commands)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= MAX_TIMEOUT:  # also refuses nan
-        raise argparse.ArgumentTypeError(
-            f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds: {text}"
-        )
-    return value
 
 
 def _silence_stdout() -> None:

@@ -28,6 +28,7 @@ from typing import Any, TextIO, cast
 
 from alertkit.backends import Backend, ClientContext, create_backend
 from alertkit.backends._message import cut
+from alertkit.cli.arguments import positive_int, seconds
 from alertkit.delivery.worker import BackendWorker, Delivery, Ticket
 from alertkit.model.errors import ConfigError
 from alertkit.model.outcomes import Delivered, Dropped, Rejected, Result
@@ -67,7 +68,7 @@ def add_spool_command(subparsers: Any) -> None:
     listing = actions.add_parser("list", help="show spooled events in replay order")
     common(listing)
     listing.add_argument("--json", action="store_true", help="print the rows as JSON")
-    listing.add_argument("--limit", type=_positive_int, default=50, help="how many (default 50)")
+    listing.add_argument("--limit", type=positive_int, default=50, help="how many (default 50)")
     listing.set_defaults(func=_list)
 
     replay = actions.add_parser("replay", help="deliver spooled events now")
@@ -79,18 +80,18 @@ def add_spool_command(subparsers: Any) -> None:
         help="backend URL (repeatable); default $ALERTKIT_BACKENDS, else the local inbox",
     )
     replay.add_argument(
-        "--attempts", type=_positive_int, default=3, metavar="N", help="tries per batch (default 3)"
+        "--attempts", type=positive_int, default=3, metavar="N", help="tries per batch (default 3)"
     )
     replay.add_argument(
         "--backoff",
-        type=_seconds,
+        type=seconds(MAX_WAIT, zero=True),
         default=0.5,
         metavar="SECONDS",
         help="first wait between tries in seconds, doubled each time (default 0.5)",
     )
     replay.add_argument(
         "--batch",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         metavar="N",
         help="events claimed at a time (default 100)",
@@ -506,23 +507,3 @@ class _Progress:
 
 
 # -- argument types --------------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= MAX_WAIT:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_WAIT:g}: {value}")
-    return value

@@ -15,7 +15,8 @@ import pytest
 
 import alertkit
 from alertkit import ConfigError
-from alertkit.servers.bridge import BridgeApp, create_app, make_bridge_server, run_bridge, serve
+from alertkit.cli.bridge import run_bridge
+from alertkit.servers.bridge import BridgeApp, create_app, make_bridge_server, serve
 from alertkit.testing import MemoryBackend
 from tests.standins.pagerduty import PagerDutyStandIn
 
@@ -385,7 +386,7 @@ def test_bridge_limits_must_be_positive(option: str, capsys: pytest.CaptureFixtu
 def test_bridge_command_plugs_into_the_cli(monkeypatch, capsys) -> None:
     from alertkit import cli
 
-    monkeypatch.setitem(cli.PLUGINS, "bridge", ("alertkit.servers.bridge", "add_bridge_command"))
+    monkeypatch.setitem(cli.PLUGINS, "bridge", ("alertkit.cli.bridge", "add_bridge_command"))
     monkeypatch.delenv("ALERTKIT_BRIDGE_TOKEN", raising=False)
     args = cli.build_parser().parse_args(
         ["bridge", "--listen", "127.0.0.1:0", "--token", TOKEN, "pagerduty://" + "k" * 32]
