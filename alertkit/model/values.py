@@ -238,8 +238,10 @@ class Bounds:
         result: dict[str, Any] | None = {} if copy or type(value) is not dict else None
         size = len(value)
         max_key = min(MAX_KEY, self.max_string)
+        # A mapping cut before, within the limits, ends with its marker: kept, not cut again.
+        keep = self.max_items + (size == self.max_items + 1 and items_cut(value.get("...")) > 0)
         for index, (key, item) in enumerate(value.items()):
-            if index >= self.max_items or budget[0] <= 0:
+            if index >= keep or budget[0] <= 0:
                 if result is None:
                     result = dict(islice(value.items(), index))
                 # A mapping cut before (at capture) says under "..." how many it lost then.
@@ -275,8 +277,11 @@ class Bounds:
     ) -> list[Any]:
         result: list[Any] | None = [] if copy or type(value) is not list else None
         size = len(value)
+        # A list cut before, within the limits, ends with its marker: kept, not cut again.
+        last = value[-1] if type(value) is list and value else None
+        keep = self.max_items + (size == self.max_items + 1 and items_cut(last) > 0)
         for index, item in enumerate(value):
-            if index >= self.max_items or budget[0] <= 0:
+            if index >= keep or budget[0] <= 0:
                 if result is None:
                     result = value[:index]
                 # A list cut before (at capture) ends with a marker counting what it lost then.

@@ -247,9 +247,14 @@ class Scrubber:
     def scrub_text(self, text: str) -> str:
         """``text`` with every secret the value rules recognise replaced by the mask.
 
-        Returns ``text`` itself (the same object) when there is nothing to mask: each rule runs
-        only when a cheap test on the text says it could match.
+        Returns ``text`` itself (the same object) when there is nothing to mask, so that callers
+        tell "nothing masked" by identity: each rule runs only when a cheap test on the text says
+        it could match.
         """
+        scrubbed = self._scrub_text(text)
+        return text if scrubbed is text or scrubbed == text else scrubbed
+
+    def _scrub_text(self, text: str) -> str:
         if len(text) > self.max_scan:
             text = clip(text, self.max_scan)
         lower = text.lower()  # cheap tests on it skip the patterns that cannot match
@@ -282,6 +287,9 @@ class Scrubber:
     def _url(self, match: re.Match[str]) -> str:
         url = match.group(0)
         core = url.rstrip(".,;:!?)]}")
+        masked = url.rfind(self.mask)
+        if masked >= 0 and masked + len(self.mask) > len(core):
+            core = url[: masked + len(self.mask)]  # a mask put in before ends the URL: kept whole
         scrubbed = self.scrub_url(core)
         return match.group(0) if scrubbed is core else scrubbed + url[len(core) :]
 
