@@ -21,12 +21,12 @@ from alertkit.model.event import AppEvent, Envelope, decode_event, encode_event
 from alertkit.model.values import to_json_safe
 from alertkit.policy.limits import MAX_NAME, Limits
 from alertkit.policy.scrub import default_processors
+from tests.test_bad_input import MARKER_ROOM, check_bounded
 
 LIMITS = Limits(
     max_string=120, max_message=300, max_items=12, max_depth=4, max_total=3000, max_exceptions=3
 )
 PROCESSORS = default_processors(limits=LIMITS)
-MARKER_ROOM = 40  # "...[cut N chars]" after a cut string
 SETTINGS = settings(
     max_examples=300,
     deadline=None,
@@ -83,23 +83,6 @@ def through_policy(envelope: Envelope) -> Envelope:
     return out
 
 
-def check_bounded(value: Any, depth: int) -> None:
-    assert depth <= LIMITS.max_depth
-    if isinstance(value, str):
-        assert len(value) <= LIMITS.max_string + MARKER_ROOM
-    elif isinstance(value, dict):
-        assert len(value) <= LIMITS.max_items + 1
-        for key, item in value.items():
-            assert type(key) is str and len(key) <= 200
-            check_bounded(item, depth + 1)
-    elif isinstance(value, list):
-        assert len(value) <= LIMITS.max_items + 1
-        for item in value:
-            check_bounded(item, depth + 1)
-    else:
-        assert value is None or type(value) in (bool, int, float)
-
-
 @SETTINGS
 @given(case=envelopes())
 def test_what_leaves_the_policy_stage_is_bounded_and_holds_no_secret(internal_errors, case):
@@ -113,11 +96,11 @@ def test_what_leaves_the_policy_stage_is_bounded_and_holds_no_secret(internal_er
     assert all(len(tag) <= MAX_NAME + MARKER_ROOM for tag in out.event.context_tags or ())
     for text in (out.template, out.exc_text):
         assert text is None or len(text) <= LIMITS.max_message + MARKER_ROOM
-    check_bounded(out.details, 0)
+    check_bounded(out.details, 0, LIMITS)
     assert len(json.dumps(out.details, allow_nan=False)) <= 2 * LIMITS.max_total
-    check_bounded(dict(out.tags), 0)
+    check_bounded(dict(out.tags), 0, LIMITS)
     for link in out.links:
-        check_bounded(dict(link), 0)
+        check_bounded(dict(link), 0, LIMITS)
     everything = json.dumps(
         [
             encode_event(out.event).decode(),
