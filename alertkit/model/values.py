@@ -209,9 +209,9 @@ class Bounds:
             if id(value) in path:
                 return "<cycle>"
             inner = path | {id(value)}
-            if isinstance(value, Mapping):
+            if kind is dict or isinstance(value, Mapping):  # the exact type first: no ABC check
                 return self._mapping(value, depth, inner, budget, copy)
-            if isinstance(value, list | tuple | set | frozenset):
+            if kind is list or isinstance(value, list | tuple | set | frozenset):
                 return self._sequence(value, depth, inner, budget, copy)
         except Exception:  # a user collection that fails to iterate, a hostile type check
             pass

@@ -178,7 +178,7 @@ class Limits(Bounds):
                 "event_stacktrace": (self._stacktrace, "{v} is None"),
                 "context_tags": (self._context_tags, "{v} is None"),
             }
-            self._fit_event = self._compile(_event_type(), special)
+            self._fit_event = self._compile(_type_info(AppEvent), special)
         fitted: AppEvent = self._fit_event(event)
         return fitted
 
@@ -281,6 +281,11 @@ class Limits(Bounds):
             fit_struct = self._compile(kind)
             cls = kind.cls
             return (lambda value: fit_struct(value) if isinstance(value, cls) else None), None
+        if isinstance(kind, mi.BoolType):
+            default_bool = False if required else None
+            return (
+                lambda value: value if type(value) is bool else default_bool
+            ), "type({v}) is bool"
         return (lambda value: None), "{v} is None"
 
     def _context_tags(self, tags: Any) -> list[str] | None:
@@ -319,17 +324,15 @@ class Limits(Bounds):
             return entry
         return InnerStackTrace(type=kind, message=message, trace_lines=frames)
 
-    def _frame(self, line: StackTraceLine) -> StackTraceLine:
+    @functools.cached_property
+    def _frame(self) -> Callable[[StackTraceLine], StackTraceLine]:
+        """A frame's transform, compiled from its type: names cut to ``MAX_NAME``."""
         short = min(MAX_NAME, self.max_string)
-        function, number, file = line.function, line.line, line.file
-        fitted_function = None if function is None else self.text(function, short)
-        fitted_file = None if file is None else self.text(file, short)
-        number_ok = number is None or (type(number) is int and -INT64 <= number < INT64)
-        if fitted_function is function and fitted_file is file and number_ok:
-            return line
-        return StackTraceLine(
-            function=fitted_function, line=number if number_ok else None, file=fitted_file
+        name: _Fitter = (lambda v: self._optional_text(v, short), _text_keep(short, False))
+        fit: Callable[[StackTraceLine], StackTraceLine] = self._compile(
+            _type_info(StackTraceLine), {"function": name, "file": name}
         )
+        return fit
 
     # -- the processor -------------------------------------------------------------------------------
 
@@ -350,40 +353,42 @@ class Limits(Bounds):
                 created=envelope.created if isinstance(envelope.created, float) else 0.0,
             )
 
-    def _fit(self, envelope: Envelope) -> Envelope:
-        changes: dict[str, Any] = {}
-        event = self.event(envelope.event)
-        if event is not envelope.event:
-            changes["event"] = event
-        for name, fit, optional, kinds in self._side_plan:
-            value = getattr(envelope, name)
-            if (value is None and optional) or (type(value) in kinds and not value):
-                continue  # None where allowed, or empty: kept, without the call
-            fitted = fit(value)
-            if fitted is not value:
-                changes[name] = fitted
-        return msgspec.structs.replace(envelope, **changes) if changes else envelope
-
     @functools.cached_property
-    def _side_plan(self) -> list[tuple[str, Callable[[Any], Any], bool, tuple[type, ...]]]:
-        """The envelope's fields beside the event: name, fitting function, whether None is
-        allowed, and the exact types whose empty value is kept as it is."""
-        text, message = (str,), self.max_message
-        return [
-            ("logger_name", self.text, True, text),
-            ("template", lambda value: self.text(value, message), True, text),
-            ("exc_text", lambda value: self.text(value, message), True, text),
-            ("incident_key", self.text, True, text),
-            ("details", self._dict, False, (dict,)),
-            ("payload", self._dict, True, (dict,)),
-            ("request_log", self._dict, True, (dict,)),
-            ("tags", self._tags, False, (dict,)),
-            ("links", self._links, False, (list, tuple)),
-            ("images", self._links, False, (list, tuple)),
-        ]
+    def _fit(self) -> Callable[[Envelope], Envelope]:
+        """The envelope's transform, compiled as the wire event's is: each field beside the event
+        has its fitting function and the test of what it keeps (None where allowed, an empty
+        dict or list), so the usual envelope costs no call for most of them."""
+        string, message = self.max_string, self.max_message
+        as_is: _Fitter = (lambda value: value, "True")  # not the limits' concern
+        empty = "(type({v}) is dict and not {v})"
+        no_links = "(type({v}) in (list, tuple) and not {v})"
+        special: dict[str, _Fitter] = {
+            "event": (self.event, None),
+            "kind": as_is,
+            "event_id": as_is,
+            "levelno": as_is,
+            "created": as_is,
+            "storm_suppressed": as_is,
+            "digest": as_is,
+            "logger_name": (lambda v: self._optional_text(v, string), _text_keep(string, False)),
+            "template": (lambda v: self._optional_text(v, message), _text_keep(message, False)),
+            "exc_text": (lambda v: self._optional_text(v, message), _text_keep(message, False)),
+            "incident_key": (lambda v: self._optional_text(v, string), _text_keep(string, False)),
+            "details": (self._dict, empty),
+            "payload": (self._optional_dict, f"({{v}} is None or {empty})"),
+            "request_log": (self._optional_dict, f"({{v}} is None or {empty})"),
+            "tags": (self._tags, empty),
+            "links": (self._links, no_links),
+            "images": (self._links, no_links),
+        }
+        fit: Callable[[Envelope], Envelope] = self._compile(_type_info(Envelope), special)
+        return fit
 
     def _optional_text(self, value: Any, limit: int) -> str | None:
         return None if value is None else self.text(value, limit)
+
+    def _optional_dict(self, value: Any) -> dict[str, Any] | None:
+        return None if value is None else self._dict(value)
 
     def _dict(self, value: Any) -> dict[str, Any]:
         data = self.data(value)
@@ -447,7 +452,8 @@ def _unchanged(old: Any, new: list[Any]) -> TypeGuard[list[Any]]:
 
 
 @functools.cache
-def _event_type() -> mi.StructType:
-    """The wire event's type information, made on first use (about 8 ms: not at import)."""
-    info: mi.StructType = mi.type_info(AppEvent)  # type: ignore[assignment]
+def _type_info(cls: type[Any]) -> mi.StructType:
+    """A struct's type information, made on first use (about 8 ms for the wire event: not at
+    import)."""
+    info: mi.StructType = mi.type_info(cls)  # type: ignore[assignment]
     return info

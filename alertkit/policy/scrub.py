@@ -524,10 +524,11 @@ class Scrubber:
         """The wire event with its free-text fields, URL and custom data scrubbed: ``event``
         itself when nothing is masked."""
         changes: dict[str, Any] = {}
-        for name in ("event_message", "context_url"):
-            old = getattr(event, name)
-            if old is not None and (new := self._text_or_none(old)) is not old:
-                changes[name] = new
+        message, url = event.event_message, event.context_url
+        if message is not None and (new := self._text_or_none(message)) is not message:
+            changes["event_message"] = new
+        if url is not None and (new := self._text_or_none(url)) is not url:
+            changes["context_url"] = new
         tags = event.context_tags
         if isinstance(tags, list) and tags:
             kept = _kept(tags, [self._context_tag(tag) for tag in tags])
@@ -538,10 +539,11 @@ class Scrubber:
             kept = _kept(stack, [self._exception(entry) for entry in stack])
             if kept is not stack:
                 changes["event_stacktrace"] = kept
-        for name in ("custom_properties", "custom_segments"):
-            data = getattr(event, name)
-            if isinstance(data, CustomData) and (new := self._custom(data)) is not data:
-                changes[name] = new
+        if event.custom_properties is not None or event.custom_segments is not None:
+            for name in ("custom_properties", "custom_segments"):
+                data = getattr(event, name)
+                if isinstance(data, CustomData) and (new := self._custom(data)) is not data:
+                    changes[name] = new
         return msgspec.structs.replace(event, **changes) if changes else event
 
     def _exception(self, entry: Any) -> Any:
