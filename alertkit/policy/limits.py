@@ -134,7 +134,11 @@ class Limits(Bounds):
             raise ValueError(f"max_depth must be at most 100, got {max_depth}")
         for name, value in values.items():
             setattr(self, name, value)
+        # The transforms compiled from the types, on first use (not under a lock that a fork
+        # could leave held: functools.cached_property takes one before Python 3.12).
         self._fit_event: Callable[[Any], Any] | None = None
+        self._fit: Callable[[Envelope], Envelope] | None = None
+        self._frame: Callable[[StackTraceLine], StackTraceLine] | None = None
 
     @property
     def longest(self) -> int:
@@ -309,7 +313,10 @@ class Limits(Bounds):
 
     def _exception(self, entry: InnerStackTrace) -> InnerStackTrace:
         lines = entry.trace_lines if isinstance(entry.trace_lines, list | tuple) else []
-        fitted = [self._frame(line) for line in lines if isinstance(line, StackTraceLine)]
+        if self._frame is None:
+            self._frame = self._compile_frame()
+        frame = self._frame
+        fitted = [frame(line) for line in lines if isinstance(line, StackTraceLine)]
         frames: list[StackTraceLine] | None = fitted
         if len(fitted) > self.max_frames:
             head = self.max_frames // 2
@@ -324,8 +331,7 @@ class Limits(Bounds):
             return entry
         return InnerStackTrace(type=kind, message=message, trace_lines=frames)
 
-    @functools.cached_property
-    def _frame(self) -> Callable[[StackTraceLine], StackTraceLine]:
+    def _compile_frame(self) -> Callable[[StackTraceLine], StackTraceLine]:
         """A frame's transform, compiled from its type: names cut to ``MAX_NAME``."""
         short = min(MAX_NAME, self.max_string)
         name: _Fitter = (lambda v: self._optional_text(v, short), _text_keep(short, False))
@@ -342,6 +348,8 @@ class Limits(Bounds):
         if not isinstance(envelope.event, AppEvent):
             return None
         try:
+            if self._fit is None:
+                self._fit = self._compile_envelope()
             return self._fit(envelope)
         except Exception as exc:  # a bug here must not stop the alert: send the bare event
             report_internal_error(exc)
@@ -353,8 +361,7 @@ class Limits(Bounds):
                 created=envelope.created if isinstance(envelope.created, float) else 0.0,
             )
 
-    @functools.cached_property
-    def _fit(self) -> Callable[[Envelope], Envelope]:
+    def _compile_envelope(self) -> Callable[[Envelope], Envelope]:
         """The envelope's transform, compiled as the wire event's is: each field beside the event
         has its fitting function and the test of what it keeps (None where allowed, an empty
         dict or list), so the usual envelope costs no call for most of them."""

@@ -222,6 +222,18 @@ class Scrubber:
         self._re = _patterns()
         self._cache: dict[str, bool] = {}
         self._clean_texts: set[str] = set()  # repeated strings known to hold nothing to mask
+        # The envelope's fields beside the event: name, scrubbing method, what a part that fails
+        # becomes.
+        self._parts: tuple[tuple[str, str, Any], ...] = (
+            ("details", "scrub_data", {}),
+            ("payload", "scrub_data", None),
+            ("request_log", "scrub_request_log", None),
+            ("tags", "scrub_tags", {}),
+            ("links", "scrub_links", []),
+            ("images", "scrub_links", []),
+            ("template", "_repeated_text", mask),
+            ("exc_text", "_text_or_none", mask),
+        )
 
     def __repr__(self) -> str:
         return f"<Scrubber {len(self.words) + len(self.fragments)} key rules mask={self.mask!r}>"
@@ -603,25 +615,10 @@ class Scrubber:
             value = getattr(envelope, name)
             if value is None or (type(value) in _EMPTY_KINDS and not value):
                 continue  # nothing to scrub: the same as scrubbing it, without the calls
-            scrubbed = self._part(scrub, value, fallback)
+            scrubbed = self._part(getattr(self, scrub), value, fallback)
             if scrubbed is not value:
                 changes[name] = scrubbed
         return msgspec.structs.replace(envelope, **changes) if changes else envelope
-
-    @functools.cached_property
-    def _parts(self) -> tuple[tuple[str, Callable[[Any], Any], Any], ...]:
-        """The envelope's fields beside the event: name, scrubbing function, what a part that
-        fails becomes."""
-        return (
-            ("details", self.scrub_data, {}),
-            ("payload", self.scrub_data, None),
-            ("request_log", self.scrub_request_log, None),
-            ("tags", self.scrub_tags, {}),
-            ("links", self.scrub_links, []),
-            ("images", self.scrub_links, []),
-            ("template", self._repeated_text, self.mask),
-            ("exc_text", self._text_or_none, self.mask),
-        )
 
     @staticmethod
     def _part(scrub: Callable[[Any], Any], value: Any, fallback: Any) -> Any:
