@@ -422,18 +422,20 @@ def check_envelope(envelope: Envelope) -> None:
         assert text is None or len(text) <= LIMITS.max_message + MARKER_ROOM
 
 
-def check_bounded(value: Any, depth: int) -> None:
-    assert depth <= LIMITS.max_depth
+def check_bounded(value: Any, depth: int, limits: Limits = LIMITS) -> None:
+    """Within ``limits``: strings, items, nesting, keys; only plain JSON values."""
+    assert depth <= limits.max_depth
     if isinstance(value, str):
-        assert len(value) <= LIMITS.max_string + MARKER_ROOM
+        assert len(value) <= limits.max_string + MARKER_ROOM
     elif isinstance(value, dict):
-        assert len(value) <= LIMITS.max_items + 1
-        for item in value.values():
-            check_bounded(item, depth + 1)
+        assert len(value) <= limits.max_items + 1
+        for key, item in value.items():
+            assert type(key) is str and len(key) <= 200
+            check_bounded(item, depth + 1, limits)
     elif isinstance(value, list):
-        assert len(value) <= LIMITS.max_items + 1
+        assert len(value) <= limits.max_items + 1
         for item in value:
-            check_bounded(item, depth + 1)
+            check_bounded(item, depth + 1, limits)
     else:
         assert value is None or isinstance(value, bool | int | float)
 

@@ -33,7 +33,7 @@ from alertkit.model.stacktrace import (
     resolve_exc_info,
     safe_str,
 )
-from alertkit.model.values import is_flat_json, to_json_safe
+from alertkit.model.values import to_json_safe
 
 #: Loggers whose records never become events: alertkit's own, and the libraries our backends use,
 #: so that a failing destination cannot feed on its own error reports.
@@ -185,15 +185,13 @@ class RecordCapture(msgspec.Struct, gc=False):
             logger_name=logger_name,
             template=template if isinstance(template, str) else safe_str(template),
             # The extra dict is the capture's own: used as is when it is already JSON-safe.
-            details=(extra if is_flat_json(extra) else to_json_safe(extra)) if extra else {},
+            details=to_json_safe(extra, copy=False) if extra else {},
             exc_text=exc_text,
             incident_key=key_text or None,
             links=links,
             images=images,
             tags=tags,
             created=created,
-            # Every value above was converted here; a scope's context is the application's own.
-            typed=scope is None,
         )
         return envelope if scope is None else scope.apply(envelope, tags_win=False)
 

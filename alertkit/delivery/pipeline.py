@@ -260,8 +260,6 @@ class Pipeline:
                 if envelope is None:
                     break
                 envelope = processor(envelope)
-                if envelope is not None and envelope.typed:
-                    envelope.typed = getattr(processor, "keeps_types", False)
             if envelope is not None and self.storm is not None:
                 envelope = self.storm(envelope)
         except Exception as exc:

@@ -93,10 +93,6 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
         storm_suppressed: storm control counted this event as a repeat: backends that page
             people (``storm_controlled``) skip it and get a digest later; sinks still get it.
         digest: this event is a storm digest, meant for the storm-controlled backends only.
-        typed: alertkit built this envelope itself from values it converted (a log record with
-            no scope): every field has its declared type and ``details`` is JSON-safe, so the
-            limits need not decode it to check. A processor that is not alertkit's own (one
-            without ``keeps_types``) may change anything: the pipeline clears it after one.
     """
 
     event: AppEvent
@@ -118,4 +114,3 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
     created: float = msgspec.field(default_factory=time.time)
     storm_suppressed: bool = False
     digest: bool = False
-    typed: bool = False

@@ -2,9 +2,10 @@
 
 ``extra`` fields and ``Client.log`` dictionaries may hold anything: objects whose ``__repr__``
 raises, bytes, cycles, huge strings, dates, decimals. Everything that reaches a backend passes
-through :func:`to_json_safe` (at capture) or the limits (on the policy thread), which both turn
-scalars into plain wire values with :func:`plain_scalar`, so a value keeps its meaning: a date
-arrives as ISO 8601, not as the ``repr`` of a Python object.
+through the one walk of :class:`Bounds`: at capture (:func:`to_json_safe`) and again on the policy
+thread (the limits are a ``Bounds``). It turns scalars into plain wire values with
+:func:`plain_scalar`, so a value keeps its meaning: a date arrives as ISO 8601, not as the ``repr``
+of a Python object.
 """
 
 from __future__ import annotations
@@ -20,14 +21,24 @@ from itertools import islice
 from pathlib import PurePath
 from typing import Any
 
+#: Characters kept of a string (``details`` values, wire fields, tags, link texts ...).
 MAX_STRING = 8192
+#: Items kept of a list or mapping.
 MAX_ITEMS = 100
+#: Levels of nesting kept in structured data (``details``, ``payload``, the request log).
 MAX_DEPTH = 8
+#: Characters in all of one structure (``details``; ``payload`` and the request log each alike).
+MAX_TOTAL = 256 * 1024
+#: Characters kept of a mapping key.
+MAX_KEY = 200
+#: Put in place of what is nested deeper than ``n`` levels.
+DEPTH_MARKER = "[nested deeper than {n} levels: cut]"
 #: Appended where a string was cut; ``n`` counts the characters left out.
 CUT_MARKER = "...[cut {n} chars]"
 #: Put in place of the items cut from a list (appended) or a mapping (under the key ``"..."``).
 ITEMS_MARKER = "[{n} more items cut]"
-_INT64 = 1 << 63
+#: Integers from ``-INT64`` up to ``INT64 - 1`` (64 bits) are sent as numbers, others as text.
+INT64 = 1 << 63
 _TRAILING_CUT = re.compile(r"\.\.\.\[cut (\d+) chars\]\Z")
 _ITEMS_CUT = re.compile(r"\[(\d+) more items cut\]\Z")
 #: Integers wider than this many bits have more digits than a string keeps (``MAX_STRING``):
@@ -105,7 +116,7 @@ def plain_scalar(value: Any) -> Any:
     if kind is str or kind is bool or value is None:
         return value
     if kind is int:
-        return value if -_INT64 <= value < _INT64 else int_text(value)
+        return value if -INT64 <= value < INT64 else int_text(value)
     if kind is float:
         return value if math.isfinite(value) else str(value)
     try:
@@ -159,52 +170,143 @@ def clean_str(text: str) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def to_json_safe(value: Any, *, depth: int = 0, seen: frozenset[int] = frozenset()) -> Any:
-    """A JSON-safe copy of ``value``: bounded depth, items and string length; cycles broken.
+class Bounds:
+    """The one walk that makes user data plain, JSON-safe and bounded, and its limits.
+
+    Used at capture (:func:`to_json_safe`, with the default bounds) and on the policy thread
+    (:class:`alertkit.policy.limits.Limits` is a ``Bounds``), so a rule added here holds in both.
+    :meth:`data` returns the very object it was given when nothing in it needs to change: the
+    fast path is the rule itself, not a second copy of it.
+    """
+
+    # The defaults; :class:`alertkit.policy.limits.Limits` sets its own on the instance.
+    max_string: int = MAX_STRING
+    max_items: int = MAX_ITEMS
+    max_depth: int = MAX_DEPTH
+    max_total: int = MAX_TOTAL
+
+    def data(self, value: Any, *, copy: bool = False) -> Any:
+        """``value`` bounded and JSON-safe: the same object when it already is (``copy``: new
+        containers all the same, a snapshot later changes by the application do not reach)."""
+        return self._data(value, 0, frozenset(), [self.max_total], copy)
+
+    def _data(
+        self, value: Any, depth: int, path: frozenset[int], budget: list[int], copy: bool
+    ) -> Any:
+        try:
+            kind = type(value)
+            if kind is not dict and kind is not list:  # the usual containers: no scalar checks
+                plain = plain_scalar(value)
+                if plain is not NOT_SCALAR:
+                    return self._string(plain, budget) if type(plain) is str else plain
+                value = enum_value(value)
+                if isinstance(value, bytes | bytearray):
+                    raw = bytes(value[: self.max_string + 1])
+                    cut = len(value) - len(raw)
+                    return self._string(raw.decode("utf-8", "replace"), budget, cut)
+            if depth >= self.max_depth:
+                return DEPTH_MARKER.format(n=self.max_depth)
+            if id(value) in path:
+                return "<cycle>"
+            inner = path | {id(value)}
+            if kind is dict or isinstance(value, Mapping):  # the exact type first: no ABC check
+                return self._mapping(value, depth, inner, budget, copy)
+            if kind is list or isinstance(value, list | tuple | set | frozenset):
+                return self._sequence(value, depth, inner, budget, copy)
+        except Exception:  # a user collection that fails to iterate, a hostile type check
+            pass
+        return self._string(safe_repr(value), budget)
+
+    def _string(self, text: str, budget: list[int], already_cut: int = 0) -> str:
+        limit = max(0, min(self.max_string, budget[0]))
+        if already_cut:
+            text += CUT_MARKER.format(n=already_cut)
+        budget[0] -= min(len(text), limit)
+        if len(text) <= limit and text.isascii():
+            return text  # nothing to cut, no surrogate possible
+        return clean_str(clip(text, limit))
+
+    def _mapping(
+        self,
+        value: Mapping[Any, Any],
+        depth: int,
+        path: frozenset[int],
+        budget: list[int],
+        copy: bool,
+    ) -> dict[str, Any]:
+        # Built only from the first item that changes (or at once, for a copy or a non-dict).
+        result: dict[str, Any] | None = {} if copy or type(value) is not dict else None
+        size = len(value)
+        max_key = min(MAX_KEY, self.max_string)
+        # A mapping cut before, within the limits, ends with its marker: kept, not cut again.
+        keep = self.max_items + (size == self.max_items + 1 and items_cut(value.get("...")) > 0)
+        for index, (key, item) in enumerate(value.items()):
+            if index >= keep or budget[0] <= 0:
+                if result is None:
+                    result = dict(islice(value.items(), index))
+                # A mapping cut before (at capture) says under "..." how many it lost then.
+                earlier = items_cut(value.get("...")) if "..." not in result else 0
+                result["..."] = ITEMS_MARKER.format(n=size - index - (earlier > 0) + earlier)
+                break
+            if type(key) is str and len(key) <= max_key and key.isascii():
+                name = key
+            else:
+                name = key_text(key, max_key)
+            budget[0] -= len(name)
+            kind = type(item)  # plain values inline: no call per item of a flat dict
+            if (
+                kind is str
+                and len(item) <= self.max_string
+                and len(item) <= budget[0]
+                and item.isascii()
+            ):
+                budget[0] -= len(item)
+                new = item
+            elif (kind is int and -INT64 <= item < INT64) or item is None or kind is bool:
+                new = item
+            else:
+                new = self._data(item, depth + 1, path, budget, copy)
+            if result is None and (new is not item or name is not key):
+                result = dict(islice(value.items(), index))
+            if result is not None:
+                result[name] = new
+        return value if result is None else result  # type: ignore[return-value]
+
+    def _sequence(
+        self, value: Any, depth: int, path: frozenset[int], budget: list[int], copy: bool
+    ) -> list[Any]:
+        result: list[Any] | None = [] if copy or type(value) is not list else None
+        size = len(value)
+        # A list cut before, within the limits, ends with its marker: kept, not cut again.
+        last = value[-1] if type(value) is list and value else None
+        keep = self.max_items + (size == self.max_items + 1 and items_cut(last) > 0)
+        for index, item in enumerate(value):
+            if index >= keep or budget[0] <= 0:
+                if result is None:
+                    result = value[:index]
+                # A list cut before (at capture) ends with a marker counting what it lost then.
+                earlier = items_cut(value[-1]) if type(value) is list else 0
+                result.append(ITEMS_MARKER.format(n=size - index - (earlier > 0) + earlier))
+                break
+            new = self._data(item, depth + 1, path, budget, copy)
+            if result is None and new is not item:
+                result = value[:index]
+            if result is not None:
+                result.append(new)
+        return value if result is None else result
+
+
+_DEFAULT = Bounds()
+
+
+def to_json_safe(value: Any, *, copy: bool = True) -> Any:
+    """A bounded, JSON-safe copy of ``value`` (the default :class:`Bounds`; cycles broken).
 
     Scalars become plain wire values (:func:`plain_scalar`); a collection that fails to iterate,
-    or an object whose type checks raise, becomes its ``repr``.
+    or an object whose type checks raise, becomes its ``repr``. ``copy=False`` returns ``value``
+    itself when it is already plain and bounded (for a dict the caller just built).
     """
-    if type(value) is dict and depth == 0 and is_flat_json(value):
-        return dict(value)  # the usual flat ``extra``: already JSON-safe, a copy is enough
-    return _json_safe(value, depth, seen)
-
-
-def _json_safe(value: Any, depth: int, seen: frozenset[int]) -> Any:
-    kind = type(value)
-    try:
-        if kind is not dict and kind is not list:  # the usual containers need no scalar checks
-            plain = plain_scalar(value)
-            if plain is not NOT_SCALAR:
-                return clean_str(clip(plain)) if type(plain) is str else plain
-            value = enum_value(value)
-            if isinstance(value, bytes | bytearray):
-                return clip(bytes(value[: MAX_STRING + 1]).decode("utf-8", "replace"))
-        is_collection = isinstance(value, Mapping | list | tuple | set | frozenset)
-        if depth >= MAX_DEPTH:
-            if is_collection:  # its repr could be huge, or recurse without end
-                return f"<{type(value).__name__} nested deeper than {MAX_DEPTH} levels>"
-            return clip(safe_repr(value), 200)
-        if id(value) in seen:
-            return "<cycle>"
-        inner = seen | {id(value)}
-        if isinstance(value, Mapping):
-            result: dict[str, Any] = {}
-            for index, (key, item) in enumerate(value.items()):
-                if index >= MAX_ITEMS:
-                    result["..."] = ITEMS_MARKER.format(n=len(value) - MAX_ITEMS)
-                    break
-                result[key_text(key, 200)] = _json_safe(item, depth + 1, inner)
-            return result
-        if is_collection:
-            items = list(islice(value, MAX_ITEMS + 1))
-            out = [_json_safe(item, depth + 1, inner) for item in items[:MAX_ITEMS]]
-            if len(items) > MAX_ITEMS:
-                out.append(ITEMS_MARKER.format(n=len(value) - MAX_ITEMS))
-            return out
-    except Exception:  # iteration or len() raised, or a type check (a hostile __getattribute__)
-        pass
-    return clean_str(clip(safe_repr(value)))
+    return _DEFAULT.data(value, copy=copy)
 
 
 def key_text(key: Any, limit: int) -> str:
@@ -213,26 +315,3 @@ def key_text(key: Any, limit: int) -> str:
     if type(key) is not str:
         key = str.__str__(key) if isinstance(key, str) else safe_repr(key)
     return clean_str(clip(key, limit))
-
-
-def is_flat_json(value: dict[Any, Any]) -> bool:
-    """Whether ``value`` is a flat dict of short ASCII keys and short ASCII strings or plain
-    numbers (the usual ``extra``): already what :func:`to_json_safe` would make of it."""
-    if len(value) > MAX_ITEMS:
-        return False
-    for key, item in value.items():
-        kind = type(item)
-        if type(key) is not str or len(key) > 200 or not key.isascii():
-            return False
-        if kind is str:
-            if len(item) > MAX_STRING or not item.isascii():
-                return False
-        elif kind is int:
-            if not -_INT64 <= item < _INT64:
-                return False
-        elif kind is float:
-            if not math.isfinite(item):
-                return False
-        elif item is not None and kind is not bool:
-            return False
-    return True

@@ -21,8 +21,6 @@ BeforeSendHook = Callable[[AppEvent, dict[str, Any]], "AppEvent | None"]
 class Sampler:
     """Keeps each application event with probability ``rate``; other kinds always pass."""
 
-    keeps_types = True  # drops or passes, never changes an envelope
-
     def __init__(self, rate: float) -> None:
         self.rate = rate
 

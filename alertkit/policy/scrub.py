@@ -199,8 +199,6 @@ class Scrubber:
         TypeError: a list of keys is a single string or holds something else than strings.
     """
 
-    keeps_types = True  # masks strings with strings (see Envelope.typed)
-
     def __init__(
         self,
         denylist: Iterable[str] = DEFAULT_DENYLIST,
@@ -224,6 +222,18 @@ class Scrubber:
         self._re = _patterns()
         self._cache: dict[str, bool] = {}
         self._clean_texts: set[str] = set()  # repeated strings known to hold nothing to mask
+        # The envelope's fields beside the event: name, scrubbing method, what a part that fails
+        # becomes.
+        self._parts: tuple[tuple[str, str, Any], ...] = (
+            ("details", "scrub_data", {}),
+            ("payload", "scrub_data", None),
+            ("request_log", "scrub_request_log", None),
+            ("tags", "scrub_tags", {}),
+            ("links", "scrub_links", []),
+            ("images", "scrub_links", []),
+            ("template", "_repeated_text", mask),
+            ("exc_text", "_text_or_none", mask),
+        )
 
     def __repr__(self) -> str:
         return f"<Scrubber {len(self.words) + len(self.fragments)} key rules mask={self.mask!r}>"
@@ -249,9 +259,14 @@ class Scrubber:
     def scrub_text(self, text: str) -> str:
         """``text`` with every secret the value rules recognise replaced by the mask.
 
-        Returns ``text`` itself (the same object) when there is nothing to mask: each rule runs
-        only when a cheap test on the text says it could match.
+        Returns ``text`` itself (the same object) when there is nothing to mask, so that callers
+        tell "nothing masked" by identity: each rule runs only when a cheap test on the text says
+        it could match.
         """
+        scrubbed = self._scrub_text(text)
+        return text if scrubbed is text or scrubbed == text else scrubbed
+
+    def _scrub_text(self, text: str) -> str:
         if len(text) > self.max_scan:
             text = clip(text, self.max_scan)
         lower = text.lower()  # cheap tests on it skip the patterns that cannot match
@@ -284,6 +299,9 @@ class Scrubber:
     def _url(self, match: re.Match[str]) -> str:
         url = match.group(0)
         core = url.rstrip(".,;:!?)]}")
+        masked = url.rfind(self.mask)
+        if masked >= 0 and masked + len(self.mask) > len(core):
+            core = url[: masked + len(self.mask)]  # a mask put in before ends the URL: kept whole
         scrubbed = self.scrub_url(core)
         return match.group(0) if scrubbed is core else scrubbed + url[len(core) :]
 
@@ -393,10 +411,11 @@ class Scrubber:
     # -- structures ---------------------------------------------------------------------------------
 
     def scrub_data(self, value: Any, _depth: int = 0, _path: frozenset[int] = frozenset()) -> Any:
-        """A copy of ``value`` with secret keys masked and every string scrubbed.
+        """``value`` with secret keys masked and every string scrubbed: ``value`` itself when
+        nothing in it is masked.
 
-        Mappings stay dicts, lists and tuples become lists, strings are scrubbed, numbers, bools
-        and None pass; anything else becomes its scrubbed ``repr``. Cycles become ``"<cycle>"``;
+        Mappings become dicts, tuples and sets lists, strings are scrubbed, numbers, bools and
+        None pass; anything else becomes its scrubbed ``repr``. Cycles become ``"<cycle>"``;
         what is nested deeper than 64 levels becomes the mask (it is not worth the risk).
         """
         kind = type(value)  # exact-type checks first: the ABC checks below cost microseconds
@@ -404,19 +423,6 @@ class Scrubber:
             return self.scrub_text(value)
         if value is None or kind is bool or kind is int or kind is float:
             return value
-        if kind is dict or kind is list:
-            if not value:
-                return kind()
-            if kind is dict and _depth < 64 and all(type(k) is str for k in value):
-                if id(value) in _path:
-                    return "<cycle>"
-                inner = _path | {id(value)}
-                return {
-                    key: self._masked(item)
-                    if self.is_secret_key(key)
-                    else self.scrub_data(item, _depth + 1, inner)
-                    for key, item in list(value.items())
-                }
         if isinstance(value, str):
             return self.scrub_text(value)
         if isinstance(value, bool | int | float):
@@ -427,20 +433,44 @@ class Scrubber:
             return self.mask
         if id(value) in _path:
             return "<cycle>"
-        path = _path | {id(value)}
         try:
-            if isinstance(value, Mapping):
-                return {
-                    key: self._masked(item)
-                    if self.is_secret_key(key)
-                    else self.scrub_data(item, _depth + 1, path)
-                    for key, item in list(value.items())
-                }
-            if isinstance(value, list | tuple | set | frozenset):
-                return [self.scrub_data(item, _depth + 1, path) for item in list(value)]
+            if kind is dict or isinstance(value, Mapping):
+                return self._mapping(value, _depth, _path)
+            if kind is list or isinstance(value, list | tuple | set | frozenset):
+                path = _path | {id(value)}
+                items = [self.scrub_data(item, _depth + 1, path) for item in list(value)]
+                return _kept(value, items)
         except Exception:  # a user mapping or sequence that fails to iterate
             return self.mask
         return self.scrub_text(safe_repr(value))
+
+    def _mapping(self, value: Mapping[Any, Any], depth: int, path: frozenset[int]) -> Any:
+        """A mapping with secret keys masked and its values scrubbed: ``value`` itself (a dict)
+        when nothing is masked; the copy starts at the first item that changes."""
+        items = list(value.items())
+        result: dict[Any, Any] | None = None if type(value) is dict else {}
+        verdicts = self._cache
+        inner: frozenset[int] | None = None
+        for index, (key, item) in enumerate(items):
+            secret = verdicts.get(key) if type(key) is str else None
+            if secret is None:
+                secret = self.is_secret_key(key)
+            kind = type(item)  # plain values inline: no call per item of a flat dict
+            if secret:
+                new = self._masked(item)
+            elif kind is str:
+                new = self.scrub_text(item)
+            elif item is None or kind is int or kind is float or kind is bool:
+                new = item
+            else:
+                if inner is None:
+                    inner = path | {id(value)}
+                new = self.scrub_data(item, depth + 1, inner)
+            if result is None and new is not item:
+                result = dict(items[:index])
+            if result is not None:
+                result[key] = new
+        return value if result is None else result
 
     def _masked(self, value: Any) -> Any:
         """The mask, except for None and bools, which cannot hold a secret and say something."""
@@ -451,14 +481,39 @@ class Scrubber:
             return None
         return self.scrub_text(value if isinstance(value, str) else safe_str(value))
 
+    def _repeated_text(self, value: Any) -> Any:
+        """:meth:`_text_or_none` for a string that repeats from event to event (a template, a
+        tag): strings found clean are remembered, so a repeat costs one set lookup."""
+        if value is None or value in self._clean_texts:
+            return value
+        scrubbed = self._text_or_none(value)
+        if (
+            scrubbed is value
+            and len(self._clean_texts) < _CLEAN_CACHE
+            and len(value) <= _CLEAN_CACHE_LEN
+        ):
+            self._clean_texts.add(value)
+        return scrubbed
+
     def scrub_tags(self, tags: Any) -> Any:
         """Tag values masked by key and scrubbed as text."""
         if not isinstance(tags, Mapping):
             return self.scrub_data(tags)
-        return {
-            key: self.mask if self.is_secret_key(key) else self._text_or_none(value)
-            for key, value in list(tags.items())
-        }
+        return _kept(
+            tags,
+            {
+                key: self.mask if self.is_secret_key(key) else self._repeated_text(value)
+                for key, value in list(tags.items())
+            },
+        )
+
+    def scrub_links(self, links: Any) -> Any:
+        """Links or images: each mapping scrubbed as data; ``links`` itself (a list, or the
+        empty tuple of a new envelope) when nothing is masked."""
+        if not isinstance(links, list | tuple):
+            return self.scrub_data(links)
+        scrubbed = [self.scrub_data(link) for link in links]
+        return links if all(a is b for a, b in zip(links, scrubbed, strict=True)) else scrubbed
 
     def scrub_request_log(self, log: Any) -> Any:
         """The scope's request log: its sections map operation names (``"auth_service"``) to
@@ -468,156 +523,131 @@ class Scrubber:
         result: dict[Any, Any] = {}
         for key, value in list(log.items()):
             if key in SECTIONS and isinstance(value, Mapping):
-                result[key] = {name: self.scrub_data(entry) for name, entry in list(value.items())}
+                result[key] = _kept(
+                    value, {name: self.scrub_data(entry) for name, entry in list(value.items())}
+                )
             elif self.is_secret_key(key):
                 result[key] = self._masked(value)
             else:
                 result[key] = self.scrub_data(value)
-        return result
+        return _kept(log, result)
 
     def scrub_event(self, event: AppEvent) -> AppEvent:
-        """A copy of the wire event with its free-text fields, URL and custom data scrubbed."""
-        changes: dict[str, Any] = {
-            "event_message": self._text_or_none(event.event_message),
-            "context_url": self._text_or_none(event.context_url),
+        """The wire event with its free-text fields, URL and custom data scrubbed: ``event``
+        itself when nothing is masked."""
+        changes: dict[str, Any] = {}
+        message, url = event.event_message, event.context_url
+        if message is not None and (new := self._text_or_none(message)) is not message:
+            changes["event_message"] = new
+        if url is not None and (new := self._text_or_none(url)) is not url:
+            changes["context_url"] = new
+        tags = event.context_tags
+        if isinstance(tags, list) and tags:
+            kept = _kept(tags, [self._context_tag(tag) for tag in tags])
+            if kept is not tags:
+                changes["context_tags"] = kept
+        stack = event.event_stacktrace
+        if isinstance(stack, list) and stack:
+            kept = _kept(stack, [self._exception(entry) for entry in stack])
+            if kept is not stack:
+                changes["event_stacktrace"] = kept
+        if event.custom_properties is not None or event.custom_segments is not None:
+            for name in ("custom_properties", "custom_segments"):
+                data = getattr(event, name)
+                if isinstance(data, CustomData) and (new := self._custom(data)) is not data:
+                    changes[name] = new
+        return msgspec.structs.replace(event, **changes) if changes else event
+
+    def _exception(self, entry: Any) -> Any:
+        if not isinstance(entry, InnerStackTrace):
+            return entry
+        message = self._text_or_none(entry.message)
+        return (
+            entry if message is entry.message else msgspec.structs.replace(entry, message=message)
+        )
+
+    def _custom(self, data: CustomData) -> CustomData:
+        strings = data.string_data
+        if strings is None:
+            return data
+        scrubbed = {
+            field: self._text_or_none(getattr(strings, field))
+            for field in strings.__struct_fields__
         }
-        if isinstance(event.context_tags, list):
-            changes["context_tags"] = [self._context_tag(tag) for tag in event.context_tags]
-        if isinstance(event.event_stacktrace, list):
-            changes["event_stacktrace"] = [
-                msgspec.structs.replace(entry, message=self._text_or_none(entry.message))
-                if isinstance(entry, InnerStackTrace)
-                else entry
-                for entry in event.event_stacktrace
-            ]
-        for name in ("custom_properties", "custom_segments"):
-            data = getattr(event, name)
-            if isinstance(data, CustomData) and data.string_data is not None:
-                strings = data.string_data
-                scrubbed = {
-                    field: self._text_or_none(getattr(strings, field))
-                    for field in strings.__struct_fields__
-                }
-                changes[name] = msgspec.structs.replace(
-                    data, string_data=msgspec.structs.replace(strings, **scrubbed)
-                )
-        return msgspec.structs.replace(event, **changes)
+        if all(value is getattr(strings, field) for field, value in scrubbed.items()):
+            return data
+        return msgspec.structs.replace(
+            data, string_data=msgspec.structs.replace(strings, **scrubbed)
+        )
 
     def _context_tag(self, tag: Any) -> Any:
         if not isinstance(tag, str):
             return self._text_or_none(tag)
+        if tag in self._clean_texts:
+            return tag
         key, sep, _ = tag.partition(":")
         if sep and self.is_secret_key(key):
             return f"{key}:{self.mask}"
-        return self.scrub_text(tag)
+        return self._repeated_text(tag)
 
     # -- the processor ------------------------------------------------------------------------------
 
     def __call__(self, envelope: Envelope) -> Envelope:
-        """A copy of ``envelope`` with every secret masked; a part that fails is masked whole.
+        """``envelope`` with every secret masked: itself when nothing is, else a copy; a part
+        that fails is masked whole.
 
         Metrics pass untouched: their tags are dimensions chosen by the application (a tag named
         ``session`` is a label, not a session cookie) and they carry no free text.
         """
         if envelope.kind == "metric":
             return envelope
-        try:
-            clean = self._clean(envelope)
-        except Exception:  # anything odd (it raised) is left to the thorough pass
-            clean = False
-        if clean:
-            return envelope  # the common case: nothing to mask, no copy
         changes: dict[str, Any] = {}
-
-        def run(name: str, scrub: Callable[[Any], Any], value: Any, fallback: Any) -> None:
-            try:
-                changes[name] = scrub(value)
-            except Exception as exc:  # a bug here must not leak: fail closed, and say so
-                report_internal_error(exc)
-                changes[name] = fallback
-
-        if isinstance(envelope.event, AppEvent):
-            run("event", self.scrub_event, envelope.event, None)
-            if changes["event"] is None:
-                changes["event"] = msgspec.structs.replace(
-                    envelope.event, event_message=self.mask, event_stacktrace=None
-                )
-        run("details", self.scrub_data, envelope.details, {})
-        run("payload", self.scrub_data, envelope.payload, None)
-        run("request_log", self.scrub_request_log, envelope.request_log, None)
-        run("tags", self.scrub_tags, envelope.tags, {})
-        run("links", self.scrub_data, envelope.links, [])
-        run("images", self.scrub_data, envelope.images, [])
-        run("template", self._text_or_none, envelope.template, self.mask)
-        run("exc_text", self._text_or_none, envelope.exc_text, self.mask)
-        return msgspec.structs.replace(envelope, **changes)
-
-    def _clean(self, envelope: Envelope) -> bool:
-        """Whether the thorough pass would change nothing: for an envelope whose only data is
-        flat ``details`` (no payload, request log or links), every key is judged and every text
-        checked with the same rules; ``scrub_text`` returns the very same string when it finds
-        nothing."""
-        if envelope.payload or envelope.request_log or envelope.links or envelope.images:
-            return False
         event = envelope.event
-        if not isinstance(event, AppEvent):
-            return False
-        template = envelope.template
-        if (
-            template is not None
-            and template not in self._clean_texts
-            and not self._known_clean(template)
+        if isinstance(event, AppEvent):
+            scrubbed = self._part(self.scrub_event, event, None)
+            if scrubbed is None:
+                scrubbed = msgspec.structs.replace(
+                    event, event_message=self.mask, event_stacktrace=None
+                )
+            if scrubbed is not event:
+                changes["event"] = scrubbed
+        for name, scrub, fallback in self._parts:
+            value = getattr(envelope, name)
+            if value is None or (type(value) in _EMPTY_KINDS and not value):
+                continue  # nothing to scrub: the same as scrubbing it, without the calls
+            scrubbed = self._part(getattr(self, scrub), value, fallback)
+            if scrubbed is not value:
+                changes[name] = scrubbed
+        return msgspec.structs.replace(envelope, **changes) if changes else envelope
+
+    @staticmethod
+    def _part(scrub: Callable[[Any], Any], value: Any, fallback: Any) -> Any:
+        try:
+            return scrub(value)
+        except Exception as exc:  # a bug here must not leak: fail closed, and say so
+            report_internal_error(exc)
+            return fallback
+
+
+#: Exact types whose empty values hold nothing to scrub.
+_EMPTY_KINDS = (dict, list, tuple, str)
+
+
+def _kept(old: Any, new: Any) -> Any:
+    """``old`` itself when ``new`` (built from it item by item) holds the very same keys and
+    values, so that "nothing masked" costs no copy and is told by identity; else ``new``."""
+    if type(old) is dict:
+        if len(old) == len(new) and all(
+            a is c and b is d for (a, b), (c, d) in zip(old.items(), new.items(), strict=True)
         ):
-            return False
-        scrub = self.scrub_text
-        for text in (event.event_message, event.context_url, envelope.exc_text):
-            if text is not None and (type(text) is not str or scrub(text) is not text):
-                return False
-        details = envelope.details
-        if details:  # flat details, the usual ``extra``
-            if type(details) is not dict:
-                return False
-            verdicts = self._cache
-            for key, value in details.items():
-                if type(key) is not str:
-                    return False
-                secret = verdicts.get(key)
-                if secret or (secret is None and self.is_secret_key(key)):
-                    return False
-                kind = type(value)
-                if kind is str:
-                    if scrub(value) is not value:
-                        return False
-                elif not (value is None or kind is int or kind is float or kind is bool):
-                    return False
-        if event.event_stacktrace or event.custom_properties or event.custom_segments:
-            texts: list[Any] = [entry.message for entry in event.event_stacktrace or ()]
-            for custom in (event.custom_properties, event.custom_segments):
-                if custom is not None and custom.string_data is not None:
-                    texts.extend(msgspec.structs.astuple(custom.string_data))
-            for text in texts:
-                if text is not None and (type(text) is not str or scrub(text) is not text):
-                    return False
-        for key, value in envelope.tags.items():
-            if self.is_secret_key(key) or not self._known_clean(value):
-                return False
-        for tag in event.context_tags or ():
-            if tag not in self._clean_texts and not self._remember(tag, self._context_tag(tag)):
-                return False
-        return True
-
-    def _known_clean(self, text: Any) -> bool:
-        """Whether ``text`` (None, or a string that repeats: a template, a tag) has nothing to
-        mask; verdicts on strings are remembered, so a repeat costs one set lookup."""
-        if text is None or text in self._clean_texts:
-            return True
-        return type(text) is str and self._remember(text, self.scrub_text(text))
-
-    def _remember(self, text: Any, scrubbed: Any) -> bool:
-        clean = scrubbed is text
-        if clean and len(self._clean_texts) < _CLEAN_CACHE and len(text) <= _CLEAN_CACHE_LEN:
-            self._clean_texts.add(text)
-        return clean
+            return old
+    elif (
+        type(old) is list
+        and len(old) == len(new)
+        and all(a is b for a, b in zip(old, new, strict=True))
+    ):
+        return old
+    return new
 
 
 def _keys(option: str, keys: Iterable[str]) -> list[str]:

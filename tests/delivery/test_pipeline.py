@@ -271,53 +271,27 @@ def test_batches_default_to_each_backends_own_maximum_and_batch_size_lowers_it()
     assert max(sizes["default"]) == 300 and max(sizes["lowered"]) == 7
 
 
-def test_a_processor_of_the_application_clears_typed_and_alertkits_own_keep_it() -> None:
-    """A log record's envelope arrives typed (so the limits skip their decoding check) unless a
-    processor that is not alertkit's own ran: it may have put anything anywhere."""
+def test_what_a_processor_of_the_application_puts_in_is_made_json_safe() -> None:
+    """A processor that is not alertkit's own may put anything anywhere: the limits, which run
+    after it, still make the details JSON-safe and keep their order."""
     import logging
 
     from alertkit import AlertHandler
 
-    seen: list[bool] = []
-
-    def spy(envelope):  # an application processor: says nothing about keeping types
-        seen.append(envelope.typed)
+    def spy(envelope):
         envelope.details["n"] = object()  # what such a processor may do
         return envelope
 
-    for processors in ((), (spy,)):
-        backend = MemoryBackend()
-        client = Client(
-            backends=[backend], processors=processors, sample_system=False, register_atexit=False
-        )
-        log = logging.getLogger(f"tests.pipeline.typed{len(processors)}")
-        log.propagate = False
-        log.addHandler(AlertHandler(client=client))
-        log.error("boom %s", 1, extra={"n": 1, "a": "b"})
-        assert client.flush(5)
-        client.shutdown(1)
-        (envelope,) = backend.envelopes
-        assert envelope.typed is not bool(processors)
-        assert list(envelope.details) == ["n", "a"]  # in the order the application gave them
-        if processors:
-            assert seen == [True] and isinstance(envelope.details["n"], str)  # made JSON-safe
-
-
-def test_a_record_logged_in_a_scope_is_not_typed() -> None:
-    """A scope's tags and user come from the application: the limits check their types."""
-    import logging
-
-    from alertkit import AlertHandler
-
     backend = MemoryBackend()
-    client = Client(backends=[backend], sample_system=False, register_atexit=False)
-    log = logging.getLogger("tests.pipeline.scoped")
+    client = Client(
+        backends=[backend], processors=(spy,), sample_system=False, register_atexit=False
+    )
+    log = logging.getLogger("tests.pipeline.app_processor")
     log.propagate = False
     log.addHandler(AlertHandler(client=client))
-    with client.scope(tags={"request": "r1"}):
-        log.error("in a scope")
-    log.error("outside")
+    log.error("boom %s", 1, extra={"n": 1, "a": "b"})
     assert client.flush(5)
     client.shutdown(1)
-    typed = {e.event.event_message: e.typed for e in backend.envelopes}
-    assert typed == {"in a scope": False, "outside": True}
+    (envelope,) = backend.envelopes
+    assert list(envelope.details) == ["n", "a"]  # in the order the application gave them
+    assert isinstance(envelope.details["n"], str)  # made JSON-safe
