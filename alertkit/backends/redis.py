@@ -416,7 +416,9 @@ class RedisBackend(BaseBackend):
             commands.append(_command(b"HSET", f"{queue}.values".encode(), stored))
         try:
             self._transaction(commands)
-        except (self._redis_module.RedisError, OSError) as exc:
+        except (self._redis_module.RedisError, OSError, ValueError) as exc:
+            # ValueError: redis-py reading a socket that close() shut under it ("I/O operation
+            # on closed file"); send() never raises.
             reason = self.mask(f"redis {self.host}:{self.port}: {type(exc).__name__}: {exc}")
             return [o if isinstance(o, Rejected) else RetryLater(reason) for o in outcomes]
         return outcomes

@@ -288,15 +288,26 @@ class BackendContract:
     def test_close_is_safe_twice_and_bounded(self) -> None:
         with self._failing("hang") if self.transport != "none" else _nothing() as endpoint:
             backend = self.bound(endpoint)
+            raised: list[BaseException] = []
+            sender: threading.Thread | None = None
             if self.transport != "none":
-                sender = threading.Thread(target=backend.send, args=([self.envelope()],))
-                sender.daemon = True
+
+                def send() -> None:
+                    try:
+                        backend.send([self.envelope()])
+                    except BaseException as exc:  # send() must answer, even when closed under it
+                        raised.append(exc)
+
+                sender = threading.Thread(target=send, daemon=True)
                 sender.start()
                 time.sleep(0.1)  # a request in flight while closing
             started = time.monotonic()
             backend.close()
             backend.close()
             assert time.monotonic() - started < self.timeout + HANG_SLACK
+            if sender is not None:
+                sender.join(self.timeout + HANG_SLACK)
+            assert raised == [], f"send() raised while the backend was closed: {raised!r}"
 
     # -- endpoints -----------------------------------------------------------------------------
 
