@@ -43,8 +43,6 @@ from alertkit.policy.storm import StormControl
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    pass
-
 
 class Client:
     """Captures events and hands them to the delivery pipeline; see the module docs for options.
