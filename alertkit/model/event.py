@@ -93,6 +93,12 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
         storm_suppressed: storm control counted this event as a repeat: backends that page
             people (``storm_controlled``) skip it and get a digest later; sinks still get it.
         digest: this event is a storm digest, meant for the storm-controlled backends only.
+        breadcrumbs: what the program logged (and added) just before this event in the same
+            context, oldest first: ``{"timestamp", "level", "category", "message", "data"}``.
+        trace_id: the W3C trace id (32 hex digits) of the span active when the event was captured.
+        span_id: the W3C span id (16 hex digits) of that span.
+        fingerprint: the grouping the application chose (``"{{ default }}"`` already expanded);
+            storm control and dedup keys group by it when set.
     """
 
     event: AppEvent
@@ -114,3 +120,7 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
     created: float = msgspec.field(default_factory=time.time)
     storm_suppressed: bool = False
     digest: bool = False
+    breadcrumbs: Sequence[dict[str, Any]] = ()
+    trace_id: str | None = None
+    span_id: str | None = None
+    fingerprint: Sequence[str] | None = None
