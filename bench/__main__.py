@@ -103,7 +103,9 @@ def import_times(runs: int) -> dict[str, float]:
     code = (
         "import time; t = time.perf_counter(); import {m}; print((time.perf_counter() - t) * 1e3)"
     )
-    out = {}
+    out: dict[str, float] = {}
+    if runs <= 0:  # --imports 0: no import timing
+        return out
     with tempfile.TemporaryDirectory(prefix="bench-pyc-") as cache:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = cache
@@ -179,7 +181,9 @@ def _arguments(
     )
     parser.add_argument("--memory-events", type=int, default=100_000, help="0 skips the RSS test")
     parser.add_argument("--memory-cases", default="alertkit_http,sentry")
-    parser.add_argument("--imports", type=int, default=15, help="fresh interpreters per import")
+    parser.add_argument(
+        "--imports", type=int, default=15, help="fresh interpreters per import (0: skip)"
+    )
     parser.add_argument("--json", type=Path, help="default bench/results/bench.json")
     parser.add_argument("--plot", type=Path, help="default docs/performance-latency.png")
     parser.add_argument("--markdown", type=Path, help="also write the tables to this file")

@@ -89,8 +89,8 @@ class Backend(Protocol):
 class BaseBackend:
     """Convenience base: metadata as class attributes, common options, masked ``repr``.
 
-    Subclasses set ``scheme`` (and ``schemes`` when they answer to several, e.g. ``http``/``https``),
-    list secret attribute names in ``secret_fields``, implement ``send``, and implement
+    Subclasses set ``scheme``, or ``schemes`` when they answer to several (``("smtp", "smtps")``:
+    the first is then the ``scheme`` that names the backend), list secret attribute names in ``secret_fields``, implement ``send``, and implement
     ``_options_from_url`` to turn a parsed URL into keyword arguments.
     """
 
@@ -105,6 +105,11 @@ class BaseBackend:
     storm_controlled: bool = False
     rate_limit: tuple[int, float] | None = None
     retry: RetryPolicy | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.schemes and "scheme" not in cls.__dict__:
+            cls.scheme = cls.schemes[0]
 
     def __init__(self, *, name: str | None = None, min_level: str | int | None = None) -> None:
         self.name = name or self.scheme

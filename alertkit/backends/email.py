@@ -72,7 +72,6 @@ class EmailBackend(BaseBackend):
     """
 
     storm_controlled = True
-    scheme = "smtp"
     schemes = ("smtp", "smtps")
     secret_fields = ("sender_password",)
     max_batch = 20

@@ -34,8 +34,7 @@ class HttpBackend(WebBackend):
     """
 
     default_connections = 4
-    scheme = "https"
-    schemes = ("http", "https")
+    schemes = ("https", "http")
     secret_fields = ("api_key",)
     max_batch = 50
     max_concurrency = 8

@@ -210,13 +210,13 @@ class RedisBackend(BaseBackend):
         url: ``redis://[[user]:password@]host[:port][/db]`` or ``rediss://`` for TLS. Without a
             URL (or without a host in it) the host and port come from ``REDIS_HOST`` and
             ``REDIS_PORT`` as in the Chouette client, else ``127.0.0.1:6379``.
-        service_name: ``service`` and ``ddsource`` of every log; default the client's
-            ``app_name``, else the record's logger name, else ``"python"``.
-        password: overrides the URL's password.
-        db: overrides the URL's database number.
+        max_connections: size of the connection pool.
         socket_timeout: seconds to wait on a Redis reply before the batch is retried later.
         connect_timeout: seconds to wait for a connection; default ``socket_timeout``.
-        max_connections: size of the connection pool.
+        password: overrides the URL's password.
+        db: overrides the URL's database number.
+        service_name: ``service`` and ``ddsource`` of every log; default the client's
+            ``app_name``, else the record's logger name, else ``"python"``.
         ssl_ca_certs: a CA bundle for ``rediss://``.
         verify: verify the server certificate of ``rediss://`` (keep it on outside tests).
         name: the backend's name in stats; default ``redis``.
@@ -228,7 +228,6 @@ class RedisBackend(BaseBackend):
         MissingDependency: redis-py is not installed (``pip install 'alertkit[redis]'``).
     """
 
-    scheme = "redis"
     schemes = ("redis", "rediss")
     secret_fields = ("password",)
     kinds = frozenset({"event", "metric"})
@@ -239,12 +238,12 @@ class RedisBackend(BaseBackend):
         self,
         url: str | None = None,
         *,
-        service_name: str | None = None,
-        password: str | None = None,
-        db: int | None = None,
+        max_connections: int = 4,
         socket_timeout: float = 5.0,
         connect_timeout: float | None = None,
-        max_connections: int = 4,
+        password: str | None = None,
+        db: int | None = None,
+        service_name: str | None = None,
         ssl_ca_certs: str | None = None,
         verify: bool = True,
         name: str | None = None,
