@@ -387,6 +387,10 @@ class Limits(Bounds):
             "tags": (self._tags, empty),
             "links": (self._links, no_links),
             "images": (self._links, no_links),
+            "breadcrumbs": (self._breadcrumbs, no_links),
+            "trace_id": (lambda v: self._optional_text(v, MAX_KEY), _text_keep(MAX_KEY, False)),
+            "span_id": (lambda v: self._optional_text(v, MAX_KEY), _text_keep(MAX_KEY, False)),
+            "fingerprint": (self._fingerprint, "({v} is None)"),
         }
         fit: Callable[[Envelope], Envelope] = self._compile(_type_info(Envelope), special)
         return fit
@@ -425,6 +429,26 @@ class Limits(Bounds):
         if len(result) == len(links) and all(a is b for a, b in zip(result, links, strict=True)):
             return links  # a list, or the shared empty tuple of a new envelope
         return result
+
+    def _breadcrumbs(self, crumbs: Any) -> Any:
+        """The most recent ``max_items`` crumbs, each bounded like any other data."""
+        if not isinstance(crumbs, list | tuple):
+            return []
+        kept = crumbs[-self.max_items :]
+        result = [self._dict(crumb) for crumb in kept if isinstance(crumb, Mapping)]
+        if len(result) == len(crumbs) and all(a is b for a, b in zip(result, crumbs, strict=True)):
+            return crumbs
+        return result
+
+    def _fingerprint(self, parts: Any) -> list[str] | None:
+        """At most ``max_items`` bounded strings; a lone string is one part."""
+        if parts is None:
+            return None
+        if isinstance(parts, str) or not isinstance(parts, list | tuple):
+            parts = [parts]
+        text = self.text
+        result = [text(part, MAX_KEY) for part in parts[: self.max_items]]
+        return parts if _unchanged(parts, result) else result
 
 
 #: A field's fitting function and the test of the values it keeps (None: no inline test).

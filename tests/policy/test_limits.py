@@ -171,6 +171,25 @@ def test_envelope_fields_are_made_well_typed():
     assert out.payload == {"x": "bytes"}
 
 
+def test_breadcrumbs_keep_the_most_recent_and_fingerprints_are_bounded_strings():
+    crumbs = [{"message": f"step {i}", "data": {"blob": "x" * 20_000}} for i in range(150)]
+    envelope = Envelope(
+        event=make_event(),
+        breadcrumbs=crumbs,
+        fingerprint=["db-timeout", 42, "y" * 500],  # type: ignore[list-item]
+        trace_id="a" * 300,
+    )
+    out = Limits(max_items=100)(envelope)
+    assert out is not None
+    assert [c["message"] for c in out.breadcrumbs] == [f"step {i}" for i in range(50, 150)]
+    assert all(len(c["data"]["blob"]) < 20_000 for c in out.breadcrumbs)
+    assert out.fingerprint is not None and out.fingerprint[:2] == ["db-timeout", "42"]
+    assert len(out.fingerprint[2]) < 500
+    assert out.trace_id is not None and len(out.trace_id) < 300
+    same = Envelope(event=make_event(), breadcrumbs=[{"message": "m"}], fingerprint=["a"])
+    assert Limits()(same) is same
+
+
 def test_an_envelope_without_a_wire_event_is_dropped():
     assert Limits()(Envelope(event="nope")) is None  # type: ignore[arg-type]
 
