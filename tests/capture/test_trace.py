@@ -9,19 +9,20 @@ import threading
 import warnings
 from collections.abc import Iterator
 
+import fastapi
+import flask
 import pytest
+from opentelemetry import trace as otel
+from opentelemetry.sdk.trace import TracerProvider
 
-pytest.importorskip("opentelemetry.sdk.trace")  # in the test extra: never skipped on a fresh box
-
-from opentelemetry import trace as otel  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-
-from alertkit import AlertHandler, Client, Envelope  # noqa: E402
-from alertkit.backends._message import summarize  # noqa: E402
-from alertkit.backends.redis import RedisBackend  # noqa: E402
-from alertkit.capture.trace import continue_trace, parse_traceparent  # noqa: E402
-from alertkit.testing import MemoryBackend  # noqa: E402
-from tests.standins.http import ScriptedServer  # noqa: E402
+from alertkit import AlertHandler, Client, Envelope
+from alertkit.backends._message import summarize
+from alertkit.backends.redis import RedisBackend
+from alertkit.capture.trace import continue_trace, parse_traceparent
+from alertkit.integrations.asgi import AlertkitMiddleware as AsgiMiddleware
+from alertkit.integrations.wsgi import AlertkitMiddleware as WsgiMiddleware
+from alertkit.testing import MemoryBackend
+from tests.standins.http import ScriptedServer
 
 TRACER = TracerProvider().get_tracer("tests.trace")
 HEADER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -224,12 +225,9 @@ def test_redis_keeps_the_ids_in_the_log_json(client: Client) -> None:
 
 
 def test_asgi_middleware_continues_the_callers_trace(client: Client, memory: MemoryBackend) -> None:
-    fastapi = pytest.importorskip("fastapi")
     with warnings.catch_warnings():  # Starlette asks for httpx2; the test extras install httpx
         warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
         from starlette.testclient import TestClient
-
-    from alertkit.integrations.asgi import AlertkitMiddleware
 
     app = fastapi.FastAPI()
 
@@ -237,7 +235,7 @@ def test_asgi_middleware_continues_the_callers_trace(client: Client, memory: Mem
     async def fail() -> None:
         raise LookupError("no such order")
 
-    app.add_middleware(AlertkitMiddleware, client=client)
+    app.add_middleware(AsgiMiddleware, client=client)
     with TestClient(app, raise_server_exceptions=False) as http:
         assert http.get("/fail", headers={"traceparent": HEADER}).status_code == 500
         assert http.get("/fail", headers={"traceparent": "00-bad"}).status_code == 500
@@ -251,9 +249,6 @@ def test_asgi_middleware_continues_the_callers_trace(client: Client, memory: Mem
 
 
 def test_wsgi_middleware_continues_the_callers_trace(client: Client, memory: MemoryBackend) -> None:
-    flask = pytest.importorskip("flask")
-    from alertkit.integrations.wsgi import AlertkitMiddleware
-
     app = flask.Flask("tests_trace_wsgi")
 
     @app.get("/fail")
@@ -261,7 +256,7 @@ def test_wsgi_middleware_continues_the_callers_trace(client: Client, memory: Mem
         logging.getLogger("tests.trace.wsgi").error("order lookup failed")
         return "degraded"
 
-    app.wsgi_app = AlertkitMiddleware(app.wsgi_app, client=client)  # type: ignore[method-assign]
+    app.wsgi_app = WsgiMiddleware(app.wsgi_app, client=client)  # type: ignore[method-assign]
     log = logging.getLogger("tests.trace.wsgi")
     log.propagate = False
     log.addHandler(AlertHandler(client=client))
