@@ -56,9 +56,13 @@ def _span_getter() -> Callable[[], Any] | None:
 
 def current_span_ids() -> tuple[int, int] | None:
     """The ids of the current valid OpenTelemetry span as integers, or None; never raises."""
-    getter = _get_current_span or _span_getter()
+    getter = _get_current_span
     if getter is None:
-        return None
+        if "opentelemetry.trace" not in sys.modules:  # the whole cost without OpenTelemetry
+            return None
+        getter = _span_getter()
+        if getter is None:
+            return None
     try:
         context = getter().get_span_context()
         if context.is_valid:
@@ -166,9 +170,11 @@ def traced(
     Runs on the caller's thread, where the tracing context is; returns ``capture`` itself when
     there are no ids, which is the whole cost for an application without tracing.
     """
-    ids: TraceIds | None = current_span_ids()
+    ids: TraceIds | None = None
+    if _get_current_span is not None or "opentelemetry.trace" in sys.modules:
+        ids = current_span_ids()
     if ids is None:
-        ids = scope.trace if scope is not None else None
-        if ids is None:
+        if scope is None or scope.trace is None:
             return capture
+        ids = scope.trace
     return _Traced(capture, ids[0], ids[1])
