@@ -92,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, Any] = {}
     for label, mode in SITUATIONS.items():
         out = subprocess.run(
-            [sys.executable, "-m", "bench.bench_trace", "--child", mode]
-            + ["--number", str(args.number), "--repeat", str(args.repeat)],
+            [
+                *(sys.executable, "-m", "bench.bench_trace", "--child", mode),
+                *("--number", str(args.number), "--repeat", str(args.repeat)),
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,
