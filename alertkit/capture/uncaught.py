@@ -273,16 +273,14 @@ _installed: dict[str, _Hook] = {}
 # -- asyncio -----------------------------------------------------------------------------------
 
 
-class _LoopHandler:
+class _LoopHandler(_Hook):
     """A loop's exception handler: ours, then the one it replaced (or the loop's default)."""
-
-    def __init__(self, previous: Callable[..., Any] | None) -> None:
-        self.previous = previous
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         try:
             exc = context.get("exception")
-            if not isinstance(exc, _NOT_ERRORS):
+            cancelled = sys.modules["asyncio"].CancelledError  # a loop runs: asyncio is loaded
+            if self.active and not isinstance(exc, (*_NOT_ERRORS, cancelled)):
                 _report("asyncio", lambda c: _loop_envelope(c, context))
         finally:
             if self.previous is not None:
@@ -312,9 +310,12 @@ def install_loop(loop: asyncio.AbstractEventLoop) -> None:
     clients subscribed to the ``asyncio`` part; once per loop."""
     with _lock:
         ours = _loops.get(loop)
-        if ours is not None and loop.get_exception_handler() is ours:
-            return
-        handler = _LoopHandler(loop.get_exception_handler())
+        current = loop.get_exception_handler()
+        if ours is not None:
+            if current is ours:
+                return
+            ours.active = False  # replaced since: it may sit in another handler's chain
+        handler = _LoopHandler(current)
         loop.set_exception_handler(handler)
         _loops[loop] = handler
 
@@ -323,8 +324,12 @@ def uninstall_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Put back the handler ``loop`` had before :func:`install_loop`, if ours is still its."""
     with _lock:
         ours = _loops.pop(loop, None)
-        if ours is not None and not loop.is_closed() and loop.get_exception_handler() is ours:
+        if ours is None:
+            return
+        if not loop.is_closed() and loop.get_exception_handler() is ours:
             loop.set_exception_handler(ours.previous)
+        else:
+            ours.active = False
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

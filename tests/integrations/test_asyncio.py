@@ -4,6 +4,7 @@ become error events; the previous handler still runs; asyncio's own loop and uvl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -167,3 +168,24 @@ def test_init_inside_a_running_loop_installs_on_it(
 def test_install_outside_a_running_loop_needs_a_loop(client: Client) -> None:
     with pytest.raises(RuntimeError):
         alertkit_asyncio.install(client=client)
+
+
+def test_a_task_whose_exception_is_awaited_and_handled_is_not_reported(
+    run: Callable[[Awaitable[Any]], Any], client: Client, memory: MemoryBackend
+) -> None:
+    async def main() -> None:
+        alertkit_asyncio.install(client=client)
+        task = asyncio.get_running_loop().create_task(fail())
+        with contextlib.suppress(Boom):  # handled by the application
+            await task
+        del task
+        gc.collect()
+        asyncio.get_running_loop().call_exception_handler(
+            {"message": "cancelled", "exception": asyncio.CancelledError()}
+        )
+
+    run(main())
+    assert client.flush(5)
+    assert memory.envelopes == [], (
+        "only what nobody handled is reported; cancelling is not an error"
+    )
