@@ -119,12 +119,14 @@ def parse_parts(value: Any) -> frozenset[str]:
 # -- who listens -----------------------------------------------------------------------------
 
 _lock = threading.RLock()
-_subscribers: dict[str, weakref.WeakSet[Reporter]] = {part: weakref.WeakSet() for part in PARTS}
+#: part -> the clients listening, by identity. Held strongly: a client that asked for the hooks is
+#: in use until it shuts down (at exit at the latest), even if the application kept no reference.
+_subscribers: dict[str, dict[int, Reporter]] = {part: {} for part in PARTS}
 
 
 def _listeners(part: str) -> list[Reporter]:
     with _lock:
-        return list(_subscribers[part])
+        return list(_subscribers[part].values())
 
 
 def _report(part: str, build: Callable[[Reporter], Envelope | None]) -> list[Reporter]:
@@ -357,7 +359,7 @@ def install(client: Reporter, parts: Iterable[str] = PARTS) -> None:
     wanted = parse_parts(frozenset(parts))
     with _lock:
         for part in wanted:
-            _subscribers[part].add(client)
+            _subscribers[part][id(client)] = client
             if part == "asyncio":
                 loop = _running_loop()
                 if loop is not None:
@@ -382,7 +384,7 @@ def uninstall(client: Reporter | None = None) -> None:
             if client is None:
                 _subscribers[part].clear()
             else:
-                _subscribers[part].discard(client)
+                _subscribers[part].pop(id(client), None)
             if _subscribers[part]:
                 continue
             if part == "asyncio":

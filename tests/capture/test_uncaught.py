@@ -153,6 +153,21 @@ def test_two_clients_each_get_the_event_from_one_hook(memory: MemoryBackend) -> 
         second.shutdown(2)
 
 
+def test_a_client_the_application_keeps_no_reference_to_still_reports(
+    memory: MemoryBackend,
+) -> None:
+    Client(backends=[memory], sample_system=False, register_atexit=False,
+           capture_uncaught={"excepthook"})  # fmt: skip
+    gc.collect()
+    sys.excepthook(*raised())
+    [kept] = uncaught._listeners("excepthook")
+    try:
+        assert kept.flush(5)
+        assert len(memory.envelopes) == 1
+    finally:
+        kept.shutdown(2)  # type: ignore[attr-defined]
+
+
 def test_shutdown_restores_every_previous_hook(memory: MemoryBackend) -> None:
     before = (sys.excepthook, threading.excepthook, sys.unraisablehook)
     made = Client(backends=[memory], sample_system=False, register_atexit=False,
