@@ -189,6 +189,8 @@ def summarize(envelope: Envelope, *, app_name: str | None = None) -> Summary:
         ("URL", event.context_url or ""),
         ("Tags", tags),
         ("Alert id" if ident != envelope.event_id else "Event id", ident),
+        ("Trace id", envelope.trace_id or ""),
+        ("Span id", envelope.span_id or ""),
     ]
     fields = [
         (label, cut(one_line(value), MAX_DETAIL_VALUE)) for label, value in candidates if value

@@ -336,6 +336,8 @@ class PagerDutyBackend(WebBackend):
             "user": event.event_user,
             "url": event.context_url,
             "request_log": envelope.request_log,
+            "trace_id": envelope.trace_id,
+            "span_id": envelope.span_id,
         }
         own = {k: v for k, v in own.items() if v}
         details = {f"extra.{k}" if k in own else str(k): v for k, v in envelope.details.items()}

@@ -44,6 +44,7 @@ DEFAULT_PORT = 6379
 #: Keys of the log JSON itself; an ``extra`` field with one of these names goes under ``"extra"``.
 RESERVED_LOG_KEYS = frozenset(
     {"date", "ddsource", "service", "ddtags", "level", "message", "exc_info", "extra"}
+    | {"trace_id", "span_id"}
 )
 
 _ENCODER = msgspec.json.Encoder()
@@ -123,6 +124,8 @@ class _LogLine(msgspec.Struct, omit_defaults=True, gc=False):
     level: str
     message: _LogText
     exc_info: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 def _member(event_id: str) -> str:
@@ -363,6 +366,8 @@ class RedisBackend(BaseBackend):
             _LEVEL_NAMES.get(envelope.levelno) or _level_name(envelope.levelno),
             _LogText(event.event_message, envelope.template),
             exc_text or None,
+            envelope.trace_id,
+            envelope.span_id,
         )
         details = envelope.details
         if not details:

@@ -14,8 +14,11 @@ submit.use_factory(Client)
 def init(**kwargs: Any) -> Client:
     """Create the default client from ``Client`` keyword arguments, replacing any earlier one.
 
-    The earlier default client, if any, is shut down first (bounded by its timeout).
+    Unlike a bare ``Client``, it reports uncaught exceptions unless told otherwise
+    (``capture_uncaught=True``: every part of :mod:`alertkit.capture.uncaught`). The earlier
+    default client, if any, is shut down first (bounded by its timeout).
     """
+    kwargs.setdefault("capture_uncaught", True)
     client = Client(**kwargs)
     previous = submit.replace_default(client)
     if previous is not None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend, ClientContext
-from alertkit.capture import lifetime
+from alertkit.capture import lifetime, uncaught
 from alertkit.capture.environment import PlatformInfo, SystemSampler
 from alertkit.capture.events import EventFactory
 from alertkit.capture.incidents import change_envelope, lifecycle_envelope
@@ -27,6 +27,7 @@ from alertkit.capture.options import (
     text,
 )
 from alertkit.capture.request import Scope, ScopeContext, scope_for_event, scope_for_log
+from alertkit.capture.trace import traced
 from alertkit.delivery.pipeline import DropCallback, Pipeline, Results
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import AppEvent, Envelope
@@ -95,6 +96,12 @@ class Client:
             (``alertkit.policy.limits.Limits()`` by default); what is cut carries a marker.
         on_drop: called as ``on_drop(envelope_or_None, reason)`` for each dropped event.
         register_atexit: run ``shutdown(shutdown_timeout)`` at interpreter exit.
+        capture_uncaught: report what no ``except`` caught (:mod:`alertkit.capture.uncaught`):
+            True for every part, False for none (the default of a ``Client``; ``alertkit.init``
+            turns all on), or a set of the parts ``"excepthook"`` (``sys.excepthook``, a
+            ``fatal`` event), ``"threading"`` (``threading.excepthook``), ``"asyncio"`` (the
+            running loop's exception handler) and ``"unraisable"`` (``sys.unraisablehook``).
+            ``shutdown()`` (or ``uninstall()``) puts the previous hooks back.
 
     Raises:
         TypeError: an unknown option, or a value of the wrong type (the message names it).
@@ -140,6 +147,7 @@ class Client:
         limits: Limits | None = None,
         on_drop: DropCallback | None = None,
         register_atexit: bool = True,
+        capture_uncaught: bool | Iterable[str] = False,
     ) -> None:
         self.api_key = text(
             "api_key",
@@ -161,6 +169,7 @@ class Client:
         self.shutdown_timeout = float(positive("shutdown_timeout", shutdown_timeout, float))
         check_hooks(retry, on_drop, processors, before_send)
         check_rates(sample_rate, storm_window)
+        uncaught_parts = uncaught.parse_parts(capture_uncaught)
         self.platform = PlatformInfo.detect(text("hostname", hostname, optional=True))
         self.events = EventFactory(
             api_key=self.api_key,
@@ -207,6 +216,8 @@ class Client:
         self._shut_down = threading.Event()  # set when the first shutdown() has finished
         self._retirer: threading.Thread | None = None
         lifetime.track(self, at_exit=register_atexit)
+        if uncaught_parts:
+            uncaught.install(self, uncaught_parts)
 
     def _context(self) -> ClientContext:
         """What the backends learn of the client when they are bound to it."""
@@ -284,7 +295,7 @@ class Client:
             envelope = self.events.from_log_dict(data, level, classification, info, created)
             return envelope if scope is None else scope.apply(envelope)
 
-        return self._submit(capture, None, scope)
+        return self._submit(traced(capture, scope), None, scope)
 
     def send_event(self, event: AppEvent | Envelope, timeout: float | None = None) -> Results:
         """Deliver ``event`` to every backend and wait; returns one final result per backend.
@@ -330,8 +341,9 @@ class Client:
         if scope is not None:
             tags_win = not isinstance(event, Envelope)  # an Envelope's own tags are per-event
             holder = scope if hold else None
-            return self._submit(lambda: scope.apply(envelope, tags_win=tags_win), callback, holder)
-        return self._submit(lambda: envelope, callback)
+            capture = traced(lambda: scope.apply(envelope, tags_win=tags_win), scope)
+            return self._submit(capture, callback, holder)
+        return self._submit(traced(lambda: envelope), callback)
 
     def acknowledge(self, dedup_key: str) -> Future[Results]:
         """Acknowledge incident ``dedup_key`` on every backend that takes lifecycle events
@@ -437,11 +449,17 @@ class Client:
         finally:
             self._shut_down.set()
             lifetime.shut_down(self)
+            uncaught.uninstall(self)
             retirer = self._retirer
             if retirer is not None and retirer is not threading.current_thread():
                 retirer.join(0.1)  # it only waits for this shutdown: it ends right away
 
     close = shutdown
+
+    def uninstall(self) -> None:
+        """Stop reporting uncaught exceptions (``capture_uncaught``) and put back the hooks this
+        client's installing replaced, unless another client still listens to them."""
+        uncaught.uninstall(self)
 
     def retire(self) -> None:
         """Shut down once what is queued has its final result, in the background; returns at once.

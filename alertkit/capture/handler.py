@@ -24,6 +24,7 @@ from alertkit.backends.base import Backend
 from alertkit.capture.api import get_client
 from alertkit.capture.client import Client
 from alertkit.capture.request import ScopeContext, scope_for_record
+from alertkit.capture.trace import traced
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.event import Envelope
 from alertkit.model.levels import level_from_number
@@ -296,7 +297,9 @@ class AlertHandler(logging.Handler):
                     f"{to_json_safe(record.args)!r})"
                 )
             scope = scope_for_record(record, message)
-            capture = RecordCapture.of(self.client, record, message, self.incident_key, scope)
+            capture = traced(
+                RecordCapture.of(self.client, record, message, self.incident_key, scope), scope
+            )
             if scope is not None and scope.hold(self.client, capture):
                 return  # the request's escalation will carry it
             if not self.client.submit_capture(capture):

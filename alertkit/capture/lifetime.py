@@ -57,6 +57,11 @@ def shut_down(client: Closable) -> None:
     _live_clients.discard(client)
 
 
+def shuts_down_at_exit(client: object) -> bool:
+    """True while ``client`` will be shut down (and so flushed) at interpreter exit."""
+    return client in _live_clients
+
+
 def shutdown_all_at_exit() -> None:
     """Shut down every client still running, each within its own budget."""
     clients = list(_live_clients)

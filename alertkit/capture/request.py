@@ -28,6 +28,7 @@ from alertkit.capture.fold import (
     pass_results,
 )
 from alertkit.capture.submit import Submitter
+from alertkit.capture.trace import traced
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import Envelope
 from alertkit.model.levels import LEVEL_NUMBERS, level_from_number, normalize_level
@@ -69,6 +70,8 @@ class ScopeContext(msgspec.Struct, frozen=True):
     user: str | None
     correlation_id: str
     url: str | None = None
+    #: ``(trace_id, span_id)`` of the request's incoming W3C ``traceparent`` header, if any.
+    trace: tuple[str, str] | None = None
     #: The scope whose escalation will carry this event: set only for an error captured in a
     #: scope that escalates when it ends (see :meth:`Scope.hold`).
     holder: Scope | None = None
@@ -128,6 +131,7 @@ class Scope:
         self._tags: dict[str, str] = dict(self._own_tags)
         self._user = user
         self._url: str | None = None
+        self._trace: tuple[str, str] | None = None
         self._lock = threading.Lock()
         self._log = RequestLog()
         self._token: Token[Scope | None] | None = None
@@ -139,10 +143,10 @@ class Scope:
 
     def _publish(self) -> ScopeContext:
         tags = MappingProxyType(dict(self._tags))
-        self.context = ScopeContext(tags, self._user, self._log.alert_id, self._url)
+        self.context = ScopeContext(tags, self._user, self._log.alert_id, self._url, self._trace)
         if self.escalate_from is not None:
             self._holding_context = ScopeContext(
-                tags, self._user, self._log.alert_id, self._url, holder=self
+                tags, self._user, self._log.alert_id, self._url, self._trace, holder=self
             )
         return self.context
 
@@ -187,6 +191,17 @@ class Scope:
         self._url = value
         self._publish()
 
+    @property
+    def trace(self) -> tuple[str, str] | None:
+        """``(trace_id, span_id)`` for the scope's events when no span is active at capture (the
+        middleware sets it from the request's ``traceparent``: :mod:`alertkit.capture.trace`)."""
+        return self._trace
+
+    @trace.setter
+    def trace(self, value: tuple[str, str] | None) -> None:
+        self._trace = value
+        self._publish()
+
     def set_tag(self, key: str, value: Any) -> None:
         """Tag every event captured from now on in this scope."""
         self._tags = {**self._tags, str(key): safe_str(value)}
@@ -207,6 +222,7 @@ class Scope:
         if parent is not None:
             self._tags = {**parent._tags, **self._own_tags}
             self._user = self._own_user if self._own_user is not None else parent._user
+            self._trace = self._trace or parent._trace
             self._publish()
         self._token = _current.set(self)
         with self._lock:
@@ -471,7 +487,7 @@ class Scope:
         from concurrent.futures import Future  # imported when the client was made
 
         future: Future[Results] = Future()
-        self.client.enqueue(capture, future)
+        self.client.enqueue(traced(capture, self.context), future)
         return future
 
     def __repr__(self) -> str:

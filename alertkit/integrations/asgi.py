@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from alertkit.capture.client import Client
+from alertkit.capture.trace import continue_trace
 from alertkit.integrations import RequestTracker
 
 __all__ = ["AlertkitMiddleware"]
@@ -75,6 +76,8 @@ class AlertkitMiddleware:
         if alert_scope is None:
             await self.app(scope, receive, send)
             return
+        headers = scope.get("headers") or ()
+        continue_trace(alert_scope, [value for name, value in headers if name == b"traceparent"])
         status: int | None = None
 
         async def send_and_watch(message: Message) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from wsgiref.util import request_uri
 
 from alertkit.capture.client import Client
+from alertkit.capture.trace import continue_trace
 from alertkit.integrations import RequestTracker
 
 __all__ = ["AlertkitMiddleware"]
@@ -105,6 +106,7 @@ class AlertkitMiddleware:
         alert_scope = self.tracker.begin(method, path, url)
         if alert_scope is None:
             return self.app(environ, start_response)
+        continue_trace(alert_scope, environ.get("HTTP_TRACEPARENT"))
         status: list[int | None] = [None]
 
         def watch_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
