@@ -285,6 +285,8 @@ class Limits(Bounds):
             fit_struct = self._compile(kind)
             cls = kind.cls
             return (lambda value: fit_struct(value) if isinstance(value, cls) else None), None
+        if isinstance(kind, mi.DictType):  # a breadcrumb: bounded like the details
+            return self._dict, None
         if isinstance(kind, mi.BoolType):
             default_bool = False if required else None
             return (
