@@ -14,6 +14,7 @@ from alertkit.backends.base import AdaptedBackend, Backend, BaseBackend
 from alertkit.model.errors import ConfigError
 
 _BUILTIN: dict[str, str] = {
+    "apprise": "alertkit.backends.apprise:AppriseBackend",
     "http": "alertkit.backends.http:HttpBackend",
     "https": "alertkit.backends.http:HttpBackend",
     "local": "alertkit.backends.local:LocalBackend",
