@@ -27,9 +27,10 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from alertkit.backends._message import cut, render_text, summarize
+from alertkit.backends._options import read_options
 from alertkit.backends._redact import redact_in_library_logs
 from alertkit.backends.base import MASK, BaseBackend, ClientContext
 from alertkit.model.errors import ConfigError, MissingDependency
@@ -116,8 +117,9 @@ class AppriseBackend(BaseBackend):
 
     URL form: ``apprise://`` followed by any apprise URL, unchanged (``apprise://discord://ID/TOKEN``,
     ``apprise://ntfys://ntfy.sh/alerts``), or by the path of an apprise YAML/TEXT configuration file
-    (``apprise:///etc/apprise.yml``). The only option alertkit reads from it is ``min_level``
-    (the rest of the query belongs to the apprise URL); name the backend with ``name=``.
+    (``apprise:///etc/apprise.yml?name=ops``). After an apprise URL alertkit reads only
+    ``min_level`` (the rest of the query is the apprise URL's); after a file's path, ``name``,
+    ``min_level`` and ``timeout``.
 
     Args:
         urls: apprise URLs, one string or several.
@@ -174,20 +176,30 @@ class AppriseBackend(BaseBackend):
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> AppriseBackend:
-        """``apprise://<apprise URL>`` or ``apprise://<config file>``; only ``min_level`` is read
-        from the query (the rest is the apprise URL's)."""
+        """``apprise://<apprise URL>`` or ``apprise://<config file>?name=&min_level=&timeout=``.
+
+        After an apprise URL only ``min_level`` is read (the rest of its query is apprise's);
+        after a configuration file's path the query is alertkit's alone.
+
+        Raises:
+            ConfigError: nothing after ``apprise://``, an unknown option after a file's path.
+        """
         rest = url.partition("://")[2]
         options: dict[str, Any] = {}
-        match = re.search(r"([?&])min_level=([^&#]*)&?", rest)
-        if match:
-            options["min_level"] = unquote(match.group(2))
-            rest = (rest[: match.start()] + match.group(1) + rest[match.end() :]).rstrip("?&")
-        if not rest:
-            raise ConfigError("apprise: the URL must be apprise://<apprise URL or config file>")
         if "://" in rest:
+            match = re.search(r"([?&])min_level=([^&#]*)&?", rest)
+            if match:
+                options["min_level"] = unquote(match.group(2))
+                rest = (rest[: match.start()] + match.group(1) + rest[match.end() :]).rstrip("?&")
             options["urls"] = [rest]
         else:
-            options["config"] = rest
+            path, _, query = rest.partition("?")
+            pairs = dict(parse_qsl(query, keep_blank_values=True))
+            text = ("name", "min_level")
+            options = read_options("apprise", pairs, text=text, number=("timeout",))
+            options["config"] = unquote(path)
+        if not rest:
+            raise ConfigError("apprise: the URL must be apprise://<apprise URL or config file>")
         return cls(**{**options, **overrides})
 
     def _service(self, apprise: Any, url: str) -> Any:

@@ -126,8 +126,11 @@ def test_a_yaml_configuration_file_works_unchanged(tmp_path: Path) -> None:
         finally:
             backend.close()
         assert len(first.requests) == 1 and len(second.requests) == 1
-    url_form = create_backend(f"apprise://{config}")
+    url_form = create_backend(f"apprise://{config}?name=ops&timeout=3")
     assert isinstance(url_form, AppriseBackend) and len(url_form.servers) == 2
+    assert (url_form.name, url_form.timeout) == ("ops", 3.0)
+    with pytest.raises(ConfigError, match="unknown URL option"):
+        create_backend(f"apprise://{config}?colour=red")
 
 
 def test_a_text_configuration_file_works_too(tmp_path: Path) -> None:
