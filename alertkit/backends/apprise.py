@@ -10,7 +10,8 @@ instead calls each service itself, collects the lines apprise logs meanwhile on 
 turns each service's result into an outcome: a service that failed with an HTTP 4xx (other than
 408/425/429) is rejected for good, any other failure is retried, and a retry goes only to the
 services that have not taken the event yet, so nobody is paged twice. Each service's socket
-timeouts are capped at the backend's ``timeout`` (apprise's ``cto``/``rto``), which bounds a send.
+timeouts and its pacing are capped at the backend's ``timeout`` (apprise's ``cto``/``rto``), which
+bounds each request a send makes.
 
 Every service is built at construction, so a URL or configuration entry apprise cannot use is a
 :class:`~alertkit.model.errors.ConfigError` with apprise's reason. The secrets are what apprise
@@ -258,10 +259,16 @@ class AppriseBackend(BaseBackend):
         self._cap_timeouts()
 
     def _cap_timeouts(self) -> None:
+        """No wait of a service longer than ``timeout``: connecting, each answer, and apprise's
+        own pacing between two requests (``request_rate_per_sec``, 5.5 s for many services)."""
         if self.timeout is None:
             return
         for server in self.servers:
-            for attribute in ("socket_connect_timeout", "socket_read_timeout"):
+            for attribute in (
+                "socket_connect_timeout",
+                "socket_read_timeout",
+                "request_rate_per_sec",
+            ):
                 current = getattr(server, attribute, None)
                 if isinstance(current, int | float) and current > self.timeout:
                     setattr(server, attribute, float(self.timeout))

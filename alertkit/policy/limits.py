@@ -285,8 +285,6 @@ class Limits(Bounds):
             fit_struct = self._compile(kind)
             cls = kind.cls
             return (lambda value: fit_struct(value) if isinstance(value, cls) else None), None
-        if isinstance(kind, mi.DictType):  # a breadcrumb: bounded like the details
-            return self._dict, None
         if isinstance(kind, mi.BoolType):
             default_bool = False if required else None
             return (
@@ -389,6 +387,7 @@ class Limits(Bounds):
             "tags": (self._tags, empty),
             "links": (self._links, no_links),
             "images": (self._links, no_links),
+            "breadcrumbs": (self._breadcrumbs, no_links),
         }
         fit: Callable[[Envelope], Envelope] = self._compile(_type_info(Envelope), special)
         return fit
@@ -416,6 +415,17 @@ class Limits(Bounds):
             pairs = zip(texts.items(), result.items(), strict=True)
             if all(a is c and b is d for (a, b), (c, d) in pairs):
                 return texts
+        return result
+
+    def _breadcrumbs(self, crumbs: Any) -> Any:
+        """The last ``max_items`` breadcrumbs (the ones nearest the event), each bounded like
+        the details; the same sequence when nothing needs cutting."""
+        if not isinstance(crumbs, list | tuple):
+            return ()
+        kept = crumbs[-self.max_items :] if self.max_items else []
+        result = [self._dict(crumb) for crumb in kept if isinstance(crumb, Mapping)]
+        if len(result) == len(crumbs) and all(a is b for a, b in zip(result, crumbs, strict=True)):
+            return crumbs
         return result
 
     def _links(self, links: Any) -> Any:
