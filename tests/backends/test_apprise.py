@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from alertkit import Client, Delivered, Rejected, RetryLater
+from alertkit import AlertHandler, Client, Delivered, Rejected, RetryLater
 from alertkit.backends.apprise import AppriseBackend
 from alertkit.backends.base import Backend, ClientContext
 from alertkit.backends.registry import create_backend
@@ -143,6 +143,25 @@ def test_a_text_configuration_file_works_too(tmp_path: Path) -> None:
         finally:
             backend.close()
         assert len(server.requests) == 1
+
+
+def test_a_storm_is_one_notification_then_a_digest(make_client) -> None:
+    with ScriptedServer() as server:
+        client = make_client([f"apprise://{json_url(server)}"], storm_window=0.3)
+        logger = logging.getLogger("tests.apprise.storm")
+        logger.propagate = False
+        handler = AlertHandler(client=client)
+        logger.addHandler(handler)
+        try:
+            for order in range(20):
+                logger.error("Payment declined for order %s", order)
+        finally:
+            logger.removeHandler(handler)
+        assert client.flush(10)
+        assert len(server.requests) == 1, "repeats are held back"
+        client.shutdown(5)  # sends the pending digest
+        assert len(server.requests) == 2
+        assert "x 20 in the last" in server.requests[1].json()["message"]
 
 
 # -- per-service outcomes --------------------------------------------------------------------------
