@@ -236,13 +236,14 @@ class SentryBackend(WebBackend):
         if isinstance(outcome, Delivered):
             answer = json_object(response.body)
             return Delivered({"status": response.status, "id": answer.get("id")})
-        if isinstance(outcome, RetryLater) and response.status == 429:
-            delay = wait if wait is not None else outcome.delay or DEFAULT_PAUSE
+        if isinstance(outcome, RetryLater):  # a rate limit's pause wins over Retry-After
+            delay = wait if wait is not None else outcome.delay
+            if response.status != 429:
+                return RetryLater(self.mask(outcome.reason), delay)
+            delay = DEFAULT_PAUSE if delay is None else delay
             return RetryLater(self.mask(f"{outcome.reason} (rate limited)"), delay)
         if response.status == 413:
             return Rejected(self.mask(f"{outcome.reason} (envelope over Sentry's size limit)"))
-        if isinstance(outcome, RetryLater):
-            return RetryLater(self.mask(outcome.reason), outcome.delay)
         return Rejected(self.mask(outcome.reason))
 
     def envelope_body(self, envelope: Envelope) -> bytes:

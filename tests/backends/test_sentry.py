@@ -280,6 +280,17 @@ def test_429_without_retry_after_pauses_sixty_seconds_like_sentry_sdk(sentry) ->
     assert isinstance(held, RetryLater) and 58 <= (held.delay or 0) <= 60
 
 
+def test_a_rate_limit_on_a_429_sets_the_delay_of_the_retry(sentry) -> None:
+    limited = Reply(429, {"detail": "limited"}, {"X-Sentry-Rate-Limits": "120::organization"})
+    sentry.replies.append(limited)
+    backend = bound(sentry.dsn)
+    try:
+        [outcome] = backend.send([envelope_of(backend)])
+    finally:
+        backend.close()
+    assert isinstance(outcome, RetryLater) and outcome.delay == 120.0, outcome
+
+
 def test_413_is_rejected_for_good(sentry) -> None:
     sentry.replies.append(Reply(413, {"detail": "envelope exceeded size limits"}))
     backend = bound(sentry.dsn)
