@@ -73,6 +73,8 @@ SMTP_USER = "alerts@example.com"
 SMTP_PASSWORD = "smtpPassw0rdSecret"
 REDIS_PASSWORD = "redisPassw0rdSecret"
 WRONG_PASSWORD = "wrongPassw0rdSecret"
+SENTRY_KEY = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
+APPRISE_PASSWORD = "appr1sePassw0rdSecret"
 
 APP_LOGGER = "tests.secret_scan.app"
 #: Loggers of the stand-ins (not alertkit, not its libraries): the SMTP server logs what it gets.
@@ -83,7 +85,7 @@ FAST = alertkit.RetryPolicy(backoff=0.01, max_backoff=0.05, max_attempts=2, circ
 
 def test_every_built_in_backend_is_scanned_here():
     scanned = {"http", "https", "local", "pagerduty", "slack", "tgram", "whatsapp", "smtp"}
-    scanned |= {"smtps", "redis", "rediss"}
+    scanned |= {"smtps", "redis", "rediss", "sentry", "sentry+http", "sentry+https", "apprise"}
     assert set(registry._BUILTIN) <= scanned, f"add a scan for {set(registry._BUILTIN) - scanned}"
 
 
@@ -376,6 +378,42 @@ def test_redis(debug_logs, make_client, redis_server_own):
     scan(debug_logs, client, [REDIS_PASSWORD, WRONG_PASSWORD], bodies)
 
 
+def test_sentry(debug_logs, make_client):
+    from tests.standins.sentry import SentryStandIn
+
+    with SentryStandIn(key=SENTRY_KEY) as good, ScriptedServer(echo) as bad:
+        dsn = f"http://{SENTRY_KEY}@{{}}/42"
+        host = bad.url.partition("://")[2]
+        backends = [
+            create_backend(good.dsn),
+            create_backend(dsn.format(host) + "?name=sentry-echo"),
+            create_backend(dsn.format(closed_port().partition("://")[2]) + "?name=sentry-closed"),
+        ]
+        client = make_client(backends)
+        send_secret_events(client)
+        check_failures_were_counted(client, ["sentry-echo", "sentry-closed"])
+        bodies = [json.dumps(event) for event in good.events]
+        scan(debug_logs, client, [SENTRY_KEY], bodies)
+
+
+def test_apprise(debug_logs, make_client):
+    debug_logs.set_level(logging.DEBUG, logger="apprise")
+    with ScriptedServer([Reply(200, {})]) as good, ScriptedServer(echo) as bad:
+
+        def url(base: str) -> str:
+            return f"json://ops:{APPRISE_PASSWORD}@{base.partition('://')[2]}/hook"
+
+        backends = [
+            create_backend(f"apprise://{url(good.url)}"),
+            create_backend(f"apprise://{url(bad.url)}"),
+            create_backend(f"apprise://{url(closed_port())}"),
+        ]
+        client = make_client(backends)
+        send_secret_events(client)
+        check_failures_were_counted(client, ["apprise-2", "apprise-3"])
+        scan(debug_logs, client, [APPRISE_PASSWORD], http_bodies(good))
+
+
 # -- configuration errors ------------------------------------------------------------------------
 
 CONFIG_SECRET = "cfgSecretPw0rd"
@@ -424,6 +462,10 @@ BAD_CONFIGS: dict[str, Callable[[], object]] = {
     "whatsapp url": lambda: create_backend(f"whatsapp://{S}@123"),
     "whatsapp to": lambda: _wa("https://graph.facebook.com/v1/1/messages", S, "abc"),
     "whatsapp api_url": lambda: _wa(f"ftp://u:{S}@h", S, "+1555"),
+    "sentry dsn without a project": lambda: create_backend(f"sentry://{S}@sentry.example/"),
+    "sentry dsn port": lambda: create_backend(f"sentry://{S}@sentry.example:port/1"),
+    "apprise unusable url": lambda: create_backend(f"apprise://tgram://{S}"),
+    "apprise port": lambda: create_backend(f"apprise://json://127.0.0.1:{S}/x"),
     "a url without a scheme": lambda: create_backend(S),
     "a url with a colon only": lambda: create_backend(f"pagerduty:{S}"),
 }

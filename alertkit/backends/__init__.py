@@ -18,12 +18,15 @@ _LAZY: dict[str, str] = {
     "PagerDutyBackend": "alertkit.backends.pagerduty",
     "EmailBackend": "alertkit.backends.email",
     "RedisBackend": "alertkit.backends.redis",
+    "SentryBackend": "alertkit.backends.sentry",
+    "AppriseBackend": "alertkit.backends.apprise",
     "SlackBackend": "alertkit.backends.slack",
     "TelegramBackend": "alertkit.backends.telegram",
     "WhatsAppBackend": "alertkit.backends.whatsapp",
 }
 
 __all__ = [
+    "AppriseBackend",
     "Backend",
     "BaseBackend",
     "ClientContext",
@@ -32,6 +35,7 @@ __all__ = [
     "LocalBackend",
     "PagerDutyBackend",
     "RedisBackend",
+    "SentryBackend",
     "SlackBackend",
     "TelegramBackend",
     "WhatsAppBackend",

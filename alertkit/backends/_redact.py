@@ -18,7 +18,7 @@ import threading
 import weakref
 from typing import Protocol
 
-_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager")
+_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "apprise")
 _MASK = "****"  # the backends' mask (``alertkit.backends.base.MASK``)
 
 

@@ -158,10 +158,19 @@ class WebBackend(BaseBackend):
         """Whether this answer means the rest of the batch would be refused too."""
         return response.status == 429
 
+    def held_back(self) -> RetryLater | None:
+        """A RetryLater for every envelope not yet sent, when the destination has asked for a
+        pause that is still running (Sentry's rate limits); None: send."""
+        return None
+
     def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
         transport = self._client()
         outcomes: list[Outcome] = []
         for index, envelope in enumerate(batch):
+            held = self.held_back()
+            if held is not None:  # no request the destination has said it would refuse
+                outcomes.extend([held] * (len(batch) - index))
+                break
             try:
                 url, body, headers = self.request(envelope)
             except (ValueError, TypeError) as exc:  # an envelope no request can be made of

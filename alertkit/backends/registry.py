@@ -14,11 +14,15 @@ from alertkit.backends.base import AdaptedBackend, Backend, BaseBackend
 from alertkit.model.errors import ConfigError
 
 _BUILTIN: dict[str, str] = {
+    "apprise": "alertkit.backends.apprise:AppriseBackend",
     "http": "alertkit.backends.http:HttpBackend",
     "https": "alertkit.backends.http:HttpBackend",
     "local": "alertkit.backends.local:LocalBackend",
     "pagerduty": "alertkit.backends.pagerduty:PagerDutyBackend",
     "redis": "alertkit.backends.redis:RedisBackend",
+    "sentry": "alertkit.backends.sentry:SentryBackend",
+    "sentry+http": "alertkit.backends.sentry:SentryBackend",
+    "sentry+https": "alertkit.backends.sentry:SentryBackend",
     "rediss": "alertkit.backends.redis:RedisBackend",
     "slack": "alertkit.backends.slack:SlackBackend",
     "smtp": "alertkit.backends.email:EmailBackend",
@@ -84,6 +88,11 @@ def create_backend(spec: str | object, **overrides: Any) -> Backend:
             raise ConfigError(
                 f"backend URL {masked_url(spec)} has no scheme (expected scheme://...)"
             )
+        if scheme.lower() in ("http", "https") and scheme.lower() not in _CUSTOM:
+            from alertkit.backends.sentry import looks_like_dsn
+
+            if looks_like_dsn(spec):  # https://KEY@host/42: a Sentry DSN, never an event API
+                scheme = "sentry"
         return backend_class(scheme).from_url(spec, **overrides)
     if isinstance(spec, Backend):
         return spec

@@ -420,6 +420,17 @@ class Limits(Bounds):
                 return texts
         return result
 
+    def _breadcrumbs(self, crumbs: Any) -> Any:
+        """The last ``max_items`` breadcrumbs (the ones nearest the event), each bounded like
+        the details; the same sequence when nothing needs cutting."""
+        if not isinstance(crumbs, list | tuple):
+            return ()
+        kept = crumbs[-self.max_items :] if self.max_items else []
+        result = [self._dict(crumb) for crumb in kept if isinstance(crumb, Mapping)]
+        if len(result) == len(crumbs) and all(a is b for a, b in zip(result, crumbs, strict=True)):
+            return crumbs
+        return result
+
     def _links(self, links: Any) -> Any:
         if not isinstance(links, list | tuple):
             return []
@@ -428,16 +439,6 @@ class Limits(Bounds):
         ]
         if len(result) == len(links) and all(a is b for a, b in zip(result, links, strict=True)):
             return links  # a list, or the shared empty tuple of a new envelope
-        return result
-
-    def _breadcrumbs(self, crumbs: Any) -> Any:
-        """The most recent ``max_items`` crumbs, each bounded like any other data."""
-        if not isinstance(crumbs, list | tuple):
-            return []
-        kept = crumbs[-self.max_items :]
-        result = [self._dict(crumb) for crumb in kept if isinstance(crumb, Mapping)]
-        if len(result) == len(crumbs) and all(a is b for a, b in zip(result, crumbs, strict=True)):
-            return crumbs
         return result
 
     def _fingerprint(self, parts: Any) -> list[str] | None:

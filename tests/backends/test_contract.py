@@ -29,6 +29,8 @@ from alertkit.testing.contract import (
     NetworkBackendContract,
     contract_violations,
 )
+from tests.backends import test_apprise as apprise_tests
+from tests.backends import test_sentry as sentry_tests
 from tests.standins.redis import RedisServer, redis_server_binary
 from tests.standins.smtp import SMTPServer
 
@@ -225,6 +227,11 @@ CONTRACTS = {
     "redis": TestRedisContract,
     "rediss": TestRedisContract,
     "local": TestLocalContract,
+    # Contracts kept beside their backend's tests (a module attribute, so pytest runs them once).
+    "apprise": apprise_tests.TestAppriseContract,
+    "sentry": sentry_tests.TestSentryContract,
+    "sentry+http": sentry_tests.TestSentryContract,
+    "sentry+https": sentry_tests.TestSentryContract,
 }
 
 
