@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from alertkit.capture import submit
+from alertkit.capture.breadcrumbs import install_logging
 from alertkit.capture.client import Client
 
 # Scopes and metrics find the default client through ``submit`` without importing this module.
@@ -14,9 +15,11 @@ submit.use_factory(Client)
 def init(**kwargs: Any) -> Client:
     """Create the default client from ``Client`` keyword arguments, replacing any earlier one.
 
-    The earlier default client, if any, is shut down first (bounded by its timeout).
+    The earlier default client, if any, is shut down first (bounded by its timeout). Records
+    that reach the root logger become breadcrumbs (``max_breadcrumbs``, ``breadcrumb_level``).
     """
     client = Client(**kwargs)
+    install_logging(client.breadcrumbs)
     previous = submit.replace_default(client)
     if previous is not None:
         cast(Client, previous).shutdown()  # only this module and its factory fill the slot

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend, ClientContext
 from alertkit.capture import lifetime
+from alertkit.capture.breadcrumbs import BeforeBreadcrumb, Breadcrumbs, Entry
 from alertkit.capture.environment import PlatformInfo, SystemSampler
 from alertkit.capture.events import EventFactory
 from alertkit.capture.incidents import change_envelope, lifecycle_envelope
@@ -30,7 +31,7 @@ from alertkit.capture.request import Scope, ScopeContext, scope_for_event, scope
 from alertkit.delivery.pipeline import DropCallback, Pipeline, Results
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import AppEvent, Envelope
-from alertkit.model.levels import normalize_level
+from alertkit.model.levels import LEVEL_NUMBERS, normalize_level
 from alertkit.model.retry import RetryPolicy
 from alertkit.model.stacktrace import (
     resolve_exc_info,
@@ -94,6 +95,12 @@ class Client:
         limits: size limits for strings, collections, depth and stack traces
             (``alertkit.policy.limits.Limits()`` by default); what is cut carries a marker.
         on_drop: called as ``on_drop(envelope_or_None, reason)`` for each dropped event.
+        max_breadcrumbs: the last log records (and ``alertkit.add_breadcrumb`` calls) of the
+            current context that ride along with every error and fatal event, oldest first; 0
+            turns breadcrumbs off. See :mod:`alertkit.capture.breadcrumbs`.
+        breadcrumb_level: the lowest level of a log record kept as a breadcrumb.
+        before_breadcrumb: ``before_breadcrumb(crumb, hint) -> crumb | None``, run on the policy
+            thread for each breadcrumb an event takes; None leaves the crumb out.
         register_atexit: run ``shutdown(shutdown_timeout)`` at interpreter exit.
 
     Raises:
@@ -140,6 +147,9 @@ class Client:
         limits: Limits | None = None,
         on_drop: DropCallback | None = None,
         register_atexit: bool = True,
+        max_breadcrumbs: int = 50,
+        breadcrumb_level: str | int = "info",
+        before_breadcrumb: BeforeBreadcrumb | None = None,
     ) -> None:
         self.api_key = text(
             "api_key",
@@ -161,6 +171,7 @@ class Client:
         self.shutdown_timeout = float(positive("shutdown_timeout", shutdown_timeout, float))
         check_hooks(retry, on_drop, processors, before_send)
         check_rates(sample_rate, storm_window)
+        self.breadcrumbs = Breadcrumbs(max_breadcrumbs, breadcrumb_level, before_breadcrumb)
         self.platform = PlatformInfo.detect(text("hostname", hostname, optional=True))
         self.events = EventFactory(
             api_key=self.api_key,
@@ -277,11 +288,12 @@ class Client:
         info = resolve_exc_info(exc_info)
         data = self.events.log_data(arg_dict)  # never raises, whatever the mapping does
         scope = scope_for_log(data, level, info)
-
+        crumbs = self.breadcrumbs.snapshot(LEVEL_NUMBERS[level])
         created = time.time()
 
         def capture() -> Envelope:
             envelope = self.events.from_log_dict(data, level, classification, info, created)
+            self.breadcrumbs.attach(envelope, crumbs)
             return envelope if scope is None else scope.apply(envelope)
 
         return self._submit(capture, None, scope)
@@ -327,11 +339,23 @@ class Client:
         else:
             raise TypeError(f"send_event needs an AppEvent, not {type(event).__name__}")
         scope = scope_for_event(envelope)
+        crumbs = self._crumbs_for(envelope)
         if scope is not None:
             tags_win = not isinstance(event, Envelope)  # an Envelope's own tags are per-event
             holder = scope if hold else None
-            return self._submit(lambda: scope.apply(envelope, tags_win=tags_win), callback, holder)
-        return self._submit(lambda: envelope, callback)
+            return self._submit(
+                lambda: self.breadcrumbs.attach(scope.apply(envelope, tags_win=tags_win), crumbs),
+                callback,
+                holder,
+            )
+        return self._submit(lambda: self.breadcrumbs.attach(envelope, crumbs), callback)
+
+    def _crumbs_for(self, envelope: Envelope) -> tuple[Entry, ...] | None:
+        """The trail an application event takes, unless it carries breadcrumbs already."""
+        if envelope.kind != "event" or envelope.breadcrumbs:
+            return None
+        levelno = envelope.levelno if type(envelope.levelno) is int else 40
+        return self.breadcrumbs.snapshot(levelno)
 
     def acknowledge(self, dedup_key: str) -> Future[Results]:
         """Acknowledge incident ``dedup_key`` on every backend that takes lifecycle events

@@ -387,9 +387,31 @@ class Limits(Bounds):
             "tags": (self._tags, empty),
             "links": (self._links, no_links),
             "images": (self._links, no_links),
+            "breadcrumbs": (self._breadcrumbs, no_links),
+            "fingerprint": (self._fingerprint, "{v} is None"),
         }
         fit: Callable[[Envelope], Envelope] = self._compile(_type_info(Envelope), special)
         return fit
+
+    def _breadcrumbs(self, crumbs: Any) -> Any:
+        """The newest ``max_items`` breadcrumbs, each a mapping bounded like ``details`` (all of
+        them within ``max_total`` characters), as a tuple: ``crumbs`` itself when nothing needs
+        to change."""
+        if not isinstance(crumbs, list | tuple):
+            return ()
+        kept = [crumb for crumb in crumbs[-self.max_items :] if isinstance(crumb, Mapping)]
+        fitted = self.data(kept)
+        if len(fitted) == len(crumbs) and all(a is b for a, b in zip(fitted, crumbs, strict=True)):
+            return crumbs
+        return tuple(fitted)
+
+    def _fingerprint(self, parts: Any) -> list[str] | None:
+        """The fingerprint: ``max_items`` strings of at most ``MAX_NAME`` characters."""
+        if not isinstance(parts, list | tuple):
+            return None
+        limit = min(MAX_NAME, self.max_string)
+        result = [self.text(part, limit) for part in parts[: self.max_items]]
+        return parts if _unchanged(parts, result) else result
 
     def _optional_text(self, value: Any, limit: int) -> str | None:
         return None if value is None else self.text(value, limit)

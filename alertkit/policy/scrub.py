@@ -231,6 +231,8 @@ class Scrubber:
             ("tags", "scrub_tags", {}),
             ("links", "scrub_links", []),
             ("images", "scrub_links", []),
+            ("breadcrumbs", "scrub_links", []),
+            ("fingerprint", "scrub_fingerprint", None),
             ("template", "_repeated_text", mask),
             ("exc_text", "_text_or_none", mask),
         )
@@ -507,9 +509,15 @@ class Scrubber:
             },
         )
 
+    def scrub_fingerprint(self, parts: Any) -> Any:
+        """A fingerprint: each element scrubbed as a repeated text (a grouping repeats)."""
+        if not isinstance(parts, list | tuple):
+            return self.scrub_data(parts)
+        return _kept(parts, [self._repeated_text(part) for part in parts])
+
     def scrub_links(self, links: Any) -> Any:
-        """Links or images: each mapping scrubbed as data; ``links`` itself (a list, or the
-        empty tuple of a new envelope) when nothing is masked."""
+        """Links, images or breadcrumbs: each mapping scrubbed as data; ``links`` itself (a
+        list, or the empty tuple of a new envelope) when nothing is masked."""
         if not isinstance(links, list | tuple):
             return self.scrub_data(links)
         scrubbed = [self.scrub_data(link) for link in links]
