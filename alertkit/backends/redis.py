@@ -43,7 +43,18 @@ DEFAULT_PORT = 6379
 
 #: Keys of the log JSON itself; an ``extra`` field with one of these names goes under ``"extra"``.
 RESERVED_LOG_KEYS = frozenset(
-    {"date", "ddsource", "service", "ddtags", "level", "message", "exc_info", "extra"}
+    {
+        "date",
+        "ddsource",
+        "service",
+        "ddtags",
+        "level",
+        "message",
+        "exc_info",
+        "breadcrumbs",
+        "fingerprint",
+        "extra",
+    }
 )
 
 _ENCODER = msgspec.json.Encoder()
@@ -123,6 +134,9 @@ class _LogLine(msgspec.Struct, omit_defaults=True, gc=False):
     level: str
     message: _LogText
     exc_info: str | None = None
+    #: An error's breadcrumbs, oldest first, and the fingerprint the application chose.
+    breadcrumbs: Sequence[dict[str, Any]] | None = None
+    fingerprint: Sequence[str] | None = None
 
 
 def _member(event_id: str) -> str:
@@ -364,6 +378,8 @@ class RedisBackend(BaseBackend):
             _LEVEL_NAMES.get(envelope.levelno) or _level_name(envelope.levelno),
             _LogText(event.event_message, envelope.template),
             exc_text or None,
+            envelope.breadcrumbs or None,
+            envelope.fingerprint or None,
         )
         details = envelope.details
         if not details:

@@ -18,6 +18,7 @@ holding references to the record's template and arguments and to at most
 from __future__ import annotations
 
 import logging
+import operator
 import sys
 import time
 from collections import deque
@@ -30,7 +31,7 @@ from typing import Any
 from alertkit.model.event import Envelope
 from alertkit.model.levels import level_from_number, level_number
 from alertkit.model.stacktrace import safe_str
-from alertkit.model.values import to_json_safe
+from alertkit.model.values import Bounds, to_json_safe
 
 #: Breadcrumbs kept per context by default, and the lowest level recorded from logging.
 DEFAULT_MAX_BREADCRUMBS = 50
@@ -39,6 +40,21 @@ DEFAULT_LEVEL = "info"
 MAX_DATA_KEYS = 20
 #: Characters kept of a breadcrumb's message.
 MAX_MESSAGE = 1000
+
+
+class CrumbBounds(Bounds):
+    """The bounds of one breadcrumb's ``data``: at most :data:`MAX_DATA_KEYS` keys, strings of
+    512 characters, 4 levels, 4,096 characters in all (an unbounded trail is a known memory
+    leak in other SDKs)."""
+
+    max_string = 512
+    max_items = MAX_DATA_KEYS
+    max_depth = 4
+    max_total = 4096
+
+
+_CRUMB_BOUNDS = CrumbBounds()
+_SECOND = operator.itemgetter(1)
 
 #: What a crumb is on the caller's thread: ``(created, levelno, category, message or template,
 #: args or None, data or None)``.
@@ -260,6 +276,13 @@ class Breadcrumbs:
         self.max = max_breadcrumbs
         self.before = before_breadcrumb
         self._warned = False
+        # A client's events carry what was recorded since it was made, not what an earlier
+        # client (or an earlier test in the same process) left in a shared trail.
+        self.since = time.time()
+        # Crumbs already made, by entry: consecutive errors share most of their trail, so each
+        # entry is formatted (and given to before_breadcrumb) once. Only the policy thread uses it.
+        self._made: dict[int, tuple[Entry, dict[str, Any] | None]] = {}
+        self._memo_size = 2 * max_breadcrumbs + 16
         reserve(max_breadcrumbs)
 
     def snapshot(self, levelno: int) -> tuple[Entry, ...] | None:
@@ -271,13 +294,35 @@ class Breadcrumbs:
         return entries[-self.max :] if entries else None
 
     def attach(self, envelope: Envelope | None, entries: tuple[Entry, ...] | None) -> Any:
-        """On the policy thread: ``envelope`` with the crumbs of ``entries``, oldest first."""
+        """On the policy thread: ``envelope`` with the crumbs of ``entries``, oldest first
+        (those recorded since this client was made)."""
         if envelope is None or not entries:
             return envelope
-        crumbs = (self._crumb(entry) for entry in entries)
+        if type(entries[0][0]) is not float or entries[0][0] < self.since:
+            since = self.since  # the trail holds crumbs older than the client: leave them out
+            entries = tuple(e for e in entries if type(e[0]) is float and e[0] >= since)
+        # Each entry is made into a crumb once: the memo holds the entry, so its id stays its own,
+        # and a trail made before costs C-level lookups only (consecutive errors share theirs).
+        made = self._made
+        hits: list[Any] = list(map(made.get, map(id, entries)))
+        if None in hits:
+            hits = [
+                hit or self._made_crumb(entry) for hit, entry in zip(hits, entries, strict=True)
+            ]
+        crumbs = tuple(map(_SECOND, hits))
+        if None in crumbs:  # before_breadcrumb left some out
+            crumbs = tuple(crumb for crumb in crumbs if crumb is not None)
         # A tuple of plain dicts: the collector stops tracking it once it has looked at it.
-        envelope.breadcrumbs = tuple(crumb for crumb in crumbs if crumb is not None)
+        envelope.breadcrumbs = crumbs
         return envelope
+
+    def _made_crumb(self, entry: Entry) -> tuple[Entry, dict[str, Any] | None]:
+        made = self._made
+        pair = (entry, self._crumb(entry))
+        if len(made) >= self._memo_size:
+            del made[next(iter(made))]  # the oldest
+        made[id(entry)] = pair
+        return pair
 
     def _crumb(self, entry: Entry) -> dict[str, Any] | None:
         created, levelno, category, message, args, data = entry
@@ -297,7 +342,7 @@ class Breadcrumbs:
             "level": level_from_number(levelno) if type(levelno) is int else "info",
             "category": None if category is None else safe_str(category),
             "message": text[:MAX_MESSAGE],
-            "data": to_json_safe(data) if data else {},
+            "data": _CRUMB_BOUNDS.data(data, copy=True) if data else {},
         }
         if self.before is None:
             return crumb

@@ -34,8 +34,6 @@ class HookEvent(AppEvent):
     fingerprint: list[str] | None = None
 
 
-_WIRE_FIELDS = len(AppEvent.__struct_fields__)
-
 BeforeSendHook = Callable[[HookEvent, dict[str, Any]], "AppEvent | None"]
 
 
@@ -80,9 +78,9 @@ class BeforeSend:
         }
         event = envelope.event
         fingerprint = envelope.fingerprint
-        # Positional: the wire fields in order, then the fingerprint.
         view = HookEvent(
-            *msgspec.structs.astuple(event), None if fingerprint is None else list(fingerprint)
+            **msgspec.structs.asdict(event),
+            fingerprint=None if fingerprint is None else list(fingerprint),
         )
         envelope.event = view  # the hint's envelope shows the event the hook is given
         try:
@@ -97,7 +95,9 @@ class BeforeSend:
             return None
         if isinstance(result, HookEvent):
             envelope.fingerprint = normalize(result.fingerprint)
-            result = AppEvent(*msgspec.structs.astuple(result)[:_WIRE_FIELDS])
+            wire = msgspec.structs.asdict(result)
+            del wire["fingerprint"]
+            result = AppEvent(**wire)
         if isinstance(result, AppEvent):
             envelope.event = result
             return envelope

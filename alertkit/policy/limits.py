@@ -77,6 +77,9 @@ MAX_EXCEPTIONS = 10
 #: each ``contextTags`` entry.
 MAX_NAME = 512
 
+#: Breadcrumbs remembered as fitted (a few trails' worth).
+_CRUMB_MEMO = 1024
+
 FRAMES_MARKER = "[{n} frames cut]"
 EXCEPTIONS_MARKER = "[{n} more exceptions cut]"
 
@@ -139,6 +142,7 @@ class Limits(Bounds):
         self._fit_event: Callable[[Any], Any] | None = None
         self._fit: Callable[[Envelope], Envelope] | None = None
         self._frame: Callable[[StackTraceLine], StackTraceLine] | None = None
+        self._fit_crumbs: dict[int, Any] = {}  # crumbs found within the limits, by identity
 
     @property
     def longest(self) -> int:
@@ -394,16 +398,27 @@ class Limits(Bounds):
         return fit
 
     def _breadcrumbs(self, crumbs: Any) -> Any:
-        """The newest ``max_items`` breadcrumbs, each a mapping bounded like ``details`` (all of
-        them within ``max_total`` characters), as a tuple: ``crumbs`` itself when nothing needs
-        to change."""
+        """The newest ``max_items`` breadcrumbs, each a mapping bounded like ``details``, as a
+        tuple: ``crumbs`` itself when nothing needs to change. A crumb found within the limits
+        is remembered by identity, as the scrubber does (consecutive errors share their trail)."""
         if not isinstance(crumbs, list | tuple):
             return ()
-        kept = [crumb for crumb in crumbs[-self.max_items :] if isinstance(crumb, Mapping)]
-        fitted = self.data(kept)
-        if len(fitted) == len(crumbs) and all(a is b for a, b in zip(fitted, crumbs, strict=True)):
+        fit = self._fit_crumbs
+        if len(crumbs) > self.max_items:
+            crumbs = tuple(crumbs[-self.max_items :])
+        by_id = dict(zip(map(id, crumbs), crumbs, strict=True))
+        changed = False
+        for key in set(by_id).difference(fit):  # C-level, set by dict: usually the newest crumb
+            crumb = by_id[key]
+            if isinstance(crumb, Mapping) and self.data(crumb) is crumb:
+                if len(fit) >= _CRUMB_MEMO:
+                    del fit[next(iter(fit))]  # the oldest
+                fit[key] = crumb
+            else:
+                changed = True
+        if not changed:
             return crumbs
-        return tuple(fitted)
+        return tuple(c if id(c) in fit else self.data(c) for c in crumbs if isinstance(c, Mapping))
 
     def _fingerprint(self, parts: Any) -> list[str] | None:
         """The fingerprint: ``max_items`` strings of at most ``MAX_NAME`` characters."""
