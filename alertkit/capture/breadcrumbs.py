@@ -290,8 +290,14 @@ class Breadcrumbs:
         events only), or None."""
         if not self.max or levelno < logging.ERROR:
             return None
-        entries = current_entries()
-        return entries[-self.max :] if entries else None
+        trail = _current.get()
+        items = (trail or _process).items
+        if not items:
+            return None
+        newest = items[-1][0]
+        if type(newest) is float and newest < self.since:
+            return None  # all of it recorded before this client was made
+        return tuple(items)[-self.max :]
 
     def attach(self, envelope: Envelope | None, entries: tuple[Entry, ...] | None) -> Any:
         """On the policy thread: ``envelope`` with the crumbs of ``entries``, oldest first
