@@ -320,3 +320,16 @@ def test_init_records_the_root_loggers_records(memory) -> None:
             previous.shutdown(2)
         breadcrumbs.install_logging(breadcrumbs.Breadcrumbs(0))
     assert not [h for h in root.handlers if isinstance(h, breadcrumbs.BreadcrumbHandler)]
+
+
+def test_an_escalation_carries_its_headline_errors_breadcrumbs(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)
+    with client.scope(escalate_from="error"):
+        log.info("charging card")
+        log.error("card declined", extra={"fingerprint": ["payments"]})
+    assert client.flush(5)
+    [escalation] = memory.envelopes
+    assert escalation.request_log is not None, "one event: the request's escalation"
+    assert [c["message"] for c in escalation.breadcrumbs] == ["charging card"]
+    assert escalation.fingerprint == ["payments"]
