@@ -19,7 +19,8 @@ def init(**kwargs: Any) -> Client:
     that reach the root logger become breadcrumbs (``max_breadcrumbs``, ``breadcrumb_level``).
     """
     client = Client(**kwargs)
-    install_logging(client.breadcrumbs)
+    crumbs = client.breadcrumbs
+    install_logging(crumbs.levelno if crumbs.max else None)
     previous = submit.replace_default(client)
     if previous is not None:
         cast(Client, previous).shutdown()  # only this module and its factory fill the slot

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend, ClientContext
 from alertkit.capture import lifetime
-from alertkit.capture.breadcrumbs import BeforeBreadcrumb, Breadcrumbs, Entry
+from alertkit.capture.breadcrumbs import Entry
+from alertkit.capture.crumbs import BeforeBreadcrumb, Breadcrumbs
 from alertkit.capture.environment import PlatformInfo, SystemSampler
 from alertkit.capture.events import EventFactory
 from alertkit.capture.incidents import change_envelope, lifecycle_envelope

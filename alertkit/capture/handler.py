@@ -22,15 +22,9 @@ import msgspec
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend
 from alertkit.capture.api import get_client
-from alertkit.capture.breadcrumbs import (
-    IGNORED_LOGGERS,
-    STEERING,
-    Entry,
-    extra_fields,
-    is_ignored,
-    record_log,
-)
+from alertkit.capture.breadcrumbs import Entry, record_log
 from alertkit.capture.client import Client
+from alertkit.capture.records import IGNORED_LOGGERS, STEERING, extra_fields, is_ignored
 from alertkit.capture.request import ScopeContext, scope_for_record
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.event import Envelope

@@ -318,7 +318,7 @@ def test_init_records_the_root_loggers_records(memory) -> None:
         previous = submit.replace_default(None)
         if previous is not None:
             previous.shutdown(2)
-        breadcrumbs.install_logging(breadcrumbs.Breadcrumbs(0))
+        breadcrumbs.install_logging(None)
     assert not [h for h in root.handlers if isinstance(h, breadcrumbs.BreadcrumbHandler)]
 
 
