@@ -3,7 +3,7 @@
 One row per event with its wire JSON, time, level and type, so ``alertkit events`` can list what an
 application sent without any account anywhere. WAL mode lets the CLI read while the app writes.
 Beside the wire JSON a row keeps the event's details, all its breadcrumbs (JSON, oldest first) and
-the fingerprint the application chose (its parts joined by ``/``).
+the fingerprint the application chose (a JSON list).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from alertkit.backends._options import read_options
 from alertkit.backends.base import BaseBackend
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope, encode_event
-from alertkit.model.grouping import fingerprint_text
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 
 _SCHEMA = """
@@ -152,7 +151,7 @@ class LocalBackend(BaseBackend):
                     encode_event(event).decode(),
                     _json(envelope.details),
                     _json(envelope.breadcrumbs),
-                    fingerprint_text(envelope.fingerprint) if envelope.fingerprint else None,
+                    _json(envelope.fingerprint),
                 )
             )
         try:
@@ -220,8 +219,8 @@ def read_events(path: Path, limit: int = 20) -> list[dict[str, Any]]:
 
     Each row: ``event_id``, ``time_ms``, ``level``, ``event_type``, ``classification``,
     ``message``, ``logger``, ``event`` (the wire JSON, parsed), ``details``, ``breadcrumbs`` (a
-    list, oldest first) and ``fingerprint`` (text, or None); an inbox written before the last two
-    existed reads them as empty.
+    list, oldest first) and ``fingerprint`` (a list, or None); an inbox written before the last
+    two existed reads them as empty.
     """
     import json
 
@@ -243,6 +242,7 @@ def read_events(path: Path, limit: int = 20) -> list[dict[str, Any]]:
             item["event"] = json.loads(item.pop("json"))
             item["details"] = json.loads(item["details"]) if item["details"] else {}
             item["breadcrumbs"] = json.loads(item["breadcrumbs"]) if item["breadcrumbs"] else []
+            item["fingerprint"] = json.loads(item["fingerprint"]) if item["fingerprint"] else None
             result.append(item)
         return result
     finally:

@@ -220,7 +220,8 @@ def _events(args: argparse.Namespace) -> int:
     for row in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["time_ms"] / 1000))
         message = (row["message"] or "").splitlines()[0] if row["message"] else ""
-        group = f"{_cut(row['fingerprint'] or '', 24):<24}  " if grouped else ""
+        parts = row["fingerprint"] or []
+        group = f"{_cut('/'.join(map(str, parts)), 24):<24}  " if grouped else ""
         print(
             f"{when:<19}  {row['level'] or '':<7}  {_cut(row['event_type'], 30):<30}  {group}"
             f"{_cut(scrubber.scrub_text(message), 80)}"

@@ -122,7 +122,7 @@ def test_the_inbox_stores_every_breadcrumb_and_the_fingerprint(tmp_path) -> None
     client.shutdown(1)
     [row] = read_events(path)
     assert [c["message"] for c in row["breadcrumbs"]] == [f"step {i}" for i in range(50)]
-    assert row["fingerprint"] == "db-timeout/acme"
+    assert row["fingerprint"] == ["db-timeout", "acme"]
     assert "breadcrumbs" not in row["event"], "the wire JSON is unchanged"
 
 
@@ -144,4 +144,4 @@ def test_an_inbox_of_the_first_format_gains_the_new_columns(tmp_path) -> None:
     envelope.fingerprint = ["g"]
     client.send_event(envelope, timeout=5)
     client.shutdown(1)
-    assert [r["fingerprint"] for r in read_events(path)] == ["g", None]
+    assert [r["fingerprint"] for r in read_events(path)] == [["g"], None]

@@ -283,4 +283,4 @@ def test_events_shows_the_fingerprint_column_when_an_event_has_one(tmp_path: Pat
     assert any("db-timeout/acme" in line and "grouped" in line for line in lines)
     assert main(["events", "--json", "--path", str(inbox)]) == 0
     events = json.loads(capsys.readouterr().out)
-    assert [e["_fingerprint"] for e in events] == ["db-timeout/acme", None]
+    assert [e["_fingerprint"] for e in events] == [["db-timeout", "acme"], None]
