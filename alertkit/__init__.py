@@ -10,6 +10,7 @@ import sys
 
 from alertkit.capture import metrics, scope
 from alertkit.capture.api import get_client, init
+from alertkit.capture.breadcrumbs import add_breadcrumb
 from alertkit.capture.client import Client
 from alertkit.capture.handler import AlertHandler, get_logger
 from alertkit.model.errors import AlertkitError, ConfigError, MissingDependency
@@ -55,6 +56,7 @@ __all__ = [
     "Spooled",
     "StackTraceLine",
     "__version__",
+    "add_breadcrumb",
     "get_client",
     "get_logger",
     "init",

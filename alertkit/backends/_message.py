@@ -29,6 +29,9 @@ MAX_TRACE_CHARS = 2500
 MAX_DETAILS = 20
 MAX_DETAIL_VALUE = 300
 MAX_REQUEST_LOG = 1500
+#: Breadcrumbs a message shows (the newest), and characters of each line.
+MAX_BREADCRUMBS = 5
+MAX_BREADCRUMB_LINE = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,9 @@ class Summary:
         details: the event's details as label/value text pairs.
         links: ``(href, text)`` pairs.
         request_log: the scope's request log as indented JSON, or ``""``.
+        breadcrumbs: the newest :data:`MAX_BREADCRUMBS` breadcrumbs, one line each
+            (``HH:MM:SS level category: message``), oldest first.
+        breadcrumbs_total: how many breadcrumbs the event carries.
         alert_id: the request log's ``alert_id`` if there is one, else the event id.
         time: the event time, ``YYYY-MM-DD HH:MM:SS UTC``.
     """
@@ -59,6 +65,8 @@ class Summary:
     details: list[tuple[str, str]] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)
     request_log: str = ""
+    breadcrumbs: list[str] = field(default_factory=list)
+    breadcrumbs_total: int = 0
     alert_id: str = ""
     time: str = ""
 
@@ -151,6 +159,24 @@ def _trace(envelope: Envelope) -> str:
     return text
 
 
+def breadcrumb_line(crumb: Any) -> str:
+    """One breadcrumb as a line: ``HH:MM:SS level category: message``."""
+    if not isinstance(crumb, dict):
+        return cut(one_line(str(crumb)), MAX_BREADCRUMB_LINE)
+    stamp = str(crumb.get("timestamp") or "")
+    clock = stamp[11:19] if len(stamp) >= 19 else stamp
+    category = crumb.get("category")
+    head = " ".join(str(p) for p in (clock, crumb.get("level") or "", category or "") if p)
+    text = f"{head}: {crumb.get('message') or ''}" if head else str(crumb.get("message") or "")
+    return cut(one_line(text), MAX_BREADCRUMB_LINE)
+
+
+def fingerprint_label(envelope: Envelope) -> str:
+    """The fingerprint the application chose, as one line, or ``""``."""
+    parts = envelope.fingerprint
+    return " / ".join(str(p) for p in parts) if parts else ""
+
+
 def summarize(envelope: Envelope, *, app_name: str | None = None) -> Summary:
     """Collect what a person should see about ``envelope``.
 
@@ -188,6 +214,7 @@ def summarize(envelope: Envelope, *, app_name: str | None = None) -> Summary:
         ("User", event.event_user or ""),
         ("URL", event.context_url or ""),
         ("Tags", tags),
+        ("Fingerprint", fingerprint_label(envelope)),
         ("Alert id" if ident != envelope.event_id else "Event id", ident),
         ("Trace id", envelope.trace_id or ""),
         ("Span id", envelope.span_id or ""),
@@ -212,6 +239,7 @@ def summarize(envelope: Envelope, *, app_name: str | None = None) -> Summary:
             json.dumps(envelope.request_log, ensure_ascii=False, default=str, indent=2),
             MAX_REQUEST_LOG,
         )
+    crumbs = list(envelope.breadcrumbs or ())
     return Summary(
         title=title,
         name=name,
@@ -222,22 +250,36 @@ def summarize(envelope: Envelope, *, app_name: str | None = None) -> Summary:
         details=details,
         links=links,
         request_log=request_log,
+        breadcrumbs=[breadcrumb_line(c) for c in crumbs[-MAX_BREADCRUMBS:]],
+        breadcrumbs_total=len(crumbs),
         alert_id=ident,
         time=when,
     )
+
+
+def breadcrumbs_heading(summary: Summary) -> str:
+    """``Breadcrumbs`` with how many of them are shown (``last 5 of 48``) when not all."""
+    shown = len(summary.breadcrumbs)
+    if shown < summary.breadcrumbs_total:
+        return f"Breadcrumbs (last {shown} of {summary.breadcrumbs_total})"
+    return "Breadcrumbs"
 
 
 # -- plain text ------------------------------------------------------------------------------------
 
 
 def render_text(summary: Summary) -> str:
-    """The summary as plain text: title, message, fields, trace, details, links, request log."""
+    """The summary as plain text: title, message, fields, trace, breadcrumbs, details, links,
+    request log."""
     parts = [summary.title]
     if summary.message:
         parts.append(summary.message)
     parts.append("\n".join(f"{label}: {value}" for label, value in summary.fields))
     if summary.trace:
         parts.append("Stack trace (innermost frames):\n" + summary.trace)
+    if summary.breadcrumbs:
+        lines = "\n".join(f"  {line}" for line in summary.breadcrumbs)
+        parts.append(f"{breadcrumbs_heading(summary)}:\n{lines}")
     if summary.details:
         parts.append("Details:\n" + "\n".join(f"  {k}: {v}" for k, v in summary.details))
     if summary.links:
@@ -280,6 +322,9 @@ def render_html(summary: Summary) -> str:
     pre = 'style="background:#f3f4f6;padding:8px;white-space:pre-wrap;font-size:12px"'
     if summary.trace:
         body.append(f"<h3>Stack trace (innermost frames)</h3><pre {pre}>{esc(summary.trace)}</pre>")
+    if summary.breadcrumbs:
+        crumbs = esc("\n".join(summary.breadcrumbs))
+        body.append(f"<h3>{esc(breadcrumbs_heading(summary))}</h3><pre {pre}>{crumbs}</pre>")
     if summary.details:
         items = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in summary.details)
         body.append(f"<h3>Details</h3><ul>{items}</ul>")
@@ -315,7 +360,8 @@ def _code(text: str) -> str:
 
 
 def slack_blocks(summary: Summary) -> list[dict[str, Any]]:
-    """Block Kit blocks for the summary: header, message, fields, trace, details, links."""
+    """Block Kit blocks for the summary: header, message, fields, trace, breadcrumbs, details,
+    links."""
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
@@ -347,6 +393,10 @@ def slack_blocks(summary: Summary) -> list[dict[str, Any]]:
         )
     if summary.trace:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _code(summary.trace)}})
+    if summary.breadcrumbs:
+        heading = f"*{slack_escape(breadcrumbs_heading(summary))}*\n"
+        text = heading + _code("\n".join(summary.breadcrumbs))
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     if summary.details:
         lines = "\n".join(f"*{slack_escape(k)}*: {slack_escape(v)}" for k, v in summary.details)
         blocks.append(

@@ -2,6 +2,8 @@
 
 One row per event with its wire JSON, time, level and type, so ``alertkit events`` can list what an
 application sent without any account anywhere. WAL mode lets the CLI read while the app writes.
+Beside the wire JSON a row keeps the event's details, all its breadcrumbs (JSON, oldest first) and
+the fingerprint the application chose (a JSON list).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, unquote
+
+import msgspec
 
 from alertkit.backends._options import read_options
 from alertkit.backends.base import BaseBackend
@@ -32,10 +36,15 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT,
     logger TEXT,
     json TEXT NOT NULL,
-    details TEXT
+    details TEXT,
+    breadcrumbs TEXT,
+    fingerprint TEXT
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ms);
 """
+_ENCODER = msgspec.json.Encoder()
+#: Columns added since the first inbox format, added to an older file when it is opened.
+_ADDED_COLUMNS = {"breadcrumbs": "TEXT", "fingerprint": "TEXT"}
 
 
 #: SQLite primary result codes that no retry can cure: the inbox cannot be written at all.
@@ -80,6 +89,10 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(_SCHEMA)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    for column, kind in _ADDED_COLUMNS.items():
+        if column not in have:
+            conn.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
     return conn
 
 
@@ -136,7 +149,9 @@ class LocalBackend(BaseBackend):
                     event.event_message,
                     envelope.logger_name,
                     encode_event(event).decode(),
-                    encode_event(envelope.details).decode() if envelope.details else None,  # type: ignore[arg-type]
+                    _json(envelope.details),
+                    _json(envelope.breadcrumbs),
+                    _json(envelope.fingerprint),
                 )
             )
         try:
@@ -146,8 +161,8 @@ class LocalBackend(BaseBackend):
                 try:
                     conn.executemany(
                         "INSERT OR IGNORE INTO events (event_id, time_ms, level, event_type, "
-                        "classification, message, logger, json, details) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "classification, message, logger, json, details, breadcrumbs, "
+                        "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         rows,
                     )
                     conn.execute("COMMIT")
@@ -194,17 +209,30 @@ class LocalBackend(BaseBackend):
                 self._conn = None
 
 
+def _json(value: Any) -> str | None:
+    """``value`` as JSON text, or None when it is empty."""
+    return _ENCODER.encode(value).decode() if value else None
+
+
 def read_events(path: Path, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest ``limit`` events of an inbox, newest first (for the CLI and tests)."""
+    """The newest ``limit`` events of an inbox, newest first (for the CLI and tests).
+
+    Each row: ``event_id``, ``time_ms``, ``level``, ``event_type``, ``classification``,
+    ``message``, ``logger``, ``event`` (the wire JSON, parsed), ``details``, ``breadcrumbs`` (a
+    list, oldest first) and ``fingerprint`` (a list, or None); an inbox written before the last
+    two existed reads them as empty.
+    """
     import json
 
     if not path.exists():
         return []
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     try:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        added = ", ".join(c if c in have else f"NULL AS {c}" for c in _ADDED_COLUMNS)
         cursor = conn.execute(
             "SELECT event_id, time_ms, level, event_type, classification, message, logger, json, "
-            "details FROM events ORDER BY time_ms DESC, id DESC LIMIT ?",
+            f"details, {added} FROM events ORDER BY time_ms DESC, id DESC LIMIT ?",
             (limit,),
         )
         columns = [c[0] for c in cursor.description]
@@ -213,6 +241,8 @@ def read_events(path: Path, limit: int = 20) -> list[dict[str, Any]]:
             item = dict(zip(columns, row, strict=True))
             item["event"] = json.loads(item.pop("json"))
             item["details"] = json.loads(item["details"]) if item["details"] else {}
+            item["breadcrumbs"] = json.loads(item["breadcrumbs"]) if item["breadcrumbs"] else []
+            item["fingerprint"] = json.loads(item["fingerprint"]) if item["fingerprint"] else None
             result.append(item)
         return result
     finally:

@@ -32,6 +32,7 @@ from alertkit.backends._web import WebBackend, WebOptions
 from alertkit.backends.base import MASK
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
+from alertkit.model.grouping import fingerprint_text
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 from alertkit.model.stacktrace import render_stacktrace, safe_str
 
@@ -257,8 +258,11 @@ class PagerDutyBackend(WebBackend):
 
     def dedup_key(self, envelope: Envelope) -> str:
         """The seed handler's rule: the backend's key, else the envelope's (handler option or
-        ``extra``), else the logger name and the unformatted template."""
+        ``extra``), else the fingerprint the application chose (its parts joined by ``/``), else
+        the logger name and the unformatted template."""
         key = self.incident_key or envelope.incident_key
+        if not key and envelope.fingerprint:
+            key = fingerprint_text(envelope.fingerprint)
         if not key:
             event = envelope.event
             if envelope.template is not None:
@@ -338,6 +342,8 @@ class PagerDutyBackend(WebBackend):
             "request_log": envelope.request_log,
             "trace_id": envelope.trace_id,
             "span_id": envelope.span_id,
+            "breadcrumbs": list(envelope.breadcrumbs),
+            "fingerprint": list(envelope.fingerprint or ()),
         }
         own = {k: v for k, v in own.items() if v}
         details = {f"extra.{k}" if k in own else str(k): v for k, v in envelope.details.items()}

@@ -43,8 +43,20 @@ DEFAULT_PORT = 6379
 
 #: Keys of the log JSON itself; an ``extra`` field with one of these names goes under ``"extra"``.
 RESERVED_LOG_KEYS = frozenset(
-    {"date", "ddsource", "service", "ddtags", "level", "message", "exc_info", "extra"}
-    | {"trace_id", "span_id"}
+    {
+        "date",
+        "ddsource",
+        "service",
+        "ddtags",
+        "level",
+        "message",
+        "exc_info",
+        "breadcrumbs",
+        "fingerprint",
+        "trace_id",
+        "span_id",
+        "extra",
+    }
 )
 
 _ENCODER = msgspec.json.Encoder()
@@ -126,6 +138,9 @@ class _LogLine(msgspec.Struct, omit_defaults=True, gc=False):
     exc_info: str | None = None
     trace_id: str | None = None
     span_id: str | None = None
+    #: An error's breadcrumbs, oldest first, and the fingerprint the application chose.
+    breadcrumbs: Sequence[dict[str, Any]] | None = None
+    fingerprint: Sequence[str] | None = None
 
 
 def _member(event_id: str) -> str:
@@ -368,6 +383,8 @@ class RedisBackend(BaseBackend):
             exc_text or None,
             envelope.trace_id,
             envelope.span_id,
+            envelope.breadcrumbs or None,
+            envelope.fingerprint or None,
         )
         details = envelope.details
         if not details:

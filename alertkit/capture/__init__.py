@@ -1,1 +1,2 @@
-"""Capture: where the application hands events to alertkit (Client, AlertHandler, scopes, metrics, incidents)."""
+"""Capture: where the application hands events to alertkit (Client, AlertHandler, scopes,
+breadcrumbs, metrics, incidents)."""

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend, ClientContext
 from alertkit.capture import lifetime, uncaught
+from alertkit.capture.breadcrumbs import Entry
+from alertkit.capture.crumbs import BeforeBreadcrumb, Breadcrumbs
 from alertkit.capture.environment import PlatformInfo, SystemSampler
 from alertkit.capture.events import EventFactory
 from alertkit.capture.incidents import change_envelope, lifecycle_envelope
@@ -31,7 +33,7 @@ from alertkit.capture.trace import traced
 from alertkit.delivery.pipeline import DropCallback, Pipeline, Results
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import AppEvent, Envelope
-from alertkit.model.levels import normalize_level
+from alertkit.model.levels import LEVEL_NUMBERS, normalize_level
 from alertkit.model.retry import RetryPolicy
 from alertkit.model.stacktrace import (
     resolve_exc_info,
@@ -95,6 +97,12 @@ class Client:
         limits: size limits for strings, collections, depth and stack traces
             (``alertkit.policy.limits.Limits()`` by default); what is cut carries a marker.
         on_drop: called as ``on_drop(envelope_or_None, reason)`` for each dropped event.
+        max_breadcrumbs: the last log records (and ``alertkit.add_breadcrumb`` calls) of the
+            current context that ride along with every error and fatal event, oldest first; 0
+            turns breadcrumbs off. See :mod:`alertkit.capture.breadcrumbs`.
+        breadcrumb_level: the lowest level of a log record kept as a breadcrumb.
+        before_breadcrumb: ``before_breadcrumb(crumb, hint) -> crumb | None``, run on the policy
+            thread for each breadcrumb an event takes; None leaves the crumb out.
         register_atexit: run ``shutdown(shutdown_timeout)`` at interpreter exit.
         capture_uncaught: report what no ``except`` caught (:mod:`alertkit.capture.uncaught`):
             True for every part, False for none (the default of a ``Client``; ``alertkit.init``
@@ -148,6 +156,9 @@ class Client:
         on_drop: DropCallback | None = None,
         register_atexit: bool = True,
         capture_uncaught: bool | Iterable[str] = False,
+        max_breadcrumbs: int = 50,
+        breadcrumb_level: str | int = "info",
+        before_breadcrumb: BeforeBreadcrumb | None = None,
     ) -> None:
         self.api_key = text(
             "api_key",
@@ -170,6 +181,7 @@ class Client:
         check_hooks(retry, on_drop, processors, before_send)
         check_rates(sample_rate, storm_window)
         uncaught_parts = uncaught.parse_parts(capture_uncaught)
+        self.breadcrumbs = Breadcrumbs(max_breadcrumbs, breadcrumb_level, before_breadcrumb)
         self.platform = PlatformInfo.detect(text("hostname", hostname, optional=True))
         self.events = EventFactory(
             api_key=self.api_key,
@@ -288,11 +300,12 @@ class Client:
         info = resolve_exc_info(exc_info)
         data = self.events.log_data(arg_dict)  # never raises, whatever the mapping does
         scope = scope_for_log(data, level, info)
-
+        crumbs = self.breadcrumbs.snapshot(LEVEL_NUMBERS[level])
         created = time.time()
 
         def capture() -> Envelope:
             envelope = self.events.from_log_dict(data, level, classification, info, created)
+            self.breadcrumbs.attach(envelope, crumbs)
             return envelope if scope is None else scope.apply(envelope)
 
         return self._submit(traced(capture, scope), None, scope)
@@ -338,12 +351,23 @@ class Client:
         else:
             raise TypeError(f"send_event needs an AppEvent, not {type(event).__name__}")
         scope = scope_for_event(envelope)
+        crumbs = self._crumbs_for(envelope)
         if scope is not None:
             tags_win = not isinstance(event, Envelope)  # an Envelope's own tags are per-event
             holder = scope if hold else None
-            capture = traced(lambda: scope.apply(envelope, tags_win=tags_win), scope)
+            capture = traced(
+                lambda: self.breadcrumbs.attach(scope.apply(envelope, tags_win=tags_win), crumbs),
+                scope,
+            )
             return self._submit(capture, callback, holder)
-        return self._submit(traced(lambda: envelope), callback)
+        return self._submit(traced(lambda: self.breadcrumbs.attach(envelope, crumbs)), callback)
+
+    def _crumbs_for(self, envelope: Envelope) -> tuple[Entry, ...] | None:
+        """The trail an application event takes, unless it carries breadcrumbs already."""
+        if envelope.kind != "event" or envelope.breadcrumbs:
+            return None
+        levelno = envelope.levelno if type(envelope.levelno) is int else 40
+        return self.breadcrumbs.snapshot(levelno)
 
     def acknowledge(self, dedup_key: str) -> Future[Results]:
         """Acknowledge incident ``dedup_key`` on every backend that takes lifecycle events

@@ -83,8 +83,8 @@ def headline_text(envelope: Envelope) -> str:
 
 def fold(envelope: Envelope, headline: Envelope) -> Envelope:
     """Give the escalation what made the headline error its own event: its details (a name the
-    summary uses is kept as ``extra.<name>``), links, images, logger, user, tags and incident key
-    (a key the application chose wins over the ``alert_id``)."""
+    summary uses is kept as ``extra.<name>``), links, images, logger, user, tags, breadcrumbs,
+    fingerprint and incident key (a key the application chose wins over the ``alert_id``)."""
     details = envelope.details
     for key, value in headline.details.items():
         details[f"extra.{key}" if key in details else key] = value
@@ -96,6 +96,10 @@ def fold(envelope: Envelope, headline: Envelope) -> Envelope:
         envelope.incident_key = headline.incident_key
     if headline.event.event_user:
         envelope.event.event_user = headline.event.event_user
+    if headline.breadcrumbs:
+        envelope.breadcrumbs = headline.breadcrumbs
+    if headline.fingerprint is not None:
+        envelope.fingerprint = headline.fingerprint
     return envelope
 
 

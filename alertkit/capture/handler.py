@@ -22,11 +22,14 @@ import msgspec
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend
 from alertkit.capture.api import get_client
+from alertkit.capture.breadcrumbs import Entry, record_log
 from alertkit.capture.client import Client
+from alertkit.capture.records import IGNORED_LOGGERS, STEERING, extra_fields, is_ignored
 from alertkit.capture.request import ScopeContext, scope_for_record
 from alertkit.capture.trace import traced
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.event import Envelope
+from alertkit.model.grouping import normalize
 from alertkit.model.levels import level_from_number
 from alertkit.model.stacktrace import (
     exception_type_name,
@@ -36,51 +39,11 @@ from alertkit.model.stacktrace import (
 )
 from alertkit.model.values import to_json_safe
 
-#: Loggers whose records never become events: alertkit's own, and the libraries our backends use,
-#: so that a failing destination cannot feed on its own error reports.
-IGNORED_LOGGERS: frozenset[str] = frozenset(
-    {
-        "alertkit",
-        "urllib3",
-        "requests",
-        "redis",
-        "http.client",
-        "smtplib",
-        "mail.log",
-        "asyncio",
-        "concurrent.futures",
-    }
-)
-
-#: Attributes every LogRecord has; whatever else is in ``record.__dict__`` came from ``extra``.
-_PLAIN_RECORD = logging.LogRecord("", 0, "", 0, "", (), None).__dict__
-_RECORD_ATTRS: frozenset[str] = frozenset(_PLAIN_RECORD) | {"message", "asctime", "taskName"}
-_PLAIN_ATTRS = len(_PLAIN_RECORD)
-
-#: ``extra`` keys that steer delivery rather than being details.
-_STEERING = ("incident_key", "dedup_key", "links", "images", "tags")
-
-_ignored_cache: dict[str, bool] = {}
 #: ``Handler.handle`` returns the record itself for a record no filter stopped from Python 3.12 on,
 #: True before.
 _RETURNS_RECORD = sys.version_info >= (3, 12)
 _WIRE_LEVELS = {n: level_from_number(n) for n in (10, 20, 30, 40, 50)}
-
-
-def is_ignored(name: str) -> bool:
-    """True for the loggers in :data:`IGNORED_LOGGERS` and their children."""
-    cached = _ignored_cache.get(name)
-    if cached is None:
-        root = name
-        cached = False
-        while root:
-            if root in IGNORED_LOGGERS:
-                cached = True
-                break
-            root = root.rpartition(".")[0]
-        if len(_ignored_cache) < 10_000:
-            _ignored_cache[name] = cached
-    return cached
+__all__ = ["IGNORED_LOGGERS", "AlertHandler", "RecordCapture", "get_logger", "is_ignored"]
 
 
 class RecordCapture(msgspec.Struct, gc=False):
@@ -103,6 +66,7 @@ class RecordCapture(msgspec.Struct, gc=False):
     extra: dict[str, Any] | None = None
     incident_key: str | None = None
     scope: ScopeContext | None = None
+    crumbs: tuple[Entry, ...] | None = None
 
     @classmethod
     def of(
@@ -112,14 +76,9 @@ class RecordCapture(msgspec.Struct, gc=False):
         message: str,
         incident_key: str | None,
         scope: ScopeContext | None,
+        crumbs: tuple[Entry, ...] | None = None,
     ) -> RecordCapture:
         attrs = record.__dict__
-        # A record with no more attributes than a plain one has no extra fields (most records).
-        extra = (
-            {k: attrs[k] for k in attrs if k not in _RECORD_ATTRS and not k.startswith("_")}
-            if len(attrs) > _PLAIN_ATTRS
-            else None
-        )  # in the order the application gave them
         return cls(
             client,
             message,
@@ -130,9 +89,10 @@ class RecordCapture(msgspec.Struct, gc=False):
             attrs.get("exc_info"),
             attrs.get("exc_text"),
             attrs.get("stack_info"),
-            extra or None,
+            extra_fields(attrs),
             incident_key,
             scope,
+            crumbs,
         )
 
     def __call__(self) -> Envelope:
@@ -164,9 +124,11 @@ class RecordCapture(msgspec.Struct, gc=False):
         key_text = self.incident_key
         links: Sequence[dict[str, str]] = ()
         images: Sequence[dict[str, str]] = ()
-        if extra and not extra.keys().isdisjoint(_STEERING):
+        fingerprint = None
+        if extra and not extra.keys().isdisjoint(STEERING):
             extra = dict(extra)
-            steering = {k: extra.pop(k) for k in _STEERING if k in extra}
+            steering = {k: extra.pop(k) for k in STEERING if k in extra}
+            fingerprint = normalize(steering.get("fingerprint"))
             if isinstance(steering.get("tags"), dict):
                 # dict.items: a subclass's own items() may raise
                 tags.update({safe_str(k): safe_str(v) for k, v in dict.items(steering["tags"])})
@@ -193,7 +155,10 @@ class RecordCapture(msgspec.Struct, gc=False):
             images=images,
             tags=tags,
             created=created,
+            fingerprint=fingerprint,
         )
+        if self.crumbs is not None:
+            client.breadcrumbs.attach(envelope, self.crumbs)
         return envelope if scope is None else scope.apply(envelope, tags_win=False)
 
 
@@ -270,7 +235,21 @@ class AlertHandler(logging.Handler):
         self.incident_key = incident_key
         self.dropped = 0
         self._drop_lock = threading.Lock()
+        self.setLevel(self.level)
         _handlers.add(self)
+
+    def setLevel(self, level: int | str) -> None:  # noqa: N802 (logging's name)
+        """Set the lowest level sent as an event (``event_level``).
+
+        With the client's breadcrumbs on, ``level`` still equals that number but lets
+        :mod:`logging` hand the handler records from the breadcrumb level up, which become
+        breadcrumbs only (see :class:`_Threshold`).
+        """
+        super().setLevel(level)
+        self.event_level = int(self.level)
+        crumbs = self.client.breadcrumbs
+        if crumbs.max and crumbs.levelno < self.event_level:
+            self.level = _Threshold(self.event_level, crumbs.levelno)
 
     def handle(self, record: logging.LogRecord) -> Any:
         """``Handler.handle`` without the handler lock: ``emit`` only appends to a thread-safe
@@ -289,6 +268,11 @@ class AlertHandler(logging.Handler):
         try:
             if is_ignored(record.name):
                 return
+            levelno = record.levelno
+            if levelno < self.event_level and type(self.level) is _Threshold:
+                if levelno >= self.level.crumbs:  # below the events: a breadcrumb only
+                    record_log(record)
+                return
             try:
                 message = record.getMessage()
             except Exception:
@@ -297,9 +281,13 @@ class AlertHandler(logging.Handler):
                     f"{to_json_safe(record.args)!r})"
                 )
             scope = scope_for_record(record, message)
+            client = self.client
+            crumbs = client.breadcrumbs.snapshot(levelno)  # before this record joins the trail
             capture = traced(
-                RecordCapture.of(self.client, record, message, self.incident_key, scope), scope
+                RecordCapture.of(client, record, message, self.incident_key, scope, crumbs), scope
             )
+            if client.breadcrumbs.max:
+                record_log(record, message)  # later events show it
             if scope is not None and scope.hold(self.client, capture):
                 return  # the request's escalation will carry it
             if not self.client.submit_capture(capture):
@@ -330,6 +318,30 @@ class AlertHandler(logging.Handler):
             if self._owns_client:
                 self.client.retire()
         super().close()
+
+
+class _Threshold(int):
+    """An :class:`AlertHandler`'s level with breadcrumbs on: the event level as a number (it
+    compares equal to it, prints and hashes as it), but ``record.levelno >= handler.level`` (the
+    test :mod:`logging` makes before calling a handler) holds from the breadcrumb level up.
+
+    For ``a >= b`` with ``b`` of a subclass of ``a``'s type, Python asks ``b.__le__(a)`` first.
+    """
+
+    crumbs: int
+
+    def __new__(cls, level: int, crumbs: int) -> _Threshold:
+        threshold = super().__new__(cls, level)
+        threshold.crumbs = crumbs
+        return threshold
+
+    def __le__(self, other: object) -> bool:
+        if isinstance(other, int):
+            return self.crumbs <= other
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
 
 
 _handlers: weakref.WeakSet[AlertHandler] = weakref.WeakSet()

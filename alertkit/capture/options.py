@@ -14,7 +14,7 @@ from alertkit.backends.base import Backend, ClientContext
 from alertkit.backends.registry import create_backend
 from alertkit.model.retry import RetryPolicy
 from alertkit.policy import Processor
-from alertkit.policy.filters import BeforeSend, BeforeSendHook, Sampler
+from alertkit.policy.filters import BeforeSend, BeforeSendHook, Sampler, expand_fingerprint
 from alertkit.policy.scrub import default_processors
 
 if TYPE_CHECKING:
@@ -94,14 +94,16 @@ def processor_chain(
     before_send: BeforeSendHook | None,
     **scrub_options: Any,
 ) -> list[Processor]:
-    """Sampling, the user's processors and ``before_send``, then scrubbing and limits last, so
-    that whatever the user's hooks add is scrubbed and bounded too."""
+    """Sampling, the user's processors and ``before_send``, the fingerprint's ``"{{ default }}"``
+    expanded, then scrubbing and limits last, so that whatever the user's hooks add is scrubbed
+    and bounded too."""
     chain: list[Processor] = []
     if sample_rate < 1.0:
         chain.append(Sampler(float(sample_rate)))
     chain.extend(processors)
     if before_send is not None:
         chain.append(BeforeSend(before_send))
+    chain.append(expand_fingerprint)
     chain.extend(default_processors(**scrub_options))
     return chain
 

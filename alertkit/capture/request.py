@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from alertkit.capture.breadcrumbs import end_trail, start_trail
 from alertkit.capture.fold import (
     Held,
     Snapshot,
@@ -31,6 +32,7 @@ from alertkit.capture.submit import Submitter
 from alertkit.capture.trace import traced
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.event import Envelope
+from alertkit.model.grouping import normalize
 from alertkit.model.levels import LEVEL_NUMBERS, level_from_number, normalize_level
 from alertkit.model.requestlog import (
     MAX_RECORDED_ERRORS,
@@ -72,6 +74,8 @@ class ScopeContext(msgspec.Struct, frozen=True):
     url: str | None = None
     #: ``(trace_id, span_id)`` of the request's incoming W3C ``traceparent`` header, if any.
     trace: tuple[str, str] | None = None
+    #: The grouping chosen for the scope's events (``scope.fingerprint``), unless they have one.
+    fingerprint: tuple[str, ...] | None = None
     #: The scope whose escalation will carry this event: set only for an error captured in a
     #: scope that escalates when it ends (see :meth:`Scope.hold`).
     holder: Scope | None = None
@@ -99,6 +103,8 @@ class ScopeContext(msgspec.Struct, frozen=True):
             event.context_cross_app_correlation_id = self.correlation_id
         if self.url is not None and not event.context_url:
             event.context_url = self.url
+        if self.fingerprint is not None and envelope.fingerprint is None:
+            envelope.fingerprint = list(self.fingerprint)
         if self.tags:
             tags = {**envelope.tags, **self.tags} if tags_win else {**self.tags, **envelope.tags}
             envelope.tags = tags
@@ -132,6 +138,9 @@ class Scope:
         self._user = user
         self._url: str | None = None
         self._trace: tuple[str, str] | None = None
+        self._own_fingerprint: tuple[str, ...] | None = None
+        self._fingerprint: tuple[str, ...] | None = None
+        self._trail: Token[Any] | None = None
         self._lock = threading.Lock()
         self._log = RequestLog()
         self._token: Token[Scope | None] | None = None
@@ -143,11 +152,10 @@ class Scope:
 
     def _publish(self) -> ScopeContext:
         tags = MappingProxyType(dict(self._tags))
-        self.context = ScopeContext(tags, self._user, self._log.alert_id, self._url, self._trace)
+        base = (tags, self._user, self._log.alert_id, self._url, self._trace, self._fingerprint)
+        self.context = ScopeContext(*base)
         if self.escalate_from is not None:
-            self._holding_context = ScopeContext(
-                tags, self._user, self._log.alert_id, self._url, self._trace, holder=self
-            )
+            self._holding_context = ScopeContext(*base, holder=self)
         return self.context
 
     def _context_for(self, level: str) -> ScopeContext:
@@ -202,6 +210,21 @@ class Scope:
         self._trace = value
         self._publish()
 
+    @property
+    def fingerprint(self) -> list[str] | None:
+        """The grouping of the events captured from now on in this scope (storm control,
+        PagerDuty's dedup key), unless an event brings its own; ``"{{ default }}"`` in it stands
+        for alertkit's own grouping. A scope opened inside another inherits it."""
+        return None if self._fingerprint is None else list(self._fingerprint)
+
+    @fingerprint.setter
+    def fingerprint(self, value: Sequence[str] | str | None) -> None:
+        parts = normalize(value)
+        if value is not None and parts is None:
+            raise TypeError("scope.fingerprint must be a list of strings (or None)")
+        self._fingerprint = self._own_fingerprint = None if parts is None else tuple(parts)
+        self._publish()
+
     def set_tag(self, key: str, value: Any) -> None:
         """Tag every event captured from now on in this scope."""
         self._tags = {**self._tags, str(key): safe_str(value)}
@@ -223,8 +246,11 @@ class Scope:
             self._tags = {**parent._tags, **self._own_tags}
             self._user = self._own_user if self._own_user is not None else parent._user
             self._trace = self._trace or parent._trace
+            own = self._own_fingerprint
+            self._fingerprint = own if own is not None else parent._fingerprint
             self._publish()
         self._token = _current.set(self)
+        self._trail = start_trail()  # the request's own breadcrumbs
         with self._lock:
             self._holding = self.escalate_from is not None
         return self
@@ -246,6 +272,9 @@ class Scope:
         with capture_internal_exceptions():
             self._release_held(stop=True)
             forget_deadline(self)
+        trail, self._trail = self._trail, None
+        if trail is not None:
+            end_trail(trail)
         token, self._token = self._token, None
         if token is not None:
             try:

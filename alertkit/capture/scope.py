@@ -60,6 +60,7 @@ __all__ = [
     "end_logging",
     "escalate",
     "get_all_logs",
+    "set_fingerprint",
     "set_tag",
     "set_user",
     "start_logging",
@@ -202,6 +203,20 @@ def set_tag(key: str, value: Any) -> bool:
     if scope is None:
         return False
     scope.set_tag(key, value)
+    return True
+
+
+def set_fingerprint(fingerprint: list[str] | str | None) -> bool:
+    """Group the current scope's events from now on by ``fingerprint`` (``"{{ default }}"``
+    stands for alertkit's own grouping); False outside a scope.
+
+    Raises:
+        TypeError: ``fingerprint`` is not a list of strings.
+    """
+    scope = current_scope()
+    if scope is None:
+        return False
+    scope.fingerprint = fingerprint
     return True
 
 

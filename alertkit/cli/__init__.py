@@ -199,19 +199,31 @@ def _events(args: argparse.Namespace) -> int:
     scrubber = Scrubber()
     if args.json:
         events = [
-            row["event"] | {"_logger": row["logger"], "_details": row["details"]} for row in rows
+            row["event"]
+            | {
+                "_logger": row["logger"],
+                "_details": row["details"],
+                "_breadcrumbs": row["breadcrumbs"],
+                "_fingerprint": row["fingerprint"],
+            }
+            for row in rows
         ]
         print(json.dumps(scrubber.scrub_data(events), indent=2))
         return 0
     if not rows:
         print(f"no events in {path}")
         return 0
-    print(f"{'time (UTC)':<19}  {'level':<7}  {'type':<30}  message")
+    # The fingerprint column only when an event has one: most inboxes group by alertkit's own.
+    grouped = any(row["fingerprint"] for row in rows)
+    group_head = f"{'fingerprint':<24}  " if grouped else ""
+    print(f"{'time (UTC)':<19}  {'level':<7}  {'type':<30}  {group_head}message")
     for row in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["time_ms"] / 1000))
         message = (row["message"] or "").splitlines()[0] if row["message"] else ""
+        parts = row["fingerprint"] or []
+        group = f"{_cut('/'.join(map(str, parts)), 24):<24}  " if grouped else ""
         print(
-            f"{when:<19}  {row['level'] or '':<7}  {_cut(row['event_type'], 30):<30}  "
+            f"{when:<19}  {row['level'] or '':<7}  {_cut(row['event_type'], 30):<30}  {group}"
             f"{_cut(scrubber.scrub_text(message), 80)}"
         )
     return 0

@@ -1,6 +1,7 @@
 """Policy: what happens to each event before fan-out, each step a processor of the envelope.
 
-Sampling and ``before_send`` (:mod:`~alertkit.policy.filters`), secrets masked
+Sampling, ``before_send`` and the fingerprint's ``"{{ default }}"``
+(:mod:`~alertkit.policy.filters`), secrets masked
 (:mod:`~alertkit.policy.scrub`), sizes bounded (:mod:`~alertkit.policy.limits`), repeats folded
 into digests (:mod:`~alertkit.policy.storm`). The delivery pipeline runs them in that order on its
 policy thread.

@@ -1,7 +1,14 @@
-"""User filters that run once per event before fan-out: sampling and ``before_send``.
+"""User filters that run once per event before fan-out: sampling, ``before_send`` and the
+fingerprint's ``"{{ default }}"``.
 
 A hook that raises or returns something odd never breaks delivery: the event goes on unchanged and
 the problem is logged once per hook on ``alertkit.policy.filters``.
+
+``before_send`` may set the event's grouping (``event.fingerprint = [...]``), although the wire
+event has no such field and must not get one (WIRE.md section 1): the hook is handed a
+:class:`HookEvent`, a subclass of ``AppEvent`` with that one field more, and what it returns is
+turned back into a plain ``AppEvent`` whose fingerprint moves to the envelope. The copy is made
+only for clients that have a ``before_send``.
 """
 
 from __future__ import annotations
@@ -11,11 +18,29 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from alertkit.model.event import AppEvent, Envelope
+from alertkit.model.grouping import expand, normalize
 
 log = logging.getLogger("alertkit.hooks")
 
-BeforeSendHook = Callable[[AppEvent, dict[str, Any]], "AppEvent | None"]
+
+class HookEvent(AppEvent):
+    """The event as ``before_send`` sees it: an ``AppEvent`` plus ``fingerprint``, the grouping
+    of storm control and PagerDuty's dedup key (a list of strings; ``"{{ default }}"`` stands
+    for alertkit's own). Never sent: the pipeline turns it back into an ``AppEvent``."""
+
+    fingerprint: list[str] | None = None
+
+
+BeforeSendHook = Callable[[HookEvent, dict[str, Any]], "AppEvent | None"]
+
+
+def expand_fingerprint(envelope: Envelope) -> Envelope:
+    """The processor that puts alertkit's own grouping where a fingerprint says
+    ``"{{ default }}"`` (after the hooks, which may set one)."""
+    return envelope if envelope.fingerprint is None else expand(envelope)
 
 
 class Sampler:
@@ -51,18 +76,32 @@ class BeforeSend:
             "exc_text": envelope.exc_text,
             "tags": envelope.tags,
         }
+        event = envelope.event
+        fingerprint = envelope.fingerprint
+        view = HookEvent(
+            **msgspec.structs.asdict(event),
+            fingerprint=None if fingerprint is None else list(fingerprint),
+        )
+        envelope.event = view  # the hint's envelope shows the event the hook is given
         try:
-            result = self.hook(envelope.event, hint)
+            result = self.hook(view, hint)
         except Exception as exc:
+            envelope.event = event
             self._warn(
                 "before_send raised %s: %s; the event is sent unchanged", type(exc).__name__, exc
             )
             return envelope
         if result is None:
             return None
+        if isinstance(result, HookEvent):
+            envelope.fingerprint = normalize(result.fingerprint)
+            wire = msgspec.structs.asdict(result)
+            del wire["fingerprint"]
+            result = AppEvent(**wire)
         if isinstance(result, AppEvent):
             envelope.event = result
             return envelope
+        envelope.event = event
         self._warn(
             "before_send returned %s, not an AppEvent or None; ignored", type(result).__name__
         )

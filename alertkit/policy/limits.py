@@ -77,6 +77,9 @@ MAX_EXCEPTIONS = 10
 #: each ``contextTags`` entry.
 MAX_NAME = 512
 
+#: Breadcrumbs remembered as fitted (a few trails' worth).
+_CRUMB_MEMO = 1024
+
 FRAMES_MARKER = "[{n} frames cut]"
 EXCEPTIONS_MARKER = "[{n} more exceptions cut]"
 
@@ -139,6 +142,7 @@ class Limits(Bounds):
         self._fit_event: Callable[[Any], Any] | None = None
         self._fit: Callable[[Envelope], Envelope] | None = None
         self._frame: Callable[[StackTraceLine], StackTraceLine] | None = None
+        self._fit_crumbs: dict[int, Any] = {}  # crumbs found within the limits, by identity
 
     @property
     def longest(self) -> int:
@@ -395,6 +399,37 @@ class Limits(Bounds):
         fit: Callable[[Envelope], Envelope] = self._compile(_type_info(Envelope), special)
         return fit
 
+    def _breadcrumbs(self, crumbs: Any) -> Any:
+        """The newest ``max_items`` breadcrumbs, each a mapping bounded like ``details``, as a
+        tuple: ``crumbs`` itself when nothing needs to change. A crumb found within the limits
+        is remembered by identity, as the scrubber does (consecutive errors share their trail)."""
+        if not isinstance(crumbs, list | tuple):
+            return ()
+        fit = self._fit_crumbs
+        if len(crumbs) > self.max_items:
+            crumbs = tuple(crumbs[-self.max_items :])
+        by_id = dict(zip(map(id, crumbs), crumbs, strict=True))
+        changed = False
+        for key in set(by_id).difference(fit):  # C-level, set by dict: usually the newest crumb
+            crumb = by_id[key]
+            if isinstance(crumb, Mapping) and self.data(crumb) is crumb:
+                if len(fit) >= _CRUMB_MEMO:
+                    del fit[next(iter(fit))]  # the oldest
+                fit[key] = crumb
+            else:
+                changed = True
+        if not changed:
+            return crumbs
+        return tuple(c if id(c) in fit else self.data(c) for c in crumbs if isinstance(c, Mapping))
+
+    def _fingerprint(self, parts: Any) -> list[str] | None:
+        """The fingerprint: ``max_items`` strings of at most ``MAX_NAME`` characters."""
+        if not isinstance(parts, list | tuple):
+            return None
+        limit = min(MAX_NAME, self.max_string)
+        result = [self.text(part, limit) for part in parts[: self.max_items]]
+        return parts if _unchanged(parts, result) else result
+
     def _optional_text(self, value: Any, limit: int) -> str | None:
         return None if value is None else self.text(value, limit)
 
@@ -420,17 +455,6 @@ class Limits(Bounds):
                 return texts
         return result
 
-    def _breadcrumbs(self, crumbs: Any) -> Any:
-        """The last ``max_items`` breadcrumbs (the ones nearest the event), each bounded like
-        the details; the same sequence when nothing needs cutting."""
-        if not isinstance(crumbs, list | tuple):
-            return ()
-        kept = crumbs[-self.max_items :] if self.max_items else []
-        result = [self._dict(crumb) for crumb in kept if isinstance(crumb, Mapping)]
-        if len(result) == len(crumbs) and all(a is b for a, b in zip(result, crumbs, strict=True)):
-            return crumbs
-        return result
-
     def _links(self, links: Any) -> Any:
         if not isinstance(links, list | tuple):
             return []
@@ -440,16 +464,6 @@ class Limits(Bounds):
         if len(result) == len(links) and all(a is b for a, b in zip(result, links, strict=True)):
             return links  # a list, or the shared empty tuple of a new envelope
         return result
-
-    def _fingerprint(self, parts: Any) -> list[str] | None:
-        """At most ``max_items`` bounded strings; a lone string is one part."""
-        if parts is None:
-            return None
-        if isinstance(parts, str) or not isinstance(parts, list | tuple):
-            parts = [parts]
-        text = self.text
-        result = [text(part, MAX_KEY) for part in parts[: self.max_items]]
-        return parts if _unchanged(parts, result) else result
 
 
 #: A field's fitting function and the test of the values it keeps (None: no inline test).

@@ -222,6 +222,8 @@ class Scrubber:
         self._re = _patterns()
         self._cache: dict[str, bool] = {}
         self._clean_texts: set[str] = set()  # repeated strings known to hold nothing to mask
+        # Breadcrumbs found clean, by identity (consecutive errors share their trail).
+        self._clean_crumbs: dict[int, Any] = {}
         # The envelope's fields beside the event: name, scrubbing method, what a part that fails
         # becomes.
         self._parts: tuple[tuple[str, str, Any], ...] = (
@@ -231,6 +233,8 @@ class Scrubber:
             ("tags", "scrub_tags", {}),
             ("links", "scrub_links", []),
             ("images", "scrub_links", []),
+            ("breadcrumbs", "scrub_breadcrumbs", ()),
+            ("fingerprint", "scrub_fingerprint", None),
             ("template", "_repeated_text", mask),
             ("exc_text", "_text_or_none", mask),
         )
@@ -507,9 +511,40 @@ class Scrubber:
             },
         )
 
+    def scrub_breadcrumbs(self, crumbs: Any) -> Any:
+        """Breadcrumbs: each scrubbed as data; ``crumbs`` itself when nothing is masked.
+
+        Consecutive errors share most of their trail (the same crumb objects), so each crumb is
+        scrubbed once: a crumb found clean is remembered (held, so that its id stays its own),
+        and a trail of remembered crumbs is told by one C-level set comparison.
+        """
+        if not isinstance(crumbs, list | tuple):
+            return self.scrub_data(crumbs)
+        clean = self._clean_crumbs
+        by_id = dict(zip(map(id, crumbs), crumbs, strict=True))
+        new_ids = set(by_id).difference(clean)  # C-level, set by dict: usually the newest crumb
+        changed = False
+        for key in new_ids:
+            crumb = by_id[key]
+            if self.scrub_data(crumb) is crumb:
+                if len(clean) >= _CRUMB_MEMO:
+                    del clean[next(iter(clean))]  # the oldest
+                clean[key] = crumb
+            else:
+                changed = True
+        if not changed:
+            return crumbs
+        return tuple(c if id(c) in clean else self.scrub_data(c) for c in crumbs)
+
+    def scrub_fingerprint(self, parts: Any) -> Any:
+        """A fingerprint: each element scrubbed as a repeated text (a grouping repeats)."""
+        if not isinstance(parts, list | tuple):
+            return self.scrub_data(parts)
+        return _kept(parts, [self._repeated_text(part) for part in parts])
+
     def scrub_links(self, links: Any) -> Any:
-        """Links or images: each mapping scrubbed as data; ``links`` itself (a list, or the
-        empty tuple of a new envelope) when nothing is masked."""
+        """Links or images: each mapping scrubbed as data; ``links`` itself (a
+        list, or the empty tuple of a new envelope) when nothing is masked."""
         if not isinstance(links, list | tuple):
             return self.scrub_data(links)
         scrubbed = [self.scrub_data(link) for link in links]
@@ -629,6 +664,8 @@ class Scrubber:
             return fallback
 
 
+#: Breadcrumbs remembered as scrubbed (a few trails' worth).
+_CRUMB_MEMO = 1024
 #: Exact types whose empty values hold nothing to scrub.
 _EMPTY_KINDS = (dict, list, tuple, str)
 

@@ -1,7 +1,7 @@
 """Storm control: one alert per fingerprint and window, then a digest with the count.
 
-A storm of identical errors (the same dedup key, or the same type + message template + logger)
-must not message someone 4,213 times. The first occurrence goes at once; repeats inside the window
+A storm of identical errors (the same fingerprint the application chose, else the same dedup key,
+else the same type + message template + logger) must not message someone 4,213 times. The first occurrence goes at once; repeats inside the window
 are counted and marked ``storm_suppressed``; when the window ends a digest event follows
 ("PaymentDeclined x 4,213 in the last 60 s") so the scale is visible. The decision is made once, on
 the policy thread before fan-out; backends that message people (``storm_controlled``: Slack, email,
@@ -19,6 +19,7 @@ import time
 import msgspec
 
 from alertkit.model.event import Envelope
+from alertkit.model.grouping import fingerprint_text
 
 MAX_FINGERPRINTS = 10_000
 
@@ -30,7 +31,11 @@ class _Window(msgspec.Struct):
 
 
 def fingerprint(envelope: Envelope) -> str:
-    """The grouping key: the dedup key if any, else event type + template + logger."""
+    """The grouping key: the application's fingerprint (:mod:`alertkit.model.grouping`, its
+    ``"{{ default }}"`` already expanded) if any, else the dedup key, else event type + template
+    + logger."""
+    if envelope.fingerprint:
+        return "fp:" + "\x1f".join(envelope.fingerprint)
     if envelope.incident_key:
         return f"key:{envelope.incident_key}"
     event = envelope.event
@@ -113,6 +118,8 @@ class StormControl:
             "storm_count": count,
             "storm_window_seconds": round(span, 1),
         }
+        if last.fingerprint:
+            digest.details["fingerprint"] = fingerprint_text(last.fingerprint)
         digest.created = time.time()
         from alertkit.model.event import new_event_id
 

@@ -116,3 +116,58 @@ def test_bad_url_options_are_clear_errors(url: str, match: str) -> None:
 def test_no_api_key_anywhere_is_a_construction_error() -> None:
     with pytest.raises(ConfigError, match="api_key"):
         Client(backends=["https://x/v1/events"], register_atexit=False)
+
+
+# -- breadcrumbs: no wire field, so the last free custom string slot ---------------------------------
+
+
+def crumb(i: int) -> dict:
+    return {
+        "timestamp": None,
+        "level": "info",
+        "category": "app",
+        "message": f"step {i}",
+        "data": {},
+    }
+
+
+def test_breadcrumbs_travel_in_the_last_free_custom_string_slot() -> None:
+    from alertkit import CustomData, CustomStringData
+
+    with ScriptedServer([Reply(200, "{}")] * 3) as server:
+        backend = bound(f"{server.url}/api/v1/events")
+        crumbs = [crumb(i) for i in range(3)]
+        taken = envelope(breadcrumbs=crumbs)
+        taken.event.custom_properties = CustomData(
+            string_data=CustomStringData(custom_data1="mine", custom_data10="also mine")
+        )
+        full = envelope(breadcrumbs=crumbs)
+        full.event.custom_properties = CustomData(
+            string_data=CustomStringData(**{f"custom_data{n}": "x" for n in range(1, 11)})
+        )
+        backend.send([envelope(breadcrumbs=crumbs), taken, full])
+        bodies = [request.json() for request in server.requests]
+    schema = json.loads(SCHEMA.read_text())
+    for body in bodies:
+        jsonschema.validate(body, schema)
+    first = bodies[0]["customProperties"]["stringData"]
+    assert list(first) == ["customData10"]
+    assert [c["message"] for c in json.loads(first["customData10"])] == [
+        "step 0",
+        "step 1",
+        "step 2",
+    ]
+    second = bodies[1]["customProperties"]["stringData"]
+    assert second["customData1"] == "mine" and second["customData10"] == "also mine"
+    assert json.loads(second["customData9"])[0]["message"] == "step 0"
+    assert bodies[2]["customProperties"]["stringData"]["customData10"] == "x", "nothing overwritten"
+
+
+def test_breadcrumb_text_keeps_the_newest_that_fit() -> None:
+    from alertkit.backends.http import breadcrumb_text
+
+    text = breadcrumb_text([crumb(i) for i in range(1000)], limit=1000)
+    kept = json.loads(text)
+    assert len(text) <= 1000 and kept[-1]["message"] == "step 999"
+    assert [c["message"] for c in kept] == [f"step {i}" for i in range(1000 - len(kept), 1000)]
+    assert breadcrumb_text([], limit=10) == "[]"

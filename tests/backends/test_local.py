@@ -107,3 +107,41 @@ def test_a_full_disk_is_retried_and_named(tmp_path) -> None:
     client.shutdown(1)
     assert isinstance(outcome, RetryLater)
     assert outcome.reason.startswith(f"cannot write the inbox {backend.path}: disk full")
+
+
+def test_the_inbox_stores_every_breadcrumb_and_the_fingerprint(tmp_path) -> None:
+    import alertkit
+
+    path = tmp_path / "inbox.db"
+    client = Client(backends=[f"local://{path}"], sample_system=False, register_atexit=False)
+    for i in range(50):
+        alertkit.add_breadcrumb(f"step {i}")
+    envelope = client.envelope_for(client.create_new_app_event("error", event_message="boom"))
+    envelope.fingerprint = ["db-timeout", "acme"]
+    client.send_event(envelope, timeout=5)
+    client.shutdown(1)
+    [row] = read_events(path)
+    assert [c["message"] for c in row["breadcrumbs"]] == [f"step {i}" for i in range(50)]
+    assert row["fingerprint"] == ["db-timeout", "acme"]
+    assert "breadcrumbs" not in row["event"], "the wire JSON is unchanged"
+
+
+def test_an_inbox_of_the_first_format_gains_the_new_columns(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL "
+        "UNIQUE, time_ms INTEGER NOT NULL, level TEXT, event_type TEXT NOT NULL, "
+        "classification TEXT, message TEXT, logger TEXT, json TEXT NOT NULL, details TEXT);"
+        "INSERT INTO events (event_id, time_ms, event_type, json) VALUES ('a', 1, 't', '{}');"
+    )
+    conn.commit()
+    conn.close()
+    [old] = read_events(path)
+    assert old["breadcrumbs"] == [] and old["fingerprint"] is None
+    client = Client(backends=[f"local://{path}"], sample_system=False, register_atexit=False)
+    envelope = client.envelope_for(client.create_new_app_event("error", event_message="new"))
+    envelope.fingerprint = ["g"]
+    client.send_event(envelope, timeout=5)
+    client.shutdown(1)
+    assert [r["fingerprint"] for r in read_events(path)] == [["g"], None]

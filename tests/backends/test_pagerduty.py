@@ -550,3 +550,44 @@ def test_dictconfig_with_the_seed_handlers_service_id(
     assert body_of(pd)["routing_key"] == V1_KEY
     assert body_of(pd)["dedup_key"] == "seed-style"
     assert [b.scheme for b in handler.client.backends] == ["pagerduty"]
+
+
+# -- breadcrumbs and fingerprints ------------------------------------------------------------------
+
+
+def test_breadcrumbs_go_in_custom_details_and_the_fingerprint_is_the_dedup_key(
+    pd: PagerDutyStandIn, make_client: Any
+) -> None:
+    client = make_client(pd.url(), storm_window=0)
+    log = logging.getLogger("tests.pd.crumbs")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    handler = alertkit.AlertHandler(client=client)
+    log.addHandler(handler)
+    try:
+        log.info("connecting to %s", "db1", extra={"attempt": 3})
+        log.error("query timed out", extra={"fingerprint": ["db-timeout"]})
+        log.error("query timed out", extra={"fingerprint": ["x"], "incident_key": "chosen"})
+    finally:
+        log.removeHandler(handler)
+    assert client.flush(5)
+    first, second = body_of(pd, 0), body_of(pd, 1)
+    assert first["dedup_key"] == "db-timeout"
+    assert second["dedup_key"] == "chosen", "an incident key wins over the fingerprint"
+    details = first["payload"]["custom_details"]
+    assert details["fingerprint"] == ["db-timeout"]
+    [crumb] = details["breadcrumbs"]
+    assert crumb["message"] == "connecting to db1" and crumb["data"] == {"attempt": 3}
+    assert crumb["category"] == "tests.pd.crumbs" and crumb["level"] == "info"
+
+
+def test_a_long_fingerprint_is_hashed_like_a_long_key(make_client: Any) -> None:
+    backend = PagerDutyBackend(KEY)
+    envelope = Envelope(
+        event=alertkit.AppEvent(
+            api_key="", classification="issue", event_type="T", event_message="m"
+        ),
+        fingerprint=["x" * 200, "y" * 200],
+    )
+    assert backend.dedup_key(envelope) == stable_dedup_key("x" * 200 + "/" + "y" * 200)
+    assert len(backend.dedup_key(envelope)) <= 255

@@ -527,3 +527,17 @@ def test_log_dates_are_written_exactly_as_datetime_isoformat_writes_them():
     for stamp in stamps:
         expected = datetime.fromtimestamp(stamp, tz=timezone.utc).isoformat(timespec="microseconds")
         assert dates.iso(stamp) == expected, stamp
+
+
+def test_breadcrumbs_and_fingerprint_stay_in_the_log_json(redis_server, make_client, make_logger):
+    client = make_client(RedisBackend(redis_server.url))
+    logger = make_logger(client, "app.crumbs")
+    logger.info("loaded cart %s", 7, extra={"cart": 7})
+    logger.error("checkout failed", extra={"fingerprint": ["checkout"]})
+    assert client.flush(5)
+    records = [record for _, _, record in read_queue(redis_server, LOGS_QUEUE)]
+    info, error = sorted(records, key=lambda r: r["date"])
+    assert "breadcrumbs" not in info, "an info record carries none"
+    [crumb] = error["breadcrumbs"]
+    assert crumb["message"] == "loaded cart 7" and crumb["data"] == {"cart": 7}
+    assert error["fingerprint"] == ["checkout"]

@@ -179,3 +179,26 @@ def test_bad_urls_are_rejected_at_construction(spec, message):
 def test_bad_webhook_url_keyword():
     with pytest.raises(ConfigError, match="webhook_url"):
         SlackBackend("hooks.slack.com/services/T/B/X")
+
+
+def test_message_shows_the_last_few_breadcrumbs_and_the_fingerprint(slack, make_client):
+    crumbs = [
+        {
+            "timestamp": f"2026-12-06T10:00:0{i}.000+00:00",
+            "level": "info",
+            "category": "app.cart",
+            "message": f"step {i}",
+            "data": {},
+        }
+        for i in range(8)
+    ]
+    client = make_client([url(slack)])
+    envelope = declined(client, breadcrumbs=crumbs, fingerprint=["payments", "acme"])
+    assert isinstance(client.send_event(envelope, timeout=10)["slack"], Delivered)
+    body = slack.requests[0].json()
+    texts = "\n".join(b.get("text", {}).get("text", "") for b in body["blocks"])
+    assert "*Breadcrumbs (last 5 of 8)*" in texts
+    assert "10:00:07 info app.cart: step 7" in texts and "step 2" not in texts
+    assert "Breadcrumbs (last 5 of 8):\n  10:00:03 info app.cart: step 3" in body["text"]
+    fields = "\n".join(f["text"] for b in body["blocks"] for f in b.get("fields", []))
+    assert "*Fingerprint*\npayments / acme" in fields

@@ -264,3 +264,23 @@ def test_a_reader_that_stops_early_gets_no_error(tmp_path: Path) -> None:
         child.kill()  # a no-op once it has exited
         child.wait(timeout=10)
         child.stderr.close()
+
+
+def test_events_shows_the_fingerprint_column_when_an_event_has_one(tmp_path: Path, capsys) -> None:
+    from alertkit import Client
+
+    inbox = tmp_path / "inbox.db"
+    client = Client(backends=[f"local://{inbox}"], sample_system=False, register_atexit=False)
+    plain = client.envelope_for(client.create_new_app_event("error", event_message="plain"))
+    grouped = client.envelope_for(client.create_new_app_event("error", event_message="grouped"))
+    grouped.fingerprint = ["db-timeout", "acme"]
+    client.send_event(plain, timeout=5)
+    client.send_event(grouped, timeout=5)
+    client.shutdown(1)
+    assert main(["events", "--path", str(inbox)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "fingerprint" in lines[0]
+    assert any("db-timeout/acme" in line and "grouped" in line for line in lines)
+    assert main(["events", "--json", "--path", str(inbox)]) == 0
+    events = json.loads(capsys.readouterr().out)
+    assert [e["_fingerprint"] for e in events] == [["db-timeout", "acme"], None]

@@ -1,0 +1,205 @@
+"""Breadcrumbs: what the program logged (and added) just before an error, carried by the error.
+
+A *trail* is a bounded deque of the last records of one context. It lives in a ContextVar, so a
+request (every :class:`~alertkit.capture.request.Scope` starts its own) and an asyncio task (a
+task gets its own trail, a copy of its parent's, the first time it records one) each have their
+own; threads that have no trail of their own share the process trail.
+
+Cost on the caller's thread: a record becomes a small tuple of references (time, level, logger,
+template, args, ``extra``) appended to the deque, nothing formatted. Only an error or fatal event
+copies the trail (a tuple of at most ``max_breadcrumbs`` references), and the policy thread turns
+the copy into dicts (:mod:`alertkit.capture.crumbs`), runs ``before_breadcrumb`` and hands them to
+scrubbing and the size limits.
+
+Memory per context: at most ``max_breadcrumbs`` entries (default 50), each a 6-item tuple
+holding references to the record's template and arguments and to at most
+:data:`MAX_DATA_KEYS` ``extra`` values; no traceback and no frame is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from itertools import islice
+from typing import Any
+
+from alertkit.capture.records import STEERING, extra_fields, is_ignored
+from alertkit.model.levels import level_number
+from alertkit.model.stacktrace import safe_str
+
+#: ``extra`` fields (or ``add_breadcrumb`` data keys) kept per breadcrumb.
+MAX_DATA_KEYS = 20
+
+#: What a crumb is on the caller's thread: ``(created, levelno, category, message or template,
+#: args or None, data or None)``.
+Entry = tuple[Any, Any, Any, Any, Any, Any]
+
+# -- the trails ------------------------------------------------------------------------------------
+
+
+class _Trail:
+    """A deque of entries and the asyncio task it belongs to (None: a thread's or a scope's)."""
+
+    __slots__ = ("items", "owner")
+
+    def __init__(self, owner: object, items: deque[Entry]) -> None:
+        self.owner = owner
+        self.items = items
+
+
+_capacity = 0  # the largest max_breadcrumbs of any client made; 0: nothing is recorded
+_process = _Trail(None, deque(maxlen=0))
+_current: ContextVar[_Trail | None] = ContextVar("alertkit_breadcrumbs", default=None)
+
+
+def reserve(capacity: int) -> None:
+    """Make trails hold at least ``capacity`` entries (a client's ``max_breadcrumbs``)."""
+    global _capacity
+    if capacity > _capacity:
+        _capacity = capacity
+        _process.items = deque(_process.items, maxlen=capacity)
+
+
+def _task() -> object:
+    """The running asyncio task, or None (no event loop: asyncio need not even be imported)."""
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None
+    loop = aio._get_running_loop()
+    return None if loop is None else aio.current_task(loop)
+
+
+def _writable() -> deque[Entry]:
+    """The trail to record into: an asyncio task that has none of its own gets a copy of the one
+    it inherited (its parent's, else the process trail), so sibling tasks never mix."""
+    trail = _current.get()
+    task = _task()
+    if task is not None and (trail is None or trail.owner is not task):
+        parent = (trail or _process).items
+        trail = _Trail(task, deque(parent, maxlen=parent.maxlen or _capacity))
+        _current.set(trail)
+    return (trail or _process).items
+
+
+def record(entry: Entry) -> None:
+    """Append one entry to the current trail (nothing when no client keeps breadcrumbs)."""
+    if _capacity:
+        _writable().append(entry)
+
+
+def record_log(record_: logging.LogRecord, message: str | None = None) -> None:
+    """Append a log record: references only, formatted later. ``message``: the record already
+    formatted (an event's own record), which then needs no arguments. A record the previous
+    entry already holds (two handlers of one logger tree) is not added twice."""
+    if not _capacity:
+        return
+    items = _writable()
+    attrs = record_.__dict__
+    created = attrs.get("created")
+    if items and items[-1][0] is created:  # the same record object: the same float object
+        return
+    extra = extra_fields(attrs)
+    if extra is not None:
+        selected = ((k, v) for k, v in extra.items() if k not in STEERING)
+        extra = dict(islice(selected, MAX_DATA_KEYS))
+    if message is None:
+        template, args = attrs.get("msg"), attrs.get("args")
+    else:
+        template, args = message, None
+    items.append((created, attrs.get("levelno"), attrs.get("name"), template, args, extra))
+
+
+def start_trail() -> Token[_Trail | None]:
+    """Give the current context a new, empty trail (a scope's request); ``end_trail`` undoes it."""
+    return _current.set(_Trail(_task(), deque(maxlen=_capacity)))
+
+
+def end_trail(token: Token[_Trail | None]) -> None:
+    """Restore the trail that was current before :func:`start_trail`."""
+    try:
+        _current.reset(token)
+    except ValueError:  # ended in another context (a server that closes elsewhere)
+        _current.set(None)
+
+
+def current_items() -> deque[Entry]:
+    """The current trail itself (read only: append through :func:`record`)."""
+    trail = _current.get()
+    return (trail or _process).items
+
+
+def current_entries() -> tuple[Entry, ...]:
+    """A copy of the current trail, oldest first (one C-level copy, safe against other threads)."""
+    return tuple(current_items())
+
+
+def add_breadcrumb(
+    message: str,
+    category: str | None = None,
+    level: str | int = "info",
+    data: Mapping[str, Any] | None = None,
+) -> None:
+    """Add a breadcrumb of the application's own to the current trail.
+
+    The next error or fatal event captured in this context carries it (with the log records
+    around it), oldest first.
+
+    Args:
+        message: what happened.
+        category: a short name for the kind of crumb (``"auth"``, ``"http"``); default none.
+        level: debug, info, warning, error, fatal (or a :mod:`logging` number).
+        data: a few facts; the first :data:`MAX_DATA_KEYS` keys are kept (the values by
+            reference, made JSON-safe, scrubbed and bounded when an event takes the crumb).
+
+    Raises:
+        ValueError: unknown ``level`` (a programming error, raised at once).
+    """
+    levelno = level_number(level)
+    if not _capacity:
+        return
+    kept = None
+    if data is not None:
+        try:
+            kept = dict(islice(dict.items(dict(data)), MAX_DATA_KEYS))
+        except Exception:  # an application's mapping that fails to copy
+            kept = {"data": safe_str(data)}
+    record((time.time(), levelno, category, message, None, kept))
+
+
+class BreadcrumbHandler(logging.Handler):
+    """A handler that only records breadcrumbs: ``alertkit.init`` puts one on the root logger, so
+    that records of loggers without an :class:`~alertkit.AlertHandler` become crumbs too."""
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        """No handler lock: recording appends to a deque, which is thread-safe."""
+        if not self.filters or self.filter(record):
+            self.emit(record)
+            return record if sys.version_info >= (3, 12) else True
+        return False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if not is_ignored(record.name):
+                record_log(record)
+        except Exception:  # never into the application
+            pass
+
+
+_installed: BreadcrumbHandler | None = None
+
+
+def install_logging(levelno: int | None) -> None:
+    """Record the root logger's records from ``levelno`` up, replacing an earlier recorder; None
+    (breadcrumbs off) only removes the earlier one."""
+    global _installed
+    root = logging.getLogger()
+    if _installed is not None:
+        root.removeHandler(_installed)
+        _installed = None
+    if levelno is not None:
+        _installed = BreadcrumbHandler(levelno)
+        root.addHandler(_installed)

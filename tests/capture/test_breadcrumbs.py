@@ -1,0 +1,335 @@
+"""Breadcrumbs: the last log records of the current context ride along with error events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+import alertkit
+from alertkit import AlertHandler, Client
+from alertkit.capture import breadcrumbs, submit
+from alertkit.policy.limits import Limits
+from alertkit.testing import MemoryBackend
+
+
+@pytest.fixture
+def memory() -> MemoryBackend:
+    return MemoryBackend()
+
+
+@pytest.fixture
+def make_client(memory: MemoryBackend) -> Iterator[Any]:
+    clients: list[Client] = []
+
+    def make(**options: Any) -> Client:
+        client = Client(backends=[memory], sample_system=False, register_atexit=False, **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.shutdown(2)
+
+
+@pytest.fixture
+def make_logger() -> Iterator[Any]:
+    attached: list[tuple[logging.Logger, logging.Handler]] = []
+
+    def make(client: Client, name: str = "tests.crumbs.app", **handler: Any) -> logging.Logger:
+        log = logging.getLogger(name)
+        log.propagate = False
+        log.setLevel(logging.DEBUG)
+        alert = AlertHandler(client=client, **handler)
+        log.addHandler(alert)
+        attached.append((log, alert))
+        return log
+
+    yield make
+    for log, handler in attached:
+        log.removeHandler(handler)
+
+
+def crumbs_of(memory: MemoryBackend, index: int = -1) -> list[dict[str, Any]]:
+    return list(memory.envelopes[index].breadcrumbs)
+
+
+def test_log_records_before_an_error_ride_along_oldest_first(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)
+    log.debug("not kept: below INFO")
+    log.info("loaded cart %s", 42, extra={"cart_id": 42, "tags": {"steering": "not data"}})
+    log.warning("payment slow")
+    log.error("payment failed")
+    assert client.flush(5)
+    crumbs = crumbs_of(memory)
+    assert [c["message"] for c in crumbs] == ["loaded cart 42", "payment slow"]
+    first = crumbs[0]
+    assert first["level"] == "info" and first["category"] == "tests.crumbs.app"
+    assert first["data"] == {"cart_id": 42}
+    assert datetime.fromisoformat(first["timestamp"]).utcoffset().total_seconds() == 0
+    assert crumbs_of(memory, 0) == [], "a warning event carries no breadcrumbs"
+
+
+def test_records_below_the_handler_level_become_breadcrumbs_only(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)  # the handler's default level: WARNING
+    handler = next(h for h in log.handlers if isinstance(h, AlertHandler))
+    assert handler.level == logging.WARNING and handler.event_level == logging.WARNING
+    log.info("step one")
+    log.error("boom")
+    assert client.flush(5)
+    assert [e.event.event_message for e in memory.envelopes] == ["boom"]
+    assert [c["message"] for c in crumbs_of(memory)] == ["step one"]
+
+
+def test_an_error_is_a_breadcrumb_of_the_next_error(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)
+    log.error("first")
+    log.error("second")
+    assert client.flush(5)
+    assert [c["message"] for c in crumbs_of(memory)] == ["first"]
+    assert crumbs_of(memory)[0]["level"] == "error"
+
+
+def test_max_breadcrumbs_keeps_the_newest(make_client, make_logger, memory):
+    client = make_client(max_breadcrumbs=3)
+    log = make_logger(client, level=logging.ERROR)
+    for i in range(10):
+        log.info("step %d", i)
+    log.error("boom")
+    assert client.flush(5)
+    assert [c["message"] for c in crumbs_of(memory)] == ["step 7", "step 8", "step 9"]
+
+
+def test_zero_turns_breadcrumbs_off(make_client, make_logger, memory):
+    client = make_client(max_breadcrumbs=0)
+    log = make_logger(client)
+    handler = next(h for h in log.handlers if isinstance(h, AlertHandler))
+    assert type(handler.level) is int, "no breadcrumbs: the handler's level is a plain number"
+    log.info("step")
+    alertkit.add_breadcrumb("mine")
+    log.error("boom")
+    assert client.flush(5)
+    assert crumbs_of(memory) == []
+
+
+def test_breadcrumb_level_is_configurable(make_client, make_logger, memory):
+    client = make_client(breadcrumb_level="warning")
+    log = make_logger(client)
+    log.info("not kept")
+    log.warning("kept")
+    log.error("boom")
+    assert client.flush(5)
+    assert [c["message"] for c in crumbs_of(memory)] == ["kept"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("max_breadcrumbs", -1, ValueError),
+        ("max_breadcrumbs", "50", TypeError),
+        ("max_breadcrumbs", True, TypeError),
+        ("breadcrumb_level", "loud", ValueError),
+        ("before_breadcrumb", "not callable", TypeError),
+    ],
+)
+def test_bad_options_raise_at_construction_naming_the_option(option, value, error) -> None:
+    with pytest.raises(error, match=option):
+        Client(backends=[MemoryBackend()], register_atexit=False, **{option: value})
+
+
+def test_add_breadcrumb_with_category_level_and_data(make_client, memory):
+    client = make_client()
+    alertkit.add_breadcrumb("user clicked pay", category="ui", level="warning", data={"x": 1})
+    alertkit.add_breadcrumb("plain")
+    client.send_event(client.create_new_app_event("error", event_message="boom"), timeout=5)
+    crumbs = crumbs_of(memory)
+    assert crumbs[0]["message"] == "user clicked pay" and crumbs[0]["category"] == "ui"
+    assert crumbs[0]["level"] == "warning" and crumbs[0]["data"] == {"x": 1}
+    assert crumbs[1] | {"timestamp": None} == {
+        "timestamp": None,
+        "level": "info",
+        "category": None,
+        "message": "plain",
+        "data": {},
+    }
+    with pytest.raises(ValueError, match="unknown log level"):
+        alertkit.add_breadcrumb("bad", level="loud")
+
+
+def test_every_error_capture_path_takes_the_trail_and_others_do_not(make_client, memory):
+    client = make_client()
+    alertkit.add_breadcrumb("before")
+    client.log({"eventmessage": "log call"}, "error", exc_info=False)
+    client.log({"eventmessage": "warning call"}, "warning", exc_info=False)
+    client.send_event_async(client.create_new_app_event("fatal", event_message="fatal"))
+    assert client.flush(5)
+    by_message = {e.event.event_message: list(e.breadcrumbs) for e in memory.envelopes}
+    assert [c["message"] for c in by_message["log call"]] == ["before"]
+    assert [c["message"] for c in by_message["fatal"]] == ["before"]
+    assert by_message["warning call"] == []
+
+
+def test_before_breadcrumb_edits_and_drops(make_client, make_logger, memory):
+    seen: list[dict[str, Any]] = []
+
+    def before(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+        seen.append(hint)
+        if "health" in crumb["message"]:
+            return None
+        crumb["message"] = crumb["message"].upper()
+        return crumb
+
+    client = make_client(before_breadcrumb=before)
+    log = make_logger(client)
+    log.info("GET /health")
+    log.info("order %s", 7)
+    log.error("boom")
+    log.error("again")
+    assert client.flush(5)
+    assert [c["message"] for c in crumbs_of(memory, 0)] == ["ORDER 7"]
+    assert [c["message"] for c in crumbs_of(memory, 1)] == ["ORDER 7", "BOOM"]
+    assert {"template": "order %s", "args": (7,)} in seen
+    assert len(seen) == 3, "each crumb is given to the hook once, not once per event"
+
+
+def test_a_failing_before_breadcrumb_keeps_the_crumb(make_client, make_logger, memory, caplog):
+    def before(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("user bug")
+
+    client = make_client(before_breadcrumb=before)
+    log = make_logger(client)
+    log.info("step")
+    log.error("boom")
+    assert client.flush(5)
+    assert [c["message"] for c in crumbs_of(memory)] == ["step"]
+    assert any("before_breadcrumb raised RuntimeError" in r.getMessage() for r in caplog.records)
+
+
+def test_breadcrumbs_are_scrubbed_and_bounded(make_client, make_logger, memory):
+    client = make_client(limits=Limits(max_string=100))
+    log = make_logger(client)
+    log.info("login with password=hunter2", extra={"api_token": "abc", "blob": "x" * 5000})
+    alertkit.add_breadcrumb("wide", data={f"k{i}": i for i in range(100)})
+    log.error("boom")
+    assert client.flush(5)
+    login, wide = crumbs_of(memory)
+    assert "hunter2" not in login["message"]
+    assert login["data"]["api_token"] != "abc"
+    assert len(login["data"]["blob"]) < 200 and "cut" in login["data"]["blob"]
+    assert len(wide["data"]) == breadcrumbs.MAX_DATA_KEYS
+
+
+def test_message_arguments_that_fail_to_format_never_raise(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client, "tests.crumbs.bad_args")
+    log.handlers = [h for h in log.handlers if isinstance(h, AlertHandler)]  # only ours
+    log.info("%d items", "not a number")
+    log.error("boom")
+    assert client.flush(5)
+    [crumb] = crumbs_of(memory)
+    assert crumb["message"].startswith("%d items") and "not a number" in crumb["message"]
+
+
+def test_a_scope_has_its_own_trail(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)
+    log.info("outside before")
+    with client.scope():
+        log.info("inside")
+        log.error("in the request")
+    log.error("after the request")
+    assert client.flush(5)
+    by_message = {e.event.event_message: list(e.breadcrumbs) for e in memory.envelopes}
+    assert [c["message"] for c in by_message["in the request"]] == ["inside"]
+    assert [c["message"] for c in by_message["after the request"]] == ["outside before"]
+
+
+def test_threads_without_a_context_share_the_process_trail(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)
+    worker = threading.Thread(target=lambda: log.info("from a worker thread"))
+    worker.start()
+    worker.join(5)
+    log.error("boom")
+    assert client.flush(5)
+    assert [c["message"] for c in crumbs_of(memory)] == ["from a worker thread"]
+
+
+def test_each_asyncio_task_has_its_own_trail(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)
+    log.info("before the loop")
+
+    async def job(name: str) -> None:
+        log.info("%s step 1", name)
+        await asyncio.sleep(0.01)
+        log.info("%s step 2", name)
+        await asyncio.sleep(0.01)
+        log.error("%s failed", name)
+
+    async def main() -> None:
+        await asyncio.gather(job("a"), job("b"))
+
+    asyncio.run(main())
+    assert client.flush(5)
+    by_message = {e.event.event_message: list(e.breadcrumbs) for e in memory.envelopes}
+    for name in ("a", "b"):
+        assert [c["message"] for c in by_message[f"{name} failed"]] == [
+            "before the loop",
+            f"{name} step 1",
+            f"{name} step 2",
+        ]
+
+
+def test_the_trail_is_bounded_whatever_is_logged(make_client, make_logger):
+    client = make_client(max_breadcrumbs=10)
+    log = make_logger(client, level=logging.ERROR)
+    for i in range(1000):
+        log.info("step %d", i, extra={f"k{j}": j for j in range(50)})
+    entries = breadcrumbs.current_entries()
+    assert len(entries) <= max(10, breadcrumbs._capacity)
+    assert all(e[5] is None or len(e[5]) <= breadcrumbs.MAX_DATA_KEYS for e in entries)
+    assert all(len(e) == 6 for e in entries), "no record, traceback or frame is kept"
+
+
+def test_init_records_the_root_loggers_records(memory) -> None:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)
+    client = alertkit.init(backends=[memory], sample_system=False, register_atexit=False)
+    try:
+        logging.getLogger("tests.crumbs.plain").info("no AlertHandler on this logger")
+        client.log({"eventmessage": "boom"}, "error", exc_info=False)
+        assert client.flush(5)
+        assert [c["message"] for c in crumbs_of(memory)] == ["no AlertHandler on this logger"]
+        # A second init replaces the recorder rather than adding one.
+        recorders = [h for h in root.handlers if isinstance(h, breadcrumbs.BreadcrumbHandler)]
+        assert len(recorders) == 1
+    finally:
+        root.setLevel(level)
+        previous = submit.replace_default(None)
+        if previous is not None:
+            previous.shutdown(2)
+        breadcrumbs.install_logging(None)
+    assert not [h for h in root.handlers if isinstance(h, breadcrumbs.BreadcrumbHandler)]
+
+
+def test_an_escalation_carries_its_headline_errors_breadcrumbs(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)
+    with client.scope(escalate_from="error"):
+        log.info("charging card")
+        log.error("card declined", extra={"fingerprint": ["payments"]})
+    assert client.flush(5)
+    [escalation] = memory.envelopes
+    assert escalation.request_log is not None, "one event: the request's escalation"
+    assert [c["message"] for c in escalation.breadcrumbs] == ["charging card"]
+    assert escalation.fingerprint == ["payments"]
