@@ -102,6 +102,7 @@ class RecordCapture(msgspec.Struct, gc=False):
     extra: dict[str, Any] | None = None
     incident_key: str | None = None
     scope: ScopeContext | None = None
+    code: Any = None
 
     @classmethod
     def of(
@@ -132,6 +133,7 @@ class RecordCapture(msgspec.Struct, gc=False):
             extra or None,
             incident_key,
             scope,
+            (attrs.get("funcName"), attrs.get("pathname"), attrs.get("lineno")),
         )
 
     def __call__(self) -> Envelope:
@@ -192,8 +194,18 @@ class RecordCapture(msgspec.Struct, gc=False):
             images=images,
             tags=tags,
             created=created,
+            code_location=_code_location(self.code),
         )
         return envelope if scope is None else scope.apply(envelope, tags_win=False)
+
+
+def _code_location(code: Any) -> tuple[str, str, int] | None:
+    """The record's ``(funcName, pathname, lineno)`` when they have the types a record gives them."""
+    if type(code) is tuple and len(code) == 3:
+        function, path, line = code
+        if type(function) is str and type(path) is str and type(line) is int:
+            return (function, path, line)
+    return None
 
 
 def _dict_list(value: Any) -> list[dict[str, str]]:

@@ -303,6 +303,9 @@ class BackendWorker:
         wait (None: until notified)."""
         size = 1 if self.circuit.is_probe() else self.batch_size
         batch: list[Delivery] = []
+        linger = self._linger(size)
+        if linger > 0.0:
+            return linger
         if self._ready and not (self.ordered and self._retry):
             batch = [self._ready.popleft() for _ in range(min(size, len(self._ready)))]
         elif self._retry and self._retry[0][0] <= now:
@@ -334,6 +337,15 @@ class BackendWorker:
                 return _STOP
             timeout = remaining if timeout is None else min(timeout, remaining)
         return timeout
+
+    def _linger(self, size: int) -> float:
+        """How long to hold a partial batch back (``backend.batch_delay`` after its oldest event
+        was captured) so that more events join it; 0: send now (full, closing, or waited enough)."""
+        delay = self.backend.batch_delay
+        if delay <= 0.0 or self._closing or not self._ready or len(self._ready) >= size:
+            return 0.0
+        wait = self._ready[0].born + delay - time.time()
+        return min(wait, delay) if wait > 0.001 else 0.0
 
     def _expired(self) -> list[Delivery]:
         """Remove and return queued deliveries past their deadline (while the circuit is open)."""

@@ -1,0 +1,517 @@
+"""OpenTelemetry logs over OTLP/HTTP: many events per ``POST {endpoint}/v1/logs`` to a collector.
+
+WIRE.md section 6. Each batch the worker hands over (up to ``batch_size`` events, held back at
+most ``batch_delay`` seconds to fill) becomes one ``ExportLogsServiceRequest`` — split further
+when it would pass ``max_request_bytes`` — as protobuf (default) or OTLP/JSON, gzip-compressed.
+The mapping follows the logs data model and semantic conventions: severity from the level, body
+from the message, ``exception.*``, ``code.*``, the details and tags as attributes, trace and span
+ids, and a resource naming the service, its version, environment, host and process.
+
+Answers, as the OTLP specification says: 2xx delivered (a ``partial_success`` rejects its
+``rejected_log_records`` for good); 429, 502, 503 and 504 retried after ``Retry-After``; every
+other status rejected. The standard ``OTEL_EXPORTER_OTLP_*`` variables are fallbacks for what the
+URL and the keyword options leave unsaid (see :func:`resolve_endpoint`, :meth:`OtlpBackend.bind`).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, unquote, urlunsplit
+
+import msgspec
+
+from alertkit.backends import _otlp_wire as wire
+from alertkit.backends._http import (
+    USER_AGENT,
+    HttpResponse,
+    TransportError,
+    parse_retry_after,
+    reason_from_body,
+)
+from alertkit.backends._options import read_options
+from alertkit.backends._redact import masked_url
+from alertkit.backends._web import WebBackend, WebOptions
+from alertkit.backends.base import MASK, ClientContext
+from alertkit.model.errors import ConfigError
+from alertkit.model.event import Envelope
+from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+DEFAULT_ENDPOINT = "http://localhost:4318"
+LOGS_PATH = "/v1/logs"
+#: The statuses the OTLP specification says to retry; every other error status is permanent.
+RETRYABLE = frozenset({429, 502, 503, 504})
+CONTENT_TYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
+#: gRPC's default message limit, which collectors and vendors commonly keep for OTLP/HTTP too.
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+_SEVERITY = (
+    (50, 21, "FATAL"),
+    (40, 17, "ERROR"),
+    (30, 13, "WARN"),
+    (20, 9, "INFO"),
+    (10, 5, "DEBUG"),
+)
+_SCHEME_WORDS = frozenset({"bearer", "basic", "token", "apikey", "api-key"})
+
+
+def _sdk_version() -> str:
+    """``telemetry.sdk.version``: the installed distribution's, else the user agent's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("alertkit")
+    except PackageNotFoundError:  # a checkout on sys.path, not installed
+        return USER_AGENT.rpartition("/")[2]
+
+
+_VERSION = _sdk_version()
+
+
+def parse_pairs(text: str, source: str) -> dict[str, str]:
+    """``k=v,k2=v2`` (the format of ``OTEL_EXPORTER_OTLP_HEADERS`` and ``OTEL_RESOURCE_ATTRIBUTES``),
+    values URL-decoded.
+
+    Raises:
+        ConfigError: an entry without ``=`` or without a key, naming ``source`` (never the
+            value, which may be a key).
+    """
+    pairs: dict[str, str] = {}
+    for entry in text.split(","):
+        if not entry.strip():
+            continue
+        key, sep, value = entry.partition("=")
+        key = unquote(key.strip())
+        if not sep or not key:
+            raise ConfigError(
+                f"otlp: {source} must be a list of key=value pairs separated by commas"
+            )
+        pairs[key] = unquote(value.strip())
+    return pairs
+
+
+def resolve_endpoint(endpoint: str | None, logs_endpoint: str | None) -> str:
+    """The URL requests go to, first found: ``logs_endpoint`` as given; ``endpoint`` (a base URL)
+    with ``/v1/logs`` appended; ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` as given;
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` with ``/v1/logs`` appended; ``http://localhost:4318/v1/logs``.
+    """
+    env = os.environ
+    if logs_endpoint:
+        return logs_endpoint
+    if endpoint:
+        return _signal_url(endpoint)
+    if env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip():
+        return env["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"].strip()
+    return _signal_url(env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or DEFAULT_ENDPOINT)
+
+
+def _signal_url(base: str) -> str:
+    path = base.rstrip("/")
+    return path if path.endswith(LOGS_PATH) else path + LOGS_PATH
+
+
+def severity(levelno: int) -> tuple[int, str]:
+    """OpenTelemetry's severity number and text for a :mod:`logging` level number: DEBUG 5,
+    INFO 9, WARN 13, ERROR 17, FATAL 21, with levels between them counting up to 3 steps (as the
+    data model's appendix maps Python's levels); below DEBUG is TRACE."""
+    for floor, number, text in _SEVERITY:
+        if levelno >= floor:
+            return number + min(levelno - floor, 3), text
+    return 1, "TRACE"
+
+
+def _ids(envelope: Envelope) -> tuple[bytes | None, bytes | None]:
+    """The W3C trace and span ids as bytes, or None when absent, malformed or all zero."""
+    out: list[bytes | None] = []
+    for value, size in ((envelope.trace_id, 16), (envelope.span_id, 8)):
+        try:
+            raw = bytes.fromhex(value) if value else b""
+        except (TypeError, ValueError):
+            raw = b""
+        out.append(raw if len(raw) == size and any(raw) else None)
+    return out[0], out[1]
+
+
+def to_record(envelope: Envelope) -> wire.Record:
+    """The OTLP log record of one event: semantic-convention attributes first, then the
+    event's tags and details (already scrubbed and bounded by the policy stage)."""
+    event = envelope.event
+    attributes: dict[str, Any] = {}
+    traces = event.event_stacktrace
+    if traces:
+        raised = traces[0]
+        attributes["exception.type"] = raised.type or ""
+        attributes["exception.message"] = raised.message or ""
+        attributes["exception.stacktrace"] = envelope.exc_text or _render(traces)
+    elif envelope.exc_text:
+        attributes["exception.stacktrace"] = envelope.exc_text
+    location = envelope.code_location
+    if location is None and traces and traces[0].trace_lines:
+        frame = traces[0].trace_lines[-1]  # where the exception was raised
+        location = (frame.function or "", frame.file or "", frame.line or 0)
+    if location is not None:
+        function, path, line = location
+        # The names the issue and older collectors know, and semconv 1.26's stable ones.
+        attributes["code.function"] = attributes["code.function.name"] = function
+        attributes["code.filepath"] = attributes["code.file.path"] = path
+        attributes["code.lineno"] = attributes["code.line.number"] = line
+    attributes["log.record.uid"] = envelope.event_id
+    if not traces and event.event_type not in (None, "", "unknown"):
+        attributes["alertkit.event_type"] = event.event_type
+    if event.event_user:
+        attributes["user.id"] = event.event_user
+    if event.event_session:
+        attributes["session.id"] = event.event_session
+    for source in (envelope.tags, envelope.details):
+        for key, value in source.items():
+            attributes.setdefault(str(key), value)
+    number, text = severity(envelope.levelno)
+    trace_id, span_id = _ids(envelope)
+    return wire.Record(
+        time_unix_nano=int(envelope.created * 1e9),
+        severity_number=number,
+        severity_text=text,
+        body=str(event.event_message),
+        attributes=list(attributes.items()),
+        trace_id=trace_id,
+        span_id=span_id,
+    )
+
+
+def _render(traces: Sequence[Any]) -> str:
+    """A Python-style traceback from the wire stack trace (when no formatted one travelled)."""
+    blocks = []
+    for trace in reversed(traces):  # the cause first, as Python prints it
+        lines = ["Traceback (most recent call last):"]
+        lines += [
+            f'  File "{t.file}", line {t.line}, in {t.function}' for t in trace.trace_lines or ()
+        ]
+        lines.append(f"{trace.type}: {trace.message}" if trace.message else str(trace.type))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+class OtlpBackend(WebBackend):
+    """Sends events as OpenTelemetry log records to an OTLP/HTTP receiver (a Collector, or a
+    vendor's OTLP endpoint): ``otlp://collector:4318``, ``otlps://otlp.example.com``.
+
+    Args:
+        endpoint: the receiver's base URL (``http://collector:4318``); ``/v1/logs`` is appended.
+            Default: the ``OTEL_EXPORTER_OTLP_*`` variables, else ``http://localhost:4318``.
+        logs_endpoint: the full URL of the logs endpoint, used as given (wins over ``endpoint``).
+        encoding: ``"protobuf"`` (default) or ``"json"``.
+        compression: ``"gzip"`` (default) or ``"none"``.
+        headers: extra request headers (an API key); their values are secrets, masked everywhere.
+        service_name: the resource's ``service.name`` (default: ``OTEL_SERVICE_NAME``, then
+            ``OTEL_RESOURCE_ATTRIBUTES``, then the client's ``app_name``).
+        resource_attributes: more resource attributes; they win over every other source.
+        batch_size: the most events in one request (default 512, as the OpenTelemetry SDK).
+        batch_delay: seconds a partial batch may wait for more events (default 0.2).
+        max_request_bytes: the largest request before compression (default 4 MiB); a bigger
+            batch is split, and a single event bigger than this is rejected.
+        **options: ``timeout``, ``connections``, ``verify``, ``name`` and ``min_level``, as for
+            every HTTP backend (:class:`~alertkit.backends._web.WebBackend`).
+
+    Raises:
+        ConfigError: an option (or an ``OTEL_*`` variable) with a wrong value, naming it.
+    """
+
+    scheme = "otlp"
+    schemes = ("otlp", "otlps")
+    max_batch = 512
+    batch_delay = 0.2
+    max_concurrency = 2
+    default_connections = 2
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        logs_endpoint: str | None = None,
+        encoding: str = "protobuf",
+        compression: str = "gzip",
+        headers: Mapping[str, str] | None = None,
+        service_name: str | None = None,
+        resource_attributes: Mapping[str, Any] | None = None,
+        batch_size: int = 512,
+        batch_delay: float = 0.2,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        **options: Unpack[WebOptions],
+    ) -> None:
+        super().__init__(**options)
+        if encoding not in CONTENT_TYPES:
+            raise ConfigError(f"otlp: encoding must be protobuf or json, got {encoding!r}")
+        if compression not in ("gzip", "none"):
+            raise ConfigError(f"otlp: compression must be gzip or none, got {compression!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError("otlp: batch_size must be a whole number of at least 1")
+        if (
+            isinstance(batch_delay, bool)
+            or not isinstance(batch_delay, int | float)
+            or not 0 <= batch_delay <= 60
+        ):
+            raise ConfigError("otlp: batch_delay must be a number of seconds from 0 to 60")
+        if (
+            isinstance(max_request_bytes, bool)
+            or not isinstance(max_request_bytes, int)
+            or max_request_bytes < 1024
+        ):
+            raise ConfigError("otlp: max_request_bytes must be a whole number of at least 1024")
+        for option, value in (("endpoint", endpoint), ("logs_endpoint", logs_endpoint)):
+            if value is not None:
+                self._http_url("otlp", option, value, "http://collector:4318")
+        self.url = self._http_url(
+            "otlp",
+            "endpoint (OTEL_EXPORTER_OTLP_ENDPOINT)",
+            resolve_endpoint(endpoint, logs_endpoint),
+        )
+        self.encoding = encoding
+        self.compression = compression
+        self.max_batch = batch_size
+        self.batch_delay = float(batch_delay)
+        self.max_request_bytes = max_request_bytes
+        env = os.environ
+        merged = parse_pairs(
+            env.get("OTEL_EXPORTER_OTLP_HEADERS", ""), "OTEL_EXPORTER_OTLP_HEADERS"
+        )
+        merged.update(
+            parse_pairs(
+                env.get("OTEL_EXPORTER_OTLP_LOGS_HEADERS", ""), "OTEL_EXPORTER_OTLP_LOGS_HEADERS"
+            )
+        )
+        merged.update(headers or {})
+        for key, value in merged.items():
+            if not isinstance(value, str) or any(c in key + value for c in "\r\n"):
+                raise ConfigError(f"otlp: headers: the value of {key!r} must be one line of text")
+        self.headers = merged
+        self._request_headers = {
+            **merged,
+            "Content-Type": CONTENT_TYPES[encoding],
+            **({"Content-Encoding": "gzip"} if compression == "gzip" else {}),
+        }
+        # The resource: explicit options, then the OTEL_* variables, then the client (bind).
+        self._env_resource: dict[str, Any] = parse_pairs(
+            env.get("OTEL_RESOURCE_ATTRIBUTES", ""), "OTEL_RESOURCE_ATTRIBUTES"
+        )
+        if env.get("OTEL_SERVICE_NAME", "").strip():
+            self._env_resource["service.name"] = env["OTEL_SERVICE_NAME"].strip()
+        self._own_resource = dict(resource_attributes or {})
+        if service_name:
+            self._own_resource["service.name"] = service_name
+        self._resource = self._resource_from(ClientContext())
+        self._resource_pid = -1
+        self._resource_bytes = b""
+
+    @classmethod
+    def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
+        options = read_options(
+            "otlp",
+            query,
+            text=("encoding", "compression", "headers", "service_name", "resource"),
+            number=("timeout", "batch_delay"),
+            count=("connections", "batch_size", "max_request_bytes"),
+            flag=("verify",),
+            secret=("headers",),
+        )
+        if "headers" in options:
+            options["headers"] = parse_pairs(options["headers"], "headers")
+        if "resource" in options:
+            options["resource_attributes"] = parse_pairs(options.pop("resource"), "resource")
+        if parts.hostname:
+            secure = parts.scheme.lower() == "otlps"
+            try:
+                port = parts.port or (443 if secure else 4318)
+            except ValueError:
+                raise ConfigError("otlp: the URL's port must be a number") from None
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            options["endpoint"] = urlunsplit(
+                ("https" if secure else "http", f"{host}:{port}", parts.path, "", "")
+            )
+        return options
+
+    def bind(self, context: ClientContext) -> None:
+        """Take the client's timeout and pool size, and its name, version, stage and host for
+        the resource where neither the options nor the ``OTEL_*`` variables say."""
+        super().bind(context)
+        self._resource = self._resource_from(context)
+        self._resource_pid = -1
+
+    def _resource_from(self, context: ClientContext) -> list[tuple[str, Any]]:
+        """The resource attributes: the client's values, overridden by ``OTEL_RESOURCE_ATTRIBUTES``
+        and ``OTEL_SERVICE_NAME``, overridden by the backend's own options; ``telemetry.sdk.*``
+        always name alertkit (``process.pid`` is added per process)."""
+        stage = context.deployment_stage
+        resource: dict[str, Any] = {
+            "service.name": context.app_name,
+            "service.version": context.app_version,
+            "deployment.environment": stage,
+            "deployment.environment.name": stage,
+            "host.name": context.hostname,
+        }
+        resource = {k: v for k, v in resource.items() if v}
+        resource.update(self._env_resource)
+        resource.update(self._own_resource)
+        resource.setdefault("service.name", "unknown_service:python")
+        resource["telemetry.sdk.name"] = "alertkit"
+        resource["telemetry.sdk.version"] = _VERSION
+        resource["telemetry.sdk.language"] = "python"
+        return list(resource.items())
+
+    def _resource_for_request(self) -> bytes:
+        """The encoded resource, with this process's pid (rebuilt in a forked child)."""
+        pid = os.getpid()
+        if pid != self._resource_pid:
+            attributes = [*self._resource, ("process.pid", pid)]
+            encode = wire.resource_protobuf if self.encoding == "protobuf" else wire.resource_json
+            self._resource_bytes, self._resource_pid = encode(attributes), pid
+        return self._resource_bytes
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        protobuf = self.encoding == "protobuf"
+        encode = wire.record_protobuf if protobuf else wire.record_json
+        limit = self.max_request_bytes - 1024  # room for the resource and scope framing
+        encoded: list[tuple[int, str, bytes]] = []
+        for index, envelope in enumerate(batch):
+            try:
+                data = encode(to_record(envelope))
+            except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+                outcomes[index] = Rejected(self.mask(f"otlp: cannot encode the event: {exc}"))
+                continue
+            if len(data) > limit:
+                outcomes[index] = Rejected(
+                    f"otlp: the event's record is {len(data)} bytes, over max_request_bytes"
+                )
+                continue
+            encoded.append((index, envelope.logger_name or "alertkit", data))
+        chunks: list[list[tuple[int, str, bytes]]] = [[]]
+        size = 0
+        for item in encoded:
+            if chunks[-1] and size + len(item[2]) + wire.RECORD_OVERHEAD > limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(item)
+            size += len(item[2]) + wire.RECORD_OVERHEAD
+        for position, chunk in enumerate(chunks):
+            if not chunk:
+                continue
+            try:
+                response = self._client().post(self.url, self._body(chunk), self._request_headers)
+            except TransportError as exc:  # the rest would wait out the same failure
+                failed = RetryLater(self.mask(str(exc)))
+                for rest in chunks[position:]:
+                    for index, _, _ in rest:
+                        outcomes[index] = failed
+                break
+            answers = self._answers(response, len(chunk))
+            for (index, _, _), outcome in zip(chunk, answers, strict=True):
+                outcomes[index] = outcome
+            if response.status in RETRYABLE:  # unavailable or rate limited: so is the rest
+                for rest in chunks[position + 1 :]:
+                    for index, _, _ in rest:
+                        outcomes[index] = answers[0]
+                break
+        return [o if o is not None else RetryLater("otlp: not sent") for o in outcomes]
+
+    def _body(self, chunk: Sequence[tuple[int, str, bytes]]) -> bytes:
+        """The request of ``chunk``: one scope per logger name, records in capture order."""
+        scopes: dict[str, list[bytes]] = {}
+        for _, scope, data in chunk:
+            scopes.setdefault(scope, []).append(data)
+        encode_scope = wire.scope_protobuf if self.encoding == "protobuf" else wire.scope_json
+        request = wire.request_protobuf if self.encoding == "protobuf" else wire.request_json
+        body = request(
+            self._resource_for_request(),
+            [(encode_scope(name, ""), records) for name, records in scopes.items()],
+        )
+        if self.compression == "gzip":
+            packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip member, mtime 0
+            body = packer.compress(body) + packer.flush()
+        return body
+
+    def _answers(self, response: HttpResponse, count: int) -> list[Outcome]:
+        """One outcome per record of a request, from the receiver's answer."""
+        status = response.status
+        if 200 <= status < 300:
+            rejected, message = self._partial_success(response)
+            delivered = Delivered({"status": status})
+            if not rejected:
+                return [delivered] * count
+            rejected = min(rejected, count)
+            # OTLP gives the count, not which records: the last ones are marked (documented).
+            reason = Rejected(
+                self.mask(
+                    f"otlp: the receiver rejected {rejected} of {count} records"
+                    + (f": {message}" if message else "")
+                )
+            )
+            return [delivered] * (count - rejected) + [reason] * rejected
+        reason_text = self.mask(self._error_reason(response))
+        if status in RETRYABLE:
+            delay = parse_retry_after(response.headers.get("retry-after"))
+            return [RetryLater(reason_text, delay)] * count
+        return [Rejected(reason_text)] * count
+
+    def _partial_success(self, response: HttpResponse) -> tuple[int, str]:
+        """``(rejected_log_records, error_message)`` of an ``ExportLogsServiceResponse``; (0, "")
+        when the body is empty or unreadable (the records were accepted: it said 2xx)."""
+        body = response.body
+        if not body:
+            return 0, ""
+        try:
+            if "json" in response.headers.get("content-type", CONTENT_TYPES[self.encoding]):
+                data = msgspec.json.decode(body)
+                partial = data.get("partialSuccess") or data.get("partial_success") or {}
+                count = partial.get("rejectedLogRecords", partial.get("rejected_log_records", 0))
+                return int(count or 0), str(
+                    partial.get("errorMessage") or partial.get("error_message") or ""
+                )
+            partial_bytes = wire.read_fields(body).get(1, b"")
+            fields = wire.read_fields(partial_bytes) if isinstance(partial_bytes, bytes) else {}
+            count = fields.get(1, 0)
+            message = fields.get(2, b"")
+            return (
+                int(count) if isinstance(count, int) else 0,
+                message.decode("utf-8", "replace") if isinstance(message, bytes) else "",
+            )
+        except (ValueError, TypeError, AttributeError, msgspec.DecodeError):
+            return 0, ""
+
+    @staticmethod
+    def _error_reason(response: HttpResponse) -> str:
+        """``HTTP 400 from host:port: message``, the message from a ``google.rpc.Status`` body
+        (protobuf or JSON) or the text."""
+        if "protobuf" in response.headers.get("content-type", ""):
+            try:
+                message = wire.read_fields(response.body).get(2, b"")
+            except ValueError:
+                message = b""
+            if isinstance(message, bytes) and message:
+                text = message.decode("utf-8", "replace")[:500]
+                return f"HTTP {response.status} from {response.origin}: {text}"
+            return f"HTTP {response.status} from {response.origin}"
+        return reason_from_body(response)
+
+    # -- safe description -------------------------------------------------------------------------
+
+    def mask(self, text: str) -> str:
+        """Every header value (and each word of it, for ``Bearer <token>``) replaced by ``****``."""
+        for value in self.headers.values():
+            if len(value) >= 4:
+                text = text.replace(value, MASK)
+            for word in value.split():
+                if len(word) >= 4 and word.lower() not in _SCHEME_WORDS:
+                    text = text.replace(word, MASK)
+        return text
+
+    def describe(self) -> str:
+        shown = (
+            f" headers={','.join(f'{key}={MASK}' for key in self.headers)}" if self.headers else ""
+        )
+        return f"{masked_url(self.url)} {self.encoding}/{self.compression}{shown}"
