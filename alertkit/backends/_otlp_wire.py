@@ -50,7 +50,7 @@ def _varint(value: int) -> bytes:
     if value < 0:
         value += 1 << 64
     if value < 0x80:
-        return bytes((value,))
+        return _SMALL[value]
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -59,23 +59,32 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (strings, bytes, sub-messages)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    size = len(payload)
+    return _varint(number << 3 | 2) + (_SMALL[size] if size < 0x80 else _varint(size)) + payload
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (from a file name, say): protobuf wants UTF-8
+        return text.encode("utf-8", "replace")
 
 
 def _text(number: int, text: str) -> bytes:
-    try:
-        data = text.encode()
-    except UnicodeEncodeError:  # a lone surrogate (from a file name, say): protobuf wants UTF-8
-        data = text.encode("utf-8", "replace")
-    return _field(number, data)
+    return _field(number, _utf8(text))
 
 
 def _any_value(value: Any, depth: int = 0) -> bytes:
     """An ``AnyValue``: string 1, bool 2, int 3, double 4, array 5, kvlist 6, bytes 7."""
     if isinstance(value, str):
-        return _text(1, value)
+        data = _utf8(value)
+        size = len(data)
+        return b"\n" + (_SMALL[size] if size < 0x80 else _varint(size)) + data
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
@@ -88,9 +97,8 @@ def _any_value(value: Any, depth: int = 0) -> bytes:
         return b""  # an empty AnyValue: OTLP's null
     if depth < _MAX_DEPTH:
         if isinstance(value, Mapping):
-            return _field(
-                6, b"".join(_field(1, _key_value(str(k), v, depth + 1)) for k, v in value.items())
-            )
+            pairs = (_field(1, _key_value(str(k), v, depth + 1)) for k, v in value.items())
+            return _field(6, b"".join(pairs))
         if isinstance(value, list | tuple):
             return _field(5, b"".join(_field(1, _any_value(v, depth + 1)) for v in value))
     if isinstance(value, bytes | bytearray):
@@ -98,29 +106,63 @@ def _any_value(value: Any, depth: int = 0) -> bytes:
     return _text(1, str(value))
 
 
+#: Encoded key fields by key: the same few keys come back in every record.
+_KEYS: dict[str, bytes] = {}
+#: Encoded attributes by (key, type, scalar value): the code location, the tags, the exception
+#: type repeat from record to record. Cleared when full, so unique values cannot grow it.
+_ATTRIBUTES: dict[tuple[int, str, type, Any], bytes] = {}
+_CACHE_SIZE = 4096
+_SCALARS = (str, int, bool)  # not floats: -0.0 == 0.0 would share an entry
+
+
 def _key_value(key: str, value: Any, depth: int = 0) -> bytes:
-    return _text(1, key) + _field(2, _any_value(value, depth))
+    head = _KEYS.get(key)
+    if head is None:
+        head = _text(1, key)
+        if len(_KEYS) < _CACHE_SIZE:
+            _KEYS[key] = head
+    inner = _any_value(value, depth)
+    size = len(inner)
+    return head + b"\x12" + (_SMALL[size] if size < 0x80 else _varint(size)) + inner
 
 
 def attributes_protobuf(number: int, attributes: Attributes) -> bytes:
     """Repeated ``KeyValue`` field ``number`` (``attributes`` of a record, resource or scope)."""
-    return b"".join(_field(number, _key_value(key, value)) for key, value in attributes)
+    cache = _ATTRIBUTES
+    parts = []
+    for key, value in attributes:
+        kind = type(value)
+        if kind in _SCALARS and (kind is not str or len(value) <= 256):
+            token = (number, key, kind, value)
+            encoded = cache.get(token)
+            if encoded is None:
+                encoded = _field(number, _key_value(key, value))
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[token] = encoded
+        else:
+            encoded = _field(number, _key_value(key, value))
+        parts.append(encoded)
+    return b"".join(parts)
 
 
 def record_protobuf(record: Record) -> bytes:
     """One ``LogRecord`` message (its bytes, without the field tag of the enclosing list)."""
+    stamp = _FIXED64.pack(record.time_unix_nano)
     parts = [
-        b"\x09" + _FIXED64.pack(record.time_unix_nano),  # 1 time_unix_nano, fixed64
-        b"\x10" + _varint(record.severity_number),  # 2 severity_number
+        b"\x09",  # 1 time_unix_nano, fixed64
+        stamp,
+        b"\x10",  # 2 severity_number
+        _varint(record.severity_number),
         _text(3, record.severity_text),
-        _field(5, _text(1, record.body)),  # 5 body: AnyValue{string_value}
+        _field(5, _any_value(record.body)),  # 5 body: AnyValue{string_value}
         attributes_protobuf(6, record.attributes),
     ]
     if record.trace_id:
         parts.append(_field(9, record.trace_id))
     if record.span_id:
         parts.append(_field(10, record.span_id))
-    parts.append(b"\x59" + _FIXED64.pack(record.time_unix_nano))  # 11 observed_time_unix_nano
+    parts += (b"\x59", stamp)  # 11 observed_time_unix_nano
     return b"".join(parts)
 
 

@@ -431,7 +431,7 @@ class OtlpBackend(WebBackend):
             [(encode_scope(name, ""), records) for name, records in scopes.items()],
         )
         if self.compression == "gzip":
-            packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip member, mtime 0
+            packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: 2x faster than 6, ~10% larger; 31: gzip, mtime 0
             body = packer.compress(body) + packer.flush()
         return body
 
@@ -440,12 +440,12 @@ class OtlpBackend(WebBackend):
         status = response.status
         if 200 <= status < 300:
             rejected, message = self._partial_success(response)
-            delivered = Delivered({"status": status})
+            delivered: Outcome = Delivered({"status": status})
             if not rejected:
                 return [delivered] * count
             rejected = min(rejected, count)
             # OTLP gives the count, not which records: the last ones are marked (documented).
-            reason = Rejected(
+            reason: Outcome = Rejected(
                 self.mask(
                     f"otlp: the receiver rejected {rejected} of {count} records"
                     + (f": {message}" if message else "")
