@@ -455,3 +455,30 @@ def test_gzip_bodies_are_real_gzip(receiver: OtlpReceiver) -> None:
     raw = receiver.raw[0]
     assert raw.body[:2] == b"\x1f\x8b"
     assert ExportLogsServiceRequest.FromString(gzip.decompress(raw.body)).resource_logs
+
+
+def test_a_trickle_of_events_waits_for_its_batch(receiver: OtlpReceiver, make_client: Any) -> None:
+    """``batch_delay``: events a few milliseconds apart still travel in one request."""
+    import threading
+
+    client = make_client(OtlpBackend(receiver.url, batch_delay=2.0))
+    pause = threading.Event()
+    for index in range(5):
+        client.log({"eventmessage": f"trickle {index}"}, "error", "t")
+        pause.wait(0.02)
+    records = receiver.wait_for(5)
+    assert len(records) == 5
+    assert len(receiver.decoded) == 1
+
+
+def test_flush_and_shutdown_do_not_wait_for_a_batch_to_fill(
+    receiver: OtlpReceiver, make_client: Any
+) -> None:
+    """A batch_delay far longer than the flush timeout and the shutdown budget still delivers."""
+    client = make_client(OtlpBackend(receiver.url, batch_delay=60))
+    client.log({"eventmessage": "flushed"}, "error", "t")
+    assert client.flush(5.0)
+    assert [r.body.string_value for r in receiver.records()] == ["flushed"]
+    client.log({"eventmessage": "at shutdown"}, "error", "t")
+    client.shutdown(5.0)
+    assert [r.body.string_value for r in receiver.records()] == ["flushed", "at shutdown"]
