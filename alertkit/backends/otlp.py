@@ -95,14 +95,15 @@ def resolve_endpoint(endpoint: str | None, logs_endpoint: str | None) -> str:
     with ``/v1/logs`` appended; ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` as given;
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` with ``/v1/logs`` appended; ``http://localhost:4318/v1/logs``.
     """
-    env = os.environ
     if logs_endpoint:
         return logs_endpoint
     if endpoint:
         return _signal_url(endpoint)
-    if env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip():
-        return env["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"].strip()
-    return _signal_url(env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or DEFAULT_ENDPOINT)
+    logs = os.environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip()
+    if logs:
+        return logs
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    return _signal_url(base or DEFAULT_ENDPOINT)
 
 
 def _signal_url(base: str) -> str:
@@ -189,13 +190,13 @@ class OtlpBackend(WebBackend):
         self.max_batch = batch_size
         self.batch_delay = float(batch_delay)
         self.max_request_bytes = max_request_bytes
-        env = os.environ
         merged = parse_pairs(
-            env.get("OTEL_EXPORTER_OTLP_HEADERS", ""), "OTEL_EXPORTER_OTLP_HEADERS"
+            os.environ.get("OTEL_EXPORTER_OTLP_HEADERS", ""), "OTEL_EXPORTER_OTLP_HEADERS"
         )
         merged.update(
             parse_pairs(
-                env.get("OTEL_EXPORTER_OTLP_LOGS_HEADERS", ""), "OTEL_EXPORTER_OTLP_LOGS_HEADERS"
+                os.environ.get("OTEL_EXPORTER_OTLP_LOGS_HEADERS", ""),
+                "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
             )
         )
         merged.update(headers or {})
@@ -210,10 +211,11 @@ class OtlpBackend(WebBackend):
         }
         # The resource: explicit options, then the OTEL_* variables, then the client (bind).
         self._env_resource: dict[str, Any] = parse_pairs(
-            env.get("OTEL_RESOURCE_ATTRIBUTES", ""), "OTEL_RESOURCE_ATTRIBUTES"
+            os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""), "OTEL_RESOURCE_ATTRIBUTES"
         )
-        if env.get("OTEL_SERVICE_NAME", "").strip():
-            self._env_resource["service.name"] = env["OTEL_SERVICE_NAME"].strip()
+        service = os.environ.get("OTEL_SERVICE_NAME", "").strip()
+        if service:
+            self._env_resource["service.name"] = service
         self._own_resource = dict(resource_attributes or {})
         if service_name:
             self._own_resource["service.name"] = service_name
