@@ -111,6 +111,44 @@ def _signal_url(base: str) -> str:
     return path if path.endswith(LOGS_PATH) else path + LOGS_PATH
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_batching(batch_size: object, batch_delay: object, max_request_bytes: object) -> None:
+    """Refuse batching options out of range.
+
+    Raises:
+        ConfigError: naming the option.
+    """
+    if not _whole(batch_size) or batch_size < 1:  # type: ignore[operator]
+        raise ConfigError("otlp: batch_size must be a whole number of at least 1")
+    number = isinstance(batch_delay, int | float) and not isinstance(batch_delay, bool)
+    if not number or not 0 <= batch_delay <= 60:  # type: ignore[operator]
+        raise ConfigError("otlp: batch_delay must be a number of seconds from 0 to 60")
+    if not _whole(max_request_bytes) or max_request_bytes < 1024:  # type: ignore[operator]
+        raise ConfigError("otlp: max_request_bytes must be a whole number of at least 1024")
+
+
+def _headers(explicit: Mapping[str, str] | None) -> dict[str, str]:
+    """``OTEL_EXPORTER_OTLP_HEADERS``, then ``OTEL_EXPORTER_OTLP_LOGS_HEADERS``, then ``explicit``,
+    merged key by key (the later wins).
+
+    Raises:
+        ConfigError: a malformed variable, or a value that is not one line of text.
+    """
+    merged = parse_pairs(
+        os.environ.get("OTEL_EXPORTER_OTLP_HEADERS", ""), "OTEL_EXPORTER_OTLP_HEADERS"
+    )
+    logs = os.environ.get("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "")
+    merged.update(parse_pairs(logs, "OTEL_EXPORTER_OTLP_LOGS_HEADERS"))
+    merged.update(explicit or {})
+    for key, value in merged.items():
+        if not isinstance(value, str) or any(c in key + value for c in "\r\n"):
+            raise ConfigError(f"otlp: headers: the value of {key!r} must be one line of text")
+    return merged
+
+
 class OtlpBackend(WebBackend):
     """Sends events as OpenTelemetry log records to an OTLP/HTTP receiver (a Collector, or a
     vendor's OTLP endpoint): ``otlp://collector:4318``, ``otlps://otlp.example.com``.
@@ -163,20 +201,7 @@ class OtlpBackend(WebBackend):
             raise ConfigError(f"otlp: encoding must be protobuf or json, got {encoding!r}")
         if compression not in ("gzip", "none"):
             raise ConfigError(f"otlp: compression must be gzip or none, got {compression!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError("otlp: batch_size must be a whole number of at least 1")
-        if (
-            isinstance(batch_delay, bool)
-            or not isinstance(batch_delay, int | float)
-            or not 0 <= batch_delay <= 60
-        ):
-            raise ConfigError("otlp: batch_delay must be a number of seconds from 0 to 60")
-        if (
-            isinstance(max_request_bytes, bool)
-            or not isinstance(max_request_bytes, int)
-            or max_request_bytes < 1024
-        ):
-            raise ConfigError("otlp: max_request_bytes must be a whole number of at least 1024")
+        _check_batching(batch_size, batch_delay, max_request_bytes)
         for option, value in (("endpoint", endpoint), ("logs_endpoint", logs_endpoint)):
             if value is not None:
                 self._http_url("otlp", option, value, "http://collector:4318")
@@ -190,19 +215,7 @@ class OtlpBackend(WebBackend):
         self.max_batch = batch_size
         self.batch_delay = float(batch_delay)
         self.max_request_bytes = max_request_bytes
-        merged = parse_pairs(
-            os.environ.get("OTEL_EXPORTER_OTLP_HEADERS", ""), "OTEL_EXPORTER_OTLP_HEADERS"
-        )
-        merged.update(
-            parse_pairs(
-                os.environ.get("OTEL_EXPORTER_OTLP_LOGS_HEADERS", ""),
-                "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
-            )
-        )
-        merged.update(headers or {})
-        for key, value in merged.items():
-            if not isinstance(value, str) or any(c in key + value for c in "\r\n"):
-                raise ConfigError(f"otlp: headers: the value of {key!r} must be one line of text")
+        merged = _headers(headers)
         self.headers = merged
         self._request_headers = {
             **merged,
@@ -238,6 +251,10 @@ class OtlpBackend(WebBackend):
             options["headers"] = parse_pairs(options["headers"], "headers")
         if "resource" in options:
             options["resource_attributes"] = parse_pairs(options.pop("resource"), "resource")
+        if parts.username or parts.password:
+            raise ConfigError(
+                "otlp: credentials in the URL are not used; send them as ?headers=name=value"
+            )
         if parts.hostname:
             secure = parts.scheme.lower() == "otlps"
             try:

@@ -436,6 +436,12 @@ def test_a_malformed_headers_variable_is_a_construction_error(
     assert TOKEN not in str(caught.value)
 
 
+def test_credentials_in_the_url_are_refused_without_being_shown() -> None:
+    with pytest.raises(ConfigError, match="headers") as caught:
+        create_backend(f"otlp://user:{TOKEN}@collector:4318")
+    assert TOKEN not in str(caught.value)
+
+
 def test_header_secrets_are_masked_in_reasons() -> None:
     """A receiver that quotes the request's headers back: the token never reaches a reason."""
     with OtlpReceiver(
