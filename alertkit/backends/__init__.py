@@ -15,6 +15,8 @@ from alertkit.backends.registry import create_backend, known_schemes, register
 _LAZY: dict[str, str] = {
     "HttpBackend": "alertkit.backends.http",
     "LocalBackend": "alertkit.backends.local",
+    "OTLPBackend": "alertkit.backends.otlp",
+    "OtlpBackend": "alertkit.backends.otlp",
     "PagerDutyBackend": "alertkit.backends.pagerduty",
     "EmailBackend": "alertkit.backends.email",
     "RedisBackend": "alertkit.backends.redis",
@@ -30,6 +32,8 @@ __all__ = [
     "EmailBackend",
     "HttpBackend",
     "LocalBackend",
+    "OTLPBackend",
+    "OtlpBackend",
     "PagerDutyBackend",
     "RedisBackend",
     "SlackBackend",

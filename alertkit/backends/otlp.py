@@ -43,7 +43,14 @@ from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["OtlpBackend", "parse_pairs", "resolve_endpoint", "severity", "to_record"]
+__all__ = [
+    "OTLPBackend",
+    "OtlpBackend",
+    "parse_pairs",
+    "resolve_endpoint",
+    "severity",
+    "to_record",
+]
 
 DEFAULT_ENDPOINT = "http://localhost:4318"
 LOGS_PATH = "/v1/logs"
@@ -451,3 +458,7 @@ class OtlpBackend(WebBackend):
             f" headers={','.join(f'{key}={MASK}' for key in self.headers)}" if self.headers else ""
         )
         return f"{masked_url(self.url)} {self.encoding}/{self.compression}{shown}"
+
+
+#: The spelling of OpenTelemetry's own classes (``OTLPLogExporter``), for those who reach for it.
+OTLPBackend = OtlpBackend
