@@ -73,6 +73,7 @@ SMTP_USER = "alerts@example.com"
 SMTP_PASSWORD = "smtpPassw0rdSecret"
 REDIS_PASSWORD = "redisPassw0rdSecret"
 WRONG_PASSWORD = "wrongPassw0rdSecret"
+OTLP_TOKEN = "otlpScanSecretToken55"
 
 APP_LOGGER = "tests.secret_scan.app"
 #: Loggers of the stand-ins (not alertkit, not its libraries): the SMTP server logs what it gets.
@@ -83,7 +84,7 @@ FAST = alertkit.RetryPolicy(backoff=0.01, max_backoff=0.05, max_attempts=2, circ
 
 def test_every_built_in_backend_is_scanned_here():
     scanned = {"http", "https", "local", "pagerduty", "slack", "tgram", "whatsapp", "smtp"}
-    scanned |= {"smtps", "redis", "rediss"}
+    scanned |= {"smtps", "redis", "rediss", "otlp", "otlps"}
     assert set(registry._BUILTIN) <= scanned, f"add a scan for {set(registry._BUILTIN) - scanned}"
 
 
@@ -376,6 +377,36 @@ def test_redis(debug_logs, make_client, redis_server_own):
     scan(debug_logs, client, [REDIS_PASSWORD, WRONG_PASSWORD], bodies)
 
 
+def test_otlp(debug_logs, make_client):
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from alertkit.backends.otlp import OtlpBackend
+
+    accepted = Reply(200, b"", {"Content-Type": "application/x-protobuf"})
+    with ScriptedServer([accepted]) as good, ScriptedServer(echo) as bad:
+        headers = {"Authorization": f"Bearer {OTLP_TOKEN}"}
+        backends = [
+            create_backend(
+                f"otlp://127.0.0.1:{good.port}?headers=Authorization=Bearer%20{OTLP_TOKEN}"
+                "&batch_delay=0&compression=none"
+            ),
+            OtlpBackend(bad.url, headers=headers, name="otlp-echo", batch_delay=0),
+            OtlpBackend(closed_port(), headers=headers, name="otlp-closed", batch_delay=0),
+        ]
+        client = make_client(backends)
+        send_secret_events(client)
+        check_failures_were_counted(client, ["otlp-echo", "otlp-closed"])
+        # One text per log record (a request carries several), decoded by the official classes.
+        bodies = [
+            str(record)
+            for request in good.requests
+            for resource_logs in ExportLogsServiceRequest.FromString(request.body).resource_logs
+            for scope_logs in resource_logs.scope_logs
+            for record in scope_logs.log_records
+        ]
+        scan(debug_logs, client, [OTLP_TOKEN], bodies)
+
+
 # -- configuration errors ------------------------------------------------------------------------
 
 CONFIG_SECRET = "cfgSecretPw0rd"
@@ -424,6 +455,10 @@ BAD_CONFIGS: dict[str, Callable[[], object]] = {
     "whatsapp url": lambda: create_backend(f"whatsapp://{S}@123"),
     "whatsapp to": lambda: _wa("https://graph.facebook.com/v1/1/messages", S, "abc"),
     "whatsapp api_url": lambda: _wa(f"ftp://u:{S}@h", S, "+1555"),
+    "otlp credentials in the url": lambda: create_backend(f"otlp://u:{S}@collector:4318"),
+    "otlp headers with a bad option": lambda: create_backend(
+        f"otlp://h?headers=k={S}&batch_size=x"
+    ),
     "a url without a scheme": lambda: create_backend(S),
     "a url with a colon only": lambda: create_backend(f"pagerduty:{S}"),
 }
