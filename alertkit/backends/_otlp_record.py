@@ -29,8 +29,14 @@ def severity(levelno: int) -> tuple[int, str]:
     return 1, "TRACE"
 
 
+#: :func:`severity` of the levels 0-59, looked up rather than computed for each record.
+_BY_LEVEL = [severity(levelno) for levelno in range(60)]
+
+
 def _ids(envelope: Envelope) -> tuple[bytes | None, bytes | None]:
     """The W3C trace and span ids as bytes, or None when absent, malformed or all zero."""
+    if envelope.trace_id is None and envelope.span_id is None:  # most events
+        return None, None
     out: list[bytes | None] = []
     for value, size in ((envelope.trace_id, 16), (envelope.span_id, 8)):
         try:
@@ -74,7 +80,8 @@ def to_record(envelope: Envelope) -> wire.Record:
     for source in (envelope.tags, envelope.details):
         for key, value in source.items():
             attributes.setdefault(str(key), value)
-    number, text = severity(envelope.levelno)
+    levelno = envelope.levelno
+    number, text = _BY_LEVEL[levelno] if 0 <= levelno < 60 else severity(levelno)
     trace_id, span_id = _ids(envelope)
     return wire.Record(
         time_unix_nano=int(envelope.created * 1e9),
