@@ -191,13 +191,35 @@ class _Nothing(logging.Handler):
         """Drop the record: what ``logging`` itself costs the caller, the same for every case."""
 
 
-def _logging_only(n: int) -> dict[str, Any]:
+def _fail(depth: int, order: int) -> None:
+    if depth:
+        _fail(depth - 1, order)
+    raise ValueError(f"order {order} refused")
+
+
+def _calls(logger: logging.Logger, n: int, scenario: str) -> tuple[float, float]:
+    """The n logging calls of a scenario; the caller's (CPU, wall) seconds for them.
+
+    ``error``: ``logger.error`` with a message argument and two ``extra`` fields; ``exception``:
+    the same through ``logger.exception`` for an exception raised ten frames down.
+    """
+    cpu0, started = time.thread_time(), time.perf_counter()
+    if scenario == "error":
+        for i in range(n):
+            logger.error("order %d failed", i, extra={"order": i, "region": "eu"})
+    else:
+        for i in range(n):
+            try:
+                _fail(9, i)
+            except ValueError:
+                logger.exception("order %d failed", i, extra={"order": i, "region": "eu"})
+    return time.thread_time() - cpu0, time.perf_counter() - started
+
+
+def _logging_only(n: int, scenario: str) -> dict[str, Any]:
     logger = _logger()
     logger.addHandler(_Nothing())
-    cpu0, started = time.thread_time(), time.perf_counter()
-    for i in range(n):
-        logger.error("order %d failed", i, extra={"order": i, "region": "eu"})
-    cpu, wall = time.thread_time() - cpu0, time.perf_counter() - started
+    cpu, wall = _calls(logger, n, scenario)
     return {
         "case": "logging-only",
         "n": n,
@@ -225,9 +247,9 @@ def _null_backend(url: str) -> Any:
     return Null()
 
 
-def run_case(case: str, url: str, n: int) -> dict[str, Any]:
+def run_case(case: str, url: str, n: int, scenario: str) -> dict[str, Any]:
     if case == "logging-only":
-        return _logging_only(n)
+        return _logging_only(n, scenario)
     logger = _logger()
     if case == "otel-sdk":
         handler, owner = _setup_otel(url, n)
@@ -239,11 +261,8 @@ def run_case(case: str, url: str, n: int) -> dict[str, Any]:
     while _get(url)["records"] < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     _reset(url)
-    cpu0, started = time.thread_time(), time.perf_counter()
-    for i in range(n):
-        logger.error("order %d failed", i, extra={"order": i, "region": "eu"})
-    cpu = time.thread_time() - cpu0
-    wall = time.perf_counter() - started
+    started = time.perf_counter()
+    cpu, wall = _calls(logger, n, scenario)
     deadline = time.monotonic() + 300
     counts = _get(url)
     while counts["records"] < n and time.monotonic() < deadline:
@@ -365,10 +384,11 @@ def bench_encoders(records: int = 512, rounds: int = 40) -> dict[str, float]:
 # -- the harness -------------------------------------------------------------------------------------
 
 
-def _child(case: str, url: str, n: int) -> dict[str, Any]:
+def _child(case: str, url: str, n: int, scenario: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
+    command = ["--case", case, "--url", url, "--n", str(n), "--scenarios", scenario]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.bench_otlp", "--case", case, "--url", url, "--n", str(n)],
+        [sys.executable, "-m", "bench.bench_otlp", *command],
         capture_output=True,
         text=True,
         timeout=600,
@@ -392,13 +412,14 @@ def main() -> None:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--scenarios", default="error,exception")
     parser.add_argument("--out", default=str(RESULTS / "otlp.json"))
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
     if args.case:
-        print(json.dumps(run_case(args.case, args.url, args.n)))
+        print(json.dumps(run_case(args.case, args.url, args.n, args.scenarios)))
         return
     port_file = Path(RESULTS / ".otlp-receiver-port")
     port_file.unlink(missing_ok=True)
@@ -414,24 +435,38 @@ def main() -> None:
                 raise SystemExit("the receiver did not start")
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port_file.read_text()}"
-        runs: dict[str, list[dict[str, Any]]] = {
-            "alertkit-otlp": [],
-            "otel-sdk": [],
-            "alertkit-http": [],
-            "alertkit-null": [],
-            "logging-only": [],
+        cases = ("alertkit-otlp", "otel-sdk", "alertkit-http", "alertkit-null", "logging-only")
+        scenarios: dict[str, dict[str, list[dict[str, Any]]]] = {
+            scenario: {case: [] for case in cases} for scenario in args.scenarios.split(",")
         }
         for _ in range(args.repeat):
-            for case, results in runs.items():
-                results.append(
-                    _child(case, url, args.http_n if case == "alertkit-http" else args.n)
-                )
+            for scenario, runs in scenarios.items():
+                for case, results in runs.items():
+                    n = args.http_n if case == "alertkit-http" else args.n
+                    results.append(_child(case, url, n, scenario))
         encoders = bench_encoders()
     finally:
         receiver.terminate()
         receiver.wait(10)
         port_file.unlink(missing_ok=True)
-    report(runs, encoders, args)
+    ratios = {scenario: report(scenario, runs, args) for scenario, runs in scenarios.items()}
+    print("\n| protobuf encoding, µs per record | value |")
+    print("| --- | ---: |")
+    print(f"| event to record mapping (both) | {encoders['mapping']:.2f} |")
+    print(f"| mapping + official opentelemetry-proto messages | {encoders['official']:.2f} |")
+    print(f"| mapping + alertkit's encoder | {encoders['alertkit']:.2f} |")
+    RESULTS.mkdir(exist_ok=True)
+    result = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "repeat": args.repeat,
+        "scenarios": {
+            scenario: {"runs": runs, "ratios": ratios[scenario]}
+            for scenario, runs in scenarios.items()
+        },
+        "encoder_us_per_record": encoders,
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -444,12 +479,14 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def report(
-    runs: dict[str, list[dict[str, Any]]], encoders: dict[str, float], args: argparse.Namespace
-) -> None:
+    scenario: str, runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace
+) -> dict[str, list[float]]:
+    """Print one scenario's tables; return its ratios, one per repeat."""
     best = {case: _best(results) for case, results in runs.items()}
     base = best["logging-only"]["caller_cpu_us"]
     print(
-        f"## OTLP logs, python {platform.python_version()}, {os.cpu_count()} CPUs, best of {args.repeat}\n"
+        f"\n## OTLP logs, scenario {scenario}, python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, best of {args.repeat}\n"
     )
     print(
         "| case | events | delivered | requests | delivered/s | caller CPU µs/call "
@@ -514,26 +551,7 @@ def report(
         print(
             f"| {label} | {statistics.median(values):.3f} | {min(values):.3f}-{max(values):.3f} | {target} |"
         )
-    print("\n| protobuf encoding, µs per record | value |")
-    print("| --- | ---: |")
-    print(f"| event to record mapping (both) | {encoders['mapping']:.2f} |")
-    print(f"| mapping + official opentelemetry-proto messages | {encoders['official']:.2f} |")
-    print(f"| mapping + alertkit's encoder | {encoders['alertkit']:.2f} |")
-    RESULTS.mkdir(exist_ok=True)
-    Path(args.out).write_text(
-        json.dumps(
-            {
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-                "repeat": args.repeat,
-                "runs": runs,
-                "ratios": ratios,
-                "encoder_us_per_record": encoders,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    return ratios
 
 
 if __name__ == "__main__":
