@@ -59,6 +59,8 @@ RETRYABLE = frozenset({429, 502, 503, 504})
 CONTENT_TYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
 #: gRPC's default message limit, which collectors and vendors commonly keep for OTLP/HTTP too.
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: Bytes of a request kept for what surrounds the records besides the resource: the scopes.
+_FRAMING = 512
 _SCHEME_WORDS = frozenset({"bearer", "basic", "token", "apikey", "api-key"})
 
 
@@ -133,8 +135,8 @@ def _check_batching(batch_size: object, batch_delay: object, max_request_bytes: 
     number = isinstance(batch_delay, int | float) and not isinstance(batch_delay, bool)
     if not number or not 0 <= batch_delay <= 60:  # type: ignore[operator]
         raise ConfigError("otlp: batch_delay must be a number of seconds from 0 to 60")
-    if not _whole(max_request_bytes) or max_request_bytes < 1024:  # type: ignore[operator]
-        raise ConfigError("otlp: max_request_bytes must be a whole number of at least 1024")
+    if not _whole(max_request_bytes) or max_request_bytes < 4096:  # type: ignore[operator]
+        raise ConfigError("otlp: max_request_bytes must be a whole number of at least 4096")
 
 
 def _headers(explicit: Mapping[str, str] | None) -> dict[str, str]:
@@ -317,7 +319,7 @@ class OtlpBackend(WebBackend):
         outcomes: list[Outcome | None] = [None] * len(batch)
         protobuf = self.encoding == "protobuf"
         encode = wire.record_protobuf if protobuf else wire.record_json
-        limit = self.max_request_bytes - 1024  # room for the resource and scope framing
+        limit = self.max_request_bytes - len(self._resource_for_request()) - _FRAMING
         encoded: list[tuple[int, str, bytes]] = []
         for index, envelope in enumerate(batch):
             try:
