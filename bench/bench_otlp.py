@@ -37,6 +37,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -421,8 +422,7 @@ def main() -> None:
     if args.case:
         print(json.dumps(run_case(args.case, args.url, args.n, args.scenarios)))
         return
-    port_file = Path(RESULTS / ".otlp-receiver-port")
-    port_file.unlink(missing_ok=True)
+    port_file = Path(tempfile.mkdtemp(prefix="alertkit-otlp-bench-")) / "port"
     receiver = subprocess.Popen(
         [sys.executable, "-m", "bench.bench_otlp", "--serve", str(port_file)],
         cwd=ROOT,
@@ -449,6 +449,7 @@ def main() -> None:
         receiver.terminate()
         receiver.wait(10)
         port_file.unlink(missing_ok=True)
+        port_file.parent.rmdir()
     ratios = {scenario: report(scenario, runs, args) for scenario, runs in scenarios.items()}
     print("\n| protobuf encoding, µs per record | value |")
     print("| --- | ---: |")
