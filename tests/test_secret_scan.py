@@ -75,6 +75,7 @@ REDIS_PASSWORD = "redisPassw0rdSecret"
 WRONG_PASSWORD = "wrongPassw0rdSecret"
 SENTRY_KEY = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
 APPRISE_PASSWORD = "appr1sePassw0rdSecret"
+OTLP_TOKEN = "otlpScanSecretToken55"
 
 APP_LOGGER = "tests.secret_scan.app"
 #: Loggers of the stand-ins (not alertkit, not its libraries): the SMTP server logs what it gets.
@@ -86,6 +87,7 @@ FAST = alertkit.RetryPolicy(backoff=0.01, max_backoff=0.05, max_attempts=2, circ
 def test_every_built_in_backend_is_scanned_here():
     scanned = {"http", "https", "local", "pagerduty", "slack", "tgram", "whatsapp", "smtp"}
     scanned |= {"smtps", "redis", "rediss", "sentry", "sentry+http", "sentry+https", "apprise"}
+    scanned |= {"otlp", "otlps"}
     assert set(registry._BUILTIN) <= scanned, f"add a scan for {set(registry._BUILTIN) - scanned}"
 
 
@@ -414,6 +416,36 @@ def test_apprise(debug_logs, make_client):
         scan(debug_logs, client, [APPRISE_PASSWORD], http_bodies(good))
 
 
+def test_otlp(debug_logs, make_client):
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from alertkit.backends.otlp import OtlpBackend
+
+    accepted = Reply(200, b"", {"Content-Type": "application/x-protobuf"})
+    with ScriptedServer([accepted]) as good, ScriptedServer(echo) as bad:
+        headers = {"Authorization": f"Bearer {OTLP_TOKEN}"}
+        backends = [
+            create_backend(
+                f"otlp://127.0.0.1:{good.port}?headers=Authorization=Bearer%20{OTLP_TOKEN}"
+                "&batch_delay=0&compression=none"
+            ),
+            OtlpBackend(bad.url, headers=headers, name="otlp-echo", batch_delay=0),
+            OtlpBackend(closed_port(), headers=headers, name="otlp-closed", batch_delay=0),
+        ]
+        client = make_client(backends)
+        send_secret_events(client)
+        check_failures_were_counted(client, ["otlp-echo", "otlp-closed"])
+        # One text per log record (a request carries several), decoded by the official classes.
+        bodies = [
+            str(record)
+            for request in good.requests
+            for resource_logs in ExportLogsServiceRequest.FromString(request.body).resource_logs
+            for scope_logs in resource_logs.scope_logs
+            for record in scope_logs.log_records
+        ]
+        scan(debug_logs, client, [OTLP_TOKEN], bodies)
+
+
 # -- configuration errors ------------------------------------------------------------------------
 
 CONFIG_SECRET = "cfgSecretPw0rd"
@@ -466,6 +498,10 @@ BAD_CONFIGS: dict[str, Callable[[], object]] = {
     "sentry dsn port": lambda: create_backend(f"sentry://{S}@sentry.example:port/1"),
     "apprise unusable url": lambda: create_backend(f"apprise://tgram://{S}"),
     "apprise port": lambda: create_backend(f"apprise://json://127.0.0.1:{S}/x"),
+    "otlp credentials in the url": lambda: create_backend(f"otlp://u:{S}@collector:4318"),
+    "otlp headers with a bad option": lambda: create_backend(
+        f"otlp://h?headers=k={S}&batch_size=x"
+    ),
     "a url without a scheme": lambda: create_backend(S),
     "a url with a colon only": lambda: create_backend(f"pagerduty:{S}"),
 }

@@ -15,6 +15,8 @@ from alertkit.backends.registry import create_backend, known_schemes, register
 _LAZY: dict[str, str] = {
     "HttpBackend": "alertkit.backends.http",
     "LocalBackend": "alertkit.backends.local",
+    "OTLPBackend": "alertkit.backends.otlp",
+    "OtlpBackend": "alertkit.backends.otlp",
     "PagerDutyBackend": "alertkit.backends.pagerduty",
     "EmailBackend": "alertkit.backends.email",
     "RedisBackend": "alertkit.backends.redis",
@@ -33,6 +35,8 @@ __all__ = [
     "EmailBackend",
     "HttpBackend",
     "LocalBackend",
+    "OTLPBackend",
+    "OtlpBackend",
     "PagerDutyBackend",
     "RedisBackend",
     "SentryBackend",

@@ -59,6 +59,10 @@ class Backend(Protocol):
     kinds: frozenset[str]
     #: The most envelopes handed to one ``send`` call (default 1).
     max_batch: int
+    #: Seconds a worker may hold a partial batch back for more events to join it (0: send what
+    #: is queued at once). Under load batches fill without waiting; this saves requests when
+    #: events trickle in.
+    batch_delay: float
     #: The most ``send`` calls in flight at once (worker threads; default 4).
     max_concurrency: int
     #: Deliver in capture order: one thread, and nothing new is sent while an earlier event waits
@@ -100,6 +104,7 @@ class BaseBackend:
     # The defaults of the contract declared (and explained) on :class:`Backend`.
     kinds: frozenset[str] = frozenset({"event"})
     max_batch: int = 1
+    batch_delay: float = 0.0
     max_concurrency: int = 4
     ordered: bool = False
     storm_controlled: bool = False
@@ -212,6 +217,7 @@ class AdaptedBackend(BaseBackend):
         for attribute in (
             "kinds",
             "max_batch",
+            "batch_delay",
             "max_concurrency",
             "ordered",
             "storm_controlled",

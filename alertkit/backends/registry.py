@@ -18,6 +18,8 @@ _BUILTIN: dict[str, str] = {
     "http": "alertkit.backends.http:HttpBackend",
     "https": "alertkit.backends.http:HttpBackend",
     "local": "alertkit.backends.local:LocalBackend",
+    "otlp": "alertkit.backends.otlp:OtlpBackend",
+    "otlps": "alertkit.backends.otlp:OtlpBackend",
     "pagerduty": "alertkit.backends.pagerduty:PagerDutyBackend",
     "redis": "alertkit.backends.redis:RedisBackend",
     "sentry": "alertkit.backends.sentry:SentryBackend",

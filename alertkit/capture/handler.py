@@ -67,6 +67,7 @@ class RecordCapture(msgspec.Struct, gc=False):
     incident_key: str | None = None
     scope: ScopeContext | None = None
     crumbs: tuple[Entry, ...] | None = None
+    code: Any = None
 
     @classmethod
     def of(
@@ -93,6 +94,7 @@ class RecordCapture(msgspec.Struct, gc=False):
             incident_key,
             scope,
             crumbs,
+            (attrs.get("funcName"), attrs.get("pathname"), attrs.get("lineno")),
         )
 
     def __call__(self) -> Envelope:
@@ -156,10 +158,20 @@ class RecordCapture(msgspec.Struct, gc=False):
             tags=tags,
             created=created,
             fingerprint=fingerprint,
+            code_location=_code_location(self.code),
         )
         if self.crumbs is not None:
             client.breadcrumbs.attach(envelope, self.crumbs)
         return envelope if scope is None else scope.apply(envelope, tags_win=False)
+
+
+def _code_location(code: Any) -> tuple[str, str, int] | None:
+    """The record's ``(funcName, pathname, lineno)`` when they have the types a record gives them."""
+    if type(code) is tuple and len(code) == 3:
+        function, path, line = code
+        if type(function) is str and type(path) is str and type(line) is int:
+            return (function, path, line)
+    return None
 
 
 def _dict_list(value: Any) -> list[dict[str, str]]:

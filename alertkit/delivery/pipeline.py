@@ -384,14 +384,20 @@ class Pipeline:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every submitted event has a final result; True if that happened in time."""
-        with self._idle:
-            self._waiters += 1
-            try:
-                return self._idle.wait_for(
-                    lambda: self._shut or (not self._intake and self._in_flight == 0), timeout
-                ) and not (self._intake or self._in_flight)
-            finally:
-                self._waiters -= 1
+        for worker in self.workers:  # partial batches need not wait for more events now
+            worker.hurry(True)
+        try:
+            with self._idle:
+                self._waiters += 1
+                try:
+                    return self._idle.wait_for(
+                        lambda: self._shut or (not self._intake and self._in_flight == 0), timeout
+                    ) and not (self._intake or self._in_flight)
+                finally:
+                    self._waiters -= 1
+        finally:
+            for worker in self.workers:
+                worker.hurry(False)
 
     def settle_time(self) -> float:
         """The longest an accepted event can take to get its final result: the retry deadline."""

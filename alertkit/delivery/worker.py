@@ -197,6 +197,7 @@ class BackendWorker:
         self._bucket = TokenBucket(*limit) if limit else None
         self._spool_check_at = 0.0
         self._paused_until = 0.0
+        self._hurry = 0  # flush() calls waiting: partial batches go out without batch_delay
 
     def after_fork(self) -> None:
         """Forget the parent's queue and threads; the parent delivers what it had queued."""
@@ -303,6 +304,9 @@ class BackendWorker:
         wait (None: until notified)."""
         size = 1 if self.circuit.is_probe() else self.batch_size
         batch: list[Delivery] = []
+        linger = self._linger(size)
+        if linger > 0.0:
+            return linger
         if self._ready and not (self.ordered and self._retry):
             batch = [self._ready.popleft() for _ in range(min(size, len(self._ready)))]
         elif self._retry and self._retry[0][0] <= now:
@@ -334,6 +338,17 @@ class BackendWorker:
                 return _STOP
             timeout = remaining if timeout is None else min(timeout, remaining)
         return timeout
+
+    def _linger(self, size: int) -> float:
+        """How long to hold a partial batch back (``backend.batch_delay`` after its oldest event
+        was captured) so that more events join it; 0: send now (full, closing, or waited enough)."""
+        delay = self.backend.batch_delay
+        if delay <= 0.0 or self._closing or self._hurry or not self._ready:
+            return 0.0
+        if len(self._ready) >= size:
+            return 0.0
+        wait = self._ready[0].born + delay - time.time()
+        return min(wait, delay) if wait > 0.001 else 0.0
 
     def _expired(self) -> list[Delivery]:
         """Remove and return queued deliveries past their deadline (while the circuit is open)."""
@@ -574,6 +589,13 @@ class BackendWorker:
                 self._spool_check_at = min(self._spool_check_at, retry_at)
         for delivery in fresh:
             delivery.settle(name, result)
+
+    def hurry(self, on: bool) -> None:
+        """While a ``flush()`` waits (``on``), send partial batches without ``batch_delay``."""
+        with self._cond:
+            self._hurry = max(0, self._hurry + (1 if on else -1))
+            if on:
+                self._cond.notify_all()
 
     # -- shutdown -------------------------------------------------------------------------------
 

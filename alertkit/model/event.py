@@ -99,6 +99,8 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
         span_id: the W3C span id (16 hex digits) of that span.
         fingerprint: the grouping the application chose (``"{{ default }}"`` already expanded);
             storm control and dedup keys group by it when set.
+        code_location: ``(function, file path, line number)`` of the logging call, when the
+            event came from a log record (OpenTelemetry's ``code.*`` attributes).
     """
 
     event: AppEvent
@@ -124,3 +126,4 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
     trace_id: str | None = None
     span_id: str | None = None
     fingerprint: Sequence[str] | None = None
+    code_location: tuple[str, str, int] | None = None

@@ -17,13 +17,15 @@ from alertkit.backends.base import AdaptedBackend, Backend
 from alertkit.backends.email import EmailBackend
 from alertkit.backends.http import HttpBackend
 from alertkit.backends.local import LocalBackend
+from alertkit.backends.otlp import OtlpBackend
 from alertkit.backends.pagerduty import PagerDutyBackend
 from alertkit.backends.registry import _BUILTIN, create_backend
 from alertkit.backends.slack import SlackBackend
 from alertkit.backends.telegram import TelegramBackend
 from alertkit.backends.whatsapp import WhatsAppBackend
-from alertkit.model.outcomes import Outcome
+from alertkit.model.outcomes import Outcome, Rejected
 from alertkit.testing.contract import (
+    STATUS_OUTCOMES,
     BackendContract,
     HttpBackendContract,
     NetworkBackendContract,
@@ -41,6 +43,7 @@ ROUTING_KEY = "R0UT1NGK3Y0123456789abcdefABCDEF"
 SLACK_TOKEN = "xoxbWebhookSecret42"
 BOT_TOKEN = "123456:AAbotTokenSecret"
 WA_TOKEN = "EAAGwhatsappSecretToken"
+OTLP_TOKEN = "otlpBearerS3cret0123"
 SMTP_PASSWORD = "smtp-p4ssw0rd-secret"
 REDIS_PASSWORD = "redisPassw0rdSecret"
 
@@ -215,6 +218,28 @@ class TestLocalContract(BackendContract):
         yield (lambda: LocalBackend(self.path, min_level="loud"), "min_level")
 
 
+class TestOtlpContract(HttpBackendContract):
+    secrets = (OTLP_TOKEN,)
+    ok_body = b""  # an empty ExportLogsServiceResponse
+    # The OTLP specification retries 429, 502, 503 and 504 only: a 500 is permanent.
+    status_outcomes = {**STATUS_OUTCOMES, 500: Rejected}
+
+    def make(self, endpoint: str, timeout: float) -> Backend:
+        return OtlpBackend(
+            endpoint, headers={"Authorization": f"Bearer {OTLP_TOKEN}"}, timeout=timeout
+        )
+
+    def url(self, endpoint: str, timeout: float) -> str:
+        host = endpoint.removeprefix("http://")
+        return f"otlp://{host}?headers=Authorization=Bearer%20{OTLP_TOKEN}&timeout={timeout}"
+
+    def bad_configs(self) -> Bad:
+        yield (lambda: OtlpBackend("ftp://collector:4318"), "endpoint")
+        yield (lambda: OtlpBackend(encoding="xml"), "encoding")
+        yield (lambda: OtlpBackend(batch_size=0), "batch_size")
+        yield (lambda: OtlpBackend(timeout=-1), "timeout")
+
+
 CONTRACTS = {
     "http": TestHttpContract,
     "https": TestHttpContract,
@@ -232,6 +257,8 @@ CONTRACTS = {
     "sentry": sentry_tests.TestSentryContract,
     "sentry+http": sentry_tests.TestSentryContract,
     "sentry+https": sentry_tests.TestSentryContract,
+    "otlp": TestOtlpContract,
+    "otlps": TestOtlpContract,
 }
 
 
