@@ -136,6 +136,9 @@ class Relay:
         self._stopping = threading.Event()  # stop reading; set by stop() or a signal
         self._stopped = threading.Event()  # run() has returned
         self._thread: threading.Thread | None = None
+        self._ran = False
+        # XREADGROUP's BLOCK, within the connection's own socket timeout.
+        self._block = min(0.5, self.source.socket_timeout / 2)
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._screened: dict[str, int] = {}
         self._held: dict[str, _Held] = {}
@@ -194,11 +197,15 @@ class Relay:
         if self._thread is not None:
             self._thread.join(self.stop_timeout + 2.0)
             return not self._thread.is_alive()
-        return self._stopped.is_set()
+        if not self._ran:  # never run: release the pipeline and the connections now
+            self._ran = True
+            self.run()
+        return self._stopped.wait(self.stop_timeout + 2.0)
 
     def run(self) -> None:
         """Deliver until :meth:`stop` or :meth:`request_stop`; blocks. Redis outages are waited
         out (counted in ``redis_errors``), never raised."""
+        self._ran = True
         try:
             self._loop()
         finally:
@@ -229,7 +236,7 @@ class Relay:
                     next_claim = now + claim_every
                 room = 4 * self.batch - len(self._held)
                 if room > 0:
-                    entries = self.consumer_group.read(min(room, self.batch), 0.5)
+                    entries = self.consumer_group.read(min(room, self.batch), self._block)
                     self._counts["read"] += len(entries)
                     self._dispatch(entries)
                 else:
@@ -414,6 +421,7 @@ class Relay:
         self._held.clear()
         with capture_internal_exceptions():
             self.consumer_group.close()
+            self.source.close()
 
     # -- visibility ------------------------------------------------------------------------------
 
