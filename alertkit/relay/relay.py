@@ -155,7 +155,13 @@ class Relay:
         if specs is None and not os.environ.get("ALERTKIT_BACKENDS", "").strip():
             raise ConfigError("relay: no destination: pass --to URL or set ALERTKIT_BACKENDS")
         try:
-            made = make_backends(specs, ClientContext(hostname=socket.gethostname()))
+            # The event API's key: each event carries its app's; ALERTKIT_API_KEY, as for a
+            # client, when a destination needs one of its own.
+            context = ClientContext(
+                api_key=os.environ.get("ALERTKIT_API_KEY") or None,
+                hostname=socket.gethostname(),
+            )
+            made = make_backends(specs, context)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"relay: --to: {exc}") from None
         for backend in made:
