@@ -101,7 +101,7 @@ def test_sigterm_mid_stream_exits_0_within_budget_and_acks_only_what_was_deliver
     sent = sent_messages("term", 1500)
     with Sink(lambda message: Reply(200, delay=0.02)) as sink:
         produce_here(url, sent)
-        relay = fleet.relay(url, sink.url, name="relay-t", extra=["--stop-timeout", "3"])
+        relay = fleet.relay(url, sink.url, name="relay-t", extra=["--stop-timeout", "1"])
         assert wait_until(lambda: pending(redis_server) and len(sink.received) >= 300), fleet.log(
             "relay-t"
         )
@@ -111,7 +111,7 @@ def test_sigterm_mid_stream_exits_0_within_budget_and_acks_only_what_was_deliver
         took = time.monotonic() - asked
         delivered = set(sink.received)
     assert status == 0, fleet.log("relay-t")
-    assert took < 3 + 2.0, took
+    assert took < 1 + 2.0, took  # the budget, and an interpreter's exit
     with redis_server.client() as conn:
         entries = conn.xrange(stream_key(STREAM))
         [group] = conn.xinfo_groups(stream_key(STREAM))
