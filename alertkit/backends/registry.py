@@ -26,6 +26,8 @@ _BUILTIN: dict[str, str] = {
     "sentry+http": "alertkit.backends.sentry:SentryBackend",
     "sentry+https": "alertkit.backends.sentry:SentryBackend",
     "rediss": "alertkit.backends.redis:RedisBackend",
+    "redis-stream": "alertkit.backends.redis_stream:RedisStreamBackend",
+    "rediss-stream": "alertkit.backends.redis_stream:RedisStreamBackend",
     "slack": "alertkit.backends.slack:SlackBackend",
     "smtp": "alertkit.backends.email:EmailBackend",
     "smtps": "alertkit.backends.email:EmailBackend",
