@@ -11,6 +11,7 @@ import sys
 from alertkit.capture import metrics, scope
 from alertkit.capture.api import get_client, init
 from alertkit.capture.client import Client
+from alertkit.capture.flush import flush_after
 from alertkit.capture.handler import AlertHandler, get_logger
 from alertkit.model.errors import AlertkitError, ConfigError, MissingDependency
 from alertkit.model.event import (
@@ -55,6 +56,7 @@ __all__ = [
     "Spooled",
     "StackTraceLine",
     "__version__",
+    "flush_after",
     "get_client",
     "get_logger",
     "init",
