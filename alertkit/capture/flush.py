@@ -12,7 +12,6 @@ re-raises, within a time budget. What cannot go out in time stays queued and is 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
@@ -21,6 +20,7 @@ from typing import Any, TypeVar, overload
 
 from alertkit.capture.api import get_client
 from alertkit.capture.client import Client
+from alertkit.capture.events import mark_reported, was_reported
 from alertkit.guard import capture_internal_exceptions
 
 __all__ = ["FlushStats", "Settler", "flush_after", "flush_within", "report_exception"]
@@ -28,9 +28,6 @@ __all__ = ["FlushStats", "Settler", "flush_after", "flush_within", "report_excep
 log = logging.getLogger("alertkit.flush")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: Set on an exception once it has been reported, so that nested wrappers report it once.
-_REPORTED = "__alertkit_reported__"
 
 
 class FlushStats:
@@ -75,16 +72,14 @@ def report_exception(
     Returns whether it was queued now. Never raises into the caller.
     """
     with capture_internal_exceptions():
-        if getattr(exc, _REPORTED, False):
+        if was_reported(exc):
             return False
         event = client.create_new_app_event(level, exc_info=exc)
         envelope = client.envelope_for(event, details=dict(details or {}))
         if tags:
             envelope.tags = {**envelope.tags, **tags}
         client.send_event_async(envelope)
-        # An exception class with __slots__ or a frozen one cannot be marked: reported anyway.
-        with contextlib.suppress(Exception):
-            setattr(exc, _REPORTED, True)
+        mark_reported(exc)
         return True
     return False
 

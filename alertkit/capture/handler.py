@@ -23,6 +23,7 @@ from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend
 from alertkit.capture.api import get_client
 from alertkit.capture.client import Client
+from alertkit.capture.events import was_reported
 from alertkit.capture.request import ScopeContext, scope_for_record
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.event import Envelope
@@ -288,6 +289,8 @@ class AlertHandler(logging.Handler):
         try:
             if is_ignored(record.name):
                 return
+            if record.exc_info and was_reported(record.exc_info[1]):
+                return  # an integration reported it already (Celery's own failure log line)
             try:
                 message = record.getMessage()
             except Exception:
