@@ -1,0 +1,141 @@
+"""gunicorn: workers forked after ``alertkit.init`` (``--preload``) or importing the app after the
+fork deliver their own events, for the sync and gthread workers, also when ``--max-requests``
+recycles them; each failing request is reported exactly once.
+
+A tiny WSGI app file, a real gunicorn started by the test on 127.0.0.1 and stopped by its PID,
+the events counted at a stand-in destination.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.standins.http import ScriptedServer, free_port
+
+APP = r"""
+import os
+
+import alertkit
+from alertkit.integrations.wsgi import AlertkitMiddleware
+
+alertkit.init(api_key="k", backends=[os.environ["GUNICORN_TEST_URL"]], shutdown_timeout=5)
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path.startswith("/boom/"):
+        raise RuntimeError(f"request {path} failed in worker")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+
+
+app = AlertkitMiddleware(application)
+"""
+
+REQUESTS = 8
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("gunicorn did not listen within 30 s: " + log.read_text()[-3000:])
+
+
+def get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Graceful stop (SIGTERM to the master's PID), bounded; killed if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("worker", "extra"),
+    [
+        ("sync", ["--preload"]),
+        ("gthread", ["--preload", "--threads", "4"]),
+        ("sync", ["--max-requests", "2"]),  # no preload: each worker imports the app itself
+        ("gthread", ["--threads", "2", "--max-requests", "2"]),
+    ],
+)
+def test_each_failing_request_is_delivered_once_by_its_worker(
+    tmp_path: Path, worker: str, extra: list[str]
+) -> None:
+    (tmp_path / "wsgi_app.py").write_text(APP)
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with ScriptedServer() as server:
+        env = {
+            **os.environ,
+            "GUNICORN_TEST_URL": f"{server.url}/v1/events",
+            "PYTHONPATH": str(tmp_path),
+        }
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    "2",
+                    "--worker-class",
+                    worker,
+                    "--graceful-timeout",
+                    "10",
+                    *extra,
+                    "wsgi_app:app",
+                ],
+                cwd=tmp_path,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port(port, proc, log)
+            statuses = [get(f"http://127.0.0.1:{port}/boom/{n}") for n in range(REQUESTS)]
+            assert get(f"http://127.0.0.1:{port}/fine") == 200
+            # Delivered by the running workers, without waiting for their exit.
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(server.requests) < REQUESTS:
+                time.sleep(0.1)
+        finally:
+            stop(proc)
+        assert statuses == [500] * REQUESTS
+        seen = collections.Counter(
+            re.sub(r".*(request /boom/\d+ failed).*", r"\1", r.json()["eventMessage"])
+            for r in list(server.requests)
+        )
+    expected = {f"request /boom/{n} failed": 1 for n in range(REQUESTS)}
+    assert dict(seen) == expected, log.read_text()[-3000:]
