@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from alertkit._forking import renew_locks
 from alertkit.backends.base import Backend, ClientContext
 from alertkit.capture import lifetime
-from alertkit.capture.environment import PlatformInfo, SystemSampler
+from alertkit.capture.environment import PlatformInfo, SystemSampler, threads_unavailable
 from alertkit.capture.events import EventFactory
 from alertkit.capture.incidents import change_envelope, lifecycle_envelope
 from alertkit.capture.metrics import Metrics
@@ -95,6 +96,11 @@ class Client:
             (``alertkit.policy.limits.Limits()`` by default); what is cut carries a marker.
         on_drop: called as ``on_drop(envelope_or_None, reason)`` for each dropped event.
         register_atexit: run ``shutdown(shutdown_timeout)`` at interpreter exit.
+        synchronous: deliver on the caller's thread, one attempt per backend with a network
+            timeout of at most :data:`SYNC_TIMEOUT`, instead of on background threads; what that
+            attempt does not settle is spooled or dropped and counted. None (the default) turns
+            it on only where threads cannot run (uWSGI without ``--enable-threads``), and says
+            so once on the ``alertkit`` logger.
 
     Raises:
         TypeError: an unknown option, or a value of the wrong type (the message names it).
@@ -140,6 +146,7 @@ class Client:
         limits: Limits | None = None,
         on_drop: DropCallback | None = None,
         register_atexit: bool = True,
+        synchronous: bool | None = None,
     ) -> None:
         self.api_key = text(
             "api_key",
@@ -159,6 +166,7 @@ class Client:
         self.batch_size = None if batch_size is None else positive("batch_size", batch_size)
         self.timeout = float(positive("timeout", timeout, float))
         self.shutdown_timeout = float(positive("shutdown_timeout", shutdown_timeout, float))
+        self.synchronous = _synchronous(synchronous)
         check_hooks(retry, on_drop, processors, before_send)
         check_rates(sample_rate, storm_window)
         self.platform = PlatformInfo.detect(text("hostname", hostname, optional=True))
@@ -169,7 +177,7 @@ class Client:
             application_sku=self.application_sku,
             tags=self.tags,
             platform=self.platform,
-            sampler=SystemSampler() if sample_system else None,
+            sampler=SystemSampler() if sample_system and not self.synchronous else None,
             data_center=self.data_center,
             data_center_region=self.data_center_region,
         )
@@ -200,6 +208,7 @@ class Client:
                 max_age=spool_max_age,
             ),
             on_drop=on_drop,
+            synchronous=self.synchronous,
         )
         _import_for_sending()
         self._shutdown_lock = threading.Lock()
@@ -213,7 +222,7 @@ class Client:
         return ClientContext(
             api_key=self.api_key,
             connections=self.connections,
-            timeout=self.timeout,
+            timeout=min(self.timeout, SYNC_TIMEOUT) if self.synchronous else self.timeout,
             hostname=self.platform.hostname,
             app_name=self.app_name,
             app_version=self.app_version,
@@ -499,6 +508,34 @@ class Client:
             f"<Client app_version={self.app_version!r} stage={self.deployment_stage!r} "
             f"api_key={key} backends=[{backends}]>"
         )
+
+
+#: The network timeout in synchronous mode, where each request holds the application's thread.
+SYNC_TIMEOUT = 1.0
+_said_synchronous = False
+
+
+def _synchronous(option: bool | None) -> bool:
+    """The delivery mode: the option when given, else synchronous only where threads cannot
+    run, said once per process (a client per request must not repeat it)."""
+    global _said_synchronous
+    if option is not None:
+        if not isinstance(option, bool):
+            raise TypeError(f"synchronous must be True, False or None, not {option!r}")
+        return option
+    reason = threads_unavailable()
+    if reason is None:
+        return False
+    if not _said_synchronous:
+        _said_synchronous = True
+        logging.getLogger("alertkit").warning(
+            "alertkit: %s, so background threads cannot run: events are delivered "
+            "synchronously (one attempt, %.1f s timeout, then spooled or dropped and counted). "
+            "Add --enable-threads to deliver in the background.",
+            reason,
+            SYNC_TIMEOUT,
+        )
+    return True
 
 
 def _import_for_sending() -> None:
