@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from alertkit._forking import renew_locks
+from alertkit._forking import at_fork_in_child, renew_locks, watch_uwsgi_forks
 from alertkit.backends.base import Backend, ClientContext
 from alertkit.capture import lifetime
 from alertkit.capture.environment import PlatformInfo, SystemSampler, threads_unavailable
@@ -211,6 +211,7 @@ class Client:
             synchronous=self.synchronous,
         )
         _import_for_sending()
+        watch_uwsgi_forks()
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
         self._shut_down = threading.Event()  # set when the first shutdown() has finished
@@ -546,5 +547,4 @@ def _import_for_sending() -> None:
 
 
 atexit.register(lifetime.shutdown_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lifetime.after_fork_in_child)
+at_fork_in_child(lifetime.after_fork_in_child)

@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from alertkit._forking import at_fork_in_child
+
 
 class PlatformInfo(msgspec.Struct, frozen=True):
     """The context strings every event carries."""
@@ -189,5 +191,4 @@ def _after_fork_in_child() -> None:
         sampler._after_fork()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork_in_child(_after_fork_in_child)

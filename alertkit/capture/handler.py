@@ -9,7 +9,6 @@ the policy thread.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from alertkit._forking import renew_locks
+from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
 from alertkit.capture.api import get_client
 from alertkit.capture.client import Client
@@ -340,8 +339,7 @@ def _after_fork_in_child() -> None:
         renew_locks(handler)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork_in_child(_after_fork_in_child)
 
 
 def get_logger(

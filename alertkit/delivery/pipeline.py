@@ -23,7 +23,6 @@ it returns. See :meth:`Pipeline.shutdown`.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
@@ -31,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from alertkit._forking import renew_locks
+from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
 from alertkit.delivery.shutdown import (
     DROP_COST,
@@ -574,5 +573,4 @@ def _after_fork_in_child() -> None:
         pipeline.after_fork()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork_in_child(_after_fork_in_child)

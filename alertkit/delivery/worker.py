@@ -20,7 +20,6 @@ import enum
 import heapq
 import itertools
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -29,7 +28,7 @@ from typing import Any, Protocol, cast
 
 import msgspec
 
-from alertkit._forking import renew_locks
+from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
 from alertkit.delivery.circuit import CircuitBreaker, TokenBucket
 from alertkit.delivery.stats import BackendStats
@@ -122,8 +121,7 @@ def _renew_settle_lock() -> None:
     _SETTLE_LOCK._at_fork_reinit()  # type: ignore[attr-defined]
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_settle_lock)
+at_fork_in_child(_renew_settle_lock)
 
 
 class SpoolLink(Protocol):
