@@ -120,3 +120,30 @@ def test_a_hanging_destination_costs_the_budget_and_is_counted() -> None:
 def test_a_negative_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="timeout"):
         alertkit.flush_after(timeout=-1)
+
+
+def test_the_log_line_of_an_exception_already_reported_is_not_a_second_event(
+    server, client
+) -> None:
+    """Celery, cron wrappers and frameworks log the exception they just saw: reported once."""
+    import logging
+
+    logger = logging.getLogger("tests.flush.reported")
+    logger.propagate = False
+    handler = alertkit.AlertHandler(client=client)
+    logger.addHandler(handler)
+
+    @alertkit.flush_after(client=client)
+    def job() -> None:
+        raise LookupError("reported by the wrapper")
+
+    try:
+        try:
+            job()
+        except LookupError:
+            logger.exception("job failed")  # the framework's own line for the same exception
+        logger.error("an unrelated error")
+        assert client.flush(5)
+        assert sorted(messages(server)) == ["an unrelated error", "reported by the wrapper"]
+    finally:
+        logger.removeHandler(handler)

@@ -27,7 +27,9 @@ import json, logging, multiprocessing, os, sys, time
 import alertkit
 
 URL = os.environ["DRIVER_URL"]
-client = alertkit.init(api_key="k", backends=[URL], shutdown_timeout=10)
+client = alertkit.init(
+    api_key="k", backends=[URL], shutdown_timeout=float(os.environ.get("DRIVER_BUDGET", "10"))
+)
 log = logging.getLogger("child")
 log.addHandler(alertkit.AlertHandler(client=client))
 log.propagate = False
@@ -46,7 +48,7 @@ if __name__ == "__main__":
         for proc in procs:
             proc.start()
         for proc in procs:
-            proc.join(60)
+            proc.join(float(os.environ.get("DRIVER_JOIN", "60")))
         codes = [proc.exitcode for proc in procs]
         pids = len(procs)
     else:  # a pool whose every worker exits after one task
@@ -61,7 +63,7 @@ if __name__ == "__main__":
 """
 
 
-def run_driver(tmp_path, url: str, method: str, mode: str) -> dict[str, object]:
+def run_driver(tmp_path, url: str, method: str, mode: str, **extra_env: str) -> dict[str, object]:
     """Run the driver (children log, the parent exits without delivering anything)."""
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
@@ -69,6 +71,7 @@ def run_driver(tmp_path, url: str, method: str, mode: str) -> dict[str, object]:
         **_environ(),
         "DRIVER_URL": url,
         "DRIVER_ERRORS": str(ERRORS),
+        **extra_env,
     }
     proc = subprocess.run(
         [sys.executable, str(script), method, mode, str(CHILDREN)],
@@ -131,3 +134,18 @@ def test_a_pool_recycling_its_workers_delivers_every_task_s_events(tmp_path, met
     assert report["pids"] == CHILDREN  # maxtasksperchild=1: a new worker per task
     assert set(counter.seen) == counter.expected()
     assert sum(counter.seen.values()) == CHILDREN * ERRORS
+
+
+@pytest.mark.slow
+def test_a_child_whose_destination_hangs_exits_within_its_shutdown_budget(tmp_path) -> None:
+    with ScriptedServer([Reply(hang=True)]) as server:
+        report = run_driver(
+            tmp_path,
+            f"{server.url}/v1/events",
+            METHODS[0],
+            "process",
+            DRIVER_BUDGET="1",
+            DRIVER_JOIN="20",  # a child still running then has an exit code of None
+        )
+        server.release.set()
+    assert report["codes"] == [0] * CHILDREN  # each gave up after its 1 s budget and exited
