@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from alertkit.backends.local import read_events
+from tests.integrations.processes import stop
 from tests.standins.http import Reply, ScriptedServer
 
 APP = r"""
@@ -147,17 +147,6 @@ def start_worker(workdir: Path, url: str) -> subprocess.Popen[bytes]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-
-
-def stop(worker: subprocess.Popen[bytes]) -> None:
-    """Warm shutdown (SIGTERM), bounded; killed if it does not end."""
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
 
 
 def inbox(workdir: Path) -> list[dict[str, object]]:

@@ -11,17 +11,14 @@ from __future__ import annotations
 import collections
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.integrations.processes import get, stop, wait_for_port
 from tests.standins.http import ScriptedServer, free_port
 
 APP = r"""
@@ -45,37 +42,6 @@ app = AlertkitMiddleware(application)
 """
 
 REQUESTS = 8
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("gunicorn did not listen within 30 s: " + log.read_text()[-3000:])
-
-
-def get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Graceful stop (SIGTERM to the master's PID), bounded; killed if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.mark.slow

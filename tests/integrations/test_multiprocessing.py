@@ -115,25 +115,20 @@ METHODS = [
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["process", "pool"])
 @pytest.mark.parametrize("method", METHODS)
-def test_eight_children_each_log_100_errors_and_exit_800_delivered(tmp_path, method) -> None:
+def test_eight_children_each_log_100_errors_and_exit_800_delivered(tmp_path, method, mode) -> None:
+    """``process``: 8 ``Process`` children; ``pool``: a ``Pool`` of 2 whose workers retire after
+    each task (``maxtasksperchild=1``), 8 tasks."""
     counter = Counter()
     with ScriptedServer(counter) as server:
-        report = run_driver(tmp_path, f"{server.url}/v1/events", method, "process")
-    assert report["codes"] == [0] * CHILDREN
+        report = run_driver(tmp_path, f"{server.url}/v1/events", method, mode)
+    if mode == "process":
+        assert report["codes"] == [0] * CHILDREN
+    else:
+        assert report["pids"] == CHILDREN  # a new worker process per task
     assert set(counter.seen) == counter.expected()
     assert sum(counter.seen.values()) == CHILDREN * ERRORS  # each exactly once
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("method", METHODS)
-def test_a_pool_recycling_its_workers_delivers_every_task_s_events(tmp_path, method) -> None:
-    counter = Counter()
-    with ScriptedServer(counter) as server:
-        report = run_driver(tmp_path, f"{server.url}/v1/events", method, "pool")
-    assert report["pids"] == CHILDREN  # maxtasksperchild=1: a new worker per task
-    assert set(counter.seen) == counter.expected()
-    assert sum(counter.seen.values()) == CHILDREN * ERRORS
 
 
 @pytest.mark.slow

@@ -14,15 +14,11 @@ import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import types
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,6 +26,7 @@ import pytest
 from alertkit import Client
 from alertkit.capture import client as client_module
 from alertkit.testing import MemoryBackend
+from tests.integrations.processes import get, stop, wait_for_port
 from tests.standins.http import Reply, ScriptedServer, free_port
 
 UWSGI = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
@@ -178,16 +175,6 @@ application = AlertkitMiddleware(application)
 REQUESTS = 6
 
 
-def get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (ConnectionError, urllib.error.URLError):  # uWSGI hangs up on an unhandled error
-        return -1
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(UWSGI is None, reason="uwsgi is in the test extra; it did not build here")
 @pytest.mark.parametrize(
@@ -236,15 +223,7 @@ def test_uwsgi_workers_deliver_each_failing_request_once(
                 stderr=subprocess.STDOUT,
             )
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, log.read_text()[-3000:]
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline, log.read_text()[-3000:]
-                    time.sleep(0.1)
+            wait_for_port(port, proc, log)
             statuses = [get(f"http://127.0.0.1:{port}/boom/{n}") for n in range(REQUESTS)]
             if sync:  # delivered before each response was sent
                 assert len(server.requests) == REQUESTS
@@ -252,13 +231,7 @@ def test_uwsgi_workers_deliver_each_failing_request_once(
             while time.monotonic() < deadline and len(server.requests) < REQUESTS + bool(mode):
                 time.sleep(0.1)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            stop(proc)
         assert set(statuses) <= {500, -1}, statuses
         seen = collections.Counter(
             re.sub(r".*(request /boom/\d+ failed).*", r"\1", r.json()["eventMessage"])
