@@ -8,17 +8,20 @@ the events counted at a stand-in destination.
 
 from __future__ import annotations
 
-import collections
 import os
-import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integrations.processes import get, stop, wait_for_port
+from tests.integrations.processes import (
+    boom,
+    failed_requests,
+    get,
+    running,
+    start,
+    wait_until,
+)
 from tests.standins.http import ScriptedServer, free_port
 
 APP = r"""
@@ -66,42 +69,32 @@ def test_each_failing_request_is_delivered_once_by_its_worker(
             "GUNICORN_TEST_URL": f"{server.url}/v1/events",
             "PYTHONPATH": str(tmp_path),
         }
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    "2",
-                    "--worker-class",
-                    worker,
-                    "--graceful-timeout",
-                    "10",
-                    *extra,
-                    "wsgi_app:app",
-                ],
-                cwd=tmp_path,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for_port(port, proc, log)
-            statuses = [get(f"http://127.0.0.1:{port}/boom/{n}") for n in range(REQUESTS)]
+        proc = start(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--worker-class",
+                worker,
+                "--graceful-timeout",
+                "10",
+                *extra,
+                "wsgi_app:app",
+            ],
+            tmp_path,
+            env,
+            log,
+        )
+        with running(proc, port, log):
+            statuses = boom(port, REQUESTS)
             assert get(f"http://127.0.0.1:{port}/fine") == 200
             # Delivered by the running workers, without waiting for their exit.
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and len(server.requests) < REQUESTS:
-                time.sleep(0.1)
-        finally:
-            stop(proc)
+            wait_until(lambda: len(server.requests) >= REQUESTS)
         assert statuses == [500] * REQUESTS
-        seen = collections.Counter(
-            re.sub(r".*(request /boom/\d+ failed).*", r"\1", r.json()["eventMessage"])
-            for r in list(server.requests)
-        )
+        seen = failed_requests(list(server.requests))
     expected = {f"request /boom/{n} failed": 1 for n in range(REQUESTS)}
     assert dict(seen) == expected, log.read_text()[-3000:]

@@ -9,15 +9,11 @@ an older uWSGI, and the synchronous mode for real inside a real uWSGI by asking 
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
-import re
 import shutil
-import subprocess
 import sys
 import threading
-import time
 import types
 from pathlib import Path
 
@@ -26,7 +22,13 @@ import pytest
 from alertkit import Client
 from alertkit.capture import client as client_module
 from alertkit.testing import MemoryBackend
-from tests.integrations.processes import get, stop, wait_for_port
+from tests.integrations.processes import (
+    boom,
+    failed_requests,
+    running,
+    start,
+    wait_until,
+)
 from tests.standins.http import Reply, ScriptedServer, free_port
 
 UWSGI = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
@@ -198,45 +200,35 @@ def test_uwsgi_workers_deliver_each_failing_request_once(
             env["UWSGI_TEST_SYNC"] = "1"
         if mode == "early":
             env["UWSGI_TEST_EARLY"] = "1"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    UWSGI,
-                    "--http-socket",
-                    f"127.0.0.1:{port}",
-                    "--master",
-                    "--processes",
-                    "2",
-                    "--die-on-term",
-                    "--need-app",
-                    "--home",
-                    sys.prefix,
-                    "--chdir",
-                    str(tmp_path),
-                    "--wsgi-file",
-                    str(tmp_path / "uwsgi_app.py"),
-                    *extra,
-                ],
-                cwd=tmp_path,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for_port(port, proc, log)
-            statuses = [get(f"http://127.0.0.1:{port}/boom/{n}") for n in range(REQUESTS)]
+        proc = start(
+            [
+                UWSGI,
+                "--http-socket",
+                f"127.0.0.1:{port}",
+                "--master",
+                "--processes",
+                "2",
+                "--die-on-term",
+                "--need-app",
+                "--home",
+                sys.prefix,
+                "--chdir",
+                str(tmp_path),
+                "--wsgi-file",
+                str(tmp_path / "uwsgi_app.py"),
+                *extra,
+            ],
+            tmp_path,
+            env,
+            log,
+        )
+        with running(proc, port, log):
+            statuses = boom(port, REQUESTS)
             if sync:  # delivered before each response was sent
                 assert len(server.requests) == REQUESTS
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and len(server.requests) < REQUESTS + bool(mode):
-                time.sleep(0.1)
-        finally:
-            stop(proc)
+            wait_until(lambda: len(server.requests) >= REQUESTS + bool(mode))
         assert set(statuses) <= {500, -1}, statuses
-        seen = collections.Counter(
-            re.sub(r".*(request /boom/\d+ failed).*", r"\1", r.json()["eventMessage"])
-            for r in list(server.requests)
-        )
+        seen = failed_requests(list(server.requests))
     expected = {f"request /boom/{n} failed": 1 for n in range(REQUESTS)}
     if mode == "early":
         expected["master started"] = 1
