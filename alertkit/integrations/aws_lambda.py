@@ -29,23 +29,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from alertkit.capture.client import Client
 from alertkit.capture.flush import Settler, flush_within
 from alertkit.guard import capture_internal_exceptions
 
-__all__ = ["LambdaContext", "wrap"]
+__all__ = ["wrap"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class LambdaContext(Protocol):
-    """The part of the Lambda context object the wrapper reads (the runtime's own class)."""
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left before the function times out."""
-        ...
 
 
 _CONTEXT_FIELDS = ("function_name", "function_version", "aws_request_id", "invoked_function_arn")
@@ -61,7 +53,8 @@ def _details(context: Any) -> dict[str, Any]:
 
 
 def _remaining(context: Any) -> float | None:
-    """Seconds left before the deadline, or None when the context cannot tell."""
+    """Seconds left before the deadline (the runtime's ``get_remaining_time_in_millis()``), or
+    None when the context cannot tell."""
     with capture_internal_exceptions():
         method = getattr(context, "get_remaining_time_in_millis", None)
         if method is not None:
