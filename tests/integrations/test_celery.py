@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from alertkit.backends.local import read_events
+from alertkit.model.event import Envelope
 from tests.integrations.processes import stop
 from tests.standins.http import Reply, ScriptedServer
 
@@ -185,3 +186,52 @@ def test_a_real_worker_reports_each_failing_task_exactly_once(workdir: Path) -> 
         else:
             assert details["celery.task"] == "celery_app.flaky"
             assert details["celery.retries"] == 2  # reported once, at its final failure
+
+
+@pytest.fixture
+def eager(monkeypatch):
+    """A Celery app whose tasks run in this process (``task.apply``: the same trace and signals
+    as in a worker), and an alertkit client catching what ``install()`` reports."""
+    from celery import Celery
+
+    from alertkit import Client
+    from alertkit.integrations import celery as alertkit_celery
+    from alertkit.testing import MemoryBackend
+
+    for name in ("client", "report_retries", "send_args"):  # install() leaves them set
+        monkeypatch.setattr(alertkit_celery._options, name, getattr(alertkit_celery._options, name))
+    backend = MemoryBackend()
+    client = Client(backends=[backend], register_atexit=False, sample_system=False)
+    app = Celery("eager", broker="memory://")
+
+    @app.task(bind=True, max_retries=2)
+    def flaky(self, n, token=None):
+        raise self.retry(exc=RuntimeError(f"flaky {n}"), countdown=0)
+
+    def run(**options: bool) -> list[Envelope]:
+        alertkit_celery.install(client=client, **options)
+        assert flaky.apply((1,), {"token": "s3cr3t"}).state == "FAILURE"
+        assert client.flush(5)
+        return list(backend.envelopes)
+
+    yield run
+    client.shutdown(1)
+
+
+def test_a_retried_task_is_reported_once_when_its_retries_run_out(eager) -> None:
+    [envelope] = eager()
+    assert envelope.event.event_message == "flaky 1"
+    assert envelope.details["celery.retries"] == 2
+    assert envelope.details["celery.kwargs"] == {"token": "[Filtered]"}
+
+
+def test_report_retries_adds_a_warning_per_retry(eager) -> None:
+    envelopes = eager(report_retries=True)
+    kinds = [(e.event.log_level, e.details["celery.retries"]) for e in envelopes]
+    assert kinds == [("warning", 0), ("warning", 1), ("error", 2)]
+
+
+def test_send_args_false_leaves_the_arguments_out(eager) -> None:
+    [envelope] = eager(send_args=False)
+    assert "celery.args" not in envelope.details
+    assert "celery.kwargs" not in envelope.details
