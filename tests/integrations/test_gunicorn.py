@@ -68,6 +68,7 @@ def test_each_failing_request_is_delivered_once_by_its_worker(
             **os.environ,
             "GUNICORN_TEST_URL": f"{server.url}/v1/events",
             "PYTHONPATH": str(tmp_path),
+            "HOME": str(tmp_path),  # recent gunicorn puts its control socket in ~/.gunicorn
         }
         proc = start(
             [
