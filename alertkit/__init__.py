@@ -12,6 +12,7 @@ from alertkit.capture import metrics, scope
 from alertkit.capture.api import get_client, init
 from alertkit.capture.breadcrumbs import add_breadcrumb
 from alertkit.capture.client import Client
+from alertkit.capture.flush import flush_after
 from alertkit.capture.handler import AlertHandler, get_logger
 from alertkit.model.errors import AlertkitError, ConfigError, MissingDependency
 from alertkit.model.event import (
@@ -57,6 +58,7 @@ __all__ = [
     "StackTraceLine",
     "__version__",
     "add_breadcrumb",
+    "flush_after",
     "get_client",
     "get_logger",
     "init",

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
+from alertkit._forking import at_fork_in_child
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 
 if TYPE_CHECKING:
@@ -186,8 +187,7 @@ def _after_fork_in_child() -> None:
         transport._after_fork()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork_in_child(_after_fork_in_child)
 
 
 def origin(url: str) -> str:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from alertkit._forking import renew_locks
+from alertkit._forking import at_fork_in_child, renew_locks, watch_uwsgi_forks
 from alertkit.backends.base import Backend, ClientContext
 from alertkit.capture import lifetime, uncaught
 from alertkit.capture.breadcrumbs import Entry
 from alertkit.capture.crumbs import BeforeBreadcrumb, Breadcrumbs
-from alertkit.capture.environment import PlatformInfo, SystemSampler
+from alertkit.capture.environment import PlatformInfo, SystemSampler, threads_unavailable
 from alertkit.capture.events import EventFactory
 from alertkit.capture.incidents import change_envelope, lifecycle_envelope
 from alertkit.capture.metrics import Metrics
@@ -110,6 +111,11 @@ class Client:
             ``fatal`` event), ``"threading"`` (``threading.excepthook``), ``"asyncio"`` (the
             running loop's exception handler) and ``"unraisable"`` (``sys.unraisablehook``).
             ``shutdown()`` (or ``uninstall()``) puts the previous hooks back.
+        synchronous: deliver on the caller's thread, one attempt per backend with a network
+            timeout of at most :data:`SYNC_TIMEOUT`, instead of on background threads; what that
+            attempt does not settle is spooled or dropped and counted. None (the default) turns
+            it on only where threads cannot run (uWSGI without ``--enable-threads``), and says
+            so once on the ``alertkit`` logger.
 
     Raises:
         TypeError: an unknown option, or a value of the wrong type (the message names it).
@@ -159,6 +165,7 @@ class Client:
         max_breadcrumbs: int = 50,
         breadcrumb_level: str | int = "info",
         before_breadcrumb: BeforeBreadcrumb | None = None,
+        synchronous: bool | None = None,
     ) -> None:
         self.api_key = text(
             "api_key",
@@ -178,6 +185,7 @@ class Client:
         self.batch_size = None if batch_size is None else positive("batch_size", batch_size)
         self.timeout = float(positive("timeout", timeout, float))
         self.shutdown_timeout = float(positive("shutdown_timeout", shutdown_timeout, float))
+        self.synchronous = _synchronous(synchronous)
         check_hooks(retry, on_drop, processors, before_send)
         check_rates(sample_rate, storm_window)
         uncaught_parts = uncaught.parse_parts(capture_uncaught)
@@ -190,7 +198,7 @@ class Client:
             application_sku=self.application_sku,
             tags=self.tags,
             platform=self.platform,
-            sampler=SystemSampler() if sample_system else None,
+            sampler=SystemSampler() if sample_system and not self.synchronous else None,
             data_center=self.data_center,
             data_center_region=self.data_center_region,
         )
@@ -221,8 +229,10 @@ class Client:
                 max_age=spool_max_age,
             ),
             on_drop=on_drop,
+            synchronous=self.synchronous,
         )
         _import_for_sending()
+        watch_uwsgi_forks()
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
         self._shut_down = threading.Event()  # set when the first shutdown() has finished
@@ -236,7 +246,7 @@ class Client:
         return ClientContext(
             api_key=self.api_key,
             connections=self.connections,
-            timeout=self.timeout,
+            timeout=min(self.timeout, SYNC_TIMEOUT) if self.synchronous else self.timeout,
             hostname=self.platform.hostname,
             app_name=self.app_name,
             app_version=self.app_version,
@@ -543,6 +553,34 @@ class Client:
         )
 
 
+#: The network timeout in synchronous mode, where each request holds the application's thread.
+SYNC_TIMEOUT = 1.0
+_said_synchronous = False
+
+
+def _synchronous(option: bool | None) -> bool:
+    """The delivery mode: the option when given, else synchronous only where threads cannot
+    run, said once per process (a client per request must not repeat it)."""
+    global _said_synchronous
+    if option is not None:
+        if not isinstance(option, bool):
+            raise TypeError(f"synchronous must be True, False or None, not {option!r}")
+        return option
+    reason = threads_unavailable()
+    if reason is None:
+        return False
+    if not _said_synchronous:
+        _said_synchronous = True
+        logging.getLogger("alertkit").warning(
+            "alertkit: %s, so background threads cannot run: events are delivered "
+            "synchronously (one attempt, %.1f s timeout, then spooled or dropped and counted). "
+            "Add --enable-threads to deliver in the background.",
+            reason,
+            SYNC_TIMEOUT,
+        )
+    return True
+
+
 def _import_for_sending() -> None:
     """Import now what sending imports on the caller's thread (kept out of ``import alertkit``
     for its start-up time): a ``fork()`` while another thread is in the middle of that first
@@ -551,5 +589,4 @@ def _import_for_sending() -> None:
 
 
 atexit.register(lifetime.shutdown_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lifetime.after_fork_in_child)
+at_fork_in_child(lifetime.after_fork_in_child)

@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from alertkit._forking import at_fork_in_child
+
 
 class PlatformInfo(msgspec.Struct, frozen=True):
     """The context strings every event carries."""
@@ -46,6 +48,37 @@ class PlatformInfo(msgspec.Struct, frozen=True):
             os_name=os_name,
             os_version=os_version,
         )
+
+
+def threads_unavailable() -> str | None:
+    """Why background threads cannot run in this process, or None when they can.
+
+    Under uWSGI without ``--enable-threads`` (or ``--threads``), Python threads get no time
+    between requests: a delivery thread would hold events until the process dies. Read from the
+    ``uwsgi`` module uWSGI provides (its ``has_threads`` where it has one, else the options in
+    ``uwsgi.opt``); no other server is known to stop threads.
+    """
+    import sys
+
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is None:
+        return None
+    opt = getattr(uwsgi, "opt", None)
+    opt = opt if isinstance(opt, dict) else {}
+    if getattr(uwsgi, "has_threads", 0) or "threads" in opt or _truthy(opt.get("enable-threads")):
+        return None
+    return "uWSGI runs without --enable-threads"
+
+
+def _truthy(value: Any) -> bool:
+    """A uWSGI option's value as set in ``uwsgi.opt`` (True, bytes, or a list when repeated)."""
+    if isinstance(value, list):
+        value = value[-1] if value else None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if isinstance(value, str):
+        return value.strip().lower() not in {"", "0", "false", "no", "off"}
+    return bool(value)
 
 
 class SystemSampler:
@@ -158,5 +191,4 @@ def _after_fork_in_child() -> None:
         sampler._after_fork()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork_in_child(_after_fork_in_child)

@@ -7,6 +7,7 @@ the same way everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -183,3 +184,19 @@ class EventFactory:
         return self.envelope(
             event, details=to_json_safe(details), exc_text=exc_text, created=created
         )
+
+
+#: Set on an exception once an integration (or ``flush_after``) has reported it, so that nested
+#: wrappers and the framework's own log line of the same exception do not report it again.
+_REPORTED = "__alertkit_reported__"
+
+
+def mark_reported(exc: BaseException) -> None:
+    """Remember that ``exc`` has been reported (an exception that takes no attribute is not)."""
+    with contextlib.suppress(Exception):
+        setattr(exc, _REPORTED, True)
+
+
+def was_reported(exc: BaseException | None) -> bool:
+    """Whether ``exc`` has been reported already."""
+    return exc is not None and getattr(exc, _REPORTED, False) is True

@@ -9,7 +9,6 @@ the policy thread.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -19,11 +18,12 @@ from typing import Any
 
 import msgspec
 
-from alertkit._forking import renew_locks
+from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
 from alertkit.capture.api import get_client
 from alertkit.capture.breadcrumbs import Entry, record_log
 from alertkit.capture.client import Client
+from alertkit.capture.events import was_reported
 from alertkit.capture.records import IGNORED_LOGGERS, STEERING, extra_fields, is_ignored
 from alertkit.capture.request import ScopeContext, scope_for_record
 from alertkit.capture.trace import traced
@@ -285,6 +285,8 @@ class AlertHandler(logging.Handler):
                 if levelno >= self.level.crumbs:  # below the events: a breadcrumb only
                     record_log(record)
                 return
+            if record.exc_info and was_reported(record.exc_info[1]):
+                return  # an integration reported it already (Celery's own failure log line)
             try:
                 message = record.getMessage()
             except Exception:
@@ -364,8 +366,7 @@ def _after_fork_in_child() -> None:
         renew_locks(handler)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork_in_child(_after_fork_in_child)
 
 
 def get_logger(

@@ -3,6 +3,14 @@
 A client registers here when it is made (:func:`track`); this module keeps clients weakly, so an
 unused client is still collected. ``alertkit.capture.client`` installs the two hooks when it is
 imported, after the pipeline's own fork hooks, so that a child renews the pipelines first.
+
+A ``multiprocessing`` child never runs ``atexit`` (the ``fork`` and ``forkserver`` start methods
+end it with ``os._exit``), so what it logged would die with it. Its exit does run
+``multiprocessing.util`` finalizers, so in such a child the same shutdown is registered as a
+:class:`multiprocessing.util.Finalize` (:func:`_exit_with_process`): the child delivers, or
+spools, what it accepted before it exits, within its shutdown budget, with no setup. Each child
+registers it once ``multiprocessing`` has set it up (its ``_after_fork`` clears the finalizers it
+inherited), and only when ``multiprocessing`` is already imported: alertkit never imports it.
 """
 
 from __future__ import annotations
@@ -46,9 +54,11 @@ _all_clients: weakref.WeakSet[Closable] = weakref.WeakSet()
 
 
 def track(client: Closable, *, at_exit: bool) -> None:
-    """Renew ``client`` after a fork; with ``at_exit``, shut it down at interpreter exit."""
+    """Renew ``client`` after a fork; with ``at_exit``, shut it down at interpreter exit (or at
+    a ``multiprocessing`` child's exit, which skips ``atexit``)."""
     if at_exit:
         _live_clients.add(client)
+        _exit_with_process()
     _all_clients.add(client)
 
 
@@ -129,6 +139,48 @@ def _shutdown_quietly(client: Closable, budget: float) -> None:
 
 
 def after_fork_in_child() -> None:
-    """Renew every client in a forked child."""
+    """Renew every client in a forked child; in a ``multiprocessing`` child, shut them down
+    when it exits."""
     for client in list(_all_clients):
         client.after_fork()
+    if _live_clients:
+        _exit_with_process()
+
+
+class _Token:
+    """What ``multiprocessing.util.register_after_fork`` keys our hook by (kept alive here)."""
+
+
+_TOKEN = _Token()
+#: Our finalizer runs before multiprocessing's own (its queues close at 10, managers at 0).
+_EXIT_PRIORITY = 50
+_finalizer: object | None = None
+_hooked = False  # our after-fork hook is in multiprocessing's registry (children inherit both)
+
+
+def _exit_with_process() -> None:
+    """In a ``multiprocessing`` child, register :func:`shutdown_all_at_exit` to run when the
+    child exits; and, in any process using ``multiprocessing``, ask for that again right after
+    its ``_after_fork`` (which drops the finalizers registered before it)."""
+    util = sys.modules.get("multiprocessing.util")
+    process = sys.modules.get("multiprocessing.process")
+    if util is None or process is None:
+        return  # no multiprocessing here: nothing to register, and nothing imported for it
+    global _hooked
+    with capture_internal_exceptions():
+        if not _hooked:
+            util.register_after_fork(_TOKEN, _register_finalizer)
+            _hooked = True
+        _register_finalizer(_TOKEN)
+
+
+def _register_finalizer(_: object) -> None:
+    """Once per child process: shut every client down when ``multiprocessing`` ends it."""
+    global _finalizer
+    util = sys.modules["multiprocessing.util"]
+    process = sys.modules["multiprocessing.process"]
+    if process.parent_process() is None:
+        return  # the main process: atexit shuts the clients down, after its children end
+    if _finalizer is not None and _finalizer.still_active():  # type: ignore[attr-defined]
+        return
+    _finalizer = util.Finalize(None, shutdown_all_at_exit, exitpriority=_EXIT_PRIORITY)

@@ -7,6 +7,13 @@
   the same event, then routes it by kind and ``min_level``.
 * **Delivery** (:mod:`alertkit.delivery.worker`): one bounded queue and worker thread(s) per backend.
 
+**Synchronous mode** is for processes where threads cannot run (uWSGI without
+``--enable-threads``): queueing into a thread that never runs would lose every event silently.
+:meth:`Pipeline.submit` then does the same steps on the caller's thread (build, processors,
+route, one ``send`` per backend, with the client's short network timeout); an event the single
+attempt does not settle is given up at once (spooled, or dropped and counted), as no thread
+would ever retry it. Nothing else changes: the same policy, outcomes, spool and counts.
+
 Shutdown shares one time budget across all backends: the policy thread moves the intake to the
 workers, the workers deliver, and in a small reserve at the end what is left is spooled (or, without
 a spool, dropped and counted), each event exactly once; nothing alertkit runs counts anything after
@@ -16,7 +23,6 @@ it returns. See :meth:`Pipeline.shutdown`.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
@@ -24,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from alertkit._forking import renew_locks
+from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
 from alertkit.delivery.shutdown import (
     DROP_COST,
@@ -70,8 +76,10 @@ class Pipeline:
         storm: StormControl | None = None,
         spool: Spool | None = None,
         on_drop: DropCallback | None = None,
+        synchronous: bool = False,
     ) -> None:
         self.queue_size = queue_size
+        self.synchronous = synchronous
         self.processors: list[Processor] = list(processors)
         # Storm control only changes what storm-controlled backends (those that message people)
         # receive; without one it would be pure cost on every event.
@@ -102,6 +110,8 @@ class Pipeline:
         _prepare_imports(self.workers)
         _live_pipelines.add(self)
         for worker in self.workers:  # replay what an earlier run left in the spool
+            if synchronous:
+                break  # no thread would run it: `alertkit spool replay` sends it
             pending = self._links.get(worker.backend.name)
             if pending is not None and pending.has_pending():
                 worker.start()
@@ -134,7 +144,12 @@ class Pipeline:
     # -- intake: the caller's thread ------------------------------------------------------------
 
     def submit(self, capture: Capture, future: Future[Results] | None = None) -> bool:
-        """Hand a capture to the policy thread; False (and counted) if the intake is full or closed."""
+        """Hand a capture to the policy thread; False (and counted) if the intake is full or closed.
+
+        In synchronous mode the caller's thread does the policy thread's and the workers' work
+        itself instead: build, route, one attempt per backend (see the module docs)."""
+        if self.synchronous:
+            return self._submit_now(capture, future)
         if self._closed or len(self._intake) >= self.queue_size:
             self._drop_at_intake(future, "shut down" if self._closed else "intake queue full")
             return False
@@ -143,6 +158,16 @@ class Pipeline:
             self._start()
         if not self._wakeup.is_set():
             self._wakeup.set()
+        return True
+
+    def _submit_now(self, capture: Capture, future: Future[Results] | None) -> bool:
+        if self._closed:
+            self._drop_at_intake(future, "shut down")
+            return False
+        with self._count:
+            self._in_flight += 1
+        self._send_digests(flush_all=False)
+        self._process_batch([capture if future is None else (capture, future)], self._send_now)
         return True
 
     def _drop_at_intake(self, future: Future[Results] | None, reason: str, count: int = 1) -> None:
@@ -308,7 +333,7 @@ class Pipeline:
         for worker in targets:
             delivery = Delivery(envelope, ticket, envelope.created)
             if pending is None:
-                self._hand_over(worker, [delivery])
+                (self._send_now if self.synchronous else self._hand_over)(worker, [delivery])
             elif worker in pending:
                 pending[worker].append(delivery)
             else:
@@ -317,8 +342,18 @@ class Pipeline:
     def _hand_over(self, worker: BackendWorker, deliveries: list[Delivery]) -> None:
         """Queue ``deliveries`` on ``worker``; what does not fit is dropped, counted, reported."""
         refused = worker.put_many(deliveries)
-        if not refused:
-            return
+        if refused:
+            self._refuse(worker, refused)
+
+    def _send_now(self, worker: BackendWorker, deliveries: list[Delivery]) -> None:
+        """Synchronous mode: one attempt on the caller's thread (see :meth:`submit`)."""
+        refused = worker.send_now(deliveries)
+        if refused:
+            self._refuse(worker, refused)
+
+    def _refuse(self, worker: BackendWorker, refused: list[Delivery]) -> None:
+        """``worker`` took none of ``refused`` (queue full, or shutting down): dropped, counted,
+        reported."""
         reason = "shut down" if worker.closing else "queue full"
         worker.stats.add("dropped", len(refused), reason=reason)
         for delivery in refused:
@@ -544,5 +579,4 @@ def _after_fork_in_child() -> None:
         pipeline.after_fork()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork_in_child(_after_fork_in_child)

@@ -20,7 +20,6 @@ import enum
 import heapq
 import itertools
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -29,7 +28,7 @@ from typing import Any, Protocol, cast
 
 import msgspec
 
-from alertkit._forking import renew_locks
+from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
 from alertkit.delivery.circuit import CircuitBreaker, TokenBucket
 from alertkit.delivery.stats import BackendStats
@@ -122,8 +121,7 @@ def _renew_settle_lock() -> None:
     _SETTLE_LOCK._at_fork_reinit()  # type: ignore[attr-defined]
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_settle_lock)
+at_fork_in_child(_renew_settle_lock)
 
 
 class SpoolLink(Protocol):
@@ -140,6 +138,7 @@ class SpoolLink(Protocol):
 #: next attempt was due after the budget (no wait for it).
 BUDGET_RAN_OUT = "shutdown budget exhausted"
 NOT_RETRIED = "not retried: the next attempt was due after the shutdown budget"
+NOT_RETRIED_SYNC = "not retried: synchronous delivery (no threads) makes one attempt"
 
 GiveUp = Callable[[Backend, Sequence[Delivery], str], Result]
 SPOOL_RECHECK = 30.0
@@ -383,6 +382,29 @@ class BackendWorker:
                     self._claim_from_spool()
                 else:
                     self._deliver(items)
+
+    def send_now(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Synchronous mode (no threads can run): one attempt on the caller's thread; whatever
+        that attempt does not settle is given up at once (spooled, or dropped and counted), as
+        no thread would ever send a retry. Returns the deliveries refused because shutdown has
+        begun, like :meth:`put_many`."""
+        with self._cond:
+            if self._closing:
+                return deliveries
+            blocked = not self.circuit.allows(time.monotonic())
+            if not blocked:
+                self._sending.update(deliveries)
+        self.stats.add("enqueued", len(deliveries))
+        if blocked:
+            self._give_up(deliveries, "circuit open")
+            return []
+        self._deliver(deliveries)
+        with self._cond:  # what _handle scheduled for a retry: none will happen
+            unsent = [entry[2] for entry in self._retry]
+            self._retry.clear()
+        if unsent:
+            self._give_up(unsent, NOT_RETRIED_SYNC)
+        return []
 
     def _claim_from_spool(self) -> None:
         if self.spool is None or not self.spool.has_pending():

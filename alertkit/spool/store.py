@@ -37,6 +37,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 
+from alertkit._forking import at_fork_in_child
 from alertkit.backends.local import alertkit_home
 from alertkit.model.errors import AlertkitError, ConfigError
 from alertkit.model.event import Envelope, decode_envelope, encode_envelope
@@ -725,5 +726,4 @@ def _after_fork_in_child() -> None:
         spool._after_fork()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork_in_child(_after_fork_in_child)
