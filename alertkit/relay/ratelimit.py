@@ -58,7 +58,7 @@ return string.format('%.6f', wait)
 DEFAULT_LIMITS: dict[str, tuple[int, float]] = {
     "pagerduty": (120, 60.0),
     "slack": (1, 1.0),
-    "telegram": (1, 1.0),
+    "tgram": (1, 1.0),
     "whatsapp": (1, 6.0),
 }
 #: A Telegram group or channel (its chat id is negative): 20 messages a minute.
@@ -142,8 +142,8 @@ def destination(backend: Any) -> tuple[str, tuple[int, float]] | None:
         key = f"pagerduty:{backend.routing_key}"
     elif scheme == "slack":
         key = f"slack:{backend.webhook_url}"
-    elif scheme == "telegram":
-        key = f"telegram:{backend.bot_token}:{backend.chat_id}"
+    elif scheme == "tgram":
+        key = f"tgram:{backend.bot_token}:{backend.chat_id}"
     elif scheme == "whatsapp":
         key = f"whatsapp:{backend.api_url}:{backend.to}"
     elif "rate_limit" in vars(backend) and backend.rate_limit:
@@ -153,6 +153,6 @@ def destination(backend: Any) -> tuple[str, tuple[int, float]] | None:
     limit = vars(backend).get("rate_limit")
     if not limit:
         limit = DEFAULT_LIMITS[scheme]
-        if scheme == "telegram" and str(backend.chat_id).startswith("-"):
+        if scheme == "tgram" and str(backend.chat_id).startswith("-"):
             limit = TELEGRAM_GROUP_LIMIT
     return key, (int(limit[0]), float(limit[1]))
