@@ -85,6 +85,9 @@ class Backend(Protocol):
     def mask(self, text: str) -> str:
         """``text`` with every secret of this backend replaced by ``****`` (reasons, log lines)."""
 
+    def counters(self) -> dict[str, int]:
+        """Counts of the backend's own, merged into its ``stats()`` (a stream's evictions)."""
+
 
 class BaseBackend:
     """Convenience base: metadata as class attributes, common options, masked ``repr``.
@@ -168,6 +171,10 @@ class BaseBackend:
 
     def _close(self) -> None:
         """Release resources; called once by :meth:`close`."""
+
+    def counters(self) -> dict[str, int]:
+        """No counts of its own."""
+        return {}
 
     # -- safe description --------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ write reached Redis) overwrites the same message instead of adding a duplicate.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -24,22 +23,20 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult
 
 import msgspec
 
-from alertkit.backends._options import read_options
-from alertkit.backends._redact import masked_url
-from alertkit.backends.base import MASK, BaseBackend, ClientContext
-from alertkit.model.errors import ConfigError, MissingDependency
+from alertkit.backends._redis import DEFAULT_HOST, DEFAULT_PORT, RedisConnected, command
+from alertkit.backends.base import ClientContext
+from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 from alertkit.model.stacktrace import render_stacktrace
 
 LOGS_QUEUE = "chouette:logs:wrapped"
 METRICS_QUEUE = "chouette:metrics:raw"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 6379
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "LOGS_QUEUE", "METRICS_QUEUE", "RedisBackend"]
 
 #: Keys of the log JSON itself; an ``extra`` field with one of these names goes under ``"extra"``.
 RESERVED_LOG_KEYS = frozenset(
@@ -134,76 +131,7 @@ def _member(event_id: str) -> str:
     return str(uuid.UUID(bytes=uuid.uuid5(uuid.NAMESPACE_URL, event_id).bytes, version=4))
 
 
-def _command(name: bytes, key: bytes, pairs: list[bytes]) -> bytes:
-    """One Redis command in the wire protocol (RESP): ``name key`` and the packed argument pairs."""
-    head = b"*%d\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
-        2 + 2 * len(pairs),
-        len(name),
-        name,
-        len(key),
-        key,
-    )
-    return head + b"".join(pairs)
-
-
-_MULTI = b"*1\r\n$5\r\nMULTI\r\n"
-_EXEC = b"*1\r\n$4\r\nEXEC\r\n"
-
-
-_ENCODE = " (a password with / ? # or @ in it must be percent-encoded: %2F %3F %23 %40)"
-
-
-def _option_names(query: str) -> str:
-    return ", ".join(sorted({piece.partition("=")[0] for piece in query.split("&")}))
-
-
-def _parse_url(url: str | None) -> tuple[bool, str, int, int, str | None, str | None]:
-    """``(tls, host, port, db, username, password)`` of a Redis URL; no host: the environment."""
-    try:
-        parts = urlsplit(url if url is not None else "redis://")
-    except ValueError:  # its message may quote the host, where a misplaced password can be
-        raise ConfigError(f"redis: malformed URL {masked_url(url)}{_ENCODE}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("redis", "rediss"):
-        raise ConfigError(
-            f"redis: the URL must start with redis:// or rediss://, got {masked_url(url)}"
-        )
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError(
-            f"redis: the port in {masked_url(url)} is not a number{_ENCODE}"
-        ) from None
-    host = parts.hostname
-    if not host:
-        host = os.environ.get("REDIS_HOST") or DEFAULT_HOST
-        env_port = os.environ.get("REDIS_PORT")
-        if port is None and env_port:
-            try:
-                port = int(env_port)
-            except ValueError:
-                raise ConfigError(f"redis: REDIS_PORT={env_port!r} is not a number") from None
-    if parts.query:
-        raise ConfigError(
-            f"redis: URL options ({_option_names(parts.query)}) are read by RedisBackend.from_url "
-            "and backend URL strings; pass them as keywords to RedisBackend()"
-        )
-    path = parts.path.strip("/")
-    if path and not path.isdigit():
-        raise ConfigError(
-            f"redis: the database (the path) in {masked_url(url)} must be a number{_ENCODE}"
-        )
-    return (
-        scheme == "rediss",
-        host,
-        port or DEFAULT_PORT,
-        int(path) if path else 0,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None,
-    )
-
-
-class RedisBackend(BaseBackend):
+class RedisBackend(RedisConnected):
     """Writes events and metrics to Redis queues for the Chouette-IoT aggregator.
 
     Args:
@@ -230,7 +158,6 @@ class RedisBackend(BaseBackend):
 
     scheme = "redis"
     schemes = ("redis", "rediss")
-    secret_fields = ("password",)
     kinds = frozenset({"event", "metric"})
     max_batch = 2000
     max_concurrency = 1
@@ -252,89 +179,28 @@ class RedisBackend(BaseBackend):
     ) -> None:
         if min_level is None:
             min_level = chouette_log_level()
-        super().__init__(name=name or "redis", min_level=min_level)
-        try:
-            import redis
-        except ImportError:
-            raise MissingDependency("redis", "redis", "redis") from None
-        self._redis_module = redis
-        self.tls, self.host, self.port, self.db, self.username, self.password = _parse_url(url)
-        if password is not None:
-            self.password = password
-        if db is not None:
-            self.db = db
-        if isinstance(self.db, bool) or not isinstance(self.db, int) or self.db < 0:
-            raise ConfigError(f"redis: db must be a whole number >= 0, got {self.db!r}")
-        for option, value in (
-            ("socket_timeout", socket_timeout),
-            ("connect_timeout", connect_timeout),
-        ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
-            ):
-                raise ConfigError(f"redis: {option} must be a positive number, got {value!r}")
-        if (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or max_connections < 1
-        ):
-            raise ConfigError(f"redis: max_connections must be at least 1, got {max_connections!r}")
+        super().__init__(
+            url,
+            password=password,
+            db=db,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            ssl_ca_certs=ssl_ca_certs,
+            verify=verify,
+            name=name,
+            min_level=min_level,
+        )
         if service_name is not None and (not isinstance(service_name, str) or not service_name):
             raise ConfigError("redis: service_name must be a non-empty string")
-        if ssl_ca_certs is not None and not self.tls:
-            raise ConfigError("redis: ssl_ca_certs needs a rediss:// URL")
         self.service_name = service_name
-        self.socket_timeout = float(socket_timeout)
-        self.connect_timeout = float(connect_timeout or socket_timeout)
-        self.max_connections = max_connections
-        self.ssl_ca_certs = ssl_ca_certs
-        self.verify = verify
         self._app_name: str | None = None
         self._dates = _UtcDates()
-        self._pool = self._make_pool()
-        # redis-py < 5.3 needs a command name to hand out a connection; later ones warn about it.
-        parameter = inspect.signature(self._pool.get_connection).parameters.get("command_name")
-        self._pool_wants_name = parameter is not None and parameter.default is parameter.empty
+        self._open_pool()
 
     @classmethod
     def _options_from_url(cls, parts: SplitResult, query: dict[str, str]) -> dict[str, Any]:
-        options = read_options(
-            "redis",
-            query,
-            text=("service_name", "ssl_ca_certs"),
-            number=("socket_timeout", "connect_timeout"),
-            count=("max_connections", "db"),
-            flag=("verify",),
-        )
-        options["url"] = parts._replace(query="", fragment="").geturl()
-        return options
-
-    def _make_pool(self) -> Any:
-        redis = self._redis_module
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        kwargs: dict[str, Any] = {
-            "host": self.host,
-            "port": self.port,
-            "db": self.db,
-            "username": self.username,
-            "password": self.password,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
-            "max_connections": self.max_connections,
-            # No retries inside redis-py: the worker owns retry and backoff, so a dead Redis
-            # costs one failed attempt, not redis-py's own sleeps on a delivery thread.
-            "retry": Retry(NoBackoff(), 0),
-            "client_name": "alertkit",
-        }
-        if self.tls:
-            kwargs["connection_class"] = redis.SSLConnection
-            kwargs["ssl_cert_reqs"] = "required" if self.verify else "none"
-            kwargs["ssl_check_hostname"] = self.verify
-            if self.ssl_ca_certs:
-                kwargs["ssl_ca_certs"] = self.ssl_ca_certs
-        return redis.ConnectionPool(**kwargs)
+        return cls._url_options(parts, query, text=("service_name",))
 
     def bind(self, context: ClientContext) -> None:
         self._app_name = context.app_name
@@ -412,51 +278,13 @@ class RedisBackend(BaseBackend):
             return outcomes
         commands: list[bytes] = []
         for queue, (scored, stored) in queues.items():
-            commands.append(_command(b"ZADD", f"{queue}.keys".encode(), scored))
-            commands.append(_command(b"HSET", f"{queue}.values".encode(), stored))
+            commands.append(command(b"ZADD", f"{queue}.keys".encode(), scored))
+            commands.append(command(b"HSET", f"{queue}.values".encode(), stored))
         try:
             self._transaction(commands)
         except (self._redis_module.RedisError, OSError, ValueError) as exc:
             # ValueError: redis-py reading a socket that close() shut under it ("I/O operation
             # on closed file"); send() never raises.
-            reason = self.mask(f"redis {self.host}:{self.port}: {type(exc).__name__}: {exc}")
+            reason = self._failure_reason(exc)
             return [o if isinstance(o, Rejected) else RetryLater(reason) for o in outcomes]
         return outcomes
-
-    def _transaction(self, commands: list[bytes]) -> None:
-        """Send MULTI, the commands and EXEC in one write and read the replies: one round trip.
-
-        The commands are packed here rather than by redis-py, whose per-argument packing cost
-        more than everything else together for a batch of 500 (about 2,000 arguments).
-
-        Raises:
-            redis.RedisError: connection, timeout, authentication, or an error reply.
-            OSError: a socket error redis-py did not wrap.
-        """
-        payload = b"".join([_MULTI, *commands, _EXEC])
-        pool = self._pool
-        conn = pool.get_connection("MULTI") if self._pool_wants_name else pool.get_connection()
-        try:
-            conn.send_packed_command([payload])
-            for _ in range(len(commands) + 1):  # +OK for MULTI, +QUEUED for each command
-                conn.read_response()
-            results = conn.read_response()
-        except BaseException:
-            conn.disconnect()  # the replies may be out of step now: never reuse the connection
-            raise
-        finally:
-            pool.release(conn)
-        if results is None:
-            raise self._redis_module.ResponseError("EXEC: the transaction was aborted")
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-
-    def describe(self) -> str:
-        scheme = "rediss" if self.tls else "redis"
-        user = self.username or ""
-        auth = f"{user}:{MASK}@" if self.password else (f"{user}@" if user else "")
-        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
-
-    def _close(self) -> None:
-        self._pool.disconnect()

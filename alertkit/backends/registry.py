@@ -20,6 +20,8 @@ _BUILTIN: dict[str, str] = {
     "pagerduty": "alertkit.backends.pagerduty:PagerDutyBackend",
     "redis": "alertkit.backends.redis:RedisBackend",
     "rediss": "alertkit.backends.redis:RedisBackend",
+    "redis-stream": "alertkit.backends.redis_stream:RedisStreamBackend",
+    "rediss-stream": "alertkit.backends.redis_stream:RedisStreamBackend",
     "slack": "alertkit.backends.slack:SlackBackend",
     "smtp": "alertkit.backends.email:EmailBackend",
     "smtps": "alertkit.backends.email:EmailBackend",

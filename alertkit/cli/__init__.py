@@ -1,4 +1,5 @@
-"""The ``alertkit`` command: ``demo``, ``events`` and (from their modules) ``bridge``, ``spool``.
+"""The ``alertkit`` command: ``demo``, ``events`` and (from their modules) ``bridge``, ``relay``,
+``spool``.
 
 Every mistake, whether in the arguments, a file they name or a value they carry, is one line on
 stderr (``alertkit: error: ...``) and exit status 2, never a traceback. No output shows a credential:
@@ -225,6 +226,7 @@ def _cut(text: str, width: int) -> str:
 #: subparsers object and registers its command (keeps optional features out of this file).
 PLUGINS: dict[str, tuple[str, str]] = {
     "bridge": ("alertkit.cli.bridge", "add_bridge_command"),
+    "relay": ("alertkit.cli.relay", "add_relay_command"),
     "spool": ("alertkit.cli.spool", "add_spool_command"),
 }
 

@@ -622,4 +622,5 @@ class BackendWorker:
     def snapshot(self) -> dict[str, Any]:
         result = self.stats.snapshot(self.queued())
         result["circuit"] = self.circuit.state
+        result.update(self.backend.counters())
         return result

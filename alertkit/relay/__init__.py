@@ -1,1 +1,24 @@
-"""The relay: events read from a Redis Stream by a consumer group and delivered to the backends."""
+"""The relay: reads a Redis Stream of envelopes through a consumer group and delivers them.
+
+Imported lazily: ``alertkit.relay.keys`` (the key names the stream backend shares) costs nothing
+else, and ``from alertkit.relay import Relay`` imports the relay when it is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "Relay": "alertkit.relay.relay",
+    "RelayStats": "alertkit.relay.relay",
+}
+
+__all__ = ["Relay", "RelayStats"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alertkit.relay' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -106,7 +106,7 @@ def contract_violations(backend: object) -> list[str]:
             wrong.append(f"{attribute}: missing")
         elif not _fits(getattr(backend, attribute), hint):
             wrong.append(f"{attribute}: {getattr(backend, attribute)!r} is not {hint}")
-    for method in ("bind", "send", "close", "mask"):
+    for method in ("bind", "send", "close", "mask", "counters"):
         if not callable(getattr(backend, method, None)):
             wrong.append(f"{method}(): missing")
     return wrong

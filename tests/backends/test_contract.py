@@ -198,6 +198,36 @@ class TestRedisContract(NetworkBackendContract):
         yield (lambda: RedisBackend("redis://127.0.0.1:6379/0", socket_timeout=-1), "timeout")
 
 
+class TestRedisStreamContract(TestRedisContract):
+    def make(self, endpoint: str, timeout: float) -> Backend:
+        from alertkit.backends.redis_stream import RedisStreamBackend
+
+        return RedisStreamBackend(
+            f"redis-stream://{endpoint}/0",
+            stream="contract:events",
+            password=REDIS_PASSWORD,
+            socket_timeout=timeout,
+            connect_timeout=timeout,
+        )
+
+    def url(self, endpoint: str, timeout: float) -> str:
+        return (
+            f"redis-stream://:{REDIS_PASSWORD}@{endpoint}/0?stream=contract:events"
+            f"&socket_timeout={timeout}&connect_timeout={timeout}"
+        )
+
+    def bad_configs(self) -> Bad:
+        from alertkit.backends.redis_stream import RedisStreamBackend
+
+        yield (
+            lambda: RedisStreamBackend(f"redis-stream://:{REDIS_PASSWORD}@127.0.0.1:x/0"),
+            "port",
+        )
+        yield (lambda: RedisStreamBackend("redis-stream://127.0.0.1/0", maxlen=-1), "maxlen")
+        yield (lambda: RedisStreamBackend("redis-stream://127.0.0.1/0", stream=""), "stream")
+        yield (lambda: RedisStreamBackend("redis://127.0.0.1/0"), "redis-stream://")
+
+
 class TestLocalContract(BackendContract):
     @pytest.fixture(autouse=True)
     def _inbox(self, tmp_path: Path) -> None:
@@ -224,6 +254,8 @@ CONTRACTS = {
     "smtps": TestEmailContract,
     "redis": TestRedisContract,
     "rediss": TestRedisContract,
+    "redis-stream": TestRedisStreamContract,
+    "rediss-stream": TestRedisStreamContract,
     "local": TestLocalContract,
 }
 
