@@ -59,9 +59,16 @@ def _ping(port: int) -> bool:
 class RedisServer:
     """One redis-server process on a fixed port, which survives :meth:`restart`."""
 
-    def __init__(self, binary: str, port: int | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        port: int | None = None,
+        password: str | None = None,
+        options: tuple[str, ...] = (),
+    ) -> None:
         self.binary = binary
         self.password = password
+        self.options = options  # more redis-server arguments (``--appendonly yes`` ...)
         self.port = port or free_port()
         self.workdir = tempfile.mkdtemp(prefix="alertkit-redis-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -85,6 +92,7 @@ class RedisServer:
                 "--dir",
                 self.workdir,
                 *(["--requirepass", self.password] if self.password else []),
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
