@@ -22,7 +22,15 @@ from collections.abc import Callable
 from typing import Any
 
 from alertkit.model.errors import ConfigError
-from alertkit.relay.silences import FIELDS, Silence, Silences, parse_duration, parse_matchers
+from alertkit.relay.silences import (
+    FIELDS,
+    Silence,
+    Silences,
+    parse_duration,
+    parse_matchers,
+    silence_rows,
+    silence_table,
+)
 
 #: The longest silence taken: a year (a longer one is forgotten rather than meant).
 MAX_DURATION = 366 * 86_400.0
@@ -134,24 +142,11 @@ def _add(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     def show(silences: Silences) -> int:
-        found = silences.list(expired=args.expired)
-        counts = silences.counts()
+        rows = silence_rows(silences, expired=args.expired)
         if args.json:
-            rows = [_row(s, counts.get(s.id, 0)) for s in found]
             print(json.dumps(rows, indent=2))
-            return 0
-        if not found:
-            print("no active silences" if not args.expired else "no silences")
-            return 0
-        print(f"{'id':<16}  {'ends (UTC)':<19}  {'muted':>7}  {'by':<20}  matchers  # comment")
-        for silence in found:
-            state = "" if silence.active() else " (expired)"
-            print(
-                f"{silence.id:<16}  {_when(silence.ends):<19}  {counts.get(silence.id, 0):>7}  "
-                f"{silence.created_by[:20]:<20}  {_matchers(silence)}"
-                + (f"  # {silence.comment}" if silence.comment else "")
-                + state
-            )
+        else:
+            print(silence_table(rows))
         return 0
 
     return _run(args, show)
@@ -167,19 +162,6 @@ def _expire(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, expire)
-
-
-def _row(silence: Silence, muted: int) -> dict[str, Any]:
-    return {
-        "id": silence.id,
-        "matchers": [str(m) for m in silence.matchers],
-        "starts": silence.starts,
-        "ends": silence.ends,
-        "active": silence.active(),
-        "comment": silence.comment,
-        "created_by": silence.created_by,
-        "muted": muted,
-    }
 
 
 def _matchers(silence: Silence) -> str:

@@ -28,24 +28,29 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from typing import Any
 
+from alertkit.model.event import Envelope
 from alertkit.relay._state import Outage, redis_errors
 from alertkit.relay.keys import state_key
 
-# KEYS: bucket. ARGV: rate (tokens/s), burst. Returns the seconds to wait, as text ('0': taken).
+# KEYS: bucket. ARGV: rate (tokens/s), burst, cost. Returns the seconds to wait, as text ('0': taken).
+# A cost above the tokens left is taken as a debt (the bucket goes below 0) as long as one token
+# is there, so a batch bigger than the bucket still goes, and the next sender waits it off.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(b[1]) or burst
 local at = tonumber(b[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= math.min(1, cost) then
+  tokens = tokens - cost
 else
   wait = (1 - tokens) / rate
 end
@@ -82,14 +87,16 @@ class SharedRateLimit:
         self._lock = threading.Lock()
         self._stats = {"taken": 0, "waits": 0, "failed_open": 0}
 
-    def take(self, key: str, rate: float, burst: float | None = None) -> float:
-        """Take one token of ``key``'s bucket: 0.0 when taken, else the seconds to wait before
-        asking again (no token was taken).
+    def take(self, key: str, rate: float, burst: float | None = None, cost: int = 1) -> float:
+        """Take ``cost`` tokens of ``key``'s bucket: 0.0 when taken, else the seconds to wait
+        before asking again (nothing was taken). A cost above what the bucket holds is taken as
+        a debt that the next takers wait off, so the average rate holds.
 
         Args:
             key: the destination key (hashed before it reaches Redis).
             rate: tokens per second.
             burst: the bucket's size (default 1).
+            cost: tokens to take (a batch's events).
 
         Raises:
             ValueError: a rate or burst that is not positive.
@@ -103,7 +110,8 @@ class SharedRateLimit:
             return 0.0
         try:
             answer = self._take(
-                keys=[state_key(self.stream, f"rate:{digest}")], args=[repr(rate), repr(size)]
+                keys=[state_key(self.stream, f"rate:{digest}")],
+                args=[repr(rate), repr(size), max(1, cost)],
             )
         except self._errors:
             self._outage.failed()
@@ -113,13 +121,19 @@ class SharedRateLimit:
         self._count("waits" if wait > 0 else "taken")
         return wait
 
-    def take_for(self, backend: Any) -> float:
-        """:meth:`take` for a backend's destination at its limit; 0.0 for a backend with none."""
+    def take_for(self, backend: Any, count: int = 1) -> float:
+        """:meth:`take` ``count`` tokens for a backend's destination at its limit; 0.0 for a
+        backend with none."""
         found = destination(backend)
         if found is None:
             return 0.0
         key, (events, seconds) = found
-        return self.take(key, events / seconds)
+        return self.take(key, events / seconds, cost=count)
+
+    def wait(self, backend: Any, batch: Sequence[Envelope]) -> float:
+        """The relay's send gate (:class:`~alertkit.relay.gates.SendGate`): seconds before
+        ``batch`` may go to ``backend``; 0.0 means its tokens are taken, go now."""
+        return self.take_for(backend, len(batch))
 
     def _count(self, name: str) -> None:
         with self._lock:

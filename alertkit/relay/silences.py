@@ -158,6 +158,45 @@ def parse_duration(text: str) -> float:
 _SILENCE = msgspec.json.Decoder(Silence)
 
 
+def silence_rows(silences: Silences, *, expired: bool = False) -> list[dict[str, Any]]:
+    """The silences with what each muted so far, as plain data (``silence list --json`` and
+    ``relay status`` print it).
+
+    Raises:
+        redis.RedisError: Redis cannot be reached.
+    """
+    counts = silences.counts()
+    return [
+        {
+            "id": s.id,
+            "matchers": " ".join(str(m) for m in s.matchers),
+            "starts": s.starts,
+            "ends": s.ends,
+            "active": s.active(),
+            "comment": s.comment,
+            "created_by": s.created_by,
+            "muted": counts.get(s.id, 0),
+        }
+        for s in silences.list(expired=expired)
+    ]
+
+
+def silence_table(rows: list[dict[str, Any]]) -> str:
+    """:func:`silence_rows` as the table ``silence list`` and ``relay status`` print."""
+    if not rows:
+        return "no silences"
+    lines = [f"{'id':<16}  {'ends (UTC)':<19}  {'muted':>7}  {'by':<20}  matchers  # comment"]
+    for row in rows:
+        ends = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["ends"]))
+        lines.append(
+            f"{row['id']:<16}  {ends:<19}  {row['muted']:>7}  {row['created_by'][:20]:<20}  "
+            f"{row['matchers']}"
+            + (f"  # {row['comment']}" if row["comment"] else "")
+            + ("" if row["active"] else "  (expired)")
+        )
+    return "\n".join(lines)
+
+
 class Silences:
     """The silences of one stream, shared through Redis.
 
@@ -313,6 +352,20 @@ class Silences:
             raise
         with self._lock:
             self._stats["silenced"] += 1
+
+    def screen(self, envelope: Envelope, entry_id: str) -> str | None:
+        """The relay's screen (:class:`~alertkit.relay.gates.Screen`): ``"silenced"`` when an
+        active silence matches (the event is recorded, and the relay acknowledges the entry
+        without delivery); None to deliver, also when the record cannot be written (Redis
+        down: a duplicate alert beats a silent loss)."""
+        silence = self.match(envelope)
+        if silence is None:
+            return None
+        try:
+            self.record(silence, envelope, entry_id)
+        except self._errors:
+            return None
+        return "silenced"
 
     def counts(self) -> dict[str, int]:
         """Events silenced so far, per silence id, fleet-wide.
