@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 
 from alertkit.model.event import Envelope
-from alertkit.policy.storm import digest_of, fingerprint
+from alertkit.policy.storm import StormControl, digest_of, fingerprint
 from alertkit.relay._state import Outage, redis_errors
 from alertkit.relay.keys import state_key
 
@@ -96,8 +96,9 @@ _ENCODER = msgspec.msgpack.Encoder(enc_hook=repr)  # a detail no codec knows is 
 _DECODER = msgspec.msgpack.Decoder(Envelope)
 
 
-class SharedStormControl:
-    """Fleet-wide storm control with the interface of :class:`~alertkit.policy.storm.StormControl`.
+class SharedStormControl(StormControl):
+    """Fleet-wide storm control: a :class:`~alertkit.policy.storm.StormControl` (the pipeline
+    takes it in its place) whose windows live in Redis instead of this process.
 
     Args:
         redis: a ``redis.Redis`` or ``redis.RedisCluster`` client (short socket timeouts: every
@@ -127,9 +128,9 @@ class SharedStormControl:
             raise ValueError(f"window must not be negative, got {window!r}")
         if poll <= 0:
             raise ValueError(f"poll must be positive, got {poll!r}")
+        super().__init__(window)
         self.redis = redis
         self.stream = stream
-        self.window = window
         self.poll = poll
         self.flush_on_stop = flush_on_stop
         self._due_key = state_key(stream, "storm:due")
@@ -204,7 +205,7 @@ class SharedStormControl:
                 claimed, wait, server_now = self._claim(
                     keys=[self._due_key], args=["1" if everything else "0", CLAIM_BATCH]
                 )
-                digests.extend(self._digest(window, int(server_now)) for window in claimed)
+                digests.extend(self._fleet_digest(window, int(server_now)) for window in claimed)
                 if len(claimed) < CLAIM_BATCH:
                     break
         except self._errors:
@@ -216,7 +217,7 @@ class SharedStormControl:
         self._count("digests", len(digests))
         return digests
 
-    def _digest(self, window: list[bytes], now: int) -> Envelope:
+    def _fleet_digest(self, window: list[bytes], now: int) -> Envelope:
         suppressed, last, started, ends = window
         span = (min(int(ends), now) - int(started)) / 1000 if started and ends else self.window
         return digest_of(_DECODER.decode(last), int(suppressed) + 1, span)
