@@ -139,7 +139,10 @@ class LimitedPagerDuty(PagerDutyStandIn):
 
 
 def summaries(pagerduty: PagerDutyStandIn) -> collections.Counter[str]:
-    return collections.Counter(body["payload"]["summary"] for body in pagerduty.bodies)
+    """How often each message reached PagerDuty (its summary is ``logger: message``)."""
+    return collections.Counter(
+        body["payload"]["summary"].rsplit(": ", 1)[-1] for body in pagerduty.bodies
+    )
 
 
 def count(sent: list[str], got: collections.Counter[str], dead: int = 0) -> dict[str, int]:
@@ -169,7 +172,9 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
 def test_200_processes_one_storm_two_relays_one_first_message_one_digest_nothing_lost(
     redis_server: servers.RedisServer, fleet: Fleet
 ) -> None:
-    producers, window = 200, 40
+    # The window must outlast the production (about 15 s on an idle 2-core machine, 75 s on a
+    # loaded one) so that one digest counts all 1,000; it ends 120 s after the first event.
+    producers, window = 200, 120
     url = stream_url(redis_server)
     with PagerDutyStandIn() as pagerduty, SlackStandIn() as slack:
         to = [pagerduty.url(rate="500/s"), slack.url(rate="100/s")]
@@ -188,7 +193,7 @@ def test_200_processes_one_storm_two_relays_one_first_message_one_digest_nothing
         produced_in = time.monotonic() - started
         sent = storm_messages(producers) + distinct_messages(producers)
         assert wait_until(lambda: len(pagerduty.bodies) >= len(sent), 120), len(pagerduty.bodies)
-        assert wait_until(lambda: any(" x 1,000 " in t for t in slack.texts), window + 30)
+        assert wait_until(lambda: any(" x " in t for t in slack.texts), window + 30)
         time.sleep(1.0)  # a second digest or first message would show by now
         for relay in relays:
             assert stop(relay) == 0
@@ -197,8 +202,8 @@ def test_200_processes_one_storm_two_relays_one_first_message_one_digest_nothing
     assert tally["lost"] == 0 and tally["dead_lettered"] == 0
     firsts = [t for t in slack.texts if "Payment declined" in t and " x " not in t]
     digests = [t for t in slack.texts if " x " in t]
-    assert len(firsts) == 1, "one first message for the storm across both relays"
-    assert len(digests) == 1 and "PaymentDeclined x 1,000" in digests[0]
+    assert len(firsts) == 1, f"one first message for the storm across both relays: {firsts}"
+    assert len(digests) == 1 and "PaymentDeclined x 1,000 " in digests[0], digests
     others = [t for t in slack.texts if "distinct error" in t]
     assert len(others) == producers, "each distinct error is its own first message"
 
