@@ -83,7 +83,7 @@ FAST = alertkit.RetryPolicy(backoff=0.01, max_backoff=0.05, max_attempts=2, circ
 
 def test_every_built_in_backend_is_scanned_here():
     scanned = {"http", "https", "local", "pagerduty", "slack", "tgram", "whatsapp", "smtp"}
-    scanned |= {"smtps", "redis", "rediss"}
+    scanned |= {"smtps", "redis", "rediss", "redis-stream", "rediss-stream"}
     assert set(registry._BUILTIN) <= scanned, f"add a scan for {set(registry._BUILTIN) - scanned}"
 
 
@@ -376,6 +376,29 @@ def test_redis(debug_logs, make_client, redis_server_own):
     scan(debug_logs, client, [REDIS_PASSWORD, WRONG_PASSWORD], bodies)
 
 
+def test_redis_stream(debug_logs, make_client, redis_server_own):
+    """The whole envelope goes into the stream: scrubbed before it, the password masked."""
+    with redis_server_own.client() as admin:
+        admin.config_set("requirepass", REDIS_PASSWORD)
+    port = redis_server_own.port
+    base = "redis-stream://:{}@127.0.0.1:{}/0?stream=scan&name={}"
+    backends = [
+        create_backend(base.format(REDIS_PASSWORD, port, "redis-stream")),
+        create_backend(base.format(WRONG_PASSWORD, port, "stream-wrong")),
+        create_backend(base.format(REDIS_PASSWORD, free_port(), "stream-closed")),
+    ]
+    client = make_client(backends)
+    send_secret_events(client)
+    check_failures_were_counted(client, ["stream-wrong", "stream-closed"])
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=port, password=REDIS_PASSWORD) as conn:
+        entries = conn.xrange("{scan}")
+    assert entries
+    bodies = [fields[b"envelope"].decode("utf-8", "replace") for _, fields in entries]
+    scan(debug_logs, client, [REDIS_PASSWORD, WRONG_PASSWORD], bodies)
+
+
 # -- configuration errors ------------------------------------------------------------------------
 
 CONFIG_SECRET = "cfgSecretPw0rd"
@@ -401,6 +424,9 @@ BAD_CONFIGS: dict[str, Callable[[], object]] = {
     "redis url port": lambda: create_backend(f"redis://:{S}@127.0.0.1:notaport/0"),
     "redis url database": lambda: create_backend(f"redis://:{S}@127.0.0.1:6379/abc"),
     "redis url ipv6": lambda: create_backend(f"redis://:{S}@[::1/0"),
+    "redis-stream port": lambda: create_backend(f"redis-stream://:{S}@127.0.0.1:notaport/0"),
+    "redis-stream maxlen": lambda: create_backend(f"redis-stream://:{S}@h:1/0?maxlen=lots"),
+    "redis-stream scheme": lambda: create_backend(f"rediss-stream://:{S}@[::1/0"),
     "smtp port": lambda: create_backend(f"smtp://a%40b.com:{S}@mail:notaport?to=x@y.com"),
     "smtp password with a slash": lambda: create_backend(
         f"smtp://a%40b.com:{_HALF[0]}/{_HALF[1]}@mail:587?to=x@y.com"

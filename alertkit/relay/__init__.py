@@ -7,14 +7,16 @@ else, and ``from alertkit.relay import Relay`` imports the relay when it is firs
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alertkit.relay.relay import Relay
 
 _LAZY: dict[str, str] = {
     "Relay": "alertkit.relay.relay",
-    "RelayStats": "alertkit.relay.relay",
 }
 
-__all__ = ["Relay", "RelayStats"]
+__all__ = ["Relay"]
 
 
 def __getattr__(name: str) -> Any:

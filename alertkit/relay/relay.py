@@ -38,11 +38,11 @@ from alertkit.delivery.pipeline import Pipeline, Results
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
-from alertkit.model.outcomes import Delivered, Dropped, Rejected
 from alertkit.model.retry import RetryPolicy
 from alertkit.policy.storm import StormControl
 from alertkit.relay.fleet import FleetState
 from alertkit.relay.gates import GatedBackend, Screen, SendGate
+from alertkit.relay.outcomes import Held, settle
 from alertkit.relay.stream import Entry, GroupConsumer, dead_letter
 
 if TYPE_CHECKING:
@@ -61,13 +61,6 @@ COUNTERS = (
     "left_pending",
     "redis_errors",
 )
-
-
-class _Held(msgspec.Struct):
-    """An entry this relay is delivering: what its dead letter would need."""
-
-    blob: bytes
-    event_id: str
 
 
 class Relay:
@@ -151,9 +144,12 @@ class Relay:
         self._stopping = threading.Event()  # stop reading; set by stop() or a signal
         self._stopped = threading.Event()  # run() has returned
         self._thread: threading.Thread | None = None
+        self._ran = False
+        # XREADGROUP's BLOCK, within the connection's own socket timeout.
+        self._block = min(0.5, self.source.socket_timeout / 2)
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._screened: dict[str, int] = {}
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, Held] = {}
         self._done: queue.SimpleQueue[tuple[str, Results]] = queue.SimpleQueue()
         self._unsettled: list[tuple[str, Results]] = []  # outcomes whose XACK failed: again
         self.destinations = self._destinations(backends, gate)
@@ -174,7 +170,13 @@ class Relay:
         if specs is None and not os.environ.get("ALERTKIT_BACKENDS", "").strip():
             raise ConfigError("relay: no destination: pass --to URL or set ALERTKIT_BACKENDS")
         try:
-            made = make_backends(specs, ClientContext(hostname=socket.gethostname()))
+            # The event API's key: each event carries its app's; ALERTKIT_API_KEY, as for a
+            # client, when a destination needs one of its own.
+            context = ClientContext(
+                api_key=os.environ.get("ALERTKIT_API_KEY") or None,
+                hostname=socket.gethostname(),
+            )
+            made = make_backends(specs, context)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"relay: --to: {exc}") from None
         for backend in made:
@@ -209,11 +211,15 @@ class Relay:
         if self._thread is not None:
             self._thread.join(self.stop_timeout + 2.0)
             return not self._thread.is_alive()
-        return self._stopped.is_set()
+        if not self._ran:  # never run: release the pipeline and the connections now
+            self._ran = True
+            self.run()
+        return self._stopped.wait(self.stop_timeout + 2.0)
 
     def run(self) -> None:
         """Deliver until :meth:`stop` or :meth:`request_stop`; blocks. Redis outages are waited
         out (counted in ``redis_errors``), never raised."""
+        self._ran = True
         try:
             self._loop()
         finally:
@@ -244,7 +250,7 @@ class Relay:
                     next_claim = now + claim_every
                 room = 4 * self.batch - len(self._held)
                 if room > 0:
-                    entries = self.consumer_group.read(min(room, self.batch), 0.5)
+                    entries = self.consumer_group.read(min(room, self.batch), self._block)
                     self._counts["read"] += len(entries)
                     self._dispatch(entries)
                 else:
@@ -322,7 +328,7 @@ class Relay:
             if self._screen(envelope, entry_id) is not None:
                 acks.append(entry_id)
                 continue
-            self._held[entry_id] = _Held(blob, envelope.event_id)
+            self._held[entry_id] = Held(blob, envelope.event_id)
             future: Future[Results] = Future()
             future.add_done_callback(functools.partial(self._answered, entry_id))
             self.pipeline.submit(_captured(envelope), future)
@@ -367,45 +373,24 @@ class Relay:
                 break
         if not done:
             return
-        acks: list[str] = []
-        letters = []
-        delivered: dict[str, int] = {}
-        for entry_id, results in done:
-            held = self._held.get(entry_id)
-            if held is None:
-                continue
-            if any(isinstance(r, Dropped) for r in results.values()):
-                del self._held[entry_id]  # no outcome: pending, claimed again after claim_after
-                self._counts["left_pending"] += 1
-                continue
-            for name, result in results.items():
-                if isinstance(result, Rejected):
-                    letters.append(
-                        dead_letter(
-                            entry_id,
-                            result.reason,
-                            consumer=self.consumer,
-                            blob=held.blob,
-                            event_id=held.event_id,
-                            destination=name,
-                        )
-                    )
-                elif isinstance(result, Delivered):
-                    delivered[name] = delivered.get(name, 0) + 1
-            acks.append(entry_id)
-        if not acks:
+        plan = settle(done, self._held, self.consumer)
+        for entry_id in plan.left_pending:  # no outcome: claimed again after claim_after
+            del self._held[entry_id]
+        self._counts["left_pending"] += len(plan.left_pending)
+        if not plan.acks:
             return
         try:
-            self.consumer_group.settle(acks, letters, delivered)
+            self.consumer_group.settle(plan.acks, plan.letters, plan.delivered)
         except self.consumer_group.errors:
-            held_now = set(acks)
-            self._unsettled = [(i, r) for i, r in done if i in held_now]
+            acked = set(plan.acks)
+            self._unsettled = [(i, r) for i, r in done if i in acked]  # again, next round
             raise
-        for entry_id in acks:
+        for entry_id in plan.acks:
             del self._held[entry_id]
-        self._counts["acked"] += len(acks)
-        self._counts["dead_lettered"] += len(letters)
-        self._counts["delivered"] += len(acks) - len({letter["entry"] for letter in letters})
+        self._counts["acked"] += len(plan.acks)
+        self._counts["dead_lettered"] += len(plan.letters)
+        rejected = {letter["entry"] for letter in plan.letters}
+        self._counts["delivered"] += len(plan.acks) - len(rejected)
 
     def _finish(self) -> None:
         """Stop within the budget: deliver what is held, give up on the rest (spooled if the relay
@@ -413,22 +398,23 @@ class Relay:
         deadline = time.monotonic() + self.stop_timeout
         reserve = min(1.0, self.stop_timeout / 4)
         while self._held and time.monotonic() < deadline - 2 * reserve:
-            with capture_internal_exceptions():
-                self._wait_done(0.05)
-                self._settle_done()
-        self.pipeline.shutdown(max(0.0, deadline - reserve - time.monotonic()))
-        with capture_internal_exceptions():
             try:
-                self._settle_done()
-            except self.consumer_group.errors as exc:
-                log.warning(
-                    "relay: could not acknowledge at stop (left pending): %s",
-                    self.consumer_group.mask(f"{type(exc).__name__}: {exc}"),
-                )
+                self._wait_done(0.05)
+            except self.consumer_group.errors:  # Redis away: what is held stays pending
+                self._stopping.wait(0.1)
+        self.pipeline.shutdown(max(0.0, deadline - reserve - time.monotonic()))
+        try:
+            self._settle_done()
+        except self.consumer_group.errors as exc:
+            log.warning(
+                "relay: could not acknowledge at stop (left pending): %s",
+                self.consumer_group.mask(f"{type(exc).__name__}: {exc}"),
+            )
         self._counts["left_pending"] += len(self._held)
         self._held.clear()
         with capture_internal_exceptions():
             self.consumer_group.close()
+            self.source.close()
         if self.fleet is not None:
             with capture_internal_exceptions():
                 self.fleet.close()

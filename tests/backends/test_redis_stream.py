@@ -180,3 +180,18 @@ def test_redis_down_spools_then_replays_into_the_stream(redis_server_own, make_c
     assert wait_until(lambda: len(read_stream(redis_server_own)) == 20, 20)
     messages = sorted(e.event.event_message for e in read_stream(redis_server_own))
     assert messages == sorted(f"during {i}" for i in range(20))
+
+
+def test_the_backend_imports_only_the_key_names_of_the_relay():
+    """An application that writes to the stream does not load the relay."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, alertkit.backends.redis_stream; "
+        "print(sorted(m for m in sys.modules if m.startswith('alertkit.relay')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert out.strip() == "['alertkit.relay', 'alertkit.relay.keys']"

@@ -152,8 +152,14 @@ def tally(sent: Iterable[str], sink: Sink, server: RedisServer, stream: str = ST
 
 
 def pending(server: RedisServer, group: str = "alertkit", stream: str = STREAM) -> int:
+    """Entries delivered to the group's relays and not yet acknowledged (0 without a group)."""
+    import redis
+
     with server.client() as conn:
-        return int(conn.xpending(stream_key(stream), group)["pending"])
+        try:
+            return int(conn.xpending(stream_key(stream), group)["pending"])
+        except redis.ResponseError:  # no group yet
+            return 0
 
 
 class Fleet:

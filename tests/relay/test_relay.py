@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from alertkit import Client, RetryPolicy
+from alertkit import AlertHandler, Client, RetryPolicy
 from alertkit.backends.base import Backend
 from alertkit.cli import main
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.relay import Relay
-from alertkit.testing.stand_in import Reply
+from alertkit.testing.stand_in import Reply, ScriptedServer
 from tests.relay.fleet import STREAM, Sink, dead_letters, pending, stream_url, tally, wait_until
 from tests.standins import redis as servers
+from tests.standins.pagerduty import PagerDutyStandIn
 
 redis_server_session = servers.redis_server_session
 redis_server = servers.redis_server
@@ -306,3 +308,42 @@ def redis_server_own_pw() -> Iterator[tuple[servers.RedisServer, str]]:
     server.start()
     yield server, password
     server.close()
+
+
+def test_pagerduty_and_slack_one_storm_one_first_message_and_one_digest(redis_server, relays):
+    """20 identical errors from two apps: PagerDuty (which deduplicates itself) gets every event,
+    Slack one first message and one digest counting all 20; a PagerDuty 400 is dead-lettered."""
+    url = stream_url(redis_server)
+    for _ in range(2):  # two apps, the same error
+        client = Client(backends=[url], sample_system=False, register_atexit=False)
+        logger = logging.getLogger("app.payments")
+        logger.propagate = False
+        handler = AlertHandler(client=client)
+        logger.addHandler(handler)
+        for order in range(10):
+            logger.error("card declined for order %s", order)
+        logger.removeHandler(handler)
+        assert client.flush(10)
+        client.shutdown(2)
+    with (
+        PagerDutyStandIn(Reply(400, {"status": "invalid event", "errors": ["bad"]})) as pd,
+        ScriptedServer([Reply(200, "ok")]) as slack,
+    ):
+        relay = Relay(
+            url,
+            [pd.url(), f"slack://hooks.slack.com/services/T0/B0/X0?endpoint={slack.url}"],
+            storm_window=1.0,
+            retry=FAST,
+        )
+        relays.append(relay)
+        relay.start()
+        assert wait_until(lambda: relay.stats()["acked"] == 20)
+        assert wait_until(lambda: len(slack.requests) == 2)
+        assert relay.stop(5)
+    assert len(pd.bodies) == 20  # the first answered 400, the 19 others accepted
+    [letter] = dead_letters(redis_server)
+    assert letter["destination"] == "pagerduty" and "400" in letter["reason"]
+    first, digest = (request.json() for request in slack.requests)
+    assert "card declined" in json.dumps(first)
+    assert "x 20" in json.dumps(digest)
+    assert pending(redis_server) == 0
