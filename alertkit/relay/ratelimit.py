@@ -152,6 +152,7 @@ def destination(backend: Any) -> tuple[str, tuple[int, float]] | None:
     backend's own ``rate_limit`` when its URL or constructor set one, else :data:`DEFAULT_LIMITS`.
     """
     scheme = getattr(backend, "scheme", "")
+    own: dict[str, Any] = getattr(backend, "__dict__", {})  # set on the instance, not defaults
     if scheme == "pagerduty":
         key = f"pagerduty:{backend.routing_key}"
     elif scheme == "slack":
@@ -160,11 +161,11 @@ def destination(backend: Any) -> tuple[str, tuple[int, float]] | None:
         key = f"tgram:{backend.bot_token}:{backend.chat_id}"
     elif scheme == "whatsapp":
         key = f"whatsapp:{backend.api_url}:{backend.to}"
-    elif "rate_limit" in vars(backend) and backend.rate_limit:
-        key = f"{scheme}:{backend.name}"
+    elif own.get("rate_limit"):  # any other destination paced by its URL or constructor
+        key = f"{scheme}:{own.get('url') or backend.name}"
     else:
         return None
-    limit = vars(backend).get("rate_limit")
+    limit = own.get("rate_limit")
     if not limit:
         limit = DEFAULT_LIMITS[scheme]
         if scheme == "tgram" and str(backend.chat_id).startswith("-"):

@@ -25,7 +25,16 @@ from alertkit.relay import Relay
 from alertkit.relay.keys import state_key
 from alertkit.relay.silences import Silences
 from alertkit.testing.stand_in import Reply, Request, ScriptedServer
-from tests.relay.fleet import ROOT, STREAM, Fleet, Sink, dead_letters, stream_url, wait_until
+from tests.relay.fleet import (
+    ROOT,
+    STREAM,
+    Fleet,
+    Sink,
+    dead_letters,
+    pending,
+    stream_url,
+    wait_until,
+)
 from tests.standins import redis as servers
 from tests.standins.pagerduty import KEY, PagerDutyStandIn
 
@@ -285,6 +294,7 @@ def test_a_relay_without_a_token_leaves_the_entry_pending_then_delivers(
         try:
             assert wait_until(lambda: len(pagerduty.bodies) >= 1, 10)
             assert len(pagerduty.bodies) == 1, "the second waits for the shared bucket"
+            assert pending(redis_server) >= 2, "the others wait unacknowledged, not dropped"
             assert wait_until(lambda: len(pagerduty.bodies) >= 3, 15)
         finally:
             for relay in relays:
