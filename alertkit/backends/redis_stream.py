@@ -1,8 +1,9 @@
 """Events into a Redis Stream, for relays to deliver: the app side of fleet delivery.
 
 Each envelope, whole (event, id, level, routing, links, incident action), is appended with
-``XADD <stream> * id <event id> envelope <JSON>``, encoded as the spool encodes it, so a relay
-decodes exactly what the application built (``msgspec.json.decode(blob, type=Envelope)``). A batch
+``XADD <stream> * id <event id> envelope <JSON>``, encoded as the spool encodes it
+(:func:`~alertkit.model.event.encode_envelope`), so a relay decodes exactly what the application
+built (:func:`~alertkit.model.event.decode_envelope`). A batch
 is one MULTI/EXEC round trip: its XADDs, then one ``XTRIM MAXLEN ~`` whose reply (the entries
 trimmed) is counted as ``stream_evicted`` in ``stats()``. The stream's key carries a hash tag
 (:func:`alertkit.relay.keys.stream_key`) so that its relay state lives in the same Redis Cluster
@@ -19,33 +20,15 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-import msgspec
-
 from alertkit.backends._redis import RedisConnected, pack
 from alertkit.model.errors import ConfigError
-from alertkit.model.event import Envelope
+from alertkit.model.event import Envelope, encode_envelope
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
-from alertkit.model.values import safe_repr
 from alertkit.relay.keys import stream_key
 
 DEFAULT_STREAM = "alertkit:events"
 #: The default cap on the stream's length (approximate: Redis trims whole nodes).
 DEFAULT_MAXLEN = 100_000
-
-
-def encode_envelope(envelope: Envelope) -> bytes:
-    """The envelope as the stream (and the spool) stores it; a value the pipeline failed to make
-    JSON-safe is kept as its repr rather than losing the event."""
-    return msgspec.json.encode(envelope, enc_hook=safe_repr)
-
-
-def decode_envelope(blob: bytes) -> Envelope:
-    """An envelope read back from the stream.
-
-    Raises:
-        msgspec.DecodeError: not an envelope (a foreign entry, a truncated write).
-    """
-    return msgspec.json.decode(blob, type=Envelope)
 
 
 class RedisStreamBackend(RedisConnected):

@@ -34,7 +34,9 @@ __all__ = [
     "Error",
     "InnerStackTrace",
     "StackTraceLine",
+    "decode_envelope",
     "decode_event",
+    "encode_envelope",
     "encode_event",
 ]
 
@@ -124,3 +126,20 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
     trace_id: str | None = None
     span_id: str | None = None
     fingerprint: Sequence[str] | None = None
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """The whole envelope as JSON, as the spool and the event stream store it; a value the
+    pipeline failed to make JSON-safe is kept as its repr rather than losing the event."""
+    from alertkit.model.values import safe_repr
+
+    return msgspec.json.encode(envelope, enc_hook=safe_repr)
+
+
+def decode_envelope(blob: bytes) -> Envelope:
+    """An envelope stored by :func:`encode_envelope`.
+
+    Raises:
+        msgspec.DecodeError: not an envelope (a foreign record, a truncated write).
+    """
+    return msgspec.json.decode(blob, type=Envelope)

@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from alertkit.backends.base import Backend, ClientContext
-from alertkit.backends.redis_stream import RedisStreamBackend, decode_envelope
+from alertkit.backends.redis_stream import RedisStreamBackend
 from alertkit.capture.options import make_backends, open_spool
 from alertkit.delivery.pipeline import Pipeline, Results
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.errors import ConfigError
-from alertkit.model.event import Envelope
+from alertkit.model.event import Envelope, decode_envelope
 from alertkit.model.retry import RetryPolicy
 from alertkit.policy.storm import StormControl
 from alertkit.relay.fleet import FleetState

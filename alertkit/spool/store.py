@@ -39,8 +39,7 @@ import msgspec
 
 from alertkit.backends.local import alertkit_home
 from alertkit.model.errors import AlertkitError, ConfigError
-from alertkit.model.event import Envelope
-from alertkit.model.values import safe_repr
+from alertkit.model.event import Envelope, decode_envelope, encode_envelope
 from alertkit.spool import files
 
 __all__ = [
@@ -147,9 +146,7 @@ def default_spool_path() -> Path:
     return alertkit_home() / "spool.db"
 
 
-def _encode(envelope: Envelope) -> bytes:
-    # A value the pipeline failed to make JSON-safe is kept as its repr rather than losing the event.
-    return msgspec.json.encode(envelope, enc_hook=safe_repr)
+_encode = encode_envelope
 
 
 # Connections inherited through fork() must be neither used nor closed in the child (SQLite's rule):
@@ -531,7 +528,7 @@ class Spool:
             broken = []
             for row_id, blob, reason, spooled_at, attempts, event_id in rows:
                 try:
-                    envelope = msgspec.json.decode(blob, type=Envelope)
+                    envelope = decode_envelope(blob)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     log.warning("spool: evicting unreadable event %s: %s", event_id, exc)
                     broken.append(row_id)
