@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from alertkit.model.event import Envelope
+from alertkit.model.event import Envelope, encode_envelope
 from alertkit.model.levels import level_from_number
 from alertkit.relay._state import redis_errors
 from alertkit.relay.keys import state_key
@@ -339,7 +339,7 @@ class Silences:
                 "silence": silence.id,
                 "entry": entry,
                 "event_id": envelope.event_id,
-                "envelope": msgspec.json.encode(envelope, enc_hook=repr),
+                "envelope": encode_envelope(envelope),
             },
             maxlen=self.maxlen,
             approximate=True,

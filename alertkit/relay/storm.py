@@ -27,9 +27,7 @@ import threading
 import time
 from typing import Any
 
-import msgspec
-
-from alertkit.model.event import Envelope
+from alertkit.model.event import Envelope, decode_envelope, encode_envelope
 from alertkit.policy.storm import StormControl, digest_of, fingerprint
 from alertkit.relay._state import Outage, redis_errors
 from alertkit.relay.keys import state_key
@@ -39,7 +37,7 @@ KEEP_SECONDS = 86_400.0
 #: Digests claimed per script call.
 CLAIM_BATCH = 100
 
-# KEYS: window, due. ARGV: window ms, keep ms, the event (msgpack).
+# KEYS: window, due. ARGV: window ms, keep ms, the event (encode_envelope's JSON).
 # Returns {suppressed?, repeats so far, ms until the window ends}.
 _HIT = """
 local t = redis.call('TIME')
@@ -91,9 +89,6 @@ local wait = -1
 if first[2] then wait = math.max(0, tonumber(first[2]) - now) end
 return {claimed, wait, now}
 """
-
-_ENCODER = msgspec.msgpack.Encoder(enc_hook=repr)  # a detail no codec knows is kept as text
-_DECODER = msgspec.msgpack.Decoder(Envelope)
 
 
 class SharedStormControl(StormControl):
@@ -153,7 +148,7 @@ class SharedStormControl(StormControl):
         if self._outage.down():
             self._count("failed_open")
             return envelope
-        args = (int(self.window * 1000), int(KEEP_SECONDS * 1000), _ENCODER.encode(envelope))
+        args = (int(self.window * 1000), int(KEEP_SECONDS * 1000), encode_envelope(envelope))
         try:
             suppressed, _count, remaining = self._hit(
                 keys=[self._window_key(envelope), self._due_key], args=args
@@ -220,7 +215,7 @@ class SharedStormControl(StormControl):
     def _fleet_digest(self, window: list[bytes], now: int) -> Envelope:
         suppressed, last, started, ends = window
         span = (min(int(ends), now) - int(started)) / 1000 if started and ends else self.window
-        return digest_of(_DECODER.decode(last), int(suppressed) + 1, span)
+        return digest_of(decode_envelope(last), int(suppressed) + 1, span)
 
     def stats(self) -> dict[str, int]:
         """Counts since start: ``first`` alerts, ``suppressed`` repeats, ``digests`` claimed,
