@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 
 from alertkit.model.event import Envelope, encode_envelope
-from alertkit.model.levels import level_from_number
+from alertkit.model.levels import level_from_number, normalize_level
 from alertkit.relay._state import redis_errors
 from alertkit.relay.keys import state_key
 
@@ -135,6 +135,13 @@ def parse_matchers(text: str) -> list[Matcher]:
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"matchers: bad regex in {word!r}: {exc}") from None
+        elif name == "level":
+            try:
+                value = normalize_level(value)  # warn, WARNING, critical: the wire names
+            except ValueError:
+                raise ValueError(
+                    f"matchers: {word!r}: level is one of debug, info, warning, error, fatal"
+                ) from None
         matchers.append(Matcher(name, op, value))
     return matchers
 
