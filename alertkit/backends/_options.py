@@ -84,3 +84,36 @@ def read_options(
         if key in query:
             options[key] = read_flag(label, key, query[key])
     return options
+
+
+#: The units a ``?rate=`` option may use, in seconds.
+_RATE_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+
+
+def read_rate(label: str, value: str) -> tuple[int, float]:
+    """``?rate=20/s``, ``120/min`` or ``0.5/s`` as ``(events, seconds)``, the form of a backend's
+    ``rate_limit`` (``0.5/s`` is one event per 2 seconds).
+
+    Raises:
+        ConfigError: naming the option, for anything else or a rate that is not positive.
+    """
+    amount, _, unit = value.strip().lower().partition("/")
+    try:
+        events = float(amount)
+        seconds = _RATE_UNITS[unit.strip()]
+    except (ValueError, KeyError):
+        raise ConfigError(f"{label}: rate must be like 20/s or 120/min, got {value!r}") from None
+    if not 0 < events < float("inf"):
+        raise ConfigError(f"{label}: rate must be more than 0, got {value!r}")
+    if events.is_integer():
+        return int(events), seconds
+    return 1, seconds / events

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypedDict
 
 from alertkit.backends._http import HttpResponse, HttpTransport, TransportError, classify_response
-from alertkit.backends._options import read_options
+from alertkit.backends._options import read_options, read_rate
 from alertkit.backends._redact import masked_url
 from alertkit.backends.base import BaseBackend, ClientContext
 from alertkit.model.errors import ConfigError
@@ -22,6 +22,7 @@ class WebOptions(TypedDict, total=False):
     verify: bool
     name: str | None
     min_level: str | int | None
+    rate_limit: tuple[int, float] | None
 
 
 class WebBackend(BaseBackend):
@@ -38,6 +39,9 @@ class WebBackend(BaseBackend):
         verify: verify TLS certificates (keep it on outside tests).
         name: the backend's name in stats and results (default: its scheme).
         min_level: the lowest level sent here (``"warning"``, ``"error"`` or a number).
+        rate_limit: ``(events, seconds)``, the most this destination is sent in that time,
+            instead of the backend's default (``?rate=20/s`` or ``?rate=120/min`` in a URL);
+            relays share it fleet-wide (:mod:`alertkit.relay.ratelimit`).
 
     Raises:
         ConfigError: a timeout or pool size that is not positive, naming the option.
@@ -59,9 +63,14 @@ class WebBackend(BaseBackend):
         verify: bool = True,
         name: str | None = None,
         min_level: str | int | None = None,
+        rate_limit: tuple[int, float] | None = None,
     ) -> None:
         super().__init__(name=name, min_level=min_level)
         self._check_transport_options(timeout, connections)
+        if rate_limit is not None:
+            if not (len(rate_limit) == 2 and min(rate_limit) > 0):
+                raise ConfigError(f"{self.scheme}: rate_limit must be (events, seconds), both > 0")
+            self.rate_limit = (int(rate_limit[0]), float(rate_limit[1]))
         self.timeout = timeout
         self.connections = connections
         self.verify = verify
@@ -92,20 +101,24 @@ class WebBackend(BaseBackend):
         label: str | None = None,
     ) -> dict[str, Any]:
         """``query`` read with the options every HTTP backend takes (``timeout``, ``connections``,
-        ``verify``) besides the backend's own ``text`` and ``flag`` options.
+        ``verify``, ``rate``) besides the backend's own ``text`` and ``flag`` options; ``rate``
+        comes back as ``rate_limit``.
 
         Raises:
             ConfigError: an unknown option or a value of the wrong kind, naming the option.
         """
-        return read_options(
+        options = read_options(
             label or cls.scheme,
             query,
-            text=text,
+            text=(*text, "rate"),
             number=("timeout",),
             count=("connections",),
             flag=("verify", *flag),
             secret=secret,
         )
+        if "rate" in options:
+            options["rate_limit"] = read_rate(label or cls.scheme, options.pop("rate"))
+        return options
 
     def _check_transport_options(self, timeout: float | None, connections: int | None) -> None:
         """Refuse a non-positive timeout or pool size at construction.

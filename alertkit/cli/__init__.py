@@ -1,5 +1,5 @@
 """The ``alertkit`` command: ``demo``, ``events`` and (from their modules) ``bridge``, ``relay``,
-``spool``.
+``silence``, ``spool``.
 
 Every mistake, whether in the arguments, a file they name or a value they carry, is one line on
 stderr (``alertkit: error: ...``) and exit status 2, never a traceback. No output shows a credential:
@@ -239,6 +239,7 @@ def _cut(text: str, width: int) -> str:
 PLUGINS: dict[str, tuple[str, str]] = {
     "bridge": ("alertkit.cli.bridge", "add_bridge_command"),
     "relay": ("alertkit.cli.relay", "add_relay_command"),
+    "silence": ("alertkit.cli.silence", "add_silence_command"),
     "spool": ("alertkit.cli.spool", "add_spool_command"),
 }
 

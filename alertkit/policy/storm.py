@@ -102,31 +102,37 @@ class StormControl:
         return digests
 
     def _digest(self, window: _Window, now: float) -> Envelope:
-        last = window.last
-        count = window.suppressed + 1
-        span = self.window - max(0.0, window.ends - now)
-        event = copy.copy(last.event)
-        name = event.event_type.rsplit(".", 1)[-1]
-        event.event_message = (
-            f"{name} x {count:,} in the last {_duration(span)}: {last.event.event_message}"
+        return digest_of(
+            window.last, window.suppressed + 1, self.window - max(0.0, window.ends - now)
         )
-        event.event_time = int(time.time() * 1000)
-        digest = copy.copy(last)
-        digest.event = event
-        digest.details = {
-            **last.details,
-            "storm_count": count,
-            "storm_window_seconds": round(span, 1),
-        }
-        if last.fingerprint:
-            digest.details["fingerprint"] = fingerprint_text(last.fingerprint)
-        digest.created = time.time()
-        from alertkit.model.event import new_event_id
 
-        digest.event_id = new_event_id()
-        digest.storm_suppressed = False
-        digest.digest = True
-        return digest
+
+def digest_of(last: Envelope, count: int, span: float) -> Envelope:
+    """The digest event of a storm: ``last`` (its latest repeat) retold as ``count`` occurrences
+    in ``span`` seconds, with a fresh event id; shared by the per-process and the fleet-wide
+    (:mod:`alertkit.relay.storm`) storm control so both read the same."""
+    from alertkit.model.event import new_event_id
+
+    event = copy.copy(last.event)
+    name = event.event_type.rsplit(".", 1)[-1]
+    event.event_message = (
+        f"{name} x {count:,} in the last {_duration(span)}: {last.event.event_message}"
+    )
+    event.event_time = int(time.time() * 1000)
+    digest = copy.copy(last)
+    digest.event = event
+    digest.details = {
+        **last.details,
+        "storm_count": count,
+        "storm_window_seconds": round(span, 1),
+    }
+    if last.fingerprint:
+        digest.details["fingerprint"] = fingerprint_text(last.fingerprint)
+    digest.created = time.time()
+    digest.event_id = new_event_id()
+    digest.storm_suppressed = False
+    digest.digest = True
+    return digest
 
 
 def _duration(seconds: float) -> str:

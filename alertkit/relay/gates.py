@@ -28,16 +28,17 @@ _SLICE = 0.25
 class Screen(Protocol):
     """Decides, before delivery, whether an entry is delivered at all."""
 
-    def __call__(self, envelope: Envelope) -> str | None:
-        """None to deliver ``envelope``; else why it is acknowledged without delivery."""
+    def __call__(self, envelope: Envelope, entry_id: str) -> str | None:
+        """None to deliver ``envelope`` (stream entry ``entry_id``); else why it is acknowledged
+        without delivery."""
 
 
 class SendGate(Protocol):
     """Paces the sends to one destination (all relays together, if the gate is shared)."""
 
     def wait(self, backend: Backend, batch: Sequence[Envelope]) -> float:
-        """Seconds to wait before ``batch`` may go to ``backend`` (0: go now, the batch is
-        counted against the limit)."""
+        """Seconds to wait before ``batch`` (one event) may go to ``backend`` (0: go now, it
+        is counted against the limit)."""
 
 
 class GatedBackend(AdaptedBackend):
@@ -55,12 +56,16 @@ class GatedBackend(AdaptedBackend):
         self.stopping = stopping
 
     def send(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-        while True:
-            delay = self.gate.wait(self.wrapped, batch)
-            if delay <= 0:
-                return super().send(batch)
-            if self.stopping.wait(min(delay, _SLICE)):
-                return [RetryLater("the relay is stopping; left pending")] * len(batch)
+        # One pass of the gate per event: a batch must not go out at once on one token (HTTP
+        # destinations post event by event anyway).
+        outcomes: list[Outcome] = []
+        for index, envelope in enumerate(batch):
+            while (delay := self.gate.wait(self.wrapped, [envelope])) > 0:
+                if self.stopping.wait(min(delay, _SLICE)):
+                    left = RetryLater("the relay is stopping; left pending")
+                    return [*outcomes, *[left] * (len(batch) - index)]
+            outcomes.extend(super().send([envelope]))
+        return outcomes
 
     def counters(self) -> dict[str, int]:
         counts: dict[str, int] = self.wrapped.counters()

@@ -40,6 +40,7 @@ from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope, decode_envelope
 from alertkit.model.retry import RetryPolicy
 from alertkit.policy.storm import StormControl
+from alertkit.relay.fleet import FleetState
 from alertkit.relay.gates import GatedBackend, Screen, SendGate
 from alertkit.relay.outcomes import Held, settle
 from alertkit.relay.stream import Entry, GroupConsumer, dead_letter
@@ -80,10 +81,16 @@ class Relay:
             acknowledged and the spool replays it); ``spool_path`` implies it.
         retry: the retry policy of every destination.
         storm: storm control (an object with the interface of
-            :class:`~alertkit.policy.storm.StormControl`); default a local one of ``storm_window``.
+            :class:`~alertkit.policy.storm.StormControl`); default the fleet's
+            (:class:`~alertkit.relay.storm.SharedStormControl`) of ``storm_window``.
         storm_window: seconds of the default storm control; 0: none.
-        screen: asked per entry before delivery (silences); see :mod:`alertkit.relay.gates`.
-        gate: asked per destination before each send (rate limits).
+        screen: asked per entry before delivery; default the fleet's silences
+            (:meth:`~alertkit.relay.silences.Silences.screen`); see :mod:`alertkit.relay.gates`.
+        gate: asked per destination before each send; default the fleet's rate limits
+            (:class:`~alertkit.relay.ratelimit.SharedRateLimit`).
+        shared: keep storm windows, silences and rate limits in Redis with the other relays
+            (:mod:`alertkit.relay.fleet`); False: this relay alone (local storm control, no
+            silences, no shared limits).
         batch: entries read at a time; also bounds the entries in flight (``4 * batch``).
         stop_timeout: the budget of a stop asked for by a signal (``request_stop``).
 
@@ -109,6 +116,7 @@ class Relay:
         gate: SendGate | None = None,
         batch: int = 100,
         stop_timeout: float = 10.0,
+        shared: bool = True,
     ) -> None:
         self.source = _source(source)
         for option, value in (("claim_after", claim_after), ("stop_timeout", stop_timeout)):
@@ -125,6 +133,13 @@ class Relay:
         self.max_deliveries = max_deliveries
         self.batch = batch
         self.stop_timeout = float(stop_timeout)
+        _storm(storm_window)  # checked before anything is opened
+        self.fleet = FleetState(self.source, storm_window) if shared else None
+        if self.fleet is not None:
+            screen = screen if screen is not None else self.fleet.silences.screen
+            gate = gate if gate is not None else self.fleet.rate_limit
+            if storm is None and self.fleet.storm is not None:
+                storm = self.fleet.storm
         self.screen = screen
         self._stopping = threading.Event()  # stop reading; set by stop() or a signal
         self._stopped = threading.Event()  # run() has returned
@@ -310,7 +325,7 @@ class Relay:
                 continue
             # Storm control is the relays' (fleet-wide) decision, not the producing app's.
             envelope.storm_suppressed = envelope.digest = False
-            if self._screen(envelope) is not None:
+            if self._screen(envelope, entry_id) is not None:
                 acks.append(entry_id)
                 continue
             self._held[entry_id] = Held(blob, envelope.event_id)
@@ -326,12 +341,12 @@ class Relay:
         """Every destination has answered (on a worker thread): the loop settles it."""
         self._done.put((entry_id, future.result()))
 
-    def _screen(self, envelope: Envelope) -> str | None:
+    def _screen(self, envelope: Envelope, entry_id: str) -> str | None:
         if self.screen is None:
             return None
         reason = None
         with capture_internal_exceptions():  # a failing screen delivers: a duplicate, not a miss
-            reason = self.screen(envelope)
+            reason = self.screen(envelope, entry_id)
         if reason is not None:
             self._counts["screened"] += 1
             self._screened[reason] = self._screened.get(reason, 0) + 1
@@ -400,6 +415,9 @@ class Relay:
         with capture_internal_exceptions():
             self.consumer_group.close()
             self.source.close()
+        if self.fleet is not None:
+            with capture_internal_exceptions():
+                self.fleet.close()
 
     # -- visibility ------------------------------------------------------------------------------
 
@@ -411,6 +429,7 @@ class Relay:
             "held": len(self._held),
             "screened_by": dict(self._screened),
             "destinations": self.pipeline.stats(),
+            "fleet": self.fleet.stats() if self.fleet is not None else {},
         }
 
     def __repr__(self) -> str:

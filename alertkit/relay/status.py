@@ -3,7 +3,8 @@
 Per consumer group: its consumers, pending entries (delivered to a relay, not yet acknowledged),
 the lag (entries not yet read by the group), and the entries delivered per destination; for the
 stream: its length and its dead letters. Everything comes from ``XINFO`` and the relays' own
-counters (``<stream>:delivered``), so the numbers are the fleet's, not one relay's.
+counters (``<stream>:delivered``), so the numbers are the fleet's, not one relay's; the active
+silences with what each muted so far come from :mod:`alertkit.relay.silences`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from alertkit.backends.redis_stream import RedisStreamBackend
 from alertkit.relay.keys import state_key, stream_key
+from alertkit.relay.silences import Silences, silence_rows, silence_table
 
 #: The most entries counted one by one for the lag on a Redis without ``XINFO`` lag (< 7.0).
 _LAG_SCAN = 100_000
@@ -65,6 +67,7 @@ def relay_status(source: RedisStreamBackend) -> dict[str, Any]:
                     },
                 }
             )
+        silences = silence_rows(Silences(conn, source.stream))
     finally:
         conn.close()
     return {
@@ -73,6 +76,7 @@ def relay_status(source: RedisStreamBackend) -> dict[str, Any]:
         "length": length,
         "dead_letters": dead,
         "groups": groups,
+        "silences": silences,
         "time": time.time(),
     }
 
@@ -101,4 +105,10 @@ def status_table(status: dict[str, Any]) -> str:
             lines.append(f"  {'destination':<40} {'delivered':>8}")
             for name, count in sorted(group["delivered"].items()):
                 lines.append(f"  {name:<40} {count:>8}")
+    lines.append("")
+    if status["silences"]:
+        lines.append(f"active silences ({status['stream']}:silenced keeps what they muted)")
+        lines.extend("  " + line for line in silence_table(status["silences"]).splitlines())
+    else:
+        lines.append("no active silences")
     return "\n".join(lines)

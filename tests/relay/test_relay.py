@@ -141,7 +141,7 @@ def test_the_screen_acknowledges_without_delivery_and_counts_why(redis_server, p
     """The seam silences use: a reason means acknowledged, not delivered, counted."""
     produce(["keep", "mute me", "keep too"])
 
-    def screen(envelope: Envelope) -> str | None:
+    def screen(envelope: Envelope, entry_id: str) -> str | None:
         return "silenced" if envelope.event.event_message.startswith("mute") else None
 
     with Sink() as sink:

@@ -177,3 +177,20 @@ def redis_server_own() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.close()
+
+
+def quick_client(port: int, **options: Any) -> Any:
+    """A client that fails at once when the server is gone (no retries, short timeouts): for tests
+    that stop the server and expect the code under test to fail open."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=1,
+        socket_connect_timeout=1,
+        retry=Retry(NoBackoff(), 0),
+        **options,
+    )
