@@ -72,6 +72,9 @@ class ScopeContext(msgspec.Struct, frozen=True):
     #: The scope whose escalation will carry this event: set only for an error captured in a
     #: scope that escalates when it ends (see :meth:`Scope.hold`).
     holder: Scope | None = None
+    #: The event repeats what the scope's integration reports itself (:meth:`Scope.absorb`):
+    #: ``hold`` swallows it.
+    absorbed: bool = False
 
     def hold(
         self,
@@ -81,7 +84,11 @@ class ScopeContext(msgspec.Struct, frozen=True):
     ) -> bool:
         """Give the capture to the scope that will escalate it; False: send it now as usual."""
         holder = self.holder
-        return holder is not None and holder.hold(client, capture, future)
+        if holder is None:
+            return False
+        if self.absorbed:
+            return client is holder.client  # reported by the scope's integration: drop it
+        return holder.hold(client, capture, future)
 
     def apply(self, envelope: Envelope, *, tags_win: bool = True) -> Envelope:
         """Fill the event's user, correlation id and URL where unset, and merge the tags.
@@ -135,6 +142,7 @@ class Scope:
         self._held: list[Held] = []
         self._holding = False
         self._holding_context: ScopeContext | None = None
+        self._absorbed: Absorbed | None = None
         self.context = self._publish()
 
     def _publish(self) -> ScopeContext:
@@ -207,6 +215,8 @@ class Scope:
         if parent is not None:
             self._tags = {**parent._tags, **self._own_tags}
             self._user = self._own_user if self._own_user is not None else parent._user
+            if self._absorbed is None:
+                self._absorbed = parent._absorbed
             self._publish()
         self._token = _current.set(self)
         with self._lock:
@@ -237,6 +247,31 @@ class Scope:
             except ValueError:  # left in another context (a server that closes elsewhere)
                 if _current.get() is self:
                     _current.set(None)
+
+    # -- what an integration reports itself ----------------------------------------------------
+
+    def absorb(
+        self, *, logger: str | None = None, exception: BaseException | None = None
+    ) -> None:
+        """Drop log records that repeat what the integration running this scope reports itself.
+
+        A framework logs the exception it turns into a 500 page ("Internal Server Error: /x" on
+        ``django.request``, "Exception on /x" on Flask's app logger) after the integration has
+        seen it; through :class:`~alertkit.AlertHandler` that record would be a second report of
+        the same failure. Records of ``logger`` (and its children), and records carrying
+        ``exception``, captured in this scope (or one opened inside it) for this scope's client
+        are dropped.
+        """
+        with self._lock:
+            absorbed = self._absorbed = self._absorbed or Absorbed()
+        if logger is not None:
+            absorbed.loggers = (*absorbed.loggers, logger)
+        if exception is not None:
+            absorbed.exceptions = (*absorbed.exceptions[-7:], exception)
+
+    def _absorbs(self, record: logging.LogRecord) -> bool:
+        absorbed = self._absorbed
+        return absorbed is not None and absorbed.covers(record)
 
     # -- errors held for the escalation --------------------------------------------------------
 
@@ -478,6 +513,23 @@ class Scope:
         return f"<Scope alert_id={self.alert_id} level={self.level} tags={self._tags!r}>"
 
 
+class Absorbed:
+    """The records a scope's integration reports itself (see :meth:`Scope.absorb`)."""
+
+    __slots__ = ("exceptions", "loggers")
+
+    def __init__(self) -> None:
+        self.loggers: tuple[str, ...] = ()
+        self.exceptions: tuple[BaseException, ...] = ()
+
+    def covers(self, record: logging.LogRecord) -> bool:
+        info = record.exc_info
+        if info and any(info[1] is exc for exc in self.exceptions):
+            return True
+        name = record.name
+        return any(name == n or name.startswith(n + ".") for n in self.loggers)
+
+
 def check_place(key: str, tag: str | None) -> str | None:
     if tag is None:
         if key in RESERVED:
@@ -510,6 +562,8 @@ def scope_for_record(record: logging.LogRecord, message: str) -> ScopeContext | 
     scope = _current.get()
     if scope is None:
         return None
+    if scope._absorbed is not None and scope._absorbs(record):
+        return msgspec.structs.replace(scope.context, holder=scope, absorbed=True)
     if record.levelno >= logging.ERROR:
         level = level_from_number(record.levelno)
         scope._record_error(record.name, message, level, _usable(record.exc_info))

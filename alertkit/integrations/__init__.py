@@ -1,42 +1,110 @@
-"""Web-framework middleware: a scope per request, escalated when the request goes wrong.
+"""Web-framework integrations: a scope per request, escalated when the request goes wrong.
 
-* :mod:`alertkit.integrations.asgi` — ``AlertkitMiddleware`` for ASGI apps (FastAPI, Starlette).
-* :mod:`alertkit.integrations.wsgi` — ``AlertkitMiddleware`` for WSGI apps (Flask, Django).
+* :mod:`alertkit.integrations.asgi` — ``AlertkitMiddleware`` for ASGI apps (any ASGI 3 app).
+* :mod:`alertkit.integrations.wsgi` — ``AlertkitMiddleware`` for WSGI apps (any WSGI app).
+* :mod:`alertkit.integrations.django` — one line in ``MIDDLEWARE``.
+* :mod:`alertkit.integrations.flask` — ``init_app(app)``.
+* :mod:`alertkit.integrations.starlette` (and ``.fastapi``) — ``init_app(app)``: also reports the
+  exceptions the app's own exception handlers turn into 500 responses.
 
-Both do the same per request: open a scope (its events carry the request URL and the scope's
-``alert_id``), log ``"request"`` in ``api_logs`` with method, path and status (a 5xx status is an
-error, a 4xx a warning), record an unhandled exception with its traceback in ``error_logs``, end the
-log, and escalate once the request's level reaches ``escalate_from``. An unhandled exception is
-reported exactly once: inside the escalation (with its stack trace) or, when the request stays below
-``escalate_from``, as an error event of its own. Then it propagates to the framework unchanged.
-Errors the request logs at or above ``escalate_from`` are held by its scope and folded into the
-escalation (the first is its headline), so one failing request is one event: one incident, one
-message (:mod:`alertkit.capture.fold`).
-Neither middleware needs the framework installed; they only speak the ASGI/WSGI protocols.
+Each does the same per request (:class:`RequestTracker`): open a scope (its events carry the
+request URL and the scope's ``alert_id``), log ``"request"`` in ``api_logs`` with method, path and
+the request headers (secret ones masked), tag the scope with the route as ``transaction``, log the
+status (one of ``failed_request_status_codes``, by default every 5xx, makes the request an error;
+another 4xx or 5xx a warning), record an unhandled exception with its traceback in ``error_logs``,
+end the log, and escalate once the request's level reaches ``escalate_from``. An unhandled
+exception is reported exactly once: inside the escalation (with its stack trace) or, when the
+request stays below ``escalate_from``, as an error event of its own. Then it propagates to the
+framework unchanged. Errors the request logs at or above ``escalate_from`` are held by its scope and
+folded into the escalation (the first is its headline), so one failing request is one event: one
+incident, one message (:mod:`alertkit.capture.fold`).
+
+A framework that turns an exception into a 500 page itself tells its integration through
+:func:`note_exception` (from its ``got_request_exception`` signal or its exception handler): the
+request then reports that exception, with its traceback, and the framework's own log line about it
+is not reported a second time. None of these modules imports a framework at ``import alertkit``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextvars import ContextVar, Token
 from http import HTTPStatus
+from typing import Any
 
 from alertkit.capture.client import Client
 from alertkit.capture.scope import API_LOGS, Scope
 from alertkit.guard import capture_internal_exceptions, report_internal_error
-from alertkit.model.levels import normalize_level
+from alertkit.model.levels import LEVEL_NUMBERS, normalize_level
 from alertkit.model.stacktrace import safe_str
 
-__all__ = ["RequestTracker", "status_level"]
+__all__ = [
+    "DEFAULT_FAILED_STATUS_CODES",
+    "ActiveRequest",
+    "RequestHeaders",
+    "RequestTracker",
+    "current_request",
+    "note_exception",
+    "status_level",
+]
+
+#: The statuses that make a request an error by default: every 5xx. A 4xx (an ``HTTPException``
+#: such as 404) is a warning unless listed in ``failed_request_status_codes``.
+DEFAULT_FAILED_STATUS_CODES: frozenset[int] = frozenset(range(500, 600))
+
+#: Headers whose values never leave the process, whatever the client's scrubbing options (the
+#: pipeline's scrubber masks other secret-looking names and values too).
+SECRET_HEADERS: frozenset[str] = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-auth-token",
+        "x-csrftoken",
+        "x-csrf-token",
+        "x-xsrf-token",
+    }
+)
+MASK = "[Filtered]"
+
+_active: ContextVar[ActiveRequest | None] = ContextVar("alertkit_request", default=None)
 
 
-def status_level(status: int | None) -> str:
-    """The level a response status gives the request: 5xx error, 4xx warning, else info."""
+def status_level(status: int | None, failed: Collection[int] = DEFAULT_FAILED_STATUS_CODES) -> str:
+    """The level a response status gives the request: a failed status is an error, another 4xx
+    or 5xx a warning, anything else info."""
     if status is None:
         return "info"
-    if status >= 500:
+    if status in failed:
         return "error"
     if status >= 400:
         return "warning"
     return "info"
+
+
+def check_status_codes(codes: Iterable[int] | None) -> frozenset[int]:
+    """``failed_request_status_codes`` as a set; raises ValueError naming the option when bad."""
+    if codes is None:
+        return DEFAULT_FAILED_STATUS_CODES
+    try:
+        found = frozenset(codes)
+    except TypeError:
+        raise ValueError(
+            "failed_request_status_codes must be a collection of HTTP status codes "
+            f"(e.g. range(500, 600)); got {codes!r}"
+        ) from None
+    bad = sorted(
+        repr(c)
+        for c in found
+        if isinstance(c, bool) or not isinstance(c, int) or not 100 <= c <= 599
+    )
+    if bad:
+        raise ValueError(
+            f"failed_request_status_codes: not HTTP status codes (100-599): {', '.join(bad)}"
+        )
+    return found
 
 
 def _reason(status: int) -> str | None:
@@ -46,12 +114,123 @@ def _reason(status: int) -> str | None:
         return None
 
 
-class RequestTracker:
-    """The per-request work both middlewares share; never raises into the request."""
+class RequestHeaders(Mapping[str, str]):
+    """The request's headers, read only when an event shows them (most requests send none).
 
-    def __init__(self, client: Client | None, escalate_from: str | int) -> None:
+    ``source`` yields ``(name, value)`` pairs; names are shown lower-case and the values of
+    :data:`SECRET_HEADERS` are masked.
+    """
+
+    def __init__(self, source: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        self._source = source
+        self._headers: dict[str, str] | None = None
+
+    def _load(self) -> dict[str, str]:
+        headers = self._headers
+        if headers is None:
+            headers = {}
+            with capture_internal_exceptions():
+                for name, value in self._source():
+                    key = name.lower()
+                    headers[key] = MASK if key in SECRET_HEADERS else value
+            self._headers = headers
+        return headers
+
+    def __getitem__(self, name: str) -> str:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __repr__(self) -> str:
+        return f"RequestHeaders({self._load()!r})"
+
+
+def environ_headers(environ: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The headers of a WSGI environ (also Django's ``request.META``)."""
+    for key, value in list(environ.items()):
+        if key.startswith("HTTP_"):
+            yield key[5:].replace("_", "-"), safe_str(value)
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            yield key.replace("_", "-"), safe_str(value)
+
+
+class ActiveRequest:
+    """One request in flight: its scope and what its framework told about it."""
+
+    __slots__ = ("exception", "finished", "headers", "method", "path", "scope", "token", "user")
+
+    def __init__(
+        self, scope: Scope, method: str, path: str, headers: Mapping[str, str] | None
+    ) -> None:
+        self.scope = scope
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.token: Token[ActiveRequest | None] | None = None
+        #: The exception the framework turned into a response (see :func:`note_exception`).
+        self.exception: Exception | None = None
+        #: Gives the request's user when the request reports (a lazy lookup may cost a query).
+        self.user: Callable[[], str | None] | None = None
+        self.finished = False
+
+    def set_transaction(self, name: str | None) -> None:
+        """Tag the request's events with its route (``transaction``)."""
+        if name:
+            with capture_internal_exceptions():
+                self.scope.set_tag("transaction", name)
+
+    def note_exception(self, exc: BaseException) -> None:
+        """The framework caught ``exc`` and answers with an error page: the request reports it,
+        and a log record carrying it is not reported again."""
+        if self.finished or not isinstance(exc, Exception):
+            return
+        self.exception = exc
+        self.scope.absorb(exception=exc)
+
+
+def current_request() -> ActiveRequest | None:
+    """The request the current thread or task serves under an alertkit integration, or None."""
+    request = _active.get()
+    return None if request is None or request.finished else request
+
+
+def note_exception(exc: BaseException) -> bool:
+    """Tell the current request that the framework turned ``exc`` into an error response.
+
+    Returns False outside a tracked request (the caller may then report ``exc`` itself).
+    """
+    request = current_request()
+    if request is None:
+        return False
+    request.note_exception(exc)
+    return True
+
+
+class RequestTracker:
+    """The per-request work every integration shares; never raises into the request.
+
+    Args:
+        client: the client to report through; default ``alertkit.get_client()`` at request time.
+        escalate_from: the request level from which the request log is escalated.
+        failed_request_status_codes: the statuses that make a request an error (default: 5xx).
+
+    Raises:
+        ValueError: unknown ``escalate_from``, or a bad status code.
+    """
+
+    def __init__(
+        self,
+        client: Client | None,
+        escalate_from: str | int,
+        failed_request_status_codes: Iterable[int] | None = None,
+    ) -> None:
         self._client = client
         self.escalate_from = normalize_level(escalate_from)
+        self.failed_request_status_codes = check_status_codes(failed_request_status_codes)
 
     @property
     def client(self) -> Client:
@@ -62,8 +241,14 @@ class RequestTracker:
 
         return get_client()
 
-    def begin(self, method: str, path: str, url: str | None) -> Scope | None:
-        """Open and enter the request's scope and log the request line.
+    def begin(
+        self,
+        method: str,
+        path: str,
+        url: str | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ActiveRequest | None:
+        """Open and enter the request's scope, log the request line and make it current.
 
         Returns None (and the request runs without a scope) if that fails, e.g. when the default
         client cannot be made from a broken environment: alerting must not take requests down.
@@ -72,22 +257,32 @@ class RequestTracker:
             # escalate_from makes the scope hold the request's errors for its escalation.
             scope = self.client.scope(escalate_from=self.escalate_from)
             scope.url = url
-            scope.add_to_log(
-                "request", f"{method} {path}", tag=API_LOGS, extras={"method": method, "path": path}
-            )
+            extras: dict[str, Any] = {"method": method, "path": path}
+            if headers is not None:
+                extras["headers"] = headers
+            scope.add_to_log("request", f"{method} {path}", tag=API_LOGS, extras=extras)
             scope.__enter__()
         except Exception as exc:
             report_internal_error(exc)
             return None
-        return scope
+        request = ActiveRequest(scope, method, path, headers)
+        request.token = _active.set(request)
+        return request
 
-    def finish(
-        self, scope: Scope, method: str, path: str, status: int | None, exc: BaseException | None
-    ) -> None:
+    def finish(self, request: ActiveRequest, status: int | None, exc: BaseException | None) -> None:
         """Log the status, record the exception, escalate or capture it, and leave the scope."""
+        scope, method, path = request.scope, request.method, request.path
+        request.finished = True
         try:
             with capture_internal_exceptions():
                 failure = exc if isinstance(exc, Exception) else None
+                noted = request.exception  # the framework answered it with an error page
+                if (
+                    failure is None
+                    and noted is not None
+                    and (status is None or status in self.failed_request_status_codes)
+                ):
+                    failure = noted  # e.g. a 500 page; not an HTTPException's 404
                 if failure is not None and status is None:
                     status = 500
                 scope.add_to_log(
@@ -96,21 +291,34 @@ class RequestTracker:
                     tag=API_LOGS,
                     code=status,
                     message=_reason(status) if status is not None else "no response",
-                    level=status_level(status),
+                    level=status_level(status, self.failed_request_status_codes),
                     extras={"status": status},
                 )
                 if failure is not None:
                     scope.record_exception(failure)
                 scope.end_logging()
+                reports = failure is not None or (
+                    LEVEL_NUMBERS[scope.level] >= LEVEL_NUMBERS[self.escalate_from]
+                )
+                if reports and request.user is not None and scope.user is None:
+                    with capture_internal_exceptions():
+                        scope.set_user(request.user())
                 outcome = "failed" if failure is not None else f"-> {status}"
                 message = f"{method} {path} {outcome}"
                 if failure is not None:
                     message += f": {type(failure).__name__}: {safe_str(failure)}"
                 sent = scope.escalate(message, from_level=self.escalate_from, exc_info=failure)
                 if sent is None and failure is not None:
-                    scope.capture_exception(
-                        failure,
-                        details={"request": {"method": method, "path": path, "status": status}},
-                    )
+                    details: dict[str, Any] = {"method": method, "path": path, "status": status}
+                    if request.headers is not None:
+                        details["headers"] = request.headers
+                    scope.capture_exception(failure, details={"request": details})
         finally:
+            token, request.token = request.token, None
+            if token is not None:
+                try:
+                    _active.reset(token)
+                except ValueError:  # finished in another context (a server closing elsewhere)
+                    if _active.get() is request:
+                        _active.set(None)
             scope._leave()

@@ -25,7 +25,7 @@ from typing import Any
 from wsgiref.util import request_uri
 
 from alertkit.capture.client import Client
-from alertkit.integrations import RequestTracker
+from alertkit.integrations import RequestHeaders, RequestTracker, environ_headers
 
 __all__ = ["AlertkitMiddleware"]
 
@@ -84,16 +84,22 @@ class AlertkitMiddleware:
             ``get_wsgi_application()`` object).
         client: the client to report through; default ``alertkit.get_client()`` at request time.
         escalate_from: the request level from which the request log is escalated.
+        failed_request_status_codes: the response statuses that make the request an error
+            (default: every 5xx).
 
     Raises:
-        ValueError: unknown ``escalate_from``.
+        ValueError: unknown ``escalate_from``, or a status code outside 100-599.
     """
 
     def __init__(
-        self, app: WSGIApp, client: Client | None = None, escalate_from: str | int = "error"
+        self,
+        app: WSGIApp,
+        client: Client | None = None,
+        escalate_from: str | int = "error",
+        failed_request_status_codes: Iterable[int] | None = None,
     ) -> None:
         self.app = app
-        self.tracker = RequestTracker(client, escalate_from)
+        self.tracker = RequestTracker(client, escalate_from, failed_request_status_codes)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD") or "GET")
@@ -102,8 +108,10 @@ class AlertkitMiddleware:
             url: str | None = request_uri(environ, include_query=False)
         except Exception:  # an environ without the server keys
             url = None
-        alert_scope = self.tracker.begin(method, path, url)
-        if alert_scope is None:
+        request = self.tracker.begin(
+            method, path, url, RequestHeaders(lambda: environ_headers(environ))
+        )
+        if request is None:
             return self.app(environ, start_response)
         status: list[int | None] = [None]
 
@@ -114,7 +122,7 @@ class AlertkitMiddleware:
             return start_response(status_line, headers, exc_info)
 
         def done(exc: BaseException | None) -> None:
-            self.tracker.finish(alert_scope, method, path, status[0], exc)
+            self.tracker.finish(request, status[0], exc)
 
         try:
             result = self.app(environ, watch_start_response)

@@ -1,0 +1,89 @@
+"""Flask: ``init_app(app)``, one line.
+
+::
+
+    import alertkit
+    from flask import Flask
+    from alertkit.integrations.flask import init_app
+
+    alertkit.init(backends=["slack://hooks.slack.com/services/T/B/X"])
+    app = Flask(__name__)
+    init_app(app)
+
+Per request (see :mod:`alertkit.integrations`): a scope with the method, path and headers (secret
+ones masked), the endpoint name as ``transaction``, the status. Flask turns an unhandled exception
+into a 500 page itself (unless ``PROPAGATE_EXCEPTIONS``); its ``got_request_exception`` signal tells
+the request which exception that was, so the request reports it once, with its traceback, and
+Flask's own "Exception on /x [GET]" log line, if it reaches an :class:`~alertkit.AlertHandler`, is
+not sent a second time.
+
+Flask is imported when ``init_app`` runs, not at ``import alertkit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from alertkit.capture.client import Client
+from alertkit.integrations import current_request, note_exception
+from alertkit.integrations.wsgi import AlertkitMiddleware
+
+__all__ = ["init_app"]
+
+_EXTENSION = "alertkit"
+
+
+def _on_exception(sender: Any, exception: BaseException | None = None, **_: Any) -> None:
+    if exception is not None:
+        note_exception(exception)
+
+
+def _on_request_started(sender: Any, **_: Any) -> None:
+    request = current_request()
+    if request is None:
+        return
+    from flask import request as flask_request
+
+    request.set_transaction(flask_request.endpoint)
+
+
+def init_app(
+    app: Any,
+    client: Client | None = None,
+    escalate_from: str | int = "error",
+    failed_request_status_codes: Iterable[int] | None = None,
+) -> Any:
+    """Report the app's failing requests through alertkit; a second call changes nothing.
+
+    Args:
+        app: the ``flask.Flask`` app.
+        client: the client to report through; default ``alertkit.get_client()`` at request time
+            (so ``alertkit.init()`` may run after ``init_app``).
+        escalate_from: the request level from which the request log is escalated.
+        failed_request_status_codes: the statuses that make a request an error (default: 5xx).
+
+    Returns:
+        The app.
+
+    Raises:
+        ValueError: unknown ``escalate_from`` or a bad status code.
+        ImportError: Flask is not installed (``pip install 'alertkit[flask]'``).
+    """
+    try:
+        from flask import got_request_exception, request_started
+    except ImportError as exc:
+        raise ImportError(
+            "alertkit.integrations.flask needs Flask: pip install 'alertkit[flask]'"
+        ) from exc
+    if _EXTENSION in app.extensions:
+        return app
+    middleware = AlertkitMiddleware(
+        app.wsgi_app, client, escalate_from, failed_request_status_codes
+    )
+    app.wsgi_app = middleware
+    # Connected for this app only, and strongly: the receivers are module functions.
+    got_request_exception.connect(_on_exception, app, weak=False)
+    request_started.connect(_on_request_started, app, weak=False)
+    app.extensions[_EXTENSION] = middleware
+    return app
