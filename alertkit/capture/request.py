@@ -250,9 +250,7 @@ class Scope:
 
     # -- what an integration reports itself ----------------------------------------------------
 
-    def absorb(
-        self, *, logger: str | None = None, exception: BaseException | None = None
-    ) -> None:
+    def absorb(self, *, logger: str | None = None, exception: BaseException | None = None) -> None:
         """Drop log records that repeat what the integration running this scope reports itself.
 
         A framework logs the exception it turns into a 500 page ("Internal Server Error: /x" on

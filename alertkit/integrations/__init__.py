@@ -183,6 +183,18 @@ class ActiveRequest:
             with capture_internal_exceptions():
                 self.scope.set_tag("transaction", name)
 
+    def leave(self) -> None:
+        """Leave the request's scope and stop being the current request; idempotent."""
+        token, self.token = self.token, None
+        if token is None:
+            return
+        try:
+            _active.reset(token)
+        except ValueError:  # left in another context (a server closing elsewhere)
+            if _active.get() is self:
+                _active.set(None)
+        self.scope._leave()
+
     def note_exception(self, exc: BaseException) -> None:
         """The framework caught ``exc`` and answers with an error page: the request reports it,
         and a log record carrying it is not reported again."""
@@ -253,6 +265,9 @@ class RequestTracker:
         Returns None (and the request runs without a scope) if that fails, e.g. when the default
         client cannot be made from a broken environment: alerting must not take requests down.
         """
+        stale = _active.get()
+        if stale is not None and stale.finished:  # a server that never closed the last response
+            stale.leave()
         try:
             # escalate_from makes the scope hold the request's errors for its escalation.
             scope = self.client.scope(escalate_from=self.escalate_from)
@@ -269,8 +284,20 @@ class RequestTracker:
         request.token = _active.set(request)
         return request
 
-    def finish(self, request: ActiveRequest, status: int | None, exc: BaseException | None) -> None:
-        """Log the status, record the exception, escalate or capture it, and leave the scope."""
+    def finish(
+        self,
+        request: ActiveRequest,
+        status: int | None,
+        exc: BaseException | None,
+        *,
+        leave: bool = True,
+    ) -> None:
+        """Log the status, record the exception, escalate or capture it, and leave the scope.
+
+        ``leave=False`` keeps the scope current until :meth:`ActiveRequest.leave`, for a framework
+        that logs about the response after the middleware returned it (Django logs every 4xx and
+        5xx response then): those records must still meet the scope that absorbs them.
+        """
         scope, method, path = request.scope, request.method, request.path
         request.finished = True
         try:
@@ -314,11 +341,5 @@ class RequestTracker:
                         details["headers"] = request.headers
                     scope.capture_exception(failure, details={"request": details})
         finally:
-            token, request.token = request.token, None
-            if token is not None:
-                try:
-                    _active.reset(token)
-                except ValueError:  # finished in another context (a server closing elsewhere)
-                    if _active.get() is request:
-                        _active.set(None)
-            scope._leave()
+            if leave:
+                request.leave()

@@ -160,7 +160,15 @@ class AlertkitMiddleware:
         with capture_internal_exceptions():
             active.set_transaction(_transaction(request))
         status = getattr(response, "status_code", None)
-        self.tracker.finish(active, status if isinstance(status, int) else None, exc)
+        # Django logs a 4xx/5xx response ("Not Found: /x") after the middleware returns: the
+        # scope stays current, absorbing that line, until the server closes the response.
+        closers = getattr(response, "_resource_closers", None)
+        later = isinstance(closers, list)
+        self.tracker.finish(
+            active, status if isinstance(status, int) else None, exc, leave=not later
+        )
+        if later:
+            closers.append(active.leave)
 
     def __call__(self, request: Any) -> Any:
         if self.is_async:
