@@ -161,7 +161,17 @@ def environ_headers(environ: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 class ActiveRequest:
     """One request in flight: its scope and what its framework told about it."""
 
-    __slots__ = ("exception", "finished", "headers", "method", "path", "scope", "token", "user")
+    __slots__ = (
+        "exception",
+        "finished",
+        "headers",
+        "method",
+        "path",
+        "scope",
+        "status",
+        "token",
+        "user",
+    )
 
     def __init__(
         self, scope: Scope, method: str, path: str, headers: Mapping[str, str] | None
@@ -171,6 +181,8 @@ class ActiveRequest:
         self.path = path
         self.headers = headers
         self.token: Token[ActiveRequest | None] | None = None
+        #: The response's status, once the app has started the response.
+        self.status: int | None = None
         #: The exception the framework turned into a response (see :func:`note_exception`).
         self.exception: Exception | None = None
         #: Gives the request's user when the request reports (a lazy lookup may cost a query).

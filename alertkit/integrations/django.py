@@ -163,11 +163,12 @@ class AlertkitMiddleware:
         # Django logs a 4xx/5xx response ("Not Found: /x") after the middleware returns: the
         # scope stays current, absorbing that line, until the server closes the response.
         closers = getattr(response, "_resource_closers", None)
-        later = isinstance(closers, list)
+        if not isinstance(closers, list):
+            closers = None
         self.tracker.finish(
-            active, status if isinstance(status, int) else None, exc, leave=not later
+            active, status if isinstance(status, int) else None, exc, leave=closers is None
         )
-        if later:
+        if closers is not None:
             closers.append(active.leave)
 
     def __call__(self, request: Any) -> Any:

@@ -11,7 +11,9 @@
     init_app(app)
 
 Per request (see :mod:`alertkit.integrations`): a scope with the method, path and headers (secret
-ones masked), the endpoint name as ``transaction``, the status. Flask turns an unhandled exception
+ones masked), the endpoint name as ``transaction``, the status; the request is reported when Flask
+tears its context down (a streamed body with ``stream_with_context``: when the stream ends), not
+when the server has read the body. Flask turns an unhandled exception
 into a 500 page itself (unless ``PROPAGATE_EXCEPTIONS``); its ``got_request_exception`` signal tells
 the request which exception that was, so the request reports it once, with its traceback, and
 Flask's own "Exception on /x [GET]" log line, if it reaches an :class:`~alertkit.AlertHandler`, is
@@ -48,6 +50,15 @@ def _on_request_started(sender: Any, **_: Any) -> None:
     request.set_transaction(flask_request.endpoint)
 
 
+def _on_teardown(sender: Any, exc: BaseException | None = None, **_: Any) -> None:
+    """The request is over (the response started, or the exception escaped): report it now,
+    not when the server finishes reading the body (a test client may never read it)."""
+    request = current_request()
+    middleware = sender.extensions.get(_EXTENSION)
+    if request is not None and isinstance(middleware, AlertkitMiddleware):
+        middleware.tracker.finish(request, request.status, exc)
+
+
 def init_app(
     app: Any,
     client: Client | None = None,
@@ -71,7 +82,7 @@ def init_app(
         ImportError: Flask is not installed (``pip install 'alertkit[flask]'``).
     """
     try:
-        from flask import got_request_exception, request_started
+        from flask import got_request_exception, request_started, request_tearing_down
     except ImportError as exc:
         raise ImportError(
             "alertkit.integrations.flask needs Flask: pip install 'alertkit[flask]'"
@@ -85,5 +96,6 @@ def init_app(
     # Connected for this app only, and strongly: the receivers are module functions.
     got_request_exception.connect(_on_exception, app, weak=False)
     request_started.connect(_on_request_started, app, weak=False)
+    request_tearing_down.connect(_on_teardown, app, weak=False)
     app.extensions[_EXTENSION] = middleware
     return app

@@ -113,16 +113,16 @@ class AlertkitMiddleware:
         )
         if request is None:
             return self.app(environ, start_response)
-        status: list[int | None] = [None]
 
         def watch_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
-            status[0] = _status_code(status_line)
+            request.status = _status_code(status_line)
             if exc_info is None:
                 return start_response(status_line, headers)
             return start_response(status_line, headers, exc_info)
 
         def done(exc: BaseException | None) -> None:
-            self.tracker.finish(request, status[0], exc)
+            if not request.finished:  # Flask's integration may have finished it at teardown
+                self.tracker.finish(request, request.status, exc)
 
         try:
             result = self.app(environ, watch_start_response)
