@@ -41,6 +41,7 @@ from alertkit.model.requestlog import (
     finish_snapshot,
 )
 from alertkit.model.stacktrace import (
+    ExcInfo,
     exception_type_name,
     format_exception_text,
     resolve_exc_info,
@@ -411,10 +412,15 @@ class Scope:
             snapshot, traces = self._log.snapshot()
         return finish_snapshot(snapshot, traces)
 
-    def record_exception(self, exc: BaseException, level: str | int = "error") -> None:
-        """Add ``exc`` to ``error_logs`` under its type name, its traceback rendered later."""
+    def record_exception(self, exc: BaseException | ExcInfo, level: str | int = "error") -> None:
+        """Add ``exc`` to ``error_logs`` under its type name, its traceback rendered later.
+
+        ``exc`` may be an exc_info tuple: its traceback is kept even when the exception's own is
+        cleared meanwhile (Starlette clears it once its exception handler has answered).
+        """
+        error = exc[1] if isinstance(exc, tuple) else exc
         self._record_error(
-            exception_type_name(type(exc)), safe_str(exc), normalize_level(level), exc
+            exception_type_name(type(error)), safe_str(error), normalize_level(level), exc
         )
 
     def _record_error(self, key: str, message: str, level: str, trace: Trace) -> None:
@@ -481,9 +487,10 @@ class Scope:
         return future
 
     def capture_exception(
-        self, exc: BaseException, details: Mapping[str, Any] | None = None
+        self, exc: BaseException | ExcInfo, details: Mapping[str, Any] | None = None
     ) -> Future[Results]:
-        """Send ``exc`` as an error event with the scope's context (not re-recorded in the log)."""
+        """Send ``exc`` (or an exc_info tuple) as an error event with the scope's context (not
+        re-recorded in the log)."""
         info = resolve_exc_info(exc)
         context, client = self.context, self.client
         extra = dict(details or {})

@@ -36,7 +36,7 @@ from alertkit.capture.client import Client
 from alertkit.capture.scope import API_LOGS, Scope
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.levels import LEVEL_NUMBERS, normalize_level
-from alertkit.model.stacktrace import safe_str
+from alertkit.model.stacktrace import ExcInfo, resolve_exc_info, safe_str
 
 __all__ = [
     "DEFAULT_FAILED_STATUS_CODES",
@@ -183,8 +183,9 @@ class ActiveRequest:
         self.token: Token[ActiveRequest | None] | None = None
         #: The response's status, once the app has started the response.
         self.status: int | None = None
-        #: The exception the framework turned into a response (see :func:`note_exception`).
-        self.exception: Exception | None = None
+        #: The exception the framework turned into a response, with its traceback as it was then
+        #: (see :func:`note_exception`).
+        self.exception: ExcInfo | None = None
         #: Gives the request's user when the request reports (a lazy lookup may cost a query).
         self.user: Callable[[], str | None] | None = None
         self.finished = False
@@ -212,7 +213,7 @@ class ActiveRequest:
         and a log record carrying it is not reported again."""
         if self.finished or not isinstance(exc, Exception):
             return
-        self.exception = exc
+        self.exception = (type(exc), exc, exc.__traceback__)
         self.scope.absorb(exception=exc)
 
 
@@ -314,14 +315,16 @@ class RequestTracker:
         request.finished = True
         try:
             with capture_internal_exceptions():
-                failure = exc if isinstance(exc, Exception) else None
+                failure: BaseException | None = exc if isinstance(exc, Exception) else None
+                info = resolve_exc_info(failure)
                 noted = request.exception  # the framework answered it with an error page
                 if (
                     failure is None
                     and noted is not None
                     and (status is None or status in self.failed_request_status_codes)
                 ):
-                    failure = noted  # e.g. a 500 page; not an HTTPException's 404
+                    info = noted  # e.g. a 500 page; not an HTTPException's 404
+                    failure = noted[1]
                 if failure is not None and status is None:
                     status = 500
                 scope.add_to_log(
@@ -333,8 +336,8 @@ class RequestTracker:
                     level=status_level(status, self.failed_request_status_codes),
                     extras={"status": status},
                 )
-                if failure is not None:
-                    scope.record_exception(failure)
+                if info is not None:
+                    scope.record_exception(info)
                 scope.end_logging()
                 reports = failure is not None or (
                     LEVEL_NUMBERS[scope.level] >= LEVEL_NUMBERS[self.escalate_from]
@@ -346,12 +349,12 @@ class RequestTracker:
                 message = f"{method} {path} {outcome}"
                 if failure is not None:
                     message += f": {type(failure).__name__}: {safe_str(failure)}"
-                sent = scope.escalate(message, from_level=self.escalate_from, exc_info=failure)
-                if sent is None and failure is not None:
+                sent = scope.escalate(message, from_level=self.escalate_from, exc_info=info)
+                if sent is None and info is not None:
                     details: dict[str, Any] = {"method": method, "path": path, "status": status}
                     if request.headers is not None:
                         details["headers"] = request.headers
-                    scope.capture_exception(failure, details={"request": details})
+                    scope.capture_exception(info, details={"request": details})
         finally:
             if leave:
                 request.leave()
