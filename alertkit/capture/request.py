@@ -142,28 +142,40 @@ class Scope:
         # Errors captured while the scope is entered, waiting to be folded into its escalation.
         self._held: list[Held] = []
         self._holding = False
-        self._holding_context: ScopeContext | None = None
         self._absorbed: Absorbed | None = None
-        self.context = self._publish()
+        # What the scope's events take from it, made when first read after a change: a request
+        # that captures nothing (most of them) never builds one.
+        self._context: ScopeContext | None = None
+        self._holding_context: ScopeContext | None = None
+        # A deadline watches the held errors (see hold()); only then is there one to forget.
+        self._deadline = False
 
-    def _publish(self) -> ScopeContext:
-        tags = MappingProxyType(dict(self._tags))
-        self.context = ScopeContext(tags, self._user, self._log.alert_id, self._url)
-        if self.escalate_from is not None:
-            self._holding_context = ScopeContext(
-                tags, self._user, self._log.alert_id, self._url, holder=self
-            )
-        return self.context
+    def _publish(self) -> None:
+        """The tags, user, URL or log changed: the next read of :attr:`context` rebuilds it."""
+        self._context = None
+
+    @property
+    def context(self) -> ScopeContext:
+        """The immutable context an event captured now takes (see :class:`ScopeContext`)."""
+        context = self._context
+        if context is None:
+            tags = MappingProxyType(dict(self._tags))
+            alert_id, user, url = self._log.alert_id, self._user, self._url
+            if self.escalate_from is not None:
+                self._holding_context = ScopeContext(tags, user, alert_id, url, holder=self)
+            context = self._context = ScopeContext(tags, user, alert_id, url)
+        return context
 
     def _context_for(self, level: str) -> ScopeContext:
         """The context of an event at ``level``: the holding one for an error that will make this
         scope escalate when it ends (at or above ``error`` and ``escalate_from``)."""
+        context = self.context
         held = self._holding_context
         if held is None or self.escalate_from is None:
-            return self.context
+            return context
         number = LEVEL_NUMBERS.get(level, logging.ERROR)
         if number < logging.ERROR or number < LEVEL_NUMBERS[self.escalate_from]:
-            return self.context
+            return context
         return held
 
     # -- identity --------------------------------------------------------------------------------
@@ -230,7 +242,7 @@ class Scope:
                 failure = exc if isinstance(exc, Exception) else None
                 if failure is not None:
                     self.record_exception(failure)
-                self.end_logging()
+                self.end()
                 if self.escalate_from is not None:
                     self.escalate(from_level=self.escalate_from, exc_info=failure)
         finally:
@@ -240,7 +252,8 @@ class Scope:
         """Stop holding (send what no escalation carried) and restore the previous scope."""
         with capture_internal_exceptions():
             self._release_held(stop=True)
-            forget_deadline(self)
+            if self._deadline:
+                forget_deadline(self)
         token, self._token = self._token, None
         if token is not None:
             try:
@@ -296,6 +309,7 @@ class Scope:
             self._held.append((capture, future))
             first = len(self._held) == 1
         if first:
+            self._deadline = True
             expire_later(self)
         return True
 
@@ -402,9 +416,14 @@ class Scope:
 
     def end_logging(self) -> dict[str, Any]:
         """Set the end time and elapsed time; return the log (see :meth:`get_all_logs`)."""
+        self.end()
+        return self.get_all_logs()
+
+    def end(self) -> None:
+        """Set the end time and elapsed time, without rendering the log (a scope that ends
+        without escalating, most requests, then costs no copy of its log)."""
         with self._lock:
             self._log.end()
-        return self.get_all_logs()
 
     def get_all_logs(self) -> dict[str, Any]:
         """A JSON-safe copy of the request log, tracebacks rendered as text."""

@@ -107,11 +107,11 @@ def check_status_codes(codes: Iterable[int] | None) -> frozenset[int]:
     return found
 
 
+_REASONS: dict[int, str] = {status.value: status.phrase for status in HTTPStatus}
+
+
 def _reason(status: int) -> str | None:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return None
+    return _REASONS.get(status)
 
 
 class RequestHeaders(Mapping[str, str]):
@@ -193,8 +193,10 @@ class ActiveRequest:
     def set_transaction(self, name: str | None) -> None:
         """Tag the request's events with its route (``transaction``)."""
         if name:
-            with capture_internal_exceptions():
+            try:
                 self.scope.set_tag("transaction", name)
+            except Exception as exc:
+                report_internal_error(exc)
 
     def leave(self) -> None:
         """Leave the request's scope and stop being the current request; idempotent."""
@@ -255,6 +257,7 @@ class RequestTracker:
     ) -> None:
         self._client = client
         self.escalate_from = normalize_level(escalate_from)
+        self._threshold = LEVEL_NUMBERS[self.escalate_from]
         self.failed_request_status_codes = check_status_codes(failed_request_status_codes)
 
     @property
@@ -311,50 +314,55 @@ class RequestTracker:
         that logs about the response after the middleware returned it (Django logs every 4xx and
         5xx response then): those records must still meet the scope that absorbs them.
         """
-        scope, method, path = request.scope, request.method, request.path
         request.finished = True
         try:
-            with capture_internal_exceptions():
-                failure: BaseException | None = exc if isinstance(exc, Exception) else None
-                info = resolve_exc_info(failure)
-                noted = request.exception  # the framework answered it with an error page
-                if (
-                    failure is None
-                    and noted is not None
-                    and (status is None or status in self.failed_request_status_codes)
-                ):
-                    info = noted  # e.g. a 500 page; not an HTTPException's 404
-                    failure = noted[1]
-                if failure is not None and status is None:
-                    status = 500
-                scope.add_to_log(
-                    "request",
-                    None,
-                    tag=API_LOGS,
-                    code=status,
-                    message=_reason(status) if status is not None else "no response",
-                    level=status_level(status, self.failed_request_status_codes),
-                    extras={"status": status},
-                )
-                if info is not None:
-                    scope.record_exception(info)
-                scope.end_logging()
-                reports = failure is not None or (
-                    LEVEL_NUMBERS[scope.level] >= LEVEL_NUMBERS[self.escalate_from]
-                )
-                if reports and request.user is not None and scope.user is None:
-                    with capture_internal_exceptions():
-                        scope.set_user(request.user())
-                outcome = "failed" if failure is not None else f"-> {status}"
-                message = f"{method} {path} {outcome}"
-                if failure is not None:
-                    message += f": {type(failure).__name__}: {safe_str(failure)}"
-                sent = scope.escalate(message, from_level=self.escalate_from, exc_info=info)
-                if sent is None and info is not None:
-                    details: dict[str, Any] = {"method": method, "path": path, "status": status}
-                    if request.headers is not None:
-                        details["headers"] = request.headers
-                    scope.capture_exception(info, details={"request": details})
+            self._report(request, status, exc)
+        except Exception as error:  # never into the request
+            report_internal_error(error)
         finally:
             if leave:
                 request.leave()
+
+    def _report(
+        self, request: ActiveRequest, status: int | None, exc: BaseException | None
+    ) -> None:
+        scope = request.scope
+        failure: BaseException | None = exc if isinstance(exc, Exception) else None
+        info = resolve_exc_info(failure)
+        noted = request.exception  # the framework answered it with an error page
+        if (
+            failure is None
+            and noted is not None
+            and (status is None or status in self.failed_request_status_codes)
+        ):
+            info = noted  # e.g. a 500 page; not an HTTPException's 404
+            failure = noted[1]
+        if failure is not None and status is None:
+            status = 500
+        scope.add_to_log(
+            "request",
+            None,
+            tag=API_LOGS,
+            code=status,
+            message=_reason(status) if status is not None else "no response",
+            level=status_level(status, self.failed_request_status_codes),
+            extras={"status": status},
+        )
+        if info is not None:
+            scope.record_exception(info)
+        scope.end()
+        if failure is None and LEVEL_NUMBERS[scope.level] < self._threshold:
+            return  # nothing to report: most requests end here
+        if request.user is not None and scope.user is None:
+            with capture_internal_exceptions():
+                scope.set_user(request.user())
+        method, path = request.method, request.path
+        message = f"{method} {path} " + ("failed" if failure is not None else f"-> {status}")
+        if failure is not None:
+            message += f": {type(failure).__name__}: {safe_str(failure)}"
+        sent = scope.escalate(message, from_level=self.escalate_from, exc_info=info)
+        if sent is None and info is not None:
+            details: dict[str, Any] = {"method": method, "path": path, "status": status}
+            if request.headers is not None:
+                details["headers"] = request.headers
+            scope.capture_exception(info, details={"request": details})
