@@ -28,7 +28,7 @@ from alertkit.capture.fold import (
     pass_results,
 )
 from alertkit.capture.submit import Submitter
-from alertkit.guard import capture_internal_exceptions
+from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.event import Envelope
 from alertkit.model.levels import LEVEL_NUMBERS, level_from_number, normalize_level
 from alertkit.model.requestlog import (
@@ -250,10 +250,12 @@ class Scope:
 
     def _leave(self) -> None:
         """Stop holding (send what no escalation carried) and restore the previous scope."""
-        with capture_internal_exceptions():
+        try:  # not capture_internal_exceptions(): a context manager costs every request
             self._release_held(stop=True)
             if self._deadline:
                 forget_deadline(self)
+        except Exception as exc:
+            report_internal_error(exc)
         token, self._token = self._token, None
         if token is not None:
             try:

@@ -20,9 +20,10 @@ and the traceback reaches ``error_logs`` through the framework's own error log r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from wsgiref.util import request_uri
+from urllib.parse import quote
 
 from alertkit.capture.client import Client
 from alertkit.integrations import RequestHeaders, RequestTracker, environ_headers
@@ -32,6 +33,28 @@ __all__ = ["AlertkitMiddleware"]
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+#: Paths that ``wsgiref.util.request_uri`` would leave as they are: most paths, built cheaply.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~;=,-]*")
+
+
+def request_url(environ: Environ, path: str) -> str | None:
+    """``scheme://host/path`` of the request, without the query string (it may carry secrets);
+    the same text as ``wsgiref.util.request_uri(environ, include_query=False)``, cheaper."""
+    try:
+        scheme = str(environ.get("wsgi.url_scheme") or "http")
+        host = environ.get("HTTP_HOST")
+        if not host:
+            host = str(environ["SERVER_NAME"])
+            port = str(environ.get("SERVER_PORT") or "")
+            if port and port != ("443" if scheme == "https" else "80"):
+                host += f":{port}"
+        if not _PLAIN_PATH.fullmatch(path):
+            path = quote(path, safe="/;=,", encoding="latin1")
+        return f"{scheme}://{host}{path}"
+    except Exception:  # an environ without the server keys
+        return None
 
 
 def _status_code(status: str) -> int | None:
@@ -104,10 +127,7 @@ class AlertkitMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD") or "GET")
         path = (str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")) or "/"
-        try:
-            url: str | None = request_uri(environ, include_query=False)
-        except Exception:  # an environ without the server keys
-            url = None
+        url = request_url(environ, path)
         request = self.tracker.begin(
             method, path, url, RequestHeaders(lambda: environ_headers(environ))
         )

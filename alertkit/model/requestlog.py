@@ -83,7 +83,11 @@ class RequestLog:
         self._start_clock = time.monotonic()
         self.end_time: float | None = None
         self.time_elapsed: float | None = None
-        self.sections: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SECTIONS}
+        self.sections: dict[str, dict[str, dict[str, Any]]] = {
+            API_LOGS: {},
+            SERVICE_LOGS: {},
+            ERROR_LOGS: {},
+        }
         self.top: dict[str, dict[str, Any]] = {}
         self.traces: dict[tuple[str, str], Trace] = {}
         self.escalated_at: str | None = None

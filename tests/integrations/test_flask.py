@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -170,3 +172,19 @@ def test_bad_options_raise_at_init_app() -> None:
         init_app(make_app(), failed_request_status_codes=[0])
     with pytest.raises(ValueError, match="level"):
         init_app(make_app(), escalate_from="loud")
+
+
+def test_no_web_framework_is_imported_until_an_integration_is_used() -> None:
+    """``import alertkit`` (and the integrations package, and the bare middlewares) import no
+    framework: each is an optional extra."""
+    code = (
+        "import sys, alertkit, alertkit.integrations, alertkit.integrations.asgi, "
+        "alertkit.integrations.wsgi\n"
+        "loaded = sorted(m for m in ('django', 'flask', 'starlette', 'fastapi', 'werkzeug') "
+        "if m in sys.modules)\n"
+        "print(loaded)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
