@@ -228,12 +228,16 @@ def current_request() -> ActiveRequest | None:
 def note_exception(exc: BaseException) -> bool:
     """Tell the current request that the framework turned ``exc`` into an error response.
 
-    Returns False outside a tracked request (the caller may then report ``exc`` itself).
+    Returns False outside a tracked request (the caller may then report ``exc`` itself). Called
+    from the framework's signal or exception handler: never raises.
     """
     request = current_request()
     if request is None:
         return False
-    request.note_exception(exc)
+    try:
+        request.note_exception(exc)
+    except Exception as error:
+        report_internal_error(error)
     return True
 
 
