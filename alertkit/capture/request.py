@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from alertkit.delivery.pipeline import Results
 
 
-_current: ContextVar[Scope | None] = ContextVar("alertkit_scope", default=None)
+_current: ContextVar[Scope | PendingScope | None] = ContextVar("alertkit_scope", default=None)
 
 
 def _tag_text(key: str, value: str) -> str:
@@ -138,7 +138,7 @@ class Scope:
         self._url: str | None = None
         self._lock = threading.Lock()
         self._log = RequestLog()
-        self._token: Token[Scope | None] | None = None
+        self._token: Token[Scope | PendingScope | None] | None = None
         # Errors captured while the scope is entered, waiting to be folded into its escalation.
         self._held: list[Held] = []
         self._holding = False
@@ -224,17 +224,28 @@ class Scope:
     def __enter__(self) -> Scope:
         if self._token is not None:
             raise RuntimeError("this scope is already entered; open a new one with client.scope()")
-        parent = _current.get()
+        self._attach(_resolved(_current.get()))
+        self._token = _current.set(self)
+        return self
+
+    def _attach(self, parent: Scope | None) -> None:
+        """Begin as a scope opened inside ``parent``: inherit its tags, user and absorbed records,
+        and hold errors for the escalation."""
         if parent is not None:
             self._tags = {**parent._tags, **self._own_tags}
             self._user = self._own_user if self._own_user is not None else parent._user
             if self._absorbed is None:
                 self._absorbed = parent._absorbed
             self._publish()
-        self._token = _current.set(self)
         with self._lock:
             self._holding = self.escalate_from is not None
-        return self
+
+    def set_start(self, start_time: float, start_clock: float) -> None:
+        """The request began before its scope was made (:class:`PendingScope`): date the log
+        from then (``time.time()`` and ``time.monotonic()`` at the start)."""
+        with self._lock:
+            self._log.start_time = start_time
+            self._log._start_clock = start_clock
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
@@ -539,6 +550,66 @@ class Scope:
         return f"<Scope alert_id={self.alert_id} level={self.level} tags={self._tags!r}>"
 
 
+class PendingScope:
+    """A scope made only when something needs it: current like an entered scope, but until an
+    event is captured in it, or ``alertkit.scope`` is used, or :meth:`resolve` is called, there
+    is no :class:`Scope` at all.
+
+    Web integrations open one per request: most requests capture nothing and end well, and then
+    cost no scope, no request log and no lock. ``make`` builds the scope (the integration dates
+    it from the request's start with :meth:`Scope.set_start`); it is attached as if entered where
+    the pending scope was, and left with it.
+    """
+
+    __slots__ = ("_lock", "_make", "_parent", "_token", "scope")
+
+    def __init__(self, make: Callable[[], Scope]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._parent: Scope | PendingScope | None = None
+        self._token: Token[Scope | PendingScope | None] | None = None
+        #: The scope, once made.
+        self.scope: Scope | None = None
+
+    def enter(self) -> PendingScope:
+        """Make this the current scope of the thread or task (no :class:`Scope` is made yet)."""
+        self._parent = _current.get()
+        self._token = _current.set(self)
+        return self
+
+    def resolve(self) -> Scope:
+        """The scope, made (once, whichever thread asks first) when first needed."""
+        scope = self.scope
+        if scope is None:
+            with self._lock:
+                scope = self.scope
+                if scope is None:
+                    scope = self._make()
+                    scope._attach(_resolved(self._parent))
+                    self.scope = scope
+        return scope
+
+    def leave(self) -> None:
+        """Leave the scope, if it was made, and restore the previous one; idempotent."""
+        scope = self.scope
+        if scope is not None:
+            scope._leave()
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _current.reset(token)
+            except ValueError:  # left in another context (a server that closes elsewhere)
+                if _current.get() is self:
+                    _current.set(None)
+
+
+def _resolved(current: Scope | PendingScope | None) -> Scope | None:
+    """The scope behind the ContextVar's value, made now if it is still pending."""
+    if type(current) is PendingScope:
+        return current.resolve()
+    return current  # type: ignore[return-value]
+
+
 class Absorbed:
     """The records a scope's integration reports itself (see :meth:`Scope.absorb`)."""
 
@@ -585,7 +656,7 @@ def _usable(exc_info: Any) -> Trace:
 def scope_for_record(record: logging.LogRecord, message: str) -> ScopeContext | None:
     """The current scope's context for a log record; an error record enters ``error_logs`` (and
     gets the holding context when the scope's escalation will carry it)."""
-    scope = _current.get()
+    scope = _resolved(_current.get())
     if scope is None:
         return None
     if scope._absorbed is not None and scope._absorbs(record):
@@ -599,7 +670,7 @@ def scope_for_record(record: logging.LogRecord, message: str) -> ScopeContext | 
 
 def scope_for_log(data: Mapping[str, Any], level: str, info: Any) -> ScopeContext | None:
     """The current scope's context for ``Client.log``; an error enters ``error_logs``."""
-    scope = _current.get()
+    scope = _resolved(_current.get())
     if scope is None:
         return None
     if LEVEL_NUMBERS[level] >= logging.ERROR:
@@ -628,8 +699,11 @@ def scope_for_event(envelope: Envelope) -> ScopeContext | None:
     Only application events (kind ``"event"``) belong to a scope: incident lifecycle messages
     (acknowledge, resolve, change) and metrics pass through untouched.
     """
-    scope = _current.get()
-    if scope is None or envelope.kind != "event":
+    current = _current.get()
+    if current is None or envelope.kind != "event":
+        return None
+    scope = _resolved(current)
+    if scope is None:
         return None
     event = envelope.event
     level = event.log_level if type(event.log_level) is str else "error"  # the app may set anything
@@ -642,8 +716,8 @@ def scope_for_event(envelope: Envelope) -> ScopeContext | None:
 
 
 def current_scope() -> Scope | None:
-    """The scope of this thread or asyncio task, or None."""
-    return _current.get()
+    """The scope of this thread or asyncio task (made now if it was pending), or None."""
+    return _resolved(_current.get())
 
 
 def set_current_scope(scope: Scope) -> None:

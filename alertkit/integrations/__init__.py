@@ -27,12 +27,14 @@ is not reported a second time. None of these modules imports a framework at ``im
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from http import HTTPStatus
 from typing import Any
 
 from alertkit.capture.client import Client
+from alertkit.capture.request import PendingScope
 from alertkit.capture.scope import API_LOGS, Scope
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.levels import LEVEL_NUMBERS, normalize_level
@@ -159,27 +161,48 @@ def environ_headers(environ: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 class ActiveRequest:
-    """One request in flight: its scope and what its framework told about it."""
+    """One request in flight: its (pending) scope and what its framework told about it.
+
+    The scope is made only when needed (:class:`~alertkit.capture.request.PendingScope`): when
+    something is captured or logged in the request, or when the request is reported. A request
+    that ends well and captures nothing costs no scope at all.
+    """
 
     __slots__ = (
+        "absorb_loggers",
+        "client",
         "exception",
         "finished",
         "headers",
         "method",
         "path",
-        "scope",
+        "pending",
+        "started",
         "status",
         "token",
+        "tracker",
+        "transaction",
+        "url",
         "user",
     )
 
     def __init__(
-        self, scope: Scope, method: str, path: str, headers: Mapping[str, str] | None
+        self,
+        tracker: RequestTracker,
+        client: Client,
+        method: str,
+        path: str,
+        url: str | None,
+        headers: Mapping[str, str] | None,
     ) -> None:
-        self.scope = scope
+        self.tracker = tracker
+        self.client = client
         self.method = method
         self.path = path
+        self.url = url
         self.headers = headers
+        self.started = (time.time(), time.monotonic())
+        self.pending = PendingScope(self._make_scope)
         self.token: Token[ActiveRequest | None] | None = None
         #: The response's status, once the app has started the response.
         self.status: int | None = None
@@ -188,13 +211,40 @@ class ActiveRequest:
         self.exception: ExcInfo | None = None
         #: Gives the request's user when the request reports (a lazy lookup may cost a query).
         self.user: Callable[[], str | None] | None = None
+        self.transaction: str | None = None
+        #: Loggers whose records about the request the integration reports itself.
+        self.absorb_loggers: tuple[str, ...] = ()
         self.finished = False
+
+    def _make_scope(self) -> Scope:
+        """The request's scope, as it would have been had it been made at the start."""
+        scope = Scope(self.client, escalate_from=self.tracker.escalate_from)
+        scope.set_start(*self.started)
+        scope.url = self.url
+        extras: dict[str, Any] = {"method": self.method, "path": self.path}
+        if self.headers is not None:
+            extras["headers"] = self.headers
+        scope.add_to_log("request", f"{self.method} {self.path}", tag=API_LOGS, extras=extras)
+        if self.transaction:
+            scope.set_tag("transaction", self.transaction)
+        for name in self.absorb_loggers:
+            scope.absorb(logger=name)
+        return scope
+
+    @property
+    def scope(self) -> Scope:
+        """The request's scope, made now if it was not yet."""
+        return self.pending.resolve()
 
     def set_transaction(self, name: str | None) -> None:
         """Tag the request's events with its route (``transaction``)."""
-        if name:
+        if not name:
+            return
+        self.transaction = name
+        made = self.pending.scope
+        if made is not None:
             try:
-                self.scope.set_tag("transaction", name)
+                made.set_tag("transaction", name)
             except Exception as exc:
                 report_internal_error(exc)
 
@@ -208,7 +258,7 @@ class ActiveRequest:
         except ValueError:  # left in another context (a server closing elsewhere)
             if _active.get() is self:
                 _active.set(None)
-        self.scope._leave()
+        self.pending.leave()
 
     def note_exception(self, exc: BaseException) -> None:
         """The framework caught ``exc`` and answers with an error page: the request reports it,
@@ -289,18 +339,12 @@ class RequestTracker:
         if stale is not None and stale.finished:  # a server that never closed the last response
             stale.leave()
         try:
-            # escalate_from makes the scope hold the request's errors for its escalation.
-            scope = self.client.scope(escalate_from=self.escalate_from)
-            scope.url = url
-            extras: dict[str, Any] = {"method": method, "path": path}
-            if headers is not None:
-                extras["headers"] = headers
-            scope.add_to_log("request", f"{method} {path}", tag=API_LOGS, extras=extras)
-            scope.__enter__()
+            client = self.client
         except Exception as exc:
             report_internal_error(exc)
             return None
-        request = ActiveRequest(scope, method, path, headers)
+        request = ActiveRequest(self, client, method, path, url, headers)
+        request.pending.enter()
         request.token = _active.set(request)
         return request
 
@@ -330,7 +374,6 @@ class RequestTracker:
     def _report(
         self, request: ActiveRequest, status: int | None, exc: BaseException | None
     ) -> None:
-        scope = request.scope
         failure: BaseException | None = exc if isinstance(exc, Exception) else None
         info = resolve_exc_info(failure)
         noted = request.exception  # the framework answered it with an error page
@@ -343,13 +386,18 @@ class RequestTracker:
             failure = noted[1]
         if failure is not None and status is None:
             status = 500
+        level = status_level(status, self.failed_request_status_codes)
+        made = request.pending.scope
+        if made is None and failure is None and LEVEL_NUMBERS[level] < self._threshold:
+            return  # nothing captured, nothing to report: most requests end here, scope-less
+        scope = request.scope
         scope.add_to_log(
             "request",
             None,
             tag=API_LOGS,
             code=status,
             message=_reason(status) if status is not None else "no response",
-            level=status_level(status, self.failed_request_status_codes),
+            level=level,
             extras={"status": status},
         )
         if info is not None:

@@ -150,8 +150,7 @@ class AlertkitMiddleware:
         )
         if active is not None:
             active.user = lambda: _user(request)
-            with capture_internal_exceptions():
-                active.scope.absorb(logger=REQUEST_LOGGER)
+            active.absorb_loggers = (REQUEST_LOGGER,)
         return active
 
     def _finish(
