@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,8 @@ from flask import Flask, abort
 
 import alertkit
 from alertkit import AlertHandler, Client, Envelope
-from alertkit.capture.scope import ESCALATION_EVENT_TYPE
+from alertkit.capture.scope import ESCALATION_EVENT_TYPE, add_to_log, current_scope
+from alertkit.integrations import current_request
 from alertkit.integrations.flask import init_app
 from alertkit.testing import MemoryBackend, capture_events
 
@@ -188,3 +190,32 @@ def test_no_web_framework_is_imported_until_an_integration_is_used() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_request_makes_its_scope_only_when_used(client: Client, memory: MemoryBackend) -> None:
+    """A request that captures nothing has no scope; the first use makes it, dated from the
+    request's start, with the request line already in its log."""
+    seen: dict[str, object] = {}
+    app = make_app()
+
+    @app.get("/lazy")
+    def lazy() -> str:
+        request = current_request()
+        assert request is not None
+        seen["before"] = request.pending.scope
+        time.sleep(0.02)
+        add_to_log("step", "one", tag="api_logs", level="error")  # makes the scope, escalates
+        seen["after"] = request.pending.scope
+        return "ok"
+
+    http = init_app(app, client=client).test_client()
+    assert http.get("/ok").status_code == 200
+    assert http.get("/lazy").status_code == 200
+    assert seen["before"] is None
+    assert seen["after"] is not None
+    [event] = sent(client, memory)
+    assert event.request_log is not None
+    assert list(event.request_log["api_logs"]) == ["request", "step"]
+    assert event.request_log["time_elapsed"] >= 0.02
+    assert event.tags["transaction"] == "lazy"
+    assert current_scope() is None
