@@ -177,6 +177,7 @@ class ActiveRequest:
         "method",
         "path",
         "pending",
+        "route",
         "started",
         "status",
         "token",
@@ -212,6 +213,9 @@ class ActiveRequest:
         #: Gives the request's user when the request reports (a lazy lookup may cost a query).
         self.user: Callable[[], str | None] | None = None
         self.transaction: str | None = None
+        #: Gives the route (the ``transaction``) when the scope is made or the request reports,
+        #: for a framework that knows it only once the app has routed the request.
+        self.route: Callable[[], str | None] | None = None
         #: Loggers whose records about the request the integration reports itself.
         self.absorb_loggers: tuple[str, ...] = ()
         self.finished = False
@@ -225,11 +229,23 @@ class ActiveRequest:
         if self.headers is not None:
             extras["headers"] = self.headers
         scope.add_to_log("request", f"{self.method} {self.path}", tag=API_LOGS, extras=extras)
-        if self.transaction:
-            scope.set_tag("transaction", self.transaction)
+        name = self.transaction or self.route_name()
+        if name:
+            scope.set_tag("transaction", name)
         for name in self.absorb_loggers:
             scope.absorb(logger=name)
         return scope
+
+    def route_name(self) -> str | None:
+        """The route from :attr:`route`, or None (also when it fails)."""
+        route = self.route
+        if route is None:
+            return None
+        try:
+            return route()
+        except Exception as exc:
+            report_internal_error(exc)
+            return None
 
     @property
     def scope(self) -> Scope:
@@ -391,6 +407,8 @@ class RequestTracker:
         if made is None and failure is None and LEVEL_NUMBERS[level] < self._threshold:
             return  # nothing captured, nothing to report: most requests end here, scope-less
         scope = request.scope
+        if request.transaction is None and "transaction" not in scope.tags:
+            request.set_transaction(request.route_name())  # routed since the scope was made
         scope.add_to_log(
             "request",
             None,

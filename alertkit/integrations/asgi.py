@@ -104,6 +104,7 @@ class AlertkitMiddleware:
         if request is None:
             await self.app(scope, receive, send)
             return
+        request.route = lambda: route_name(scope)  # the router fills scope["route"] in
         status: int | None = None
 
         async def send_and_watch(message: Message) -> None:
@@ -115,8 +116,6 @@ class AlertkitMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         except BaseException as exc:
-            request.set_transaction(route_name(scope))
             self.tracker.finish(request, status, exc)
             raise
-        request.set_transaction(route_name(scope))
         self.tracker.finish(request, status, None)

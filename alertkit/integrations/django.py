@@ -150,14 +150,13 @@ class AlertkitMiddleware:
         )
         if active is not None:
             active.user = lambda: _user(request)
+            active.route = lambda: _transaction(request)
             active.absorb_loggers = (REQUEST_LOGGER,)
         return active
 
     def _finish(
         self, active: ActiveRequest, request: Any, response: Any, exc: BaseException | None
     ) -> None:
-        with capture_internal_exceptions():
-            active.set_transaction(_transaction(request))
         status = getattr(response, "status_code", None)
         # Django logs a 4xx/5xx response ("Not Found: /x") after the middleware returns: the
         # scope stays current, absorbing that line, until the server closes the response.

@@ -41,13 +41,10 @@ def _on_exception(sender: Any, exception: BaseException | None = None, **_: Any)
         note_exception(exception)
 
 
-def _on_request_started(sender: Any, **_: Any) -> None:
-    request = current_request()
-    if request is None:
-        return
-    from flask import request as flask_request
-
-    request.set_transaction(flask_request.endpoint)
+def _endpoint(environ: dict[str, Any]) -> str | None:
+    """The endpoint Flask routed the request to (its request object is in the environ)."""
+    endpoint = getattr(environ.get("werkzeug.request"), "endpoint", None)
+    return endpoint if isinstance(endpoint, str) else None
 
 
 def _on_teardown(sender: Any, exc: BaseException | None = None, **_: Any) -> None:
@@ -82,7 +79,7 @@ def init_app(
         ImportError: Flask is not installed (``pip install 'alertkit[flask]'``).
     """
     try:
-        from flask import got_request_exception, request_started, request_tearing_down
+        from flask import got_request_exception, request_tearing_down
     except ImportError as exc:
         raise ImportError(
             "alertkit.integrations.flask needs Flask: pip install 'alertkit[flask]'"
@@ -92,10 +89,10 @@ def init_app(
     middleware = AlertkitMiddleware(
         app.wsgi_app, client, escalate_from, failed_request_status_codes
     )
+    middleware.route_of = _endpoint
     app.wsgi_app = middleware
     # Connected for this app only, and strongly: the receivers are module functions.
     got_request_exception.connect(_on_exception, app, weak=False)
-    request_started.connect(_on_request_started, app, weak=False)
     request_tearing_down.connect(_on_teardown, app, weak=False)
     app.extensions[_EXTENSION] = middleware
     return app

@@ -123,6 +123,9 @@ class AlertkitMiddleware:
     ) -> None:
         self.app = app
         self.tracker = RequestTracker(client, escalate_from, failed_request_status_codes)
+        #: Gives the route of a request from its environ once the app has routed it (set by a
+        #: framework integration, e.g. Flask's endpoint); None: no ``transaction`` tag.
+        self.route_of: Callable[[Environ], str | None] | None = None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD") or "GET")
@@ -133,6 +136,9 @@ class AlertkitMiddleware:
         )
         if request is None:
             return self.app(environ, start_response)
+        route_of = self.route_of
+        if route_of is not None:
+            request.route = lambda: route_of(environ)
 
         def watch_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
             request.status = _status_code(status_line)
@@ -149,4 +155,6 @@ class AlertkitMiddleware:
         except BaseException as exc:
             done(exc)
             raise
+        if request.finished:  # reported already (Flask's teardown): nothing left to watch
+            return result
         return _Response(result, done)
