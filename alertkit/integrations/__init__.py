@@ -71,6 +71,9 @@ SECRET_HEADERS: frozenset[str] = frozenset(
 )
 MASK = "[Filtered]"
 
+#: ``describe(request) -> (url, headers)``: what a middleware knows of its request object.
+Describe = Callable[[Any], tuple[str | None, Mapping[str, str] | None]]
+
 _active: ContextVar[ActiveRequest | None] = ContextVar("alertkit_request", default=None)
 
 
@@ -119,12 +122,13 @@ def _reason(status: int) -> str | None:
 class RequestHeaders(Mapping[str, str]):
     """The request's headers, read only when an event shows them (most requests send none).
 
-    ``source`` yields ``(name, value)`` pairs; names are shown lower-case and the values of
-    :data:`SECRET_HEADERS` are masked.
+    ``source(request)`` yields ``(name, value)`` pairs; names are shown lower-case and the values
+    of :data:`SECRET_HEADERS` are masked.
     """
 
-    def __init__(self, source: Callable[[], Iterable[tuple[str, str]]]) -> None:
+    def __init__(self, source: Callable[[Any], Iterable[tuple[str, str]]], request: Any) -> None:
         self._source = source
+        self._request = request
         self._headers: dict[str, str] | None = None
 
     def _load(self) -> dict[str, str]:
@@ -132,7 +136,7 @@ class RequestHeaders(Mapping[str, str]):
         if headers is None:
             headers = {}
             with capture_internal_exceptions():
-                for name, value in self._source():
+                for name, value in self._source(self._request):
                     key = name.lower()
                     headers[key] = MASK if key in SECRET_HEADERS else value
             self._headers = headers
@@ -171,19 +175,20 @@ class ActiveRequest:
     __slots__ = (
         "absorb_loggers",
         "client",
+        "describe",
         "exception",
         "finished",
         "headers",
         "method",
         "path",
         "pending",
+        "request",
         "route",
         "started",
         "status",
         "token",
         "tracker",
         "transaction",
-        "url",
         "user",
     )
 
@@ -193,15 +198,16 @@ class ActiveRequest:
         client: Client,
         method: str,
         path: str,
-        url: str | None,
-        headers: Mapping[str, str] | None,
+        describe: Describe,
+        request: Any,
     ) -> None:
         self.tracker = tracker
         self.client = client
         self.method = method
         self.path = path
-        self.url = url
-        self.headers = headers
+        self.describe = describe
+        self.request = request
+        self.headers: Mapping[str, str] | None = None
         self.started = (time.time(), time.monotonic())
         self.pending = PendingScope(self._make_scope)
         self.token: Token[ActiveRequest | None] | None = None
@@ -210,12 +216,13 @@ class ActiveRequest:
         #: The exception the framework turned into a response, with its traceback as it was then
         #: (see :func:`note_exception`).
         self.exception: ExcInfo | None = None
-        #: Gives the request's user when the request reports (a lazy lookup may cost a query).
-        self.user: Callable[[], str | None] | None = None
+        #: ``user(request)`` gives the request's user when the request reports (a lazy lookup
+        #: may cost a query).
+        self.user: Callable[[Any], str | None] | None = None
         self.transaction: str | None = None
-        #: Gives the route (the ``transaction``) when the scope is made or the request reports,
-        #: for a framework that knows it only once the app has routed the request.
-        self.route: Callable[[], str | None] | None = None
+        #: ``route(request)`` gives the route (the ``transaction``) when the scope is made or the
+        #: request reports, for a framework that knows it only once the app has routed it.
+        self.route: Callable[[Any], str | None] | None = None
         #: Loggers whose records about the request the integration reports itself.
         self.absorb_loggers: tuple[str, ...] = ()
         self.finished = False
@@ -224,7 +231,10 @@ class ActiveRequest:
         """The request's scope, as it would have been had it been made at the start."""
         scope = Scope(self.client, escalate_from=self.tracker.escalate_from)
         scope.set_start(*self.started)
-        scope.url = self.url
+        try:
+            scope.url, self.headers = self.describe(self.request)
+        except Exception as exc:  # an odd request: the log goes without its URL and headers
+            report_internal_error(exc)
         extras: dict[str, Any] = {"method": self.method, "path": self.path}
         if self.headers is not None:
             extras["headers"] = self.headers
@@ -242,7 +252,7 @@ class ActiveRequest:
         if route is None:
             return None
         try:
-            return route()
+            return route(self.request)
         except Exception as exc:
             report_internal_error(exc)
             return None
@@ -340,13 +350,13 @@ class RequestTracker:
         return get_client()
 
     def begin(
-        self,
-        method: str,
-        path: str,
-        url: str | None,
-        headers: Mapping[str, str] | None = None,
+        self, method: str, path: str, describe: Describe, request: Any
     ) -> ActiveRequest | None:
-        """Open and enter the request's scope, log the request line and make it current.
+        """Make the request current, with a scope made when first needed.
+
+        ``describe(request)`` gives the request's URL and headers when the scope is made (most
+        requests never need them): the middleware passes a module function and its own request
+        object (environ, ASGI scope, Django request), so a request that ends well builds neither.
 
         Returns None (and the request runs without a scope) if that fails, e.g. when the default
         client cannot be made from a broken environment: alerting must not take requests down.
@@ -359,10 +369,10 @@ class RequestTracker:
         except Exception as exc:
             report_internal_error(exc)
             return None
-        request = ActiveRequest(self, client, method, path, url, headers)
-        request.pending.enter()
-        request.token = _active.set(request)
-        return request
+        active = ActiveRequest(self, client, method, path, describe, request)
+        active.pending.enter()
+        active.token = _active.set(active)
+        return active
 
     def finish(
         self,
@@ -425,7 +435,7 @@ class RequestTracker:
             return  # nothing to report: most requests end here
         if request.user is not None and scope.user is None:
             with capture_internal_exceptions():
-                scope.set_user(request.user())
+                scope.set_user(request.user(request.request))
         method, path = request.method, request.path
         message = f"{method} {path} " + ("failed" if failure is not None else f"-> {status}")
         if failure is not None:

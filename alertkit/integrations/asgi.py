@@ -54,6 +54,11 @@ def _headers(scope: ASGIScope) -> Iterator[tuple[str, str]]:
         yield bytes(name).decode("latin-1"), bytes(value).decode("latin-1")
 
 
+def describe(scope: ASGIScope) -> tuple[str | None, RequestHeaders]:
+    """The URL and headers of an ASGI request, read when its alertkit scope is made."""
+    return request_url(scope), RequestHeaders(_headers, scope)
+
+
 def route_name(scope: ASGIScope) -> str | None:
     """The path template of the route that served the request, else its endpoint's name."""
     route = scope.get("route")
@@ -98,13 +103,11 @@ class AlertkitMiddleware:
             return
         method = str(scope.get("method") or "GET")
         path = str(scope.get("path") or "/")
-        request = self.tracker.begin(
-            method, path, request_url(scope), RequestHeaders(lambda: _headers(scope))
-        )
+        request = self.tracker.begin(method, path, describe, scope)
         if request is None:
             await self.app(scope, receive, send)
             return
-        request.route = lambda: route_name(scope)  # the router fills scope["route"] in
+        request.route = route_name  # read when needed: the router fills scope["route"] in
         status: int | None = None
 
         async def send_and_watch(message: Message) -> None:

@@ -103,13 +103,15 @@ def _transaction(request: Any) -> str | None:
     return str(match._func_path)
 
 
-def _url(request: Any) -> str | None:
-    """``scheme://host/path`` without the query string (it may carry secrets)."""
+def _describe(request: Any) -> tuple[str | None, RequestHeaders]:
+    """The URL (``scheme://host/path``, without the query string: it may carry secrets) and the
+    headers of a request, read when its scope is made."""
     meta = request.META
+    headers = RequestHeaders(environ_headers, meta)
     host = meta.get("HTTP_HOST") or meta.get("SERVER_NAME")
     if not host:
-        return None
-    return f"{request.scheme}://{host}{request.path}"
+        return None, headers
+    return f"{request.scheme}://{host}{request.path}", headers
 
 
 class AlertkitMiddleware:
@@ -137,20 +139,10 @@ class AlertkitMiddleware:
             markcoroutinefunction(self)
 
     def _begin(self, request: Any) -> ActiveRequest | None:
-        try:
-            url = _url(request)
-        except Exception:  # an odd META, a bad SECURE_PROXY_SSL_HEADER
-            url = None
-        meta = request.META
-        active = self.tracker.begin(
-            request.method or "GET",
-            request.path,
-            url,
-            RequestHeaders(lambda: environ_headers(meta)),
-        )
+        active = self.tracker.begin(request.method or "GET", request.path, _describe, request)
         if active is not None:
-            active.user = lambda: _user(request)
-            active.route = lambda: _transaction(request)
+            active.user = _user
+            active.route = _transaction
             active.absorb_loggers = (REQUEST_LOGGER,)
         return active
 

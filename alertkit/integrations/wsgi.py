@@ -57,6 +57,12 @@ def request_url(environ: Environ, path: str) -> str | None:
         return None
 
 
+def describe(environ: Environ) -> tuple[str | None, RequestHeaders]:
+    """The URL and headers of a WSGI request, read when its scope is made."""
+    path = (str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")) or "/"
+    return request_url(environ, path), RequestHeaders(environ_headers, environ)
+
+
 def _status_code(status: str) -> int | None:
     try:
         return int(str(status).split(" ", 1)[0])
@@ -130,15 +136,10 @@ class AlertkitMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD") or "GET")
         path = (str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")) or "/"
-        url = request_url(environ, path)
-        request = self.tracker.begin(
-            method, path, url, RequestHeaders(lambda: environ_headers(environ))
-        )
+        request = self.tracker.begin(method, path, describe, environ)
         if request is None:
             return self.app(environ, start_response)
-        route_of = self.route_of
-        if route_of is not None:
-            request.route = lambda: route_of(environ)
+        request.route = self.route_of
 
         def watch_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
             request.status = _status_code(status_line)
