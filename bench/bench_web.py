@@ -131,9 +131,13 @@ def compare(
         timer(app, max(50, number // 10))
     off: list[float] = []
     on: list[float] = []
-    for _ in range(repeat):
-        off.append(timer(plain, number))
-        on.append(timer(tracked, number))
+    for run in range(repeat):  # the order alternates too: no side always runs second
+        if run % 2:
+            on.append(timer(tracked, number))
+            off.append(timer(plain, number))
+        else:
+            off.append(timer(plain, number))
+            on.append(timer(tracked, number))
     best_off, best_on = min(off), min(on)
     return {"off_us": best_off, "on_us": best_on, "ratio": best_on / best_off}
 

@@ -8,7 +8,8 @@
   exceptions the app's own exception handlers turn into 500 responses.
 
 Each does the same per request (:class:`RequestTracker`): open a scope (its events carry the
-request URL and the scope's ``alert_id``), log ``"request"`` in ``api_logs`` with method, path and
+request URL and the scope's ``alert_id``; it is made only when first needed, see
+:class:`~alertkit.capture.request.PendingScope`), log ``"request"`` in ``api_logs`` with method, path and
 the request headers (secret ones masked), tag the scope with the route as ``transaction``, log the
 status (one of ``failed_request_status_codes``, by default every 5xx, makes the request an error;
 another 4xx or 5xx a warning), record an unhandled exception with its traceback in ``error_logs``,
