@@ -241,6 +241,85 @@ def peer_run(framework: str, number: int, repeat: int) -> dict[str, float]:
     return {"off_us": off, "on_us": on, "ratio": on / off}
 
 
+def serve(framework: str, tracked: bool) -> None:
+    """Serve the trivial view with waitress (one worker thread) on a free port; print the port.
+
+    Run in a subprocess by :func:`server_compare`; ends when its stdin closes.
+    """
+    import logging
+    import threading
+
+    from waitress import create_server
+
+    logging.getLogger("waitress").setLevel(logging.ERROR)  # "Task queue depth" on every request
+
+    from alertkit import Client
+    from alertkit.testing import MemoryBackend
+
+    client = Client(backends=[MemoryBackend()], sample_system=False, register_atexit=False)
+    plain, with_alertkit = (django_apps if framework == "django" else flask_apps)(client)
+    server = create_server(with_alertkit if tracked else plain, host="127.0.0.1", port=0, threads=1)
+    print(server.effective_port, flush=True)  # type: ignore[union-attr]
+    threading.Thread(target=server.run, daemon=True).start()
+    sys.stdin.read()  # until the parent closes it
+    client.shutdown(1)
+
+
+def server_compare(framework: str, number: int, repeat: int) -> dict[str, float]:
+    """Server CPU per request (all its threads) over keep-alive HTTP, plain against tracked."""
+    import http.client
+
+    import psutil
+
+    servers: dict[bool, subprocess.Popen[str]] = {}
+    ports: dict[bool, int] = {}
+    try:
+        for tracked in (False, True):
+            code = f"import bench.bench_web as b; b.serve({framework!r}, {tracked})"
+            process = subprocess.Popen(
+                [sys.executable, "-c", code],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            servers[tracked] = process
+            assert process.stdout is not None
+            ports[tracked] = int(process.stdout.readline())
+
+        def cpu_per_request(tracked: bool, count: int) -> float:
+            connection = http.client.HTTPConnection("127.0.0.1", ports[tracked], timeout=10)
+            cpu = psutil.Process(servers[tracked].pid)
+            before = cpu.cpu_times()
+            for _ in range(count):
+                connection.request("GET", "/ok", headers={"Host": "testserver"})
+                reply = connection.getresponse()
+                reply.read()
+                assert reply.status == 200, reply.status
+            after = cpu.cpu_times()
+            connection.close()
+            used = (after.user - before.user) + (after.system - before.system)
+            return used / count * 1e6
+
+        for tracked in (False, True):
+            cpu_per_request(tracked, max(200, number // 5))
+        off: list[float] = []
+        on: list[float] = []
+        for run in range(repeat):
+            for tracked in (False, True) if run % 2 == 0 else (True, False):
+                (on if tracked else off).append(cpu_per_request(tracked, number))
+        return {"off_us": min(off), "on_us": min(on), "ratio": min(on) / min(off)}
+    finally:
+        for process in servers.values():
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 def run_peer(framework: str, number: int, repeat: int) -> dict[str, float] | None:
     """:func:`peer_run` in a fresh interpreter (sentry patches the framework process-wide)."""
     code = (
@@ -268,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--number", type=int, default=2000, help="requests per run")
     parser.add_argument("--repeat", type=int, default=7, help="runs per app; the best is kept")
     parser.add_argument("--no-peer", action="store_true", help="skip the sentry-sdk rows")
+    parser.add_argument(
+        "--no-server", action="store_true", help="skip the rows served over HTTP by waitress"
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -287,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         assert client.flush(5) and not memory.envelopes, "a trivial view reported something"
     finally:
         client.shutdown(2)
+    if not args.no_server:
+        for name in ("django", "flask"):
+            rows[f"{name} + alertkit, waitress"] = server_compare(
+                name, args.number * 4, args.repeat
+            )
     if not args.no_peer:
         for name in ("django", "flask"):
             peer = run_peer(name, args.number, args.repeat)
