@@ -12,7 +12,11 @@ per framework, built in the same process, one plain and one with alertkit's inte
 ``alertkit.integrations.flask.init_app``), reporting to an in-memory backend. Their runs
 alternate, so a change of the machine's speed hits both alike; each run times ``--number``
 requests in CPU time of the thread (``time.thread_time``: a loaded machine's waits for a core are
-left out), and the best of ``--repeat`` runs is kept. The peer row runs sentry-sdk's own Django or
+left out), and the best of ``--repeat`` runs is kept. The same apps are also timed through the
+framework's test client; with ``--server``, served over keep-alive HTTP by waitress too (one
+worker thread, in a subprocess per app), counting the server process's CPU time per request (its
+clock ticks are 10 ms, hence four times as many requests; on a loaded machine its spread is wide).
+The peer row runs sentry-sdk's own Django or
 Flask integration (errors only, no tracing, no DSN reachable) in a subprocess of its own, as
 sentry patches the framework process-wide, against a plain app in that same subprocess.
 
@@ -253,10 +257,11 @@ def serve(framework: str, tracked: bool) -> None:
 
     logging.getLogger("waitress").setLevel(logging.ERROR)  # "Task queue depth" on every request
 
-    from alertkit import Client
+    import alertkit
     from alertkit.testing import MemoryBackend
 
-    client = Client(backends=[MemoryBackend()], sample_system=False, register_atexit=False)
+    # The default client: Django's middleware reports through it (no settings.ALERTKIT here).
+    client = alertkit.init(backends=[MemoryBackend()], sample_system=False, register_atexit=False)
     plain, with_alertkit = (django_apps if framework == "django" else flask_apps)(client)
     server = create_server(with_alertkit if tracked else plain, host="127.0.0.1", port=0, threads=1)
     print(server.effective_port, flush=True)  # type: ignore[union-attr]
@@ -348,16 +353,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=7, help="runs per app; the best is kept")
     parser.add_argument("--no-peer", action="store_true", help="skip the sentry-sdk rows")
     parser.add_argument(
-        "--no-server", action="store_true", help="skip the rows served over HTTP by waitress"
+        "--server",
+        action="store_true",
+        help="also serve over HTTP with waitress and count the server's CPU (noisy on a shared VM)",
     )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
 
-    from alertkit import Client
+    import alertkit
     from alertkit.testing import MemoryBackend
 
     memory = MemoryBackend()
-    client = Client(backends=[memory], sample_system=False, register_atexit=False)
+    # The default client: Django's middleware reports through it (no settings.ALERTKIT here),
+    # without the system sampler a default client would run.
+    client = alertkit.init(backends=[memory], sample_system=False, register_atexit=False)
     rows: dict[str, dict[str, float]] = {}
     try:
         for name, make in (("django", django_apps), ("flask", flask_apps)):
@@ -369,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         assert client.flush(5) and not memory.envelopes, "a trivial view reported something"
     finally:
         client.shutdown(2)
-    if not args.no_server:
+    if args.server:
         for name in ("django", "flask"):
             rows[f"{name} + alertkit, waitress"] = server_compare(
                 name, args.number * 4, args.repeat
