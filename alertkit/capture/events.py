@@ -125,7 +125,7 @@ class EventFactory:
             event.event_type = exception_type_name(info[0])
         if plain_scalar(event.event_message) == "unknown":
             event.event_message = safe_str(info[1])
-        event.event_stacktrace = build_stacktrace(info[1])
+        event.event_stacktrace = build_stacktrace(info[1], info[2])
 
     def envelope(self, event: AppEvent, **fields: Any) -> Envelope:
         """Wrap an event for the pipeline, with the client's tags and its level number.

@@ -30,7 +30,7 @@ from alertkit.capture.fold import (
 )
 from alertkit.capture.submit import Submitter
 from alertkit.capture.trace import traced
-from alertkit.guard import capture_internal_exceptions
+from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.event import Envelope
 from alertkit.model.grouping import normalize
 from alertkit.model.levels import LEVEL_NUMBERS, level_from_number, normalize_level
@@ -44,6 +44,7 @@ from alertkit.model.requestlog import (
     finish_snapshot,
 )
 from alertkit.model.stacktrace import (
+    ExcInfo,
     exception_type_name,
     format_exception_text,
     resolve_exc_info,
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from alertkit.delivery.pipeline import Results
 
 
-_current: ContextVar[Scope | None] = ContextVar("alertkit_scope", default=None)
+_current: ContextVar[Scope | PendingScope | None] = ContextVar("alertkit_scope", default=None)
 
 
 def _tag_text(key: str, value: str) -> str:
@@ -79,6 +80,9 @@ class ScopeContext(msgspec.Struct, frozen=True):
     #: The scope whose escalation will carry this event: set only for an error captured in a
     #: scope that escalates when it ends (see :meth:`Scope.hold`).
     holder: Scope | None = None
+    #: The event repeats what the scope's integration reports itself (:meth:`Scope.absorb`):
+    #: ``hold`` swallows it.
+    absorbed: bool = False
 
     def hold(
         self,
@@ -88,7 +92,11 @@ class ScopeContext(msgspec.Struct, frozen=True):
     ) -> bool:
         """Give the capture to the scope that will escalate it; False: send it now as usual."""
         holder = self.holder
-        return holder is not None and holder.hold(client, capture, future)
+        if holder is None:
+            return False
+        if self.absorbed:
+            return client is holder.client  # reported by the scope's integration: drop it
+        return holder.hold(client, capture, future)
 
     def apply(self, envelope: Envelope, *, tags_win: bool = True) -> Envelope:
         """Fill the event's user, correlation id and URL where unset, and merge the tags.
@@ -143,30 +151,44 @@ class Scope:
         self._trail: Token[Any] | None = None
         self._lock = threading.Lock()
         self._log = RequestLog()
-        self._token: Token[Scope | None] | None = None
+        self._token: Token[Scope | PendingScope | None] | None = None
         # Errors captured while the scope is entered, waiting to be folded into its escalation.
         self._held: list[Held] = []
         self._holding = False
+        self._absorbed: Absorbed | None = None
+        # What the scope's events take from it, made when first read after a change: a request
+        # that captures nothing (most of them) never builds one.
+        self._context: ScopeContext | None = None
         self._holding_context: ScopeContext | None = None
-        self.context = self._publish()
+        # A deadline watches the held errors (see hold()); only then is there one to forget.
+        self._deadline = False
 
-    def _publish(self) -> ScopeContext:
-        tags = MappingProxyType(dict(self._tags))
-        base = (tags, self._user, self._log.alert_id, self._url, self._trace, self._fingerprint)
-        self.context = ScopeContext(*base)
-        if self.escalate_from is not None:
-            self._holding_context = ScopeContext(*base, holder=self)
-        return self.context
+    def _publish(self) -> None:
+        """The tags, user, URL or log changed: the next read of :attr:`context` rebuilds it."""
+        self._context = None
+
+    @property
+    def context(self) -> ScopeContext:
+        """The immutable context an event captured now takes (see :class:`ScopeContext`)."""
+        context = self._context
+        if context is None:
+            tags = MappingProxyType(dict(self._tags))
+            base = (tags, self._user, self._log.alert_id, self._url, self._trace, self._fingerprint)
+            if self.escalate_from is not None:
+                self._holding_context = ScopeContext(*base, holder=self)
+            context = self._context = ScopeContext(*base)
+        return context
 
     def _context_for(self, level: str) -> ScopeContext:
         """The context of an event at ``level``: the holding one for an error that will make this
         scope escalate when it ends (at or above ``error`` and ``escalate_from``)."""
+        context = self.context
         held = self._holding_context
         if held is None or self.escalate_from is None:
-            return self.context
+            return context
         number = LEVEL_NUMBERS.get(level, logging.ERROR)
         if number < logging.ERROR or number < LEVEL_NUMBERS[self.escalate_from]:
-            return self.context
+            return context
         return held
 
     # -- identity --------------------------------------------------------------------------------
@@ -241,19 +263,32 @@ class Scope:
     def __enter__(self) -> Scope:
         if self._token is not None:
             raise RuntimeError("this scope is already entered; open a new one with client.scope()")
-        parent = _current.get()
+        self._attach(_resolved(_current.get()))
+        self._token = _current.set(self)
+        self._trail = start_trail()  # the request's own breadcrumbs
+        return self
+
+    def _attach(self, parent: Scope | None) -> None:
+        """Begin as a scope opened inside ``parent``: inherit its tags, user and absorbed records,
+        and hold errors for the escalation."""
         if parent is not None:
             self._tags = {**parent._tags, **self._own_tags}
             self._user = self._own_user if self._own_user is not None else parent._user
             self._trace = self._trace or parent._trace
             own = self._own_fingerprint
             self._fingerprint = own if own is not None else parent._fingerprint
+            if self._absorbed is None:
+                self._absorbed = parent._absorbed
             self._publish()
-        self._token = _current.set(self)
-        self._trail = start_trail()  # the request's own breadcrumbs
         with self._lock:
             self._holding = self.escalate_from is not None
-        return self
+
+    def set_start(self, start_time: float, start_clock: float) -> None:
+        """The request began before its scope was made (:class:`PendingScope`): date the log
+        from then (``time.time()`` and ``time.monotonic()`` at the start)."""
+        with self._lock:
+            self._log.start_time = start_time
+            self._log._start_clock = start_clock
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
@@ -261,7 +296,7 @@ class Scope:
                 failure = exc if isinstance(exc, Exception) else None
                 if failure is not None:
                     self.record_exception(failure)
-                self.end_logging()
+                self.end()
                 if self.escalate_from is not None:
                     self.escalate(from_level=self.escalate_from, exc_info=failure)
         finally:
@@ -269,9 +304,12 @@ class Scope:
 
     def _leave(self) -> None:
         """Stop holding (send what no escalation carried) and restore the previous scope."""
-        with capture_internal_exceptions():
+        try:  # not capture_internal_exceptions(): a context manager costs every request
             self._release_held(stop=True)
-            forget_deadline(self)
+            if self._deadline:
+                forget_deadline(self)
+        except Exception as exc:
+            report_internal_error(exc)
         trail, self._trail = self._trail, None
         if trail is not None:
             end_trail(trail)
@@ -282,6 +320,29 @@ class Scope:
             except ValueError:  # left in another context (a server that closes elsewhere)
                 if _current.get() is self:
                     _current.set(None)
+
+    # -- what an integration reports itself ----------------------------------------------------
+
+    def absorb(self, *, logger: str | None = None, exception: BaseException | None = None) -> None:
+        """Drop log records that repeat what the integration running this scope reports itself.
+
+        A framework logs the exception it turns into a 500 page ("Internal Server Error: /x" on
+        ``django.request``, "Exception on /x" on Flask's app logger) after the integration has
+        seen it; through :class:`~alertkit.AlertHandler` that record would be a second report of
+        the same failure. Records of ``logger`` (and its children), and records carrying
+        ``exception``, captured in this scope (or one opened inside it) for this scope's client
+        are dropped.
+        """
+        with self._lock:
+            absorbed = self._absorbed = self._absorbed or Absorbed()
+        if logger is not None:
+            absorbed.loggers = (*absorbed.loggers, logger)
+        if exception is not None:
+            absorbed.exceptions = (*absorbed.exceptions[-7:], exception)
+
+    def _absorbs(self, record: logging.LogRecord) -> bool:
+        absorbed = self._absorbed
+        return absorbed is not None and absorbed.covers(record)
 
     # -- errors held for the escalation --------------------------------------------------------
 
@@ -307,6 +368,7 @@ class Scope:
             self._held.append((capture, future))
             first = len(self._held) == 1
         if first:
+            self._deadline = True
             expire_later(self)
         return True
 
@@ -413,9 +475,14 @@ class Scope:
 
     def end_logging(self) -> dict[str, Any]:
         """Set the end time and elapsed time; return the log (see :meth:`get_all_logs`)."""
+        self.end()
+        return self.get_all_logs()
+
+    def end(self) -> None:
+        """Set the end time and elapsed time, without rendering the log (a scope that ends
+        without escalating, most requests, then costs no copy of its log)."""
         with self._lock:
             self._log.end()
-        return self.get_all_logs()
 
     def get_all_logs(self) -> dict[str, Any]:
         """A JSON-safe copy of the request log, tracebacks rendered as text."""
@@ -423,10 +490,15 @@ class Scope:
             snapshot, traces = self._log.snapshot()
         return finish_snapshot(snapshot, traces)
 
-    def record_exception(self, exc: BaseException, level: str | int = "error") -> None:
-        """Add ``exc`` to ``error_logs`` under its type name, its traceback rendered later."""
+    def record_exception(self, exc: BaseException | ExcInfo, level: str | int = "error") -> None:
+        """Add ``exc`` to ``error_logs`` under its type name, its traceback rendered later.
+
+        ``exc`` may be an exc_info tuple: its traceback is kept even when the exception's own is
+        cleared meanwhile (Starlette clears it once its exception handler has answered).
+        """
+        error = exc[1] if isinstance(exc, tuple) else exc
         self._record_error(
-            exception_type_name(type(exc)), safe_str(exc), normalize_level(level), exc
+            exception_type_name(type(error)), safe_str(error), normalize_level(level), exc
         )
 
     def _record_error(self, key: str, message: str, level: str, trace: Trace) -> None:
@@ -493,9 +565,10 @@ class Scope:
         return future
 
     def capture_exception(
-        self, exc: BaseException, details: Mapping[str, Any] | None = None
+        self, exc: BaseException | ExcInfo, details: Mapping[str, Any] | None = None
     ) -> Future[Results]:
-        """Send ``exc`` as an error event with the scope's context (not re-recorded in the log)."""
+        """Send ``exc`` (or an exc_info tuple) as an error event with the scope's context (not
+        re-recorded in the log)."""
         info = resolve_exc_info(exc)
         context, client = self.context, self.client
         extra = dict(details or {})
@@ -521,6 +594,88 @@ class Scope:
 
     def __repr__(self) -> str:
         return f"<Scope alert_id={self.alert_id} level={self.level} tags={self._tags!r}>"
+
+
+class PendingScope:
+    """A scope made only when something needs it: current like an entered scope, but until an
+    event is captured in it, or ``alertkit.scope`` is used, or :meth:`resolve` is called, there
+    is no :class:`Scope` at all.
+
+    Web integrations open one per request: most requests capture nothing and end well, and then
+    cost no scope, no request log and no lock. ``make`` builds the scope (the integration dates
+    it from the request's start with :meth:`Scope.set_start`); it is attached as if entered where
+    the pending scope was, and left with it.
+    """
+
+    __slots__ = ("_lock", "_make", "_parent", "_token", "_trail", "scope")
+
+    def __init__(self, make: Callable[[], Scope]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._parent: Scope | PendingScope | None = None
+        self._token: Token[Scope | PendingScope | None] | None = None
+        self._trail: Token[Any] | None = None
+        #: The scope, once made.
+        self.scope: Scope | None = None
+
+    def enter(self) -> PendingScope:
+        """Make this the current scope of the thread or task (no :class:`Scope` is made yet)."""
+        self._parent = _current.get()
+        self._token = _current.set(self)
+        self._trail = start_trail()  # the request's own breadcrumbs
+        return self
+
+    def resolve(self) -> Scope:
+        """The scope, made (once, whichever thread asks first) when first needed."""
+        scope = self.scope
+        if scope is None:
+            with self._lock:
+                scope = self.scope
+                if scope is None:
+                    scope = self._make()
+                    scope._attach(_resolved(self._parent))
+                    self.scope = scope
+        return scope
+
+    def leave(self) -> None:
+        """Leave the scope, if it was made, and restore the previous one; idempotent."""
+        scope = self.scope
+        if scope is not None:
+            scope._leave()
+        trail, self._trail = self._trail, None
+        if trail is not None:
+            end_trail(trail)
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _current.reset(token)
+            except ValueError:  # left in another context (a server that closes elsewhere)
+                if _current.get() is self:
+                    _current.set(None)
+
+
+def _resolved(current: Scope | PendingScope | None) -> Scope | None:
+    """The scope behind the ContextVar's value, made now if it is still pending."""
+    if type(current) is PendingScope:
+        return current.resolve()
+    return current  # type: ignore[return-value]
+
+
+class Absorbed:
+    """The records a scope's integration reports itself (see :meth:`Scope.absorb`)."""
+
+    __slots__ = ("exceptions", "loggers")
+
+    def __init__(self) -> None:
+        self.loggers: tuple[str, ...] = ()
+        self.exceptions: tuple[BaseException, ...] = ()
+
+    def covers(self, record: logging.LogRecord) -> bool:
+        info = record.exc_info
+        if info and any(info[1] is exc for exc in self.exceptions):
+            return True
+        name = record.name
+        return any(name == n or name.startswith(n + ".") for n in self.loggers)
 
 
 def check_place(key: str, tag: str | None) -> str | None:
@@ -552,9 +707,11 @@ def _usable(exc_info: Any) -> Trace:
 def scope_for_record(record: logging.LogRecord, message: str) -> ScopeContext | None:
     """The current scope's context for a log record; an error record enters ``error_logs`` (and
     gets the holding context when the scope's escalation will carry it)."""
-    scope = _current.get()
+    scope = _resolved(_current.get())
     if scope is None:
         return None
+    if scope._absorbed is not None and scope._absorbs(record):
+        return msgspec.structs.replace(scope.context, holder=scope, absorbed=True)
     if record.levelno >= logging.ERROR:
         level = level_from_number(record.levelno)
         scope._record_error(record.name, message, level, _usable(record.exc_info))
@@ -564,7 +721,7 @@ def scope_for_record(record: logging.LogRecord, message: str) -> ScopeContext | 
 
 def scope_for_log(data: Mapping[str, Any], level: str, info: Any) -> ScopeContext | None:
     """The current scope's context for ``Client.log``; an error enters ``error_logs``."""
-    scope = _current.get()
+    scope = _resolved(_current.get())
     if scope is None:
         return None
     if LEVEL_NUMBERS[level] >= logging.ERROR:
@@ -593,8 +750,11 @@ def scope_for_event(envelope: Envelope) -> ScopeContext | None:
     Only application events (kind ``"event"``) belong to a scope: incident lifecycle messages
     (acknowledge, resolve, change) and metrics pass through untouched.
     """
-    scope = _current.get()
-    if scope is None or envelope.kind != "event":
+    current = _current.get()
+    if current is None or envelope.kind != "event":
+        return None
+    scope = _resolved(current)
+    if scope is None:
         return None
     event = envelope.event
     level = event.log_level if type(event.log_level) is str else "error"  # the app may set anything
@@ -607,8 +767,8 @@ def scope_for_event(envelope: Envelope) -> ScopeContext | None:
 
 
 def current_scope() -> Scope | None:
-    """The scope of this thread or asyncio task, or None."""
-    return _current.get()
+    """The scope of this thread or asyncio task (made now if it was pending), or None."""
+    return _resolved(_current.get())
 
 
 def set_current_scope(scope: Scope) -> None:

@@ -8,18 +8,21 @@
     app = FastAPI()
     app.add_middleware(AlertkitMiddleware, escalate_from="error")
 
+For FastAPI and Starlette prefer :func:`alertkit.integrations.starlette.init_app`, which adds this
+middleware and also reports the exceptions the app's own exception handlers turn into 500s.
 See :mod:`alertkit.integrations` for what happens per request. Only ``http`` requests get a scope;
-``lifespan`` and ``websocket`` connections pass through untouched.
+``lifespan`` and ``websocket`` connections pass through untouched. The transaction is the path
+template of the route that served the request (``/items/{item_id}``), when the app's router says
+it (Starlette and FastAPI put it in the ASGI scope as ``route``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from alertkit.capture.client import Client
-from alertkit.capture.trace import continue_trace
-from alertkit.integrations import RequestTracker
+from alertkit.integrations import RequestHeaders, RequestTracker
 
 __all__ = ["AlertkitMiddleware"]
 
@@ -46,6 +49,27 @@ def request_url(scope: ASGIScope) -> str:
     return f"{scope.get('scheme') or 'http'}://{host}{path}"
 
 
+def _headers(scope: ASGIScope) -> Iterator[tuple[str, str]]:
+    for name, value in scope.get("headers") or ():
+        yield bytes(name).decode("latin-1"), bytes(value).decode("latin-1")
+
+
+def describe(scope: ASGIScope) -> tuple[str | None, RequestHeaders]:
+    """The URL and headers of an ASGI request, read when its alertkit scope is made."""
+    return request_url(scope), RequestHeaders(_headers, scope)
+
+
+def route_name(scope: ASGIScope) -> str | None:
+    """The path template of the route that served the request, else its endpoint's name."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str) and path:
+        return path
+    endpoint = scope.get("endpoint")
+    name = getattr(endpoint, "__qualname__", None) or getattr(endpoint, "__name__", None)
+    return name if isinstance(name, str) else None
+
+
 class AlertkitMiddleware:
     """Wrap an ASGI app so each HTTP request runs in its own alertkit scope.
 
@@ -55,16 +79,23 @@ class AlertkitMiddleware:
             (so ``alertkit.init()`` may run after the app is built).
         escalate_from: the request level (``"warning"``, ``"error"``, ``"fatal"``) from which the
             request log is escalated.
+        failed_request_status_codes: the response statuses that make the request an error, so
+            that it is reported (default: every 5xx; an ``HTTPException`` 404 is not reported
+            unless 404 is listed).
 
     Raises:
-        ValueError: unknown ``escalate_from``.
+        ValueError: unknown ``escalate_from``, or a status code outside 100-599.
     """
 
     def __init__(
-        self, app: ASGIApp, client: Client | None = None, escalate_from: str | int = "error"
+        self,
+        app: ASGIApp,
+        client: Client | None = None,
+        escalate_from: str | int = "error",
+        failed_request_status_codes: Iterable[int] | None = None,
     ) -> None:
         self.app = app
-        self.tracker = RequestTracker(client, escalate_from)
+        self.tracker = RequestTracker(client, escalate_from, failed_request_status_codes)
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -72,12 +103,11 @@ class AlertkitMiddleware:
             return
         method = str(scope.get("method") or "GET")
         path = str(scope.get("path") or "/")
-        alert_scope = self.tracker.begin(method, path, request_url(scope))
-        if alert_scope is None:
+        request = self.tracker.begin(method, path, describe, scope)
+        if request is None:
             await self.app(scope, receive, send)
             return
-        headers = scope.get("headers") or ()
-        continue_trace(alert_scope, [value for name, value in headers if name == b"traceparent"])
+        request.route = route_name  # read when needed: the router fills scope["route"] in
         status: int | None = None
 
         async def send_and_watch(message: Message) -> None:
@@ -89,6 +119,6 @@ class AlertkitMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         except BaseException as exc:
-            self.tracker.finish(alert_scope, method, path, status, exc)
+            self.tracker.finish(request, status, exc)
             raise
-        self.tracker.finish(alert_scope, method, path, status, None)
+        self.tracker.finish(request, status, None)

@@ -20,19 +20,47 @@ and the traceback reaches ``error_logs`` through the framework's own error log r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from wsgiref.util import request_uri
+from urllib.parse import quote
 
 from alertkit.capture.client import Client
-from alertkit.capture.trace import continue_trace
-from alertkit.integrations import RequestTracker
+from alertkit.integrations import RequestHeaders, RequestTracker, environ_headers
 
 __all__ = ["AlertkitMiddleware"]
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+#: Paths that ``wsgiref.util.request_uri`` would leave as they are: most paths, built cheaply.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~;=,-]*")
+
+
+def request_url(environ: Environ, path: str) -> str | None:
+    """``scheme://host/path`` of the request, without the query string (it may carry secrets);
+    the same text as ``wsgiref.util.request_uri(environ, include_query=False)``, cheaper."""
+    try:
+        scheme = str(environ.get("wsgi.url_scheme") or "http")
+        host = environ.get("HTTP_HOST")
+        if not host:
+            host = str(environ["SERVER_NAME"])
+            port = str(environ.get("SERVER_PORT") or "")
+            if port and port != ("443" if scheme == "https" else "80"):
+                host += f":{port}"
+        if not _PLAIN_PATH.fullmatch(path):
+            path = quote(path, safe="/;=,", encoding="latin1")
+        return f"{scheme}://{host}{path}"
+    except Exception:  # an environ without the server keys
+        return None
+
+
+def describe(environ: Environ) -> tuple[str | None, RequestHeaders]:
+    """The URL and headers of a WSGI request, read when its scope is made."""
+    path = (str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")) or "/"
+    return request_url(environ, path), RequestHeaders(environ_headers, environ)
 
 
 def _status_code(status: str) -> int | None:
@@ -85,42 +113,49 @@ class AlertkitMiddleware:
             ``get_wsgi_application()`` object).
         client: the client to report through; default ``alertkit.get_client()`` at request time.
         escalate_from: the request level from which the request log is escalated.
+        failed_request_status_codes: the response statuses that make the request an error
+            (default: every 5xx).
 
     Raises:
-        ValueError: unknown ``escalate_from``.
+        ValueError: unknown ``escalate_from``, or a status code outside 100-599.
     """
 
     def __init__(
-        self, app: WSGIApp, client: Client | None = None, escalate_from: str | int = "error"
+        self,
+        app: WSGIApp,
+        client: Client | None = None,
+        escalate_from: str | int = "error",
+        failed_request_status_codes: Iterable[int] | None = None,
     ) -> None:
         self.app = app
-        self.tracker = RequestTracker(client, escalate_from)
+        self.tracker = RequestTracker(client, escalate_from, failed_request_status_codes)
+        #: Gives the route of a request from its environ once the app has routed it (set by a
+        #: framework integration, e.g. Flask's endpoint); None: no ``transaction`` tag.
+        self.route_of: Callable[[Environ], str | None] | None = None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD") or "GET")
         path = (str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")) or "/"
-        try:
-            url: str | None = request_uri(environ, include_query=False)
-        except Exception:  # an environ without the server keys
-            url = None
-        alert_scope = self.tracker.begin(method, path, url)
-        if alert_scope is None:
+        request = self.tracker.begin(method, path, describe, environ)
+        if request is None:
             return self.app(environ, start_response)
-        continue_trace(alert_scope, environ.get("HTTP_TRACEPARENT"))
-        status: list[int | None] = [None]
+        request.route = self.route_of
 
         def watch_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
-            status[0] = _status_code(status_line)
+            request.status = _status_code(status_line)
             if exc_info is None:
                 return start_response(status_line, headers)
             return start_response(status_line, headers, exc_info)
 
         def done(exc: BaseException | None) -> None:
-            self.tracker.finish(alert_scope, method, path, status[0], exc)
+            if not request.finished:  # Flask's integration may have finished it at teardown
+                self.tracker.finish(request, request.status, exc)
 
         try:
             result = self.app(environ, watch_start_response)
         except BaseException as exc:
             done(exc)
             raise
+        if request.finished:  # reported already (Flask's teardown): nothing left to watch
+            return result
         return _Response(result, done)

@@ -17,8 +17,8 @@ escalated, so recording an error costs the request a dict insert, not a tracebac
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -64,24 +64,41 @@ def render_trace(trace: Trace) -> str | None:
     return format_exception_text(info) if info is not None else None
 
 
+def new_alert_id() -> str:
+    """A random (version 4) UUID as text, like ``str(uuid.uuid4())`` at a fifth of the cost: one
+    is made per request. ``random`` is reseeded in forked children; the id needs uniqueness, not
+    secrecy."""
+    h = "%032x" % random.getrandbits(128)  # noqa: UP031 (cheaper than an f-string)
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+
+
 class RequestLog:
     """One request's log: sections of entries, the highest level seen, times, deferred traces."""
 
     def __init__(self) -> None:
-        self.alert_id = str(uuid.uuid4())
+        self.alert_id = new_alert_id()
         self.level = "info"
         self.start_time = time.time()
         self._start_clock = time.monotonic()
         self.end_time: float | None = None
         self.time_elapsed: float | None = None
-        self.log_date = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.sections: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SECTIONS}
+        self.sections: dict[str, dict[str, dict[str, Any]]] = {
+            API_LOGS: {},
+            SERVICE_LOGS: {},
+            ERROR_LOGS: {},
+        }
         self.top: dict[str, dict[str, Any]] = {}
         self.traces: dict[tuple[str, str], Trace] = {}
         self.escalated_at: str | None = None
         self._service_clock: dict[str, float] = {}
         self._recorded_errors = 0
         self._error_keys: dict[str, int] = {}
+
+    @property
+    def log_date(self) -> str:
+        """The start as ISO 8601 in UTC, to the second (made when read: most logs never are)."""
+        return datetime.fromtimestamp(self.start_time, timezone.utc).isoformat(timespec="seconds")
 
     # -- writing --------------------------------------------------------------------------------
 

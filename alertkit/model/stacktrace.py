@@ -70,13 +70,19 @@ def exception_chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def build_stacktrace(exc: BaseException) -> list[InnerStackTrace]:
-    """One ``InnerStackTrace`` per exception in the chain, frames oldest first."""
+def build_stacktrace(exc: BaseException, tb: TracebackType | None = None) -> list[InnerStackTrace]:
+    """One ``InnerStackTrace`` per exception in the chain, frames oldest first.
+
+    ``tb``: the traceback of ``exc`` itself when it is known apart from ``exc.__traceback__``
+    (an exc_info tuple kept after a framework cleared the exception's own, as
+    :func:`format_exception_text` reads it).
+    """
     entries = []
-    for item in exception_chain(exc):
+    for index, item in enumerate(exception_chain(exc)):
+        trace = tb if index == 0 and tb is not None else item.__traceback__
         lines = [
             StackTraceLine(function=name, line=lineno or 0, file=filename)
-            for (filename, lineno, name), _ in _walk(item.__traceback__)
+            for (filename, lineno, name), _ in _walk(trace)
         ]
         entries.append(
             InnerStackTrace(

@@ -114,7 +114,10 @@ def test_one_request_escalates_and_another_does_not(client: Client, memory: Memo
     request = log["api_logs"]["request"]
     assert request["value"] == "GET /degraded"
     assert request["code"] == 200
+    headers = request["extras"].pop("headers")
     assert request["extras"] == {"method": "GET", "path": "/degraded", "status": 200}
+    assert headers["host"] == "testserver"
+    assert sent.tags["transaction"] == "/degraded"
     assert log["service_logs"]["inventory"]["message"] == "timed out"
     assert log["end_time"] is not None
     assert sent.event.event_message == "GET /degraded -> 200"
@@ -155,6 +158,7 @@ def test_exception_below_escalate_from_is_still_captured_once(
     assert sent.event.log_level == "error"
     assert sent.request_log is None
     assert sent.event.context_url == "http://testserver/boom"
+    assert sent.details["request"].pop("headers")["host"] == "testserver"
     assert sent.details == {"request": {"method": "GET", "path": "/boom", "status": 500}}
 
 

@@ -72,6 +72,7 @@ def test_one_request_escalates_and_another_does_not(client: Client, memory: Memo
     assert sent.request_log is not None
     request = sent.request_log["api_logs"]["request"]
     assert (request["value"], request["code"]) == ("GET /slow-service", 200)
+    assert request["extras"].pop("headers")["host"] == "localhost"
     assert request["extras"] == {"method": "GET", "path": "/slow-service", "status": 200}
     assert current_scope() is None
 
@@ -130,6 +131,7 @@ def test_exception_below_escalate_from_is_captured_once(
     [sent] = memory.envelopes
     assert sent.event.event_type == "LookupError"
     assert sent.event.context_url == "http://localhost/boom"
+    assert sent.details["request"].pop("headers")["host"] == "localhost"
     assert sent.details == {"request": {"method": "GET", "path": "/boom", "status": 500}}
 
 
