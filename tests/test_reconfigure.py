@@ -47,10 +47,11 @@ print(json.dumps({"slowest": slowest, "done": time.monotonic()}), flush=True)
 """
 
 
-def run_child(url: str, spool: str) -> tuple[dict[str, float], float]:
-    """Run the reconfiguration loop; returns its report and the seconds it took to exit."""
+def run_child(url: str, spool: str, budget: float = BUDGET) -> tuple[dict[str, float], float]:
+    """Run the reconfiguration loop; returns its report (with the child's stderr, where a drop
+    would be announced) and the seconds it took to exit."""
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, f"{url}/v1/events", spool, str(ROUNDS), str(BUDGET)],
+        [sys.executable, "-c", CHILD, f"{url}/v1/events", spool, str(ROUNDS), str(budget)],
         capture_output=True,
         check=False,
         text=True,
@@ -59,6 +60,7 @@ def run_child(url: str, spool: str) -> tuple[dict[str, float], float]:
     exited = time.monotonic()
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.splitlines()[-1])
+    report["stderr"] = proc.stderr
     return report, exited - report["done"]
 
 
@@ -86,16 +88,20 @@ def test_50_reconfigurations_against_a_healthy_destination_lose_nothing() -> Non
 
 
 def test_50_reconfigurations_against_a_hanging_destination_spool_everything(tmp_path) -> None:
+    """50 retired clients spool what they hold at exit: the budget (3 s here) is what 50 SQLite
+    writers need on a loaded CI machine, where 1 s once left two events dropped (announced)."""
     spool = tmp_path / "spool.db"
     destination = Destination(hanging=True)
+    budget = 3.0
     with ScriptedServer(destination) as server:
-        report, exit_time = run_child(server.url, str(spool))
+        report, exit_time = run_child(server.url, str(spool), budget)
         assert report["slowest"] < 0.5, "dictConfig never waits for a hanging destination"
-        assert exit_time < BUDGET + 2.0, "the exit shutdown stays within its budget"
+        assert exit_time < budget + 2.0, "the exit shutdown stays within its budget"
         assert destination.accepted == set(), "nothing went through"
         destination.hanging = False  # the destination recovers: the spool replays everything
         replay(server.url, spool)
-        assert destination.accepted == {f"event-{i}" for i in range(ROUNDS)}
+        missing = {f"event-{i}" for i in range(ROUNDS)} - destination.accepted
+        assert not missing, (sorted(missing), report["stderr"])
 
 
 def replay(url: str, spool: Path) -> None:

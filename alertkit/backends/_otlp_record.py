@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from alertkit.backends import _otlp_wire as wire
-from alertkit.model.event import Envelope
+from alertkit.model.event import CodeLocation, Envelope
 
 #: (lowest logging level, OpenTelemetry severity number, severity text), highest first.
 _SEVERITY = (
@@ -63,9 +63,9 @@ def to_record(envelope: Envelope) -> wire.Record:
     location = envelope.code_location
     if location is None and traces and traces[0].trace_lines:
         frame = traces[0].trace_lines[-1]  # where the exception was raised
-        location = (frame.function or "", frame.file or "", frame.line or 0)
+        location = CodeLocation(frame.function or "", frame.file or "", frame.line or 0)
     if location is not None:
-        function, path, line = location
+        function, path, line = location.function, location.filepath, location.lineno
         # The names the issue and older collectors know, and semconv 1.26's stable ones.
         attributes["code.function"] = attributes["code.function.name"] = function
         attributes["code.filepath"] = attributes["code.file.path"] = path

@@ -28,7 +28,7 @@ from alertkit.capture.records import IGNORED_LOGGERS, STEERING, extra_fields, is
 from alertkit.capture.request import ScopeContext, scope_for_record
 from alertkit.capture.trace import traced
 from alertkit.guard import capture_internal_exceptions, report_internal_error
-from alertkit.model.event import Envelope
+from alertkit.model.event import CodeLocation, Envelope
 from alertkit.model.grouping import normalize
 from alertkit.model.levels import level_from_number
 from alertkit.model.stacktrace import (
@@ -165,12 +165,12 @@ class RecordCapture(msgspec.Struct, gc=False):
         return envelope if scope is None else scope.apply(envelope, tags_win=False)
 
 
-def _code_location(code: Any) -> tuple[str, str, int] | None:
+def _code_location(code: Any) -> CodeLocation | None:
     """The record's ``(funcName, pathname, lineno)`` when they have the types a record gives them."""
     if type(code) is tuple and len(code) == 3:
         function, path, line = code
         if type(function) is str and type(path) is str and type(line) is int:
-            return (function, path, line)
+            return CodeLocation(function, path, line)
     return None
 
 

@@ -27,6 +27,7 @@ from alertkit_generated import (
 
 __all__ = [
     "AppEvent",
+    "CodeLocation",
     "CustomData",
     "CustomDoubleData",
     "CustomStringData",
@@ -70,6 +71,15 @@ def new_event_id() -> str:
     return "%032x" % random.getrandbits(128)  # noqa: UP031 (cheaper than an f-string)
 
 
+class CodeLocation(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """Where a log record was made. A struct, not a tuple: an envelope's fields stay out of the
+    garbage collector's sight (a new tuple is tracked until a collection looks at it)."""
+
+    function: str
+    filepath: str
+    lineno: int
+
+
 class Envelope(msgspec.Struct, eq=False, gc=False):
     """One event on its way through the pipeline, with what backends need beyond the wire model.
 
@@ -101,7 +111,7 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
         span_id: the W3C span id (16 hex digits) of that span.
         fingerprint: the grouping the application chose (``"{{ default }}"`` already expanded);
             storm control and dedup keys group by it when set.
-        code_location: ``(function, file path, line number)`` of the logging call, when the
+        code_location: the function, file path and line number of the logging call, when the
             event came from a log record (OpenTelemetry's ``code.*`` attributes).
     """
 
@@ -128,7 +138,7 @@ class Envelope(msgspec.Struct, eq=False, gc=False):
     trace_id: str | None = None
     span_id: str | None = None
     fingerprint: Sequence[str] | None = None
-    code_location: tuple[str, str, int] | None = None
+    code_location: CodeLocation | None = None
 
 
 def encode_envelope(envelope: Envelope) -> bytes:

@@ -381,7 +381,7 @@ class Limits(Bounds):
             "created": as_is,
             "storm_suppressed": as_is,
             "digest": as_is,
-            "code_location": as_is,  # (str, str, int) checked at capture; a path and a name
+            "code_location": as_is,  # a CodeLocation checked at capture: a path and a name
             "logger_name": (lambda v: self._optional_text(v, string), _text_keep(string, False)),
             "template": (lambda v: self._optional_text(v, message), _text_keep(message, False)),
             "exc_text": (lambda v: self._optional_text(v, message), _text_keep(message, False)),
