@@ -16,8 +16,9 @@ import enum
 import math
 import re
 import uuid
-from collections.abc import Mapping
-from itertools import islice
+from collections.abc import Mapping, Sequence
+from itertools import compress, islice
+from operator import is_, not_
 from pathlib import PurePath
 from typing import Any
 
@@ -45,6 +46,9 @@ _ITEMS_CUT = re.compile(r"\[(\d+) more items cut\]\Z")
 #: they are described, not printed (printing one of a million bits takes seconds).
 MAX_INT_BITS = 27_000
 _CHUNK = 10**4000  # under the 4300 digits ``str(int)`` prints by default
+#: Where a sequence may begin in the one before it, for :func:`carried_over` (a few records
+#: logged between two errors).
+CARRY_PROBES = 16
 #: Returned by :func:`plain_scalar` for a value that is not a scalar (a collection, an object).
 NOT_SCALAR: Any = object()
 
@@ -315,3 +319,61 @@ def key_text(key: Any, limit: int) -> str:
     if type(key) is not str:
         key = str.__str__(key) if isinstance(key, str) else safe_repr(key)
     return clean_str(clip(key, limit))
+
+
+def carried_over(last: Sequence[Any], items: Sequence[Any]) -> int:
+    """How many of the first ``items`` are the last items of ``last``, the very same objects, in
+    order: consecutive trails of breadcrumbs share all but the crumbs added since (0: none).
+
+    Compared by identity, in C (an application's ``__eq__`` is never called); where ``items``
+    begins in ``last`` is looked for among the first :data:`CARRY_PROBES` of ``last`` only.
+    """
+    if not last or not items:
+        return 0
+    first = items[0]
+    for start in range(min(len(last), CARRY_PROBES)):
+        if last[start] is first:
+            count = len(last) - start
+            if count <= len(items) and all(map(is_, items[:count], last[start:])):
+                return count
+    return 0
+
+
+class KnownObjects:
+    """Objects a transform found it has nothing to change in, remembered by identity.
+
+    Consecutive errors share most of their breadcrumbs (the very same dicts), so the scrubber and
+    the limits look at a crumb once. Each object is held while it is remembered, so that its id
+    stays its own (an id is reused only once its object is gone); the oldest is forgotten first.
+    The sequence last found to need no change is held too: a next one that carries it over
+    (:func:`carried_over`) has only its new items looked up. All of it runs in C: no Python call
+    per known crumb.
+    """
+
+    __slots__ = ("_held", "_last", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._held: dict[int, Any] = {}
+        self._last: Sequence[Any] = ()
+        self._size = size
+
+    def unknown(self, items: Sequence[Any]) -> list[Any]:
+        """The items not remembered, in order (usually none, or the newest crumb)."""
+        carried = carried_over(self._last, items)
+        rest = items[carried:] if carried else items
+        return list(compress(rest, map(not_, map(self._held.__contains__, map(id, rest)))))
+
+    def __contains__(self, item: object) -> bool:
+        return id(item) in self._held
+
+    def add(self, item: object) -> None:
+        """Remember ``item`` (held until it is the oldest of ``size``)."""
+        held = self._held
+        if len(held) >= self._size:
+            del held[next(iter(held))]
+        held[id(item)] = item
+
+    def settled(self, items: Sequence[Any]) -> None:
+        """Say that every one of ``items`` is known now (none needed a change): the next call
+        of :meth:`unknown` looks up only the items added to them."""
+        self._last = items
