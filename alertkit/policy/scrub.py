@@ -270,10 +270,7 @@ class Scrubber:
         tell "nothing masked" by identity: each rule runs only when a cheap test on the text says
         it could match.
         """
-        scrubbed = self._scrub_text(text)
-        return text if scrubbed is text or scrubbed == text else scrubbed
-
-    def _scrub_text(self, text: str) -> str:
+        original = text  # one call per string (this runs for every string the scrubber reaches)
         if len(text) > self.max_scan:
             text = clip(text, self.max_scan)
         lower = text.lower()  # cheap tests on it skip the patterns that cannot match
@@ -299,9 +296,9 @@ class Scrubber:
             text = self._pairs(text)
         if ("J" in text and "eyJ" in text) or (dash and "-----" in text):
             text = self._re.token.sub(self.mask, text)
-        if self._re.card_hint.search(text) is None:
-            return text
-        return _sub(self._re.card, self._card, text)
+        if self._re.card_hint.search(text) is not None:
+            text = _sub(self._re.card, self._card, text)
+        return original if text is original or text == original else text
 
     def _url(self, match: re.Match[str]) -> str:
         url = match.group(0)
