@@ -244,36 +244,38 @@ class Bounds:
         max_key = min(MAX_KEY, self.max_string)
         # A mapping cut before, within the limits, ends with its marker: kept, not cut again.
         keep = self.max_items + (size == self.max_items + 1 and items_cut(value.get("...")) > 0)
-        for index, (key, item) in enumerate(value.items()):
-            if index >= keep or budget[0] <= 0:
-                if result is None:
+        max_string = self.max_string
+        left = budget[0]  # the budget in a local (this loop runs for every item of every dict)
+        try:
+            for index, (key, item) in enumerate(value.items()):
+                if index >= keep or left <= 0:
+                    if result is None:
+                        result = dict(islice(value.items(), index))
+                    # A mapping cut before (at capture) says under "..." how many it lost then.
+                    earlier = items_cut(value.get("...")) if "..." not in result else 0
+                    result["..."] = ITEMS_MARKER.format(n=size - index - (earlier > 0) + earlier)
+                    break
+                if type(key) is str and len(key) <= max_key and key.isascii():
+                    name = key
+                else:
+                    name = key_text(key, max_key)
+                left -= len(name)
+                kind = type(item)  # plain values inline: no call per item of a flat dict
+                if kind is str and len(item) <= max_string and len(item) <= left and item.isascii():
+                    left -= len(item)
+                    new = item
+                elif (kind is int and -INT64 <= item < INT64) or item is None or kind is bool:
+                    new = item
+                else:
+                    budget[0] = left
+                    new = self._data(item, depth + 1, path, budget, copy)
+                    left = budget[0]
+                if result is None and (new is not item or name is not key):
                     result = dict(islice(value.items(), index))
-                # A mapping cut before (at capture) says under "..." how many it lost then.
-                earlier = items_cut(value.get("...")) if "..." not in result else 0
-                result["..."] = ITEMS_MARKER.format(n=size - index - (earlier > 0) + earlier)
-                break
-            if type(key) is str and len(key) <= max_key and key.isascii():
-                name = key
-            else:
-                name = key_text(key, max_key)
-            budget[0] -= len(name)
-            kind = type(item)  # plain values inline: no call per item of a flat dict
-            if (
-                kind is str
-                and len(item) <= self.max_string
-                and len(item) <= budget[0]
-                and item.isascii()
-            ):
-                budget[0] -= len(item)
-                new = item
-            elif (kind is int and -INT64 <= item < INT64) or item is None or kind is bool:
-                new = item
-            else:
-                new = self._data(item, depth + 1, path, budget, copy)
-            if result is None and (new is not item or name is not key):
-                result = dict(islice(value.items(), index))
-            if result is not None:
-                result[name] = new
+                if result is not None:
+                    result[name] = new
+        finally:
+            budget[0] = left
         return value if result is None else result  # type: ignore[return-value]
 
     def _sequence(
