@@ -20,7 +20,7 @@ from alertkit.capture.breadcrumbs import MAX_DATA_KEYS, Entry, current_items, re
 from alertkit.model.event import Envelope
 from alertkit.model.levels import level_from_number, level_number
 from alertkit.model.stacktrace import safe_str
-from alertkit.model.values import Bounds, carried_over, to_json_safe
+from alertkit.model.values import Bounds, carried_over, note_carried, to_json_safe
 
 #: Breadcrumbs kept per context by default, and the lowest level recorded from logging.
 DEFAULT_MAX_BREADCRUMBS = 50
@@ -129,6 +129,8 @@ class Breadcrumbs:
         self._last = (entries, crumbs)
         if self.before is not None and None in crumbs:  # before_breadcrumb left some out
             crumbs = tuple(crumb for crumb in crumbs if crumb is not None)
+        elif carried:  # the scrubber and the limits need not compare the trails again
+            note_carried(crumbs, last_crumbs, carried)
         # A tuple of plain dicts: the collector stops tracking it once it has looked at it.
         envelope.breadcrumbs = crumbs
         return envelope

@@ -17,6 +17,7 @@ import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from itertools import compress, islice
 from operator import is_, not_
 from pathlib import PurePath
@@ -330,6 +331,9 @@ def carried_over(last: Sequence[Any], items: Sequence[Any]) -> int:
     Compared by identity, in C (an application's ``__eq__`` is never called); where ``items``
     begins in ``last`` is looked for among the first :data:`CARRY_PROBES` of ``last`` only.
     """
+    noted = _NOTED.get(id(items))
+    if noted is not None and noted[0] is items and noted[1] is last:
+        return noted[2]  # its maker said so (:func:`note_carried`): no comparison at all
     if not last or not items:
         return 0
     first = items[0]
@@ -339,6 +343,22 @@ def carried_over(last: Sequence[Any], items: Sequence[Any]) -> int:
             if count <= len(items) and all(map(is_, items[:count], last[start:])):
                 return count
     return 0
+
+
+def note_carried(items: Sequence[Any], last: Sequence[Any], count: int) -> None:
+    """Say that the first ``count`` of ``items`` are the last of ``last``, as the code that just
+    built ``items`` from ``last`` knows: :func:`carried_over` then answers for this pair without
+    comparing (the scrubber and the limits each ask about every trail). Both are held while
+    noted, so that the id stays theirs; the oldest of :data:`NOTED_SIZE` notes is forgotten."""
+    if len(_NOTED) >= NOTED_SIZE:
+        with suppress(KeyError, RuntimeError, StopIteration):  # another thread forgot it first
+            del _NOTED[next(iter(_NOTED))]
+    _NOTED[id(items)] = (items, last, count)
+
+
+#: Carry-overs noted by their makers (:func:`note_carried`), by the id of the new sequence.
+NOTED_SIZE = 64
+_NOTED: dict[int, tuple[Sequence[Any], Sequence[Any], int]] = {}
 
 
 class KnownObjects:
