@@ -427,6 +427,11 @@ class Scrubber:
             return self.scrub_text(value)
         if value is None or kind is bool or kind is int or kind is float:
             return value
+        if kind is dict and _depth < 64 and id(value) not in _path:  # as below, sooner
+            try:
+                return self._mapping(value, _depth, _path)
+            except Exception:
+                return self.mask
         if isinstance(value, str):
             return self.scrub_text(value)
         if isinstance(value, bool | int | float):
