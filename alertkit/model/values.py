@@ -392,7 +392,8 @@ class KnownObjects:
         """Remember ``item`` (held until it is the oldest of ``size``)."""
         held = self._held
         if len(held) >= self._size:
-            del held[next(iter(held))]
+            with suppress(KeyError, RuntimeError, StopIteration):  # a processor two clients share
+                del held[next(iter(held))]
         held[id(item)] = item
 
     def settled(self, items: Sequence[Any]) -> None:
