@@ -16,6 +16,7 @@ import enum
 import math
 import re
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from itertools import compress, islice
@@ -375,7 +376,7 @@ class KnownObjects:
     __slots__ = ("_held", "_last", "_size")
 
     def __init__(self, size: int) -> None:
-        self._held: dict[int, Any] = {}
+        self._held: OrderedDict[int, Any] = OrderedDict()
         self._last: Sequence[Any] = ()
         self._size = size
 
@@ -392,8 +393,8 @@ class KnownObjects:
         """Remember ``item`` (held until it is the oldest of ``size``)."""
         held = self._held
         if len(held) >= self._size:
-            with suppress(KeyError, RuntimeError, StopIteration):  # a processor two clients share
-                del held[next(iter(held))]
+            with suppress(KeyError):  # a processor two clients share: another thread was first
+                held.popitem(last=False)  # O(1): a dict would scan past what it forgot before
         held[id(item)] = item
 
     def settled(self, items: Sequence[Any]) -> None:
