@@ -13,13 +13,14 @@ import operator
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from itertools import compress
 from typing import Any
 
 from alertkit.capture.breadcrumbs import MAX_DATA_KEYS, Entry, current_items, reserve
 from alertkit.model.event import Envelope
 from alertkit.model.levels import level_from_number, level_number
 from alertkit.model.stacktrace import safe_str
-from alertkit.model.values import Bounds, to_json_safe
+from alertkit.model.values import Bounds, carried_over, note_carried, to_json_safe
 
 #: Breadcrumbs kept per context by default, and the lowest level recorded from logging.
 DEFAULT_MAX_BREADCRUMBS = 50
@@ -88,6 +89,9 @@ class Breadcrumbs:
         # entry is formatted (and given to before_breadcrumb) once. Only the policy thread uses it.
         self._made: dict[int, tuple[Entry, dict[str, Any] | None]] = {}
         self._memo_size = 2 * max_breadcrumbs + 16
+        self._second: tuple[int | None, str] = (None, "")  # a second, and its text (see _timestamp)
+        # The last trail made, and its crumbs (None where before_breadcrumb left one out).
+        self._last: tuple[tuple[Entry, ...], tuple[dict[str, Any] | None, ...]] = ((), ())
         reserve(max_breadcrumbs)
 
     def snapshot(self, levelno: int) -> tuple[Entry, ...] | None:
@@ -111,17 +115,22 @@ class Breadcrumbs:
         if type(entries[0][0]) is not float or entries[0][0] < self.since:
             since = self.since  # the trail holds crumbs older than the client: leave them out
             entries = tuple(e for e in entries if type(e[0]) is float and e[0] >= since)
-        # Each entry is made into a crumb once: the memo holds the entry, so its id stays its own,
-        # and a trail made before costs C-level lookups only (consecutive errors share theirs).
-        made = self._made
-        hits: list[Any] = list(map(made.get, map(id, entries)))
-        if None in hits:
-            hits = [
-                hit or self._made_crumb(entry) for hit, entry in zip(hits, entries, strict=True)
-            ]
-        crumbs = tuple(map(_SECOND, hits))
-        if None in crumbs:  # before_breadcrumb left some out
+        # Each entry is made into a crumb once: the memo holds the entry, so its id stays its own.
+        # Consecutive errors share most of their trail: what the last trail carries over is
+        # taken from it by identity, in C, and only the entries new to it are looked up.
+        last, last_crumbs = self._last
+        carried = carried_over(last, entries)
+        rest = entries[carried:]
+        hits: list[Any] = list(map(self._made.get, map(id, rest)))
+        if None in hits:  # usually the newest entry only
+            for index in compress(range(len(hits)), map(operator.not_, hits)):
+                hits[index] = self._made_crumb(rest[index])
+        crumbs = last_crumbs[len(last_crumbs) - carried :] + tuple(map(_SECOND, hits))
+        self._last = (entries, crumbs)
+        if self.before is not None and None in crumbs:  # before_breadcrumb left some out
             crumbs = tuple(crumb for crumb in crumbs if crumb is not None)
+        elif carried:  # the scrubber and the limits need not compare the trails again
+            note_carried(crumbs, last_crumbs, carried)
         # A tuple of plain dicts: the collector stops tracking it once it has looked at it.
         envelope.breadcrumbs = crumbs
         return envelope
@@ -144,13 +153,15 @@ class Breadcrumbs:
         else:
             text = message if type(message) is str else safe_str(message)
         try:
-            when = datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")
+            when = self._timestamp(created)
         except Exception:
             when = None
         crumb: dict[str, Any] = {
             "timestamp": when,
             "level": level_from_number(levelno) if type(levelno) is int else "info",
-            "category": None if category is None else safe_str(category),
+            "category": category
+            if type(category) is str or category is None
+            else safe_str(category),
             "message": text[:MAX_MESSAGE],
             "data": _CRUMB_BOUNDS.data(data, copy=True) if data else {},
         }
@@ -166,6 +177,24 @@ class Breadcrumbs:
             return result
         self._warn(f"before_breadcrumb returned {type(result).__name__}, not a dict or None")
         return crumb
+
+    def _timestamp(self, created: Any) -> str:
+        """``created`` in ISO 8601 to the millisecond, in UTC, as ``datetime.isoformat`` writes it.
+
+        ``isoformat`` costs four times the conversion (the offset is formatted each time): the
+        text up to the second is kept for the second it names, which the next crumbs share.
+        """
+        moment = datetime.fromtimestamp(created, timezone.utc)
+        if type(created) is not float:  # a record changed by the application: no shortcut
+            return moment.isoformat(timespec="milliseconds")
+        micro = moment.microsecond
+        # The whole second of the moment, rounded as fromtimestamp rounded it (5.9999997 is 6).
+        second = round(created - micro / 1e6)
+        if second != self._second[0]:
+            text = moment.isoformat(timespec="milliseconds")
+            self._second = (second, text[:-10])
+            return text
+        return f"{self._second[1]}.{micro // 1000:03d}+00:00"
 
     def _warn(self, message: str) -> None:
         if not self._warned:

@@ -16,8 +16,11 @@ import enum
 import math
 import re
 import uuid
-from collections.abc import Mapping
-from itertools import islice
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from itertools import compress, islice
+from operator import is_, not_
 from pathlib import PurePath
 from typing import Any
 
@@ -45,6 +48,9 @@ _ITEMS_CUT = re.compile(r"\[(\d+) more items cut\]\Z")
 #: they are described, not printed (printing one of a million bits takes seconds).
 MAX_INT_BITS = 27_000
 _CHUNK = 10**4000  # under the 4300 digits ``str(int)`` prints by default
+#: Where a sequence may begin in the one before it, for :func:`carried_over` (a few records
+#: logged between two errors).
+CARRY_PROBES = 16
 #: Returned by :func:`plain_scalar` for a value that is not a scalar (a collection, an object).
 NOT_SCALAR: Any = object()
 
@@ -240,36 +246,38 @@ class Bounds:
         max_key = min(MAX_KEY, self.max_string)
         # A mapping cut before, within the limits, ends with its marker: kept, not cut again.
         keep = self.max_items + (size == self.max_items + 1 and items_cut(value.get("...")) > 0)
-        for index, (key, item) in enumerate(value.items()):
-            if index >= keep or budget[0] <= 0:
-                if result is None:
+        max_string = self.max_string
+        left = budget[0]  # the budget in a local (this loop runs for every item of every dict)
+        try:
+            for index, (key, item) in enumerate(value.items()):
+                if index >= keep or left <= 0:
+                    if result is None:
+                        result = dict(islice(value.items(), index))
+                    # A mapping cut before (at capture) says under "..." how many it lost then.
+                    earlier = items_cut(value.get("...")) if "..." not in result else 0
+                    result["..."] = ITEMS_MARKER.format(n=size - index - (earlier > 0) + earlier)
+                    break
+                if type(key) is str and len(key) <= max_key and key.isascii():
+                    name = key
+                else:
+                    name = key_text(key, max_key)
+                left -= len(name)
+                kind = type(item)  # plain values inline: no call per item of a flat dict
+                if kind is str and len(item) <= max_string and len(item) <= left and item.isascii():
+                    left -= len(item)
+                    new = item
+                elif (kind is int and -INT64 <= item < INT64) or item is None or kind is bool:
+                    new = item
+                else:
+                    budget[0] = left
+                    new = self._data(item, depth + 1, path, budget, copy)
+                    left = budget[0]
+                if result is None and (new is not item or name is not key):
                     result = dict(islice(value.items(), index))
-                # A mapping cut before (at capture) says under "..." how many it lost then.
-                earlier = items_cut(value.get("...")) if "..." not in result else 0
-                result["..."] = ITEMS_MARKER.format(n=size - index - (earlier > 0) + earlier)
-                break
-            if type(key) is str and len(key) <= max_key and key.isascii():
-                name = key
-            else:
-                name = key_text(key, max_key)
-            budget[0] -= len(name)
-            kind = type(item)  # plain values inline: no call per item of a flat dict
-            if (
-                kind is str
-                and len(item) <= self.max_string
-                and len(item) <= budget[0]
-                and item.isascii()
-            ):
-                budget[0] -= len(item)
-                new = item
-            elif (kind is int and -INT64 <= item < INT64) or item is None or kind is bool:
-                new = item
-            else:
-                new = self._data(item, depth + 1, path, budget, copy)
-            if result is None and (new is not item or name is not key):
-                result = dict(islice(value.items(), index))
-            if result is not None:
-                result[name] = new
+                if result is not None:
+                    result[name] = new
+        finally:
+            budget[0] = left
         return value if result is None else result  # type: ignore[return-value]
 
     def _sequence(
@@ -315,3 +323,81 @@ def key_text(key: Any, limit: int) -> str:
     if type(key) is not str:
         key = str.__str__(key) if isinstance(key, str) else safe_repr(key)
     return clean_str(clip(key, limit))
+
+
+def carried_over(last: Sequence[Any], items: Sequence[Any]) -> int:
+    """How many of the first ``items`` are the last items of ``last``, the very same objects, in
+    order: consecutive trails of breadcrumbs share all but the crumbs added since (0: none).
+
+    Compared by identity, in C (an application's ``__eq__`` is never called); where ``items``
+    begins in ``last`` is looked for among the first :data:`CARRY_PROBES` of ``last`` only.
+    """
+    noted = _NOTED.get(id(items))
+    if noted is not None and noted[0] is items and noted[1] is last:
+        return noted[2]  # its maker said so (:func:`note_carried`): no comparison at all
+    if not last or not items:
+        return 0
+    first = items[0]
+    for start in range(min(len(last), CARRY_PROBES)):
+        if last[start] is first:
+            count = len(last) - start
+            if count <= len(items) and all(map(is_, items[:count], last[start:])):
+                return count
+    return 0
+
+
+def note_carried(items: Sequence[Any], last: Sequence[Any], count: int) -> None:
+    """Say that the first ``count`` of ``items`` are the last of ``last``, as the code that just
+    built ``items`` from ``last`` knows: :func:`carried_over` then answers for this pair without
+    comparing (the scrubber and the limits each ask about every trail). Both are held while
+    noted, so that the id stays theirs; the oldest of :data:`NOTED_SIZE` notes is forgotten."""
+    if len(_NOTED) >= NOTED_SIZE:
+        with suppress(KeyError, RuntimeError, StopIteration):  # another thread forgot it first
+            del _NOTED[next(iter(_NOTED))]
+    _NOTED[id(items)] = (items, last, count)
+
+
+#: Carry-overs noted by their makers (:func:`note_carried`), by the id of the new sequence.
+NOTED_SIZE = 64
+_NOTED: dict[int, tuple[Sequence[Any], Sequence[Any], int]] = {}
+
+
+class KnownObjects:
+    """Objects a transform found it has nothing to change in, remembered by identity.
+
+    Consecutive errors share most of their breadcrumbs (the very same dicts), so the scrubber and
+    the limits look at a crumb once. Each object is held while it is remembered, so that its id
+    stays its own (an id is reused only once its object is gone); the oldest is forgotten first.
+    The sequence last found to need no change is held too: a next one that carries it over
+    (:func:`carried_over`) has only its new items looked up. All of it runs in C: no Python call
+    per known crumb.
+    """
+
+    __slots__ = ("_held", "_last", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._held: OrderedDict[int, Any] = OrderedDict()
+        self._last: Sequence[Any] = ()
+        self._size = size
+
+    def unknown(self, items: Sequence[Any]) -> list[Any]:
+        """The items not remembered, in order (usually none, or the newest crumb)."""
+        carried = carried_over(self._last, items)
+        rest = items[carried:] if carried else items
+        return list(compress(rest, map(not_, map(self._held.__contains__, map(id, rest)))))
+
+    def __contains__(self, item: object) -> bool:
+        return id(item) in self._held
+
+    def add(self, item: object) -> None:
+        """Remember ``item`` (held until it is the oldest of ``size``)."""
+        held = self._held
+        if len(held) >= self._size:
+            with suppress(KeyError):  # a processor two clients share: another thread was first
+                held.popitem(last=False)  # O(1): a dict would scan past what it forgot before
+        held[id(item)] = item
+
+    def settled(self, items: Sequence[Any]) -> None:
+        """Say that every one of ``items`` is known now (none needed a change): the next call
+        of :meth:`unknown` looks up only the items added to them."""
+        self._last = items

@@ -45,6 +45,7 @@ from alertkit.model.values import (
     MAX_STRING,
     MAX_TOTAL,
     Bounds,
+    KnownObjects,
     clean_str,
     clip,
     plain_scalar,
@@ -142,7 +143,7 @@ class Limits(Bounds):
         self._fit_event: Callable[[Any], Any] | None = None
         self._fit: Callable[[Envelope], Envelope] | None = None
         self._frame: Callable[[StackTraceLine], StackTraceLine] | None = None
-        self._fit_crumbs: dict[int, Any] = {}  # crumbs found within the limits, by identity
+        self._fit_crumbs = KnownObjects(_CRUMB_MEMO)  # crumbs found within the limits
 
     @property
     def longest(self) -> int:
@@ -409,19 +410,18 @@ class Limits(Bounds):
         fit = self._fit_crumbs
         if len(crumbs) > self.max_items:
             crumbs = tuple(crumbs[-self.max_items :])
-        by_id = dict(zip(map(id, crumbs), crumbs, strict=True))
         changed = False
-        for key in set(by_id).difference(fit):  # C-level, set by dict: usually the newest crumb
-            crumb = by_id[key]
+        for crumb in fit.unknown(crumbs):  # usually the newest crumb only
+            if crumb in fit:
+                continue  # the same crumb twice in one trail
             if isinstance(crumb, Mapping) and self.data(crumb) is crumb:
-                if len(fit) >= _CRUMB_MEMO:
-                    del fit[next(iter(fit))]  # the oldest
-                fit[key] = crumb
+                fit.add(crumb)
             else:
                 changed = True
         if not changed:
+            fit.settled(crumbs)
             return crumbs
-        return tuple(c if id(c) in fit else self.data(c) for c in crumbs if isinstance(c, Mapping))
+        return tuple(c if c in fit else self.data(c) for c in crumbs if isinstance(c, Mapping))
 
     def _fingerprint(self, parts: Any) -> list[str] | None:
         """The fingerprint: ``max_items`` strings of at most ``MAX_NAME`` characters."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -333,3 +334,56 @@ def test_an_escalation_carries_its_headline_errors_breadcrumbs(make_client, make
     assert escalation.request_log is not None, "one event: the request's escalation"
     assert [c["message"] for c in escalation.breadcrumbs] == ["charging card"]
     assert escalation.fingerprint == ["payments"]
+
+
+def test_consecutive_errors_share_their_crumbs_and_new_ones_are_still_scrubbed(
+    make_client, make_logger, memory
+):
+    client = make_client(max_breadcrumbs=5)
+    log = make_logger(client)
+    with client.scope():  # a trail of its own
+        for i in range(5):
+            log.info("step %s", i)
+        for i in range(4):
+            log.error("order %s failed", i)
+        log.info("retry with password=hunter2")
+        log.error("order 4 failed")
+    assert client.flush(5)
+    trails = [crumbs_of(memory, index) for index in range(5)]
+    assert [c["message"] for c in trails[1]] == [
+        "step 1", "step 2", "step 3", "step 4", "order 0 failed"
+    ]  # fmt: skip
+    assert [c["message"] for c in trails[4]][-2:] == [
+        "order 3 failed",
+        "retry with password=[Filtered]",
+    ]
+    for older, newer in itertools.pairwise(trails[:4]):
+        assert all(a is b for a, b in zip(older[1:], newer, strict=False)), "made once, shared"
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.5, 0.9994, 0.9995, 0.9999997, 1 - 1e-7, 2.000001])
+def test_a_crumbs_time_is_written_as_isoformat_writes_it(make_client, make_logger, memory, offset):
+    client = make_client()
+    log = make_logger(client)
+    base = float(int(client.breadcrumbs.since) + 10)
+    times = [base + offset, base + offset + 0.25, base + 1 + offset]
+
+    def set_created(record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            record.created = times.pop(0)
+        return True
+
+    log.addFilter(set_created)
+    try:
+        with client.scope():  # a trail of its own: no crumb of another test
+            for i in range(3):
+                log.info("tick %s", i)
+            log.error("boom")
+    finally:
+        log.removeFilter(set_created)
+    assert client.flush(5)
+    expected = [
+        datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+        for t in (base + offset, base + offset + 0.25, base + 1 + offset)
+    ]
+    assert [c["timestamp"] for c in crumbs_of(memory)] == expected

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from alertkit.model.values import MAX_STRING, to_json_safe
+from alertkit.model.values import MAX_STRING, KnownObjects, carried_over, to_json_safe
 
 FLAT_CASES = [
     {"i": 1, "s": "x", "f": 1.5, "n": None, "b": True},
@@ -98,3 +98,41 @@ def test_a_value_whose_type_checks_raise_becomes_its_repr():
             return "<hostile>"
 
     assert to_json_safe({"h": [Hostile()]}) == {"h": ["<hostile>"]}
+
+
+# -- objects known by identity (the breadcrumb memos) ---------------------------------------------
+
+
+class _NoCompare:
+    """An object that fails any comparison: identity must be all the memos ever use."""
+
+    def __eq__(self, other: object) -> bool:
+        raise AssertionError("compared with ==")
+
+    __hash__ = object.__hash__
+
+
+def test_carried_over_counts_the_shared_run_by_identity_only():
+    items = [_NoCompare() for _ in range(8)]
+    last = tuple(items[:6])
+    assert carried_over(last, tuple(items[1:7])) == 5  # one crumb more, one fewer
+    assert carried_over(last, tuple(items[3:8])) == 3
+    assert carried_over(last, tuple(items[:6])) == 6
+    assert carried_over(last, (items[1], items[3])) == 0, "a gap is not a carry-over"
+    assert carried_over(last, (_NoCompare(), *items[1:6])) == 0
+    assert carried_over((), tuple(items)) == 0
+    assert carried_over(last, ()) == 0
+
+
+def test_known_objects_look_up_only_what_the_last_settled_run_did_not_hold():
+    crumbs = [{"n": i} for i in range(10)]
+    known = KnownObjects(size=4)
+    assert known.unknown(crumbs[:3]) == crumbs[:3]
+    for crumb in crumbs[:3]:
+        known.add(crumb)
+    known.settled(tuple(crumbs[:3]))
+    assert known.unknown(tuple(crumbs[1:4])) == [crumbs[3]]
+    assert known.unknown([{"n": 1}]) == [{"n": 1}], "an equal dict is not the same crumb"
+    for crumb in crumbs[3:6]:
+        known.add(crumb)  # holds four: the oldest two are forgotten
+    assert crumbs[0] not in known and crumbs[1] not in known and crumbs[5] in known

@@ -423,3 +423,11 @@ def test_a_url_masked_before_is_left_as_it_is():
     once = scrubber.scrub_text("see https://cb.example/hook?token=abc123secret")
     assert once == "see https://cb.example/hook?token=[Filtered]"
     assert scrubber.scrub_text(once) is once
+
+
+def test_a_denylist_with_nested_and_special_fragments_masks_as_each_alone_would():
+    scrubber = Scrubber(denylist=["pass", "passphrase", "a+b", "[k]"])
+    assert scrubber.scrub_text("passphrase=abc123 note=kept") == "passphrase=[Filtered] note=kept"
+    assert scrubber.scrub_text("db_pass: abc123") == "db_pass: [Filtered]"
+    assert scrubber.scrub_text("a+b=1 and [k]=2 but ab=3") == "a+b=1 and [k]=2 but ab=3"
+    assert Scrubber(denylist=[]).scrub_text("password=abc123") == "password=abc123"
