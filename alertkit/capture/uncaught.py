@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from alertkit.capture import lifetime
+from alertkit.capture.events import was_reported
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.stacktrace import exception_type_name, format_exception_text, safe_str
 
@@ -188,7 +189,7 @@ class _ExceptHook(_Hook):
     ) -> Any:
         clients: list[Reporter] = []
         try:
-            if self.active and _is_error(exc_type):
+            if self.active and _is_error(exc_type) and not was_reported(exc):
                 details = {"mechanism": "sys.excepthook"}
                 name = exception_type_name(exc_type)
                 clients = _report(
@@ -210,7 +211,7 @@ class _ThreadingHook(_Hook):
     def __call__(self, args: Any) -> Any:
         try:
             exc_type = args.exc_type
-            if self.active and _is_error(exc_type):
+            if self.active and _is_error(exc_type) and not was_reported(args.exc_value):
                 thread = args.thread
                 name = safe_str(thread.name) if thread is not None else "unknown"
                 exc, tb = args.exc_value, args.exc_traceback
@@ -282,7 +283,11 @@ class _LoopHandler(_Hook):
         try:
             exc = context.get("exception")
             cancelled = sys.modules["asyncio"].CancelledError  # a loop runs: asyncio is loaded
-            if self.active and not isinstance(exc, (*_NOT_ERRORS, cancelled)):
+            if (
+                self.active
+                and not isinstance(exc, (*_NOT_ERRORS, cancelled))
+                and not (isinstance(exc, BaseException) and was_reported(exc))
+            ):
                 _report("asyncio", lambda c: _loop_envelope(c, context))
         finally:
             if self.previous is not None:

@@ -12,6 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from alertkit.capture.client import Client
+from alertkit.capture.events import mark_reported
 from alertkit.capture.request import PendingScope
 from alertkit.capture.scope import API_LOGS, Scope
 from alertkit.capture.trace import continue_trace
@@ -366,3 +367,5 @@ class RequestTracker:
             if request.headers is not None:
                 details["headers"] = request.headers
             scope.capture_exception(info, details={"request": details})
+        if failure is not None:  # once: a server that prints it through sys.excepthook (uWSGI)
+            mark_reported(failure)

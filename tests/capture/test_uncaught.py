@@ -78,6 +78,32 @@ def test_excepthook_reports_a_fatal_event_then_calls_the_previous_hook(
     assert envelope.details["mechanism"] == "sys.excepthook"
 
 
+def test_an_exception_a_web_integration_reported_is_not_reported_again(
+    client: Client, memory: MemoryBackend, restore_hooks: list[tuple[str, Any]]
+) -> None:
+    """A WSGI server that prints the app's exception through sys.excepthook (uWSGI does): the
+    request's event is the one report."""
+    from alertkit.integrations.wsgi import AlertkitMiddleware
+
+    def app(environ: Any, start_response: Any) -> Any:
+        raise Boom("card refused")
+
+    wrapped = AlertkitMiddleware(app, client=client)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/pay",
+        "SERVER_NAME": "h",
+        "SERVER_PORT": "80",
+    }
+    with pytest.raises(Boom) as caught:
+        wrapped(environ, lambda *a: None)
+    sys.excepthook(Boom, caught.value, caught.value.__traceback__)
+    assert len(restore_hooks) == 1, "the traceback still prints"
+    assert client.flush(5)
+    assert len(memory.envelopes) == 1, [e.event.event_message for e in memory.envelopes]
+    assert "mechanism" not in memory.envelopes[0].details
+
+
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(3)])
 def test_keyboard_interrupt_and_system_exit_are_not_reported(
     client: Client,
