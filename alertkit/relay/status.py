@@ -27,13 +27,14 @@ def _text(value: Any) -> str:
 def relay_status(source: RedisStreamBackend) -> dict[str, Any]:
     """The status of the stream ``source`` writes to, as plain data (``--json`` prints it).
 
-    Raises:
-        redis.RedisError: Redis cannot be reached.
-    """
-    import redis
+    Works on a single server and on any node of a Redis Cluster (every key is of the stream's
+    hash tag, so one node answers).
 
+    Raises:
+        redis.RedisError: Redis cannot be reached (or one of ``source.errors``).
+    """
     key = stream_key(source.stream)
-    conn: Any = redis.Redis(**source.connection_kwargs())
+    conn: Any = source.client()
     try:
         length = int(conn.xlen(key))
         dead = int(conn.xlen(state_key(source.stream, "dead")))
