@@ -27,6 +27,7 @@ from alertkit.relay.keys import state_key, stream_key
 from alertkit.relay.ratelimit import SharedRateLimit
 from alertkit.relay.silences import Silences
 from alertkit.relay.storm import SharedStormControl
+from alertkit.testing.stand_in import Reply
 from tests.relay._events import envelope
 from tests.relay.fleet import Fleet, Sink, pending, sent_messages, tally, wait_until
 from tests.standins.redis import RedisServer
@@ -210,8 +211,9 @@ def test_apps_two_relays_status_and_silences_through_one_node_of_the_cluster(
     redis_cluster_module: RedisCluster, fleet: Fleet, capsys: Any
 ) -> None:
     """Producer processes (AlertHandler, redis-stream:// naming one node) -> 2 relay processes ->
-    an HTTP stand-in: every event delivered once; a silence added by the CLI mutes what it
-    matches on every relay; `relay status` reads the fleet from the same URL; no password shown."""
+    an HTTP stand-in: every event delivered once, the one it rejects (400) dead-lettered with its
+    acknowledgement in one transaction; a silence added by the CLI mutes what it matches on every
+    relay; `relay status` reads the fleet from the same URL; no password shown."""
     cluster, stream = redis_cluster_module, "e2e:events"
     url = cluster.url(other_master(cluster, stream_key(stream)), stream)
     assert (
@@ -219,7 +221,7 @@ def test_apps_two_relays_status_and_silences_through_one_node_of_the_cluster(
     )
     added = capsys.readouterr().out
     assert added.startswith("silence ")
-    with Sink() as sink:
+    with Sink(lambda m: Reply(400) if m == "c3 event 7" else Reply(200)) as sink:
         relays = [
             fleet.relay(url, sink.url, name=f"relay-{n}", extra=["--claim-after", "3"])
             for n in range(2)
@@ -238,16 +240,17 @@ def test_apps_two_relays_status_and_silences_through_one_node_of_the_cluster(
         counts = tally(sent, sink, cluster, stream)
         with capsys.disabled():
             print(f"cluster, 6 producers, 2 relays: {counts}")
-        assert counts.lost == 0 and counts.delivered == 120 and counts.dead_lettered == 0
+        assert counts.lost == 0 and counts.delivered == 119 and counts.dead_lettered == 1
         assert not [m for m in sink.received if m.startswith("muted ")]
 
         assert main(["relay", "status", "--from", url, "--json"]) == 0
         status = json.loads(capsys.readouterr().out)
         [group] = status["groups"]
         assert status["stream"] == stream_key(stream) and status["length"] == 125
+        assert status["dead_letters"] == 1
         assert group["pending"] == 0 and group["lag"] == 0
         assert sorted(c["name"] for c in group["consumers"]) == ["relay-0", "relay-1"]
-        assert group["delivered"]["http"] >= 120
+        assert group["delivered"]["http"] >= 119
         [silence] = status["silences"]
         assert silence["muted"] == 5 and "muted" in silence["matchers"]
         with cluster.client() as client:

