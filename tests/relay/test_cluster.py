@@ -85,6 +85,27 @@ def test_auto_finds_a_single_server_and_no_replica_wait(redis_server: RedisServe
         backend.close()
 
 
+def test_tls_reaches_the_relays_clients_and_the_cluster_client() -> None:
+    """``rediss-stream://``: the relay's own clients (a ``redis.Redis`` takes ``ssl=True``, not a
+    pool's connection class) and a cluster client use TLS; a cluster has no database number and
+    its client retries on its own, briefly."""
+    import redis
+
+    from alertkit.backends._cluster import cluster_kwargs
+
+    backend = RedisStreamBackend.from_url("rediss-stream://:pw@127.0.0.1:1/0?cluster=no")
+    try:
+        client = backend.client()
+        assert client.get().connection_pool.connection_class is redis.SSLConnection
+        client.close()
+        options = cluster_kwargs(backend.connection_kwargs())
+        assert options["ssl"] is True and options["ssl_cert_reqs"] == "required"
+        assert "db" not in options and "connection_class" not in options
+        assert options["retry"].get_retries() <= 2
+    finally:
+        backend.close()
+
+
 def test_a_backend_on_an_unreachable_node_retries_later_without_raising() -> None:
     """Asking a node that is not there is a retry (the event is kept), never an exception."""
     backend = RedisStreamBackend.from_url("redis-stream://127.0.0.1:1/0?connect_timeout=0.5")
