@@ -26,6 +26,7 @@ from alertkit.model.outcomes import Delivered
 from alertkit.relay.keys import state_key, stream_key
 from alertkit.relay.ratelimit import SharedRateLimit
 from alertkit.relay.silences import Silences
+from alertkit.relay.status import relay_status
 from alertkit.relay.storm import SharedStormControl
 from alertkit.testing.stand_in import Reply
 from tests.relay._events import envelope
@@ -81,6 +82,7 @@ def test_auto_finds_a_single_server_and_no_replica_wait(redis_server: RedisServe
         client = backend.client()
         assert client.xlen(stream_key(STREAM)) == 2
         client.close()
+        assert relay_status(backend)["cluster"] is None
     finally:
         backend.close()
 
@@ -220,6 +222,11 @@ def test_the_backend_writes_through_any_node_and_waits_for_the_replica(
         assert written == [o.info["id"] for o in outcomes if isinstance(o, Delivered)] + [
             last.info["id"]
         ]
+        replica = next(port for port in cluster.running() if port not in cluster.masters())
+        through_replica = RedisStreamBackend.from_url(cluster.url(replica, stream))
+        [via] = through_replica.send([envelope("through a replica's URL")])
+        through_replica.close()
+        assert isinstance(via, Delivered), "a replica's URL finds the master too"
         assert CLUSTER_PASSWORD not in repr(backend) + backend.describe()
         assert quote(CLUSTER_PASSWORD, safe="") not in repr(backend)
     finally:
@@ -269,6 +276,10 @@ def test_apps_two_relays_status_and_silences_through_one_node_of_the_cluster(
         [group] = status["groups"]
         assert status["stream"] == stream_key(stream) and status["length"] == 125
         assert status["dead_letters"] == 1
+        assert status["cluster"] == {
+            "slot": cluster.client().keyslot(stream_key(stream)),
+            "master": f"127.0.0.1:{cluster.master_of(stream_key(stream))}",
+        }
         assert group["pending"] == 0 and group["lag"] == 0
         assert sorted(c["name"] for c in group["consumers"]) == ["relay-0", "relay-1"]
         assert group["delivered"]["http"] >= 119
@@ -279,6 +290,7 @@ def test_apps_two_relays_status_and_silences_through_one_node_of_the_cluster(
         assert main(["relay", "status", "--from", url]) == 0
         table = capsys.readouterr().out
         assert "relay-0" in table and "lag 0" in table and silence["id"] in table
+        assert "Redis Cluster: slot" in table
         assert main(["silence", "expire", "--from", url, silence["id"]]) == 0
         assert main(["silence", "list", "--from", url, "--json"]) == 0
         assert json.loads(capsys.readouterr().out.partition("\n")[2]) == []
@@ -329,8 +341,11 @@ def test_failover_of_the_streams_master_mid_stream_loses_nothing(fleet: Fleet, c
                 assert len(sink.ids[message]) == 1
 
             assert main(["relay", "status", "--from", url, "--json"]) == 0
-            [group] = json.loads(capsys.readouterr().out)["groups"]
+            status = json.loads(capsys.readouterr().out)
+            [group] = status["groups"]
             assert group["pending"] == 0 and group["lag"] == 0
+            assert status["cluster"]["master"] == f"127.0.0.1:{cluster.master_of(key)}"
+            assert status["cluster"]["master"] != f"127.0.0.1:{master}", "the replica's now"
             for relay in relays:
                 relay.send_signal(signal.SIGTERM)
             assert [relay.wait(15) for relay in relays] == [0, 0]
