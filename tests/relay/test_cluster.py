@@ -287,6 +287,11 @@ def test_apps_two_relays_status_and_silences_through_one_node_of_the_cluster(
         assert silence["muted"] == 5 and "muted" in silence["matchers"]
         with cluster.client() as client:
             assert client.xlen(state_key(stream, "silenced")) == 5
+            keys = set(client.scan_iter(match="*e2e:events*"))
+        # Everything the apps, relays and CLIs wrote (stream, dead letters, deliveries, silences,
+        # storm windows) carries the stream's hash tag: one slot, one node.
+        assert {state_key(stream, "dead").encode(), state_key(stream, "silences").encode()} <= keys
+        assert all(k.startswith(stream_key(stream).encode()) for k in keys), keys
         assert main(["relay", "status", "--from", url]) == 0
         table = capsys.readouterr().out
         assert "relay-0" in table and "lag 0" in table and silence["id"] in table
