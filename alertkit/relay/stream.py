@@ -117,22 +117,18 @@ class GroupConsumer:
     ) -> None:
         """In one transaction: the dead letters, the delivered counts, then the acknowledgements,
         so an entry is never acknowledged without its dead letter."""
-        pipe = self.redis.for_key(self.key).pipeline(transaction=True)
-        for letter in dead:
-            pipe.xadd(self.dead_key, dict(letter), maxlen=DEAD_MAXLEN, approximate=True)
-        for destination, count in (delivered or {}).items():
-            pipe.hincrby(self.delivered_key, f"{self.group}/{destination}", count)
-        if acks:
-            pipe.xack(self.key, self.group, *acks)
         try:
+            pipe = self.redis.for_key(self.key).pipeline(transaction=True)
+            for letter in dead:
+                pipe.xadd(self.dead_key, dict(letter), maxlen=DEAD_MAXLEN, approximate=True)
+            for destination, count in (delivered or {}).items():
+                pipe.hincrby(self.delivered_key, f"{self.group}/{destination}", count)
+            if acks:
+                pipe.xack(self.key, self.group, *acks)
             pipe.execute()
         except self.errors:
             self.redis.failed()  # a failover moved the slot: the next settle asks the new master
             raise
-
-    def failed(self) -> None:
-        """After a Redis error: on a cluster, read its slots again."""
-        self.redis.failed()
 
     def close(self) -> None:
         self.redis.close()
