@@ -242,25 +242,30 @@ class RedisConnected(BaseBackend):
     def _failure_reason(self, exc: BaseException) -> str:
         return self.mask(f"{self.scheme} {self.host}:{self.port}: {type(exc).__name__}: {exc}")
 
-    def _transaction(self, commands: list[bytes]) -> list[Any]:
-        """Send MULTI, the commands and EXEC in one write and read the replies: one round trip.
+    def _transaction(
+        self, commands: list[bytes], pool: Any = None, after: bytes = b""
+    ) -> tuple[list[Any], Any]:
+        """Send MULTI, the commands and EXEC (then ``after``, one command outside the
+        transaction) in one write and read the replies: one round trip.
 
         The commands are packed by the caller rather than by redis-py, whose per-argument
         packing cost more than everything else together for a batch of 500 (about 2,000
-        arguments). Returns the replies of the commands.
+        arguments). ``pool`` is the pool of the node to ask (default this backend's). Returns
+        the replies of the commands and the reply of ``after`` (None without it).
 
         Raises:
             redis.RedisError: connection, timeout, authentication, or an error reply.
             OSError: a socket error redis-py did not wrap.
         """
-        payload = b"".join([_MULTI, *commands, _EXEC])
-        pool = self._pool
+        payload = b"".join([_MULTI, *commands, _EXEC, after])
+        pool = self._pool if pool is None else pool
         conn = pool.get_connection("MULTI") if self._pool_wants_name else pool.get_connection()
         try:
             conn.send_packed_command([payload])
             for _ in range(len(commands) + 1):  # +OK for MULTI, +QUEUED for each command
                 conn.read_response()
             results = conn.read_response()
+            last = conn.read_response() if after else None
         except BaseException:
             conn.disconnect()  # the replies may be out of step now: never reuse the connection
             raise
@@ -271,7 +276,7 @@ class RedisConnected(BaseBackend):
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        return list(results)
+        return list(results), last
 
     def describe(self) -> str:
         scheme = self.url_schemes[1] if self.tls else self.url_schemes[0]

@@ -129,15 +129,13 @@ def run_relay(args: argparse.Namespace) -> int:
 
 def show_status(args: argparse.Namespace) -> int:
     """``relay status``: the table, or JSON with ``--json``."""
-    import redis
-
     from alertkit.relay.relay import _source
     from alertkit.relay.status import relay_status, status_table
 
     source = _source(args.source)
     try:
         status = relay_status(source)
-    except redis.RedisError as exc:
+    except source.errors as exc:
         raise ConfigError(
             source.mask(f"relay status: cannot read {source.describe()}: {exc}")
         ) from None

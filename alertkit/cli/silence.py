@@ -109,18 +109,16 @@ def _duration(text: str) -> float:
 
 def _run(args: argparse.Namespace, action: Callable[[Silences], int]) -> int:
     """Open the stream's silences, run ``action``, and turn a Redis failure into one line."""
-    import redis
-
     from alertkit.backends.redis_stream import RedisStreamBackend
 
     if not args.source.startswith(("redis-stream:", "rediss-stream:")):
         raise ConfigError("silence: --from must be a redis-stream:// or rediss-stream:// URL")
     source = RedisStreamBackend.from_url(args.source)
     assert isinstance(source, RedisStreamBackend)
-    conn: Any = redis.Redis(**source.connection_kwargs())
+    conn: Any = source.client()  # a redis.RedisCluster when the URL names a cluster node
     try:
         return action(Silences(conn, source.stream))
-    except redis.RedisError as exc:
+    except source.errors as exc:
         raise ConfigError(
             source.mask(f"silence: cannot reach {source.describe()}: {exc}")
         ) from None

@@ -7,15 +7,18 @@ from __future__ import annotations
 import threading
 import time
 
+from alertkit.backends._cluster import redis_errors as _cluster_errors
+
 #: After a failure, Redis is not asked again for this many seconds (events fail open at once).
 RETRY_AFTER = 1.0
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
-    """What an unreachable or failing-over Redis raises: the client's errors and socket errors."""
+    """What an unreachable or failing-over Redis raises: the client's errors, its cluster errors
+    and socket errors (:func:`alertkit.backends._cluster.redis_errors`)."""
     import redis
 
-    return (redis.RedisError, OSError)
+    return _cluster_errors(redis)
 
 
 class Outage:

@@ -29,9 +29,9 @@ class FleetState:
     def __init__(
         self, source: RedisStreamBackend, storm_window: float, *, silence_refresh: float = 5.0
     ) -> None:
-        import redis
-
-        self.redis: Any = redis.Redis(**source.connection_kwargs())
+        # A redis.Redis, or a redis.RedisCluster when the source is a cluster node (made on first
+        # use): every key is of the stream's hash tag, so each script runs on one node.
+        self.redis: Any = source.client()
         stream = source.stream
         self.storm = SharedStormControl(self.redis, stream, storm_window) if storm_window else None
         self.silences = Silences(self.redis, stream, refresh=silence_refresh)

@@ -27,13 +27,15 @@ def _text(value: Any) -> str:
 def relay_status(source: RedisStreamBackend) -> dict[str, Any]:
     """The status of the stream ``source`` writes to, as plain data (``--json`` prints it).
 
-    Raises:
-        redis.RedisError: Redis cannot be reached.
-    """
-    import redis
+    Works on a single server and on any node of a Redis Cluster (every key is of the stream's
+    hash tag, so one node answers); ``cluster`` then names the stream's slot and the master that
+    serves it now (None on a single server).
 
+    Raises:
+        redis.RedisError: Redis cannot be reached (or one of ``source.errors``).
+    """
     key = stream_key(source.stream)
-    conn: Any = redis.Redis(**source.connection_kwargs())
+    conn: Any = source.client()
     try:
         length = int(conn.xlen(key))
         dead = int(conn.xlen(state_key(source.stream, "dead")))
@@ -68,6 +70,7 @@ def relay_status(source: RedisStreamBackend) -> dict[str, Any]:
                 }
             )
         silences = silence_rows(Silences(conn, source.stream))
+        cluster = _cluster(conn, key) if source.connector.cluster else None
     finally:
         conn.close()
     return {
@@ -75,10 +78,18 @@ def relay_status(source: RedisStreamBackend) -> dict[str, Any]:
         "server": source.mask(source.describe()),
         "length": length,
         "dead_letters": dead,
+        "cluster": cluster,
         "groups": groups,
         "silences": silences,
         "time": time.time(),
     }
+
+
+def _cluster(conn: Any, key: str) -> dict[str, Any]:
+    """The stream's slot and the master serving it, from the cluster client's view of the slots."""
+    client = conn.get()
+    node = client.get_node_from_key(key)
+    return {"slot": int(client.keyslot(key)), "master": f"{node.host}:{node.port}"}
 
 
 def status_table(status: dict[str, Any]) -> str:
@@ -87,6 +98,9 @@ def status_table(status: dict[str, Any]) -> str:
         f"stream {status['stream']} on {status['server']}: {status['length']} entries, "
         f"{status['dead_letters']} dead letters ({status['stream']}:dead)"
     ]
+    if status.get("cluster"):
+        cluster = status["cluster"]
+        lines.append(f"Redis Cluster: slot {cluster['slot']}, served by {cluster['master']}")
     if not status["groups"]:
         lines.append("no consumer group yet (no relay has started on this stream)")
     for group in status["groups"]:

@@ -4,7 +4,8 @@ Every command is a Redis Streams primitive (``XGROUP CREATE MKSTREAM``, ``XREADG
 ``XAUTOCLAIM``, ``XCLAIM ... JUSTID``, ``XPENDING``), so the consumer group does the sharing,
 the crash recovery and the bookkeeping; nothing here is a home-made broker. Keys come from
 :mod:`alertkit.relay.keys`: the stream and its state share one hash tag (one Redis Cluster slot),
-so an acknowledgement and its dead letter go in one transaction.
+so an acknowledgement and its dead letter go in one transaction, on a Redis Cluster too (the
+transaction runs on the node that serves the stream's slot).
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ class GroupConsumer:
     """
 
     def __init__(self, source: RedisStreamBackend, group: str, consumer: str) -> None:
-        import redis
-
         self.source = source
         self.stream = source.stream
         self.key = stream_key(self.stream)
@@ -44,8 +43,8 @@ class GroupConsumer:
         self.delivered_key = state_key(self.stream, "delivered")
         self.group = group
         self.consumer = consumer
-        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        self.redis: Any = redis.Redis(**source.connection_kwargs())
+        self.errors: tuple[type[BaseException], ...] = source.errors
+        self.redis = source.client()  # a redis.Redis, or a redis.RedisCluster on a cluster
 
     def mask(self, text: str) -> str:
         return self.source.mask(text)
@@ -118,14 +117,18 @@ class GroupConsumer:
     ) -> None:
         """In one transaction: the dead letters, the delivered counts, then the acknowledgements,
         so an entry is never acknowledged without its dead letter."""
-        pipe = self.redis.pipeline(transaction=True)
-        for letter in dead:
-            pipe.xadd(self.dead_key, dict(letter), maxlen=DEAD_MAXLEN, approximate=True)
-        for destination, count in (delivered or {}).items():
-            pipe.hincrby(self.delivered_key, f"{self.group}/{destination}", count)
-        if acks:
-            pipe.xack(self.key, self.group, *acks)
-        pipe.execute()
+        try:
+            pipe = self.redis.for_key(self.key).pipeline(transaction=True)
+            for letter in dead:
+                pipe.xadd(self.dead_key, dict(letter), maxlen=DEAD_MAXLEN, approximate=True)
+            for destination, count in (delivered or {}).items():
+                pipe.hincrby(self.delivered_key, f"{self.group}/{destination}", count)
+            if acks:
+                pipe.xack(self.key, self.group, *acks)
+            pipe.execute()
+        except self.errors:
+            self.redis.failed()  # a failover moved the slot: the next settle asks the new master
+            raise
 
     def close(self) -> None:
         self.redis.close()

