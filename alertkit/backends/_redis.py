@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from alertkit.backends._options import read_options
@@ -102,6 +102,20 @@ def parse_redis_url(
         unquote(parts.username) if parts.username else None,
         unquote(parts.password) if parts.password else None,
     )
+
+
+class RedisOptions(TypedDict, total=False):
+    """The connection options every Redis backend takes (see :class:`RedisConnected`)."""
+
+    password: str | None
+    db: int | None
+    socket_timeout: float
+    connect_timeout: float | None
+    max_connections: int
+    ssl_ca_certs: str | None
+    verify: bool
+    name: str | None
+    min_level: str | int | None
 
 
 class RedisConnected(BaseBackend):

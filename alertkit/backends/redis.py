@@ -22,17 +22,26 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult
 
 import msgspec
 
-from alertkit.backends._redis import DEFAULT_HOST, DEFAULT_PORT, RedisConnected, command
+from alertkit.backends._redis import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    RedisConnected,
+    RedisOptions,
+    command,
+)
 from alertkit.backends.base import ClientContext
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 from alertkit.model.stacktrace import render_stacktrace
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 LOGS_QUEUE = "chouette:logs:wrapped"
 METRICS_QUEUE = "chouette:metrics:raw"
@@ -183,31 +192,12 @@ class RedisBackend(RedisConnected):
         self,
         url: str | None = None,
         *,
-        max_connections: int = 4,
-        socket_timeout: float = 5.0,
-        connect_timeout: float | None = None,
-        password: str | None = None,
-        db: int | None = None,
         service_name: str | None = None,
-        ssl_ca_certs: str | None = None,
-        verify: bool = True,
-        name: str | None = None,
-        min_level: str | int | None = None,
+        **options: Unpack[RedisOptions],
     ) -> None:
-        if min_level is None:
-            min_level = chouette_log_level()
-        super().__init__(
-            url,
-            password=password,
-            db=db,
-            socket_timeout=socket_timeout,
-            connect_timeout=connect_timeout,
-            max_connections=max_connections,
-            ssl_ca_certs=ssl_ca_certs,
-            verify=verify,
-            name=name,
-            min_level=min_level,
-        )
+        if options.get("min_level") is None:
+            options["min_level"] = chouette_log_level()
+        super().__init__(url, **options)
         if service_name is not None and (not isinstance(service_name, str) or not service_name):
             raise ConfigError("redis: service_name must be a non-empty string")
         self.service_name = service_name

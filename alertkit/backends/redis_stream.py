@@ -23,15 +23,18 @@ twice in the stream; both copies carry the same event id, and destinations that 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult
 
 from alertkit.backends._cluster import MODES, Connector, LazyRedis, redis_errors
-from alertkit.backends._redis import RedisConnected, pack
+from alertkit.backends._redis import RedisConnected, RedisOptions, pack
 from alertkit.model.errors import ConfigError
 from alertkit.model.event import Envelope, encode_envelope
 from alertkit.model.outcomes import Delivered, Outcome, Rejected, RetryLater
 from alertkit.relay.keys import stream_key
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 DEFAULT_STREAM = "alertkit:events"
 #: The default cap on the stream's length (approximate: Redis trims whole nodes).
@@ -79,28 +82,9 @@ class RedisStreamBackend(RedisConnected):
         maxlen: int = DEFAULT_MAXLEN,
         cluster: str = "auto",
         replicas: int | None = None,
-        password: str | None = None,
-        db: int | None = None,
-        socket_timeout: float = 5.0,
-        connect_timeout: float | None = None,
-        max_connections: int = 4,
-        ssl_ca_certs: str | None = None,
-        verify: bool = True,
-        name: str | None = None,
-        min_level: str | int | None = None,
+        **options: Unpack[RedisOptions],
     ) -> None:
-        super().__init__(
-            url,
-            password=password,
-            db=db,
-            socket_timeout=socket_timeout,
-            connect_timeout=connect_timeout,
-            max_connections=max_connections,
-            ssl_ca_certs=ssl_ca_certs,
-            verify=verify,
-            name=name,
-            min_level=min_level,
-        )
+        super().__init__(url, **options)
         if not isinstance(stream, str) or not stream.strip():
             raise ConfigError("redis-stream: stream must be a non-empty name")
         if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 0:
