@@ -12,7 +12,7 @@ import gzip
 import inspect
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from alertkit.backends import create_backend
 from alertkit.backends.base import ClientContext
 from alertkit.backends.otlp import OtlpBackend, severity
 from alertkit.model.event import AppEvent, Envelope
+from tests.clients import clients_for_test
 from tests.standins.http import Reply, Request
 from tests.standins.otlp import OtlpReceiver, attributes_of, partial_success
 
@@ -49,20 +50,9 @@ def receiver() -> Iterator[OtlpReceiver]:
 
 
 @pytest.fixture
-def make_client() -> Iterator[Any]:
-    clients: list[Client] = []
-
-    def make(*backends: Any, **options: Any) -> Client:
-        options.setdefault("retry", FAST)
-        client = Client(
-            backends=list(backends), sample_system=False, register_atexit=False, **options
-        )
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.shutdown(2.0)
+def make_client() -> Iterator[Callable[..., Client]]:
+    with clients_for_test(shutdown=2.0, retry=FAST) as make:
+        yield make
 
 
 def envelope(message: str = "card refused", **fields: Any) -> Envelope:

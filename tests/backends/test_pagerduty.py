@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,6 +17,7 @@ from alertkit.backends import PagerDutyBackend, create_backend
 from alertkit.backends.local import LocalBackend
 from alertkit.backends.pagerduty import stable_dedup_key
 from alertkit.policy.limits import Limits
+from tests.clients import clients_for_test
 from tests.standins.http import Reply, free_port
 from tests.standins.pagerduty import KEY, PagerDutyStandIn
 
@@ -31,20 +32,9 @@ def pd() -> Iterator[PagerDutyStandIn]:
 
 
 @pytest.fixture
-def make_client() -> Iterator[Any]:
-    clients: list[Client] = []
-
-    def make(*backends: Any, **options: Any) -> Client:
-        options.setdefault("retry", FAST)
-        client = Client(
-            backends=list(backends), sample_system=False, register_atexit=False, **options
-        )
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.shutdown(2.0)
+def make_client() -> Iterator[Callable[..., Client]]:
+    with clients_for_test(shutdown=2.0, retry=FAST) as make:
+        yield make
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
 
@@ -21,6 +20,7 @@ from alertkit.capture.handler import AlertHandler
 from alertkit.model.errors import ConfigError, MissingDependency
 from alertkit.model.event import AppEvent, Envelope
 from alertkit.model.outcomes import Delivered, RetryLater, Skipped
+from tests.clients import clients_for_test
 from tests.standins import redis as servers
 from tests.standins.redis import free_port, read_queue
 
@@ -42,19 +42,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 @pytest.fixture
 def make_client() -> Iterator[Callable[..., Client]]:
-    clients: list[Client] = []
-
-    def make(*backends: Any, **options: Any) -> Client:
-        options.setdefault("retry", FAST_RETRY)
-        client = Client(
-            backends=list(backends), sample_system=False, register_atexit=False, **options
-        )
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.shutdown(1.0)
+    with clients_for_test(shutdown=1.0, retry=FAST_RETRY) as make:
+        yield make
 
 
 @pytest.fixture

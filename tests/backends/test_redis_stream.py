@@ -17,6 +17,7 @@ from alertkit.model.errors import ConfigError
 from alertkit.model.event import AppEvent, Envelope
 from alertkit.model.outcomes import Delivered, RetryLater
 from alertkit.relay.keys import stream_key
+from tests.clients import clients_for_test
 from tests.standins import redis as servers
 
 redis_server_session = servers.redis_server_session
@@ -60,19 +61,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 @pytest.fixture
 def make_client() -> Iterator[Callable[..., Client]]:
-    clients: list[Client] = []
-
-    def make(*backends: Any, **options: Any) -> Client:
-        options.setdefault("retry", FAST_RETRY)
-        client = Client(
-            backends=list(backends), sample_system=False, register_atexit=False, **options
-        )
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.shutdown(1.0)
+    with clients_for_test(shutdown=1.0, retry=FAST_RETRY) as make:
+        yield make
 
 
 def test_a_logged_error_lands_whole_in_the_stream_with_its_id(redis_server, make_client):
