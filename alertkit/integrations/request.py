@@ -82,12 +82,13 @@ def _reason(status: int) -> str | None:
     return _REASONS.get(status)
 
 
-class ActiveRequest:
-    """One request in flight: its (pending) scope and what its framework told about it.
+class ActiveRequest(PendingScope):
+    """One request in flight: its pending scope and what its framework told about it.
 
-    The scope is made only when needed (:class:`~alertkit.capture.request.PendingScope`): when
-    something is captured or logged in the request, or when the request is reported. A request
-    that ends well and captures nothing costs no scope at all.
+    The scope is made only when needed (the request is a
+    :class:`~alertkit.capture.request.PendingScope`): when something is captured or logged in the
+    request, or when the request is reported. A request that ends well and captures nothing
+    costs this one object, two context-variable switches and the request's breadcrumb trail.
     """
 
     __slots__ = (
@@ -99,7 +100,6 @@ class ActiveRequest:
         "headers",
         "method",
         "path",
-        "pending",
         "request",
         "route",
         "started",
@@ -119,6 +119,7 @@ class ActiveRequest:
         describe: Describe,
         request: Any,
     ) -> None:
+        super().__init__()
         self.tracker = tracker
         self.client = client
         self.method = method
@@ -127,7 +128,6 @@ class ActiveRequest:
         self.request = request
         self.headers: Mapping[str, str] | None = None
         self.started = (time.time(), time.monotonic())
-        self.pending = PendingScope(self._make_scope)
         self.token: Token[ActiveRequest | None] | None = None
         #: The response's status, once the app has started the response.
         self.status: int | None = None
@@ -145,7 +145,7 @@ class ActiveRequest:
         self.absorb_loggers: tuple[str, ...] = ()
         self.finished = False
 
-    def _make_scope(self) -> Scope:
+    def make(self) -> Scope:
         """The request's scope, as it would have been had it been made at the start."""
         scope = Scope(self.client, escalate_from=self.tracker.escalate_from)
         scope.set_start(*self.started)
@@ -180,14 +180,14 @@ class ActiveRequest:
     @property
     def scope(self) -> Scope:
         """The request's scope, made now if it was not yet."""
-        return self.pending.resolve()
+        return self.resolve()
 
     def set_transaction(self, name: str | None) -> None:
         """Tag the request's events with its route (``transaction``)."""
         if not name:
             return
         self.transaction = name
-        made = self.pending.scope
+        made = self.made
         if made is not None:
             try:
                 made.set_tag("transaction", name)
@@ -204,7 +204,7 @@ class ActiveRequest:
         except ValueError:  # left in another context (a server closing elsewhere)
             if _active.get() is self:
                 _active.set(None)
-        self.pending.leave()
+        super().leave()
 
     def note_exception(self, exc: BaseException) -> None:
         """The framework caught ``exc`` and answers with an error page: the request reports it,
@@ -290,7 +290,7 @@ class RequestTracker:
             report_internal_error(exc)
             return None
         active = ActiveRequest(self, client, method, path, describe, request)
-        active.pending.enter()
+        active.enter()
         active.token = _active.set(active)
         return active
 
@@ -333,7 +333,7 @@ class RequestTracker:
         if failure is not None and status is None:
             status = 500
         level = status_level(status, self.failed_request_status_codes)
-        made = request.pending.scope
+        made = request.made
         if made is None and failure is None and LEVEL_NUMBERS[level] < self._threshold:
             return  # nothing captured, nothing to report: most requests end here, scope-less
         scope = request.scope
