@@ -601,7 +601,7 @@ class PendingScope:
     event is captured in it, or ``alertkit.scope`` is used, or :meth:`resolve` is called, there
     is no :class:`Scope` at all.
 
-    Web integrations open one per request: most requests capture nothing and end well, and then
+    Current from its making until :meth:`leave`. Web integrations open one per request: most requests capture nothing and end well, and then
     cost no scope, no request log and no lock. A subclass says how to build the scope
     (:meth:`make`; the integration's request object is the pending scope itself, so a request is
     one object, freed as soon as it ends: no cycle for the collector to find). The scope is
@@ -611,21 +611,16 @@ class PendingScope:
     __slots__ = ("_parent", "_token", "_trail", "made")
 
     def __init__(self) -> None:
-        self._parent: Scope | PendingScope | None = None
-        self._token: Token[Scope | PendingScope | None] | None = None
-        self._trail: Token[Any] | None = None
+        """Become the current scope of the thread or task (no :class:`Scope` is made yet)."""
+        self._parent: Scope | PendingScope | None = _current.get()
+        self._token: Token[Scope | PendingScope | None] | None = _current.set(self)
+        self._trail: Token[Any] | None = start_trail()  # the request's own breadcrumbs
         #: The scope, once made (None until something needed it).
         self.made: Scope | None = None
 
     def make(self) -> Scope:
         """Build the scope (called once, when first needed)."""
         raise NotImplementedError
-
-    def enter(self) -> None:
-        """Make this the current scope of the thread or task (no :class:`Scope` is made yet)."""
-        self._parent = _current.get()
-        self._token = _current.set(self)
-        self._trail = start_trail()  # the request's own breadcrumbs
 
     def resolve(self) -> Scope:
         """The scope, made (once, whichever thread asks first) when first needed."""

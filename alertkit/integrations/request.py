@@ -11,6 +11,7 @@ from contextvars import ContextVar, Token
 from http import HTTPStatus
 from typing import Any
 
+from alertkit.capture.api import get_client
 from alertkit.capture.client import Client
 from alertkit.capture.request import PendingScope
 from alertkit.capture.scope import API_LOGS, Scope
@@ -83,7 +84,8 @@ def _reason(status: int) -> str | None:
 
 
 class ActiveRequest(PendingScope):
-    """One request in flight: its pending scope and what its framework told about it.
+    """One request in flight, current from its making: its pending scope and what its
+    framework told about it.
 
     The scope is made only when needed (the request is a
     :class:`~alertkit.capture.request.PendingScope`): when something is captured or logged in the
@@ -119,7 +121,6 @@ class ActiveRequest(PendingScope):
         describe: Describe,
         request: Any,
     ) -> None:
-        super().__init__()
         self.tracker = tracker
         self.client = client
         self.method = method
@@ -128,7 +129,6 @@ class ActiveRequest(PendingScope):
         self.request = request
         self.headers: Mapping[str, str] | None = None
         self.started = (time.time(), time.monotonic())
-        self.token: Token[ActiveRequest | None] | None = None
         #: The response's status, once the app has started the response.
         self.status: int | None = None
         #: The exception the framework turned into a response, with its traceback as it was then
@@ -144,6 +144,8 @@ class ActiveRequest(PendingScope):
         #: Loggers whose records about the request the integration reports itself.
         self.absorb_loggers: tuple[str, ...] = ()
         self.finished = False
+        super().__init__()  # the request's scope is current, though not made yet
+        self.token: Token[ActiveRequest | None] | None = _active.set(self)
 
     def make(self) -> Scope:
         """The request's scope, as it would have been had it been made at the start."""
@@ -259,15 +261,20 @@ class RequestTracker:
         self.escalate_from = normalize_level(escalate_from)
         self._threshold = LEVEL_NUMBERS[self.escalate_from]
         self.failed_request_status_codes = check_status_codes(failed_request_status_codes)
+        # The statuses (None: no response) of a request that reports nothing when it captured
+        # nothing, logged nothing and raised nothing: most requests, ended in one set lookup.
+        failed = self.failed_request_status_codes
+        self._quiet: frozenset[int | None] = frozenset(
+            code
+            for code in (None, *range(100, 600))
+            if LEVEL_NUMBERS[status_level(code, failed)] < self._threshold
+        )
 
     @property
     def client(self) -> Client:
         """The client given, else the default client at the time of the request."""
-        if self._client is not None:
-            return self._client
-        from alertkit.capture.api import get_client
-
-        return get_client()
+        client = self._client
+        return client if client is not None else get_client()
 
     def begin(
         self, method: str, path: str, describe: Describe, request: Any
@@ -289,10 +296,7 @@ class RequestTracker:
         except Exception as exc:
             report_internal_error(exc)
             return None
-        active = ActiveRequest(self, client, method, path, describe, request)
-        active.enter()
-        active.token = _active.set(active)
-        return active
+        return ActiveRequest(self, client, method, path, describe, request)
 
     def finish(
         self,
@@ -309,6 +313,15 @@ class RequestTracker:
         5xx response then): those records must still meet the scope that absorbs them.
         """
         request.finished = True
+        if (
+            exc is None
+            and request.made is None
+            and request.exception is None
+            and status in self._quiet
+        ):  # nothing captured, nothing to report: most requests end here, scope-less
+            if leave:
+                request.leave()
+            return
         try:
             self._report(request, status, exc)
         except Exception as error:  # never into the request
