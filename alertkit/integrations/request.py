@@ -11,10 +11,10 @@ from contextvars import ContextVar, Token
 from http import HTTPStatus
 from typing import Any
 
-from alertkit.capture.api import get_client
 from alertkit.capture.client import Client
 from alertkit.capture.request import PendingScope
 from alertkit.capture.scope import API_LOGS, Scope
+from alertkit.capture.submit import default_client
 from alertkit.capture.trace import continue_trace
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.levels import LEVEL_NUMBERS, normalize_level
@@ -37,6 +37,10 @@ DEFAULT_FAILED_STATUS_CODES: frozenset[int] = frozenset(range(500, 600))
 
 #: ``describe(request) -> (url, headers)``: what a middleware knows of its request object.
 Describe = Callable[[Any], tuple[str | None, Mapping[str, str] | None]]
+
+#: ``alertkit.get_client()`` without its two calls (``get_client`` and ``cast``): alertkit's
+#: default client is always a Client.
+_default_client: Callable[[], Client] = default_client  # type: ignore[assignment]
 
 _active: ContextVar[ActiveRequest | None] = ContextVar("alertkit_request", default=None)
 
@@ -274,7 +278,7 @@ class RequestTracker:
     def client(self) -> Client:
         """The client given, else the default client at the time of the request."""
         client = self._client
-        return client if client is not None else get_client()
+        return client if client is not None else _default_client()
 
     def begin(
         self, method: str, path: str, describe: Describe, request: Any
