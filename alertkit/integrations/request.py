@@ -296,7 +296,9 @@ class RequestTracker:
         if stale is not None and stale.finished:  # a server that never closed the last response
             stale.leave()
         try:
-            client = self.client
+            client = self._client
+            if client is None:  # (not self.client: a request spares the property's call)
+                client = _default_client()
         except Exception as exc:
             report_internal_error(exc)
             return None
