@@ -340,7 +340,8 @@ def run_requests(framework: str, tracked: bool, number: int) -> None:
     plain, with_alertkit = (django_apps if framework == "django" else flask_apps)(client)
     app = with_alertkit if tracked else plain
     time_requests(app, 200)
-    time_requests(app, number)
+    if number:
+        time_requests(app, number)
     client.shutdown(2)
 
 
