@@ -2,7 +2,7 @@
 
 Run from the repository root (extras ``bench`` and ``test``)::
 
-    python -m bench.bench_web [--number 2000] [--repeat 7] [--json bench/results/web.json]
+    python -m bench.bench_web [--number 2000] [--repeat 7] [--instructions] [--json FILE]
 
 Each framework serves a trivial view (``HttpResponse("ok")``, ``return "ok"``) through its real
 WSGI entry point, called in-process with a prepared environ (no sockets: the server's cost would
@@ -20,6 +20,9 @@ The peer row runs sentry-sdk's own Django or
 Flask integration (errors only, no tracing, no DSN reachable) in a subprocess of its own, as
 sentry patches the framework process-wide, against a plain app in that same subprocess.
 
+With ``--instructions`` (valgrind installed) each app's requests are also counted in CPU
+instructions under callgrind: exact and repeatable, where time on a shared machine is not.
+
 The target is an overhead of at most 5% on the trivial view; a real view (a database query, a
 template) makes the same absolute cost a smaller share.
 """
@@ -29,8 +32,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -325,6 +330,48 @@ def server_compare(framework: str, number: int, repeat: int) -> dict[str, float]
                 process.kill()
 
 
+def run_requests(framework: str, tracked: bool, number: int) -> None:
+    """Serve ``number`` requests in-process to one app (after 200 to warm up): what
+    :func:`count_instructions` runs under callgrind."""
+    import alertkit
+    from alertkit.testing import MemoryBackend
+
+    client = alertkit.init(backends=[MemoryBackend()], sample_system=False, register_atexit=False)
+    plain, with_alertkit = (django_apps if framework == "django" else flask_apps)(client)
+    app = with_alertkit if tracked else plain
+    time_requests(app, 200)
+    if number:
+        time_requests(app, number)
+    client.shutdown(2)
+
+
+def count_instructions(framework: str, number: int) -> dict[str, float]:
+    """Instructions per request (valgrind's callgrind), plain against tracked: deterministic,
+    unlike time on a shared machine. Each app runs in a fresh interpreter twice, with no requests
+    and with ``number``; the difference is what the requests cost."""
+
+    def total(tracked: bool, count: int) -> int:
+        code = f"import bench.bench_web as b; b.run_requests({framework!r}, {tracked}, {count})"
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "callgrind.out"
+            valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+            subprocess.run(
+                [*valgrind, sys.executable, "-c", code],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts every run
+                capture_output=True,
+                timeout=900,
+                check=True,
+            )
+            lines = out.read_text().splitlines()
+        return int(next(line for line in lines if line.startswith("summary:")).split()[1])
+
+    per = {
+        tracked: (total(tracked, number) - total(tracked, 0)) / number for tracked in (False, True)
+    }
+    return {"off_us": per[False], "on_us": per[True], "ratio": per[True] / per[False]}
+
+
 def run_peer(framework: str, number: int, repeat: int) -> dict[str, float] | None:
     """:func:`peer_run` in a fresh interpreter (sentry patches the framework process-wide)."""
     code = (
@@ -357,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also serve over HTTP with waitress and count the server's CPU (noisy on a shared VM)",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per request with valgrind's callgrind (minutes; exact)",
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -383,12 +435,15 @@ def main(argv: list[str] | None = None) -> int:
             rows[f"{name} + alertkit, waitress"] = server_compare(
                 name, args.number * 4, args.repeat
             )
+    if args.instructions:
+        for name in ("django", "flask"):
+            rows[f"{name} + alertkit, wsgi, instructions"] = count_instructions(name, args.number)
     if not args.no_peer:
         for name in ("django", "flask"):
             peer = run_peer(name, args.number, args.repeat)
             if peer is not None:
                 rows[f"{name} + sentry-sdk, wsgi"] = peer
-    print("| app, harness | off (us/request) | on (us/request) | on / off | overhead |")
+    print("| app, harness | off (us or instructions a request) | on | on / off | overhead |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, row in rows.items():
         print(

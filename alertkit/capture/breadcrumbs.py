@@ -115,7 +115,7 @@ def record_log(record_: logging.LogRecord, message: str | None = None) -> None:
 
 def start_trail() -> Token[_Trail | None]:
     """Give the current context a new, empty trail (a scope's request); ``end_trail`` undoes it."""
-    return _current.set(_Trail(_task(), deque(maxlen=_capacity)))
+    return _current.set(_Trail(_task(), deque((), _capacity)))  # noqa: RUF037 (maxlen= is twice the cost)
 
 
 def end_trail(token: Token[_Trail | None]) -> None:

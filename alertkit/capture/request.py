@@ -601,45 +601,44 @@ class PendingScope:
     event is captured in it, or ``alertkit.scope`` is used, or :meth:`resolve` is called, there
     is no :class:`Scope` at all.
 
-    Web integrations open one per request: most requests capture nothing and end well, and then
-    cost no scope, no request log and no lock. ``make`` builds the scope (the integration dates
-    it from the request's start with :meth:`Scope.set_start`); it is attached as if entered where
-    the pending scope was, and left with it.
+    Current from its making until :meth:`leave`. Web integrations open one per request: most requests capture nothing and end well, and then
+    cost no scope, no request log and no lock. A subclass says how to build the scope
+    (:meth:`make`; the integration's request object is the pending scope itself, so a request is
+    one object, freed as soon as it ends: no cycle for the collector to find). The scope is
+    attached as if entered where the pending scope was, and left with it.
     """
 
-    __slots__ = ("_lock", "_make", "_parent", "_token", "_trail", "scope")
+    __slots__ = ("_parent", "_token", "_trail", "made")
 
-    def __init__(self, make: Callable[[], Scope]) -> None:
-        self._make = make
-        self._lock = threading.Lock()
-        self._parent: Scope | PendingScope | None = None
-        self._token: Token[Scope | PendingScope | None] | None = None
-        self._trail: Token[Any] | None = None
-        #: The scope, once made.
-        self.scope: Scope | None = None
+    def __init__(self) -> None:
+        """Become the current scope of the thread or task (no :class:`Scope` is made yet)."""
+        self._parent: Scope | PendingScope | None = _current.get()
+        self._token: Token[Scope | PendingScope | None] | None = _current.set(self)
+        self._trail: Token[Any] | None = start_trail()  # the request's own breadcrumbs
+        #: The scope, once made (None until something needed it).
+        self.made: Scope | None = None
 
-    def enter(self) -> PendingScope:
-        """Make this the current scope of the thread or task (no :class:`Scope` is made yet)."""
-        self._parent = _current.get()
-        self._token = _current.set(self)
-        self._trail = start_trail()  # the request's own breadcrumbs
-        return self
+    def make(self) -> Scope:
+        """Build the scope (called once, when first needed)."""
+        raise NotImplementedError
 
     def resolve(self) -> Scope:
         """The scope, made (once, whichever thread asks first) when first needed."""
-        scope = self.scope
+        scope = self.made
         if scope is None:
-            with self._lock:
-                scope = self.scope
+            # One lock for every pending scope: a scope is made at most once per request, and
+            # reentrant because making one resolves its parent first.
+            with _making:
+                scope = self.made
                 if scope is None:
-                    scope = self._make()
+                    scope = self.make()
                     scope._attach(_resolved(self._parent))
-                    self.scope = scope
+                    self.made = scope
         return scope
 
     def leave(self) -> None:
         """Leave the scope, if it was made, and restore the previous one; idempotent."""
-        scope = self.scope
+        scope = self.made
         if scope is not None:
             scope._leave()
         trail, self._trail = self._trail, None
@@ -654,11 +653,14 @@ class PendingScope:
                     _current.set(None)
 
 
+_making = threading.RLock()
+
+
 def _resolved(current: Scope | PendingScope | None) -> Scope | None:
     """The scope behind the ContextVar's value, made now if it is still pending."""
-    if type(current) is PendingScope:
+    if isinstance(current, PendingScope):
         return current.resolve()
-    return current  # type: ignore[return-value]
+    return current
 
 
 class Absorbed:

@@ -146,18 +146,18 @@ class AlertkitMiddleware:
             active.absorb_loggers = (REQUEST_LOGGER,)
         return active
 
-    def _finish(
-        self, active: ActiveRequest, request: Any, response: Any, exc: BaseException | None
-    ) -> None:
+    def _finish(self, active: ActiveRequest, response: Any, exc: BaseException | None) -> None:
         status = getattr(response, "status_code", None)
+        if not isinstance(status, int):
+            status = None
         # Django logs a 4xx/5xx response ("Not Found: /x") after the middleware returns: the
         # scope stays current, absorbing that line, until the server closes the response.
-        closers = getattr(response, "_resource_closers", None)
-        if not isinstance(closers, list):
-            closers = None
-        self.tracker.finish(
-            active, status if isinstance(status, int) else None, exc, leave=closers is None
-        )
+        closers = None
+        if status is not None and status >= 400:
+            closers = getattr(response, "_resource_closers", None)
+            if not isinstance(closers, list):
+                closers = None
+        self.tracker.finish(active, status, exc, leave=closers is None)
         if closers is not None:
             closers.append(active.leave)
 
@@ -170,9 +170,9 @@ class AlertkitMiddleware:
         try:
             response = self.get_response(request)
         except BaseException as exc:  # DEBUG_PROPAGATE_EXCEPTIONS, or a middleware inside ours
-            self._finish(active, request, None, exc)
+            self._finish(active, None, exc)
             raise
-        self._finish(active, request, response, None)
+        self._finish(active, response, None)
         return response
 
     async def _acall(self, request: Any) -> Any:
@@ -183,9 +183,9 @@ class AlertkitMiddleware:
         try:
             response = await get_response(request)
         except BaseException as exc:
-            self._finish(active, request, None, exc)
+            self._finish(active, None, exc)
             raise
-        self._finish(active, request, response, None)
+        self._finish(active, response, None)
         return response
 
 

@@ -15,6 +15,7 @@ from alertkit.capture.client import Client
 from alertkit.capture.events import mark_reported
 from alertkit.capture.request import PendingScope
 from alertkit.capture.scope import API_LOGS, Scope
+from alertkit.capture.submit import default_client
 from alertkit.capture.trace import continue_trace
 from alertkit.guard import capture_internal_exceptions, report_internal_error
 from alertkit.model.levels import LEVEL_NUMBERS, normalize_level
@@ -37,6 +38,10 @@ DEFAULT_FAILED_STATUS_CODES: frozenset[int] = frozenset(range(500, 600))
 
 #: ``describe(request) -> (url, headers)``: what a middleware knows of its request object.
 Describe = Callable[[Any], tuple[str | None, Mapping[str, str] | None]]
+
+#: ``alertkit.get_client()`` without its two calls (``get_client`` and ``cast``): alertkit's
+#: default client is always a Client.
+_default_client: Callable[[], Client] = default_client  # type: ignore[assignment]
 
 _active: ContextVar[ActiveRequest | None] = ContextVar("alertkit_request", default=None)
 
@@ -83,12 +88,14 @@ def _reason(status: int) -> str | None:
     return _REASONS.get(status)
 
 
-class ActiveRequest:
-    """One request in flight: its (pending) scope and what its framework told about it.
+class ActiveRequest(PendingScope):
+    """One request in flight, current from its making: its pending scope and what its
+    framework told about it.
 
-    The scope is made only when needed (:class:`~alertkit.capture.request.PendingScope`): when
-    something is captured or logged in the request, or when the request is reported. A request
-    that ends well and captures nothing costs no scope at all.
+    The scope is made only when needed (the request is a
+    :class:`~alertkit.capture.request.PendingScope`): when something is captured or logged in the
+    request, or when the request is reported. A request that ends well and captures nothing
+    costs this one object, two context-variable switches and the request's breadcrumb trail.
     """
 
     __slots__ = (
@@ -100,7 +107,6 @@ class ActiveRequest:
         "headers",
         "method",
         "path",
-        "pending",
         "request",
         "route",
         "started",
@@ -128,8 +134,6 @@ class ActiveRequest:
         self.request = request
         self.headers: Mapping[str, str] | None = None
         self.started = (time.time(), time.monotonic())
-        self.pending = PendingScope(self._make_scope)
-        self.token: Token[ActiveRequest | None] | None = None
         #: The response's status, once the app has started the response.
         self.status: int | None = None
         #: The exception the framework turned into a response, with its traceback as it was then
@@ -145,8 +149,10 @@ class ActiveRequest:
         #: Loggers whose records about the request the integration reports itself.
         self.absorb_loggers: tuple[str, ...] = ()
         self.finished = False
+        PendingScope.__init__(self)  # current now, made when needed (not super(): cheaper)
+        self.token: Token[ActiveRequest | None] | None = _active.set(self)
 
-    def _make_scope(self) -> Scope:
+    def make(self) -> Scope:
         """The request's scope, as it would have been had it been made at the start."""
         scope = Scope(self.client, escalate_from=self.tracker.escalate_from)
         scope.set_start(*self.started)
@@ -181,14 +187,14 @@ class ActiveRequest:
     @property
     def scope(self) -> Scope:
         """The request's scope, made now if it was not yet."""
-        return self.pending.resolve()
+        return self.resolve()
 
     def set_transaction(self, name: str | None) -> None:
         """Tag the request's events with its route (``transaction``)."""
         if not name:
             return
         self.transaction = name
-        made = self.pending.scope
+        made = self.made
         if made is not None:
             try:
                 made.set_tag("transaction", name)
@@ -205,7 +211,7 @@ class ActiveRequest:
         except ValueError:  # left in another context (a server closing elsewhere)
             if _active.get() is self:
                 _active.set(None)
-        self.pending.leave()
+        PendingScope.leave(self)
 
     def note_exception(self, exc: BaseException) -> None:
         """The framework caught ``exc`` and answers with an error page: the request reports it,
@@ -260,15 +266,20 @@ class RequestTracker:
         self.escalate_from = normalize_level(escalate_from)
         self._threshold = LEVEL_NUMBERS[self.escalate_from]
         self.failed_request_status_codes = check_status_codes(failed_request_status_codes)
+        # The statuses (None: no response) of a request that reports nothing when it captured
+        # nothing, logged nothing and raised nothing: most requests, ended in one set lookup.
+        failed = self.failed_request_status_codes
+        self._quiet: frozenset[int | None] = frozenset(
+            code
+            for code in (None, *range(100, 600))
+            if LEVEL_NUMBERS[status_level(code, failed)] < self._threshold
+        )
 
     @property
     def client(self) -> Client:
         """The client given, else the default client at the time of the request."""
-        if self._client is not None:
-            return self._client
-        from alertkit.capture.api import get_client
-
-        return get_client()
+        client = self._client
+        return client if client is not None else _default_client()
 
     def begin(
         self, method: str, path: str, describe: Describe, request: Any
@@ -286,14 +297,13 @@ class RequestTracker:
         if stale is not None and stale.finished:  # a server that never closed the last response
             stale.leave()
         try:
-            client = self.client
+            client = self._client
+            if client is None:  # (not self.client: a request spares the property's call)
+                client = _default_client()
         except Exception as exc:
             report_internal_error(exc)
             return None
-        active = ActiveRequest(self, client, method, path, describe, request)
-        active.pending.enter()
-        active.token = _active.set(active)
-        return active
+        return ActiveRequest(self, client, method, path, describe, request)
 
     def finish(
         self,
@@ -310,6 +320,15 @@ class RequestTracker:
         5xx response then): those records must still meet the scope that absorbs them.
         """
         request.finished = True
+        if (
+            exc is None
+            and request.made is None
+            and request.exception is None
+            and status in self._quiet
+        ):  # nothing captured, nothing to report: most requests end here, scope-less
+            if leave:
+                request.leave()
+            return
         try:
             self._report(request, status, exc)
         except Exception as error:  # never into the request
@@ -334,7 +353,7 @@ class RequestTracker:
         if failure is not None and status is None:
             status = 500
         level = status_level(status, self.failed_request_status_codes)
-        made = request.pending.scope
+        made = request.made
         if made is None and failure is None and LEVEL_NUMBERS[level] < self._threshold:
             return  # nothing captured, nothing to report: most requests end here, scope-less
         scope = request.scope

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from alertkit.capture.client import Client
-from alertkit.integrations import RequestHeaders, RequestTracker, environ_headers
+from alertkit.integrations import ActiveRequest, RequestHeaders, RequestTracker, environ_headers
 
 __all__ = ["AlertkitMiddleware"]
 
@@ -65,25 +65,27 @@ def describe(environ: Environ) -> tuple[str | None, RequestHeaders]:
 
 def _status_code(status: str) -> int | None:
     try:
+        if status[3:4] == " ":  # "200 OK": PEP 3333's status line, the cheap way
+            return int(status[:3])
         return int(str(status).split(" ", 1)[0])
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
 class _Response:
-    """The app's response iterable, calling ``done`` once: on an error while iterating, when the
-    body is exhausted, or at ``close()``, whichever comes first."""
+    """The app's response iterable, finishing the request once: on an error while iterating,
+    when the body is exhausted, or at ``close()``, whichever comes first."""
 
-    def __init__(
-        self, result: Iterable[bytes], done: Callable[[BaseException | None], None]
-    ) -> None:
+    __slots__ = ("_request", "_result")
+
+    def __init__(self, result: Iterable[bytes], request: ActiveRequest) -> None:
         self._result = result
-        self._done: Callable[[BaseException | None], None] | None = done
+        self._request: ActiveRequest | None = request
 
     def _finish(self, exc: BaseException | None) -> None:
-        done, self._done = self._done, None
-        if done is not None:
-            done(exc)
+        request, self._request = self._request, None
+        if request is not None:
+            _finish(request, exc)
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -103,6 +105,11 @@ class _Response:
             raise
         finally:
             self._finish(None)
+
+
+def _finish(request: ActiveRequest, exc: BaseException | None) -> None:
+    if not request.finished:  # Flask's integration may have finished it at teardown
+        request.tracker.finish(request, request.status, exc)
 
 
 class AlertkitMiddleware:
@@ -147,15 +154,11 @@ class AlertkitMiddleware:
                 return start_response(status_line, headers)
             return start_response(status_line, headers, exc_info)
 
-        def done(exc: BaseException | None) -> None:
-            if not request.finished:  # Flask's integration may have finished it at teardown
-                self.tracker.finish(request, request.status, exc)
-
         try:
             result = self.app(environ, watch_start_response)
         except BaseException as exc:
-            done(exc)
+            _finish(request, exc)
             raise
         if request.finished:  # reported already (Flask's teardown): nothing left to watch
             return result
-        return _Response(result, done)
+        return _Response(result, request)

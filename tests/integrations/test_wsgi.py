@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 
@@ -302,3 +304,27 @@ def test_a_5xx_or_flask_own_500_pages_once(
     )
     assert "LookupError: order index corrupt" in second["payload"]["custom_details"]["stack_trace"]
     assert first["dedup_key"] != second["dedup_key"]
+
+
+def test_a_quiet_request_leaves_nothing_to_the_cyclic_collector(client: Client) -> None:
+    """A request that ends well is freed as it ends: no reference cycle (the request and its
+    pending scope once held each other, leaving every request to the collector)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    wrapped = AlertkitMiddleware(app, client=client)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            environ: dict[str, Any] = {}
+            setup_testing_defaults(environ)
+            result = wrapped(environ, lambda status, headers, exc_info=None: None)
+            assert b"".join(result) == b"ok"
+            result.close()  # type: ignore[attr-defined]
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0
