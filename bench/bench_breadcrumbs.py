@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
-        json.dumps({"args": vars(args) | {"json": str(args.json)}, "rounds": rounds}, indent=1)
+        json.dumps({"args": vars(args) | {"json": args.json.name}, "rounds": rounds}, indent=1)
     )
     return 0
 

@@ -16,6 +16,7 @@ command at most :data:`CLUSTER_RETRIES` times with short backoffs, within the UR
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 from collections.abc import Callable
@@ -212,10 +213,8 @@ class Connector:
         """Read the slots again (bounded by the timeouts); errors wait for the next attempt."""
         import redis
 
-        try:
+        with contextlib.suppress(*redis_errors(redis)):
             client.nodes_manager.initialize()
-        except redis_errors(redis):
-            pass
 
     def close(self) -> None:
         with self._lock:

@@ -28,6 +28,7 @@ from itertools import islice
 from typing import Any
 
 from alertkit.capture.records import STEERING, extra_fields, is_ignored
+from alertkit.guard import report_internal_error
 from alertkit.model.levels import level_number
 from alertkit.model.stacktrace import safe_str
 
@@ -185,8 +186,8 @@ class BreadcrumbHandler(logging.Handler):
         try:
             if not is_ignored(record.name):
                 record_log(record)
-        except Exception:  # never into the application
-            pass
+        except Exception as exc:  # never into the application
+            report_internal_error(exc)
 
 
 _installed: BreadcrumbHandler | None = None

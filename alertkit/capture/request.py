@@ -610,6 +610,9 @@ class PendingScope:
 
     __slots__ = ("_parent", "_token", "_trail", "made")
 
+    #: Builds the scope, called once when first needed: a subclass defines it as a method.
+    make: Callable[[], Scope]
+
     def __init__(self) -> None:
         """Become the current scope of the thread or task (no :class:`Scope` is made yet)."""
         self._parent: Scope | PendingScope | None = _current.get()
@@ -617,10 +620,6 @@ class PendingScope:
         self._trail: Token[Any] | None = start_trail()  # the request's own breadcrumbs
         #: The scope, once made (None until something needed it).
         self.made: Scope | None = None
-
-    def make(self) -> Scope:
-        """Build the scope (called once, when first needed)."""
-        raise NotImplementedError
 
     def resolve(self) -> Scope:
         """The scope, made (once, whichever thread asks first) when first needed."""
