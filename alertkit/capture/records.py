@@ -7,7 +7,6 @@ crumbs), so that both follow one rule.
 from __future__ import annotations
 
 import logging
-from itertools import filterfalse
 from typing import Any
 
 #: Loggers whose records are neither events nor breadcrumbs: alertkit's own, and the libraries
@@ -30,10 +29,13 @@ _ignored_cache: dict[str, bool] = {}
 #: Attributes every LogRecord has; whatever else is in ``record.__dict__`` came from ``extra``.
 _PLAIN_RECORD = logging.LogRecord("", 0, "", 0, "", (), None).__dict__
 RECORD_ATTRS: frozenset[str] = frozenset(_PLAIN_RECORD) | {"message", "asctime", "taskName"}
-_is_record_attr = RECORD_ATTRS.__contains__
 PLAIN_ATTRS = len(_PLAIN_RECORD)
 #: ``extra`` keys that steer delivery (the handler reads them) rather than describe the record.
 STEERING = ("incident_key", "dedup_key", "links", "images", "tags", "fingerprint")
+#: The extra keys of each record *shape* (its attribute names, in order) seen so far: a call
+#: site gives its records one shape, so its extra keys are found once, not at every call.
+_extra_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+_MAX_SHAPES = 1024
 
 
 def is_ignored(name: str) -> bool:
@@ -56,7 +58,12 @@ def extra_fields(attrs: dict[str, Any]) -> dict[str, Any] | None:
     """The ``extra`` fields of a record's ``__dict__``, in the order the application gave them."""
     if len(attrs) <= PLAIN_ATTRS:  # no more attributes than a plain record: no extra (most)
         return None
-    # The record's own attributes are passed over in C (filterfalse calls the set's own
-    # __contains__): only the few extra keys reach Python code.
-    extra = {k: attrs[k] for k in filterfalse(_is_record_attr, attrs) if not k.startswith("_")}
-    return extra or None
+    shape = tuple(attrs)  # in C; the names' hashes are cached, so the look-up is cheap too
+    keys = _extra_keys.get(shape)
+    if keys is None:
+        keys = tuple(k for k in shape if k not in RECORD_ATTRS and not k.startswith("_"))
+        if len(_extra_keys) < _MAX_SHAPES:
+            _extra_keys[shape] = keys
+    if not keys:
+        return None
+    return {k: attrs[k] for k in keys}
