@@ -92,10 +92,20 @@ def record(entry: Entry) -> None:
         _writable().append(entry)
 
 
-def record_log(record_: logging.LogRecord, message: str | None = None) -> None:
+_UNREAD: Any = object()  # record_log's ``extra`` when the caller has not read it
+
+
+def record_log(
+    record_: logging.LogRecord,
+    message: str | None = None,
+    extra: dict[str, Any] | None = _UNREAD,
+) -> None:
     """Append a log record: references only, formatted later. ``message``: the record already
-    formatted (an event's own record), which then needs no arguments. A record the previous
-    entry already holds (two handlers of one logger tree) is not added twice."""
+    formatted (an event's own record), which then needs no arguments. ``extra``: the record's
+    :func:`~alertkit.capture.records.extra_fields`, when the caller has them already (an
+    event's record: read once for both); the crumb may share that dict, which nobody changes.
+    A record the previous entry already holds (two handlers of one logger tree) is not added
+    twice."""
     if not _capacity:
         return
     items = _writable()
@@ -103,8 +113,9 @@ def record_log(record_: logging.LogRecord, message: str | None = None) -> None:
     created = attrs.get("created")
     if items and items[-1][0] is created:  # the same record object: the same float object
         return
-    extra = extra_fields(attrs)
-    if extra is not None:
+    if extra is _UNREAD:
+        extra = extra_fields(attrs)
+    if extra is not None and (len(extra) > MAX_DATA_KEYS or not extra.keys().isdisjoint(STEERING)):
         selected = ((k, v) for k, v in extra.items() if k not in STEERING)
         extra = dict(islice(selected, MAX_DATA_KEYS))
     if message is None:

@@ -105,7 +105,9 @@ class Breadcrumbs:
         newest = items[-1][0]
         if type(newest) is float and newest < self.since:
             return None  # all of it recorded before this client was made
-        return tuple(items)[-self.max :]
+        entries = tuple(items)
+        # Sliced only when the trail is longer than this client keeps (another client's is).
+        return entries if len(entries) <= self.max else entries[-self.max :]
 
     def attach(self, envelope: Envelope | None, entries: tuple[Entry, ...] | None) -> Any:
         """On the policy thread: ``envelope`` with the crumbs of ``entries``, oldest first

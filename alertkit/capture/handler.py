@@ -9,6 +9,7 @@ the policy thread.
 from __future__ import annotations
 
 import logging
+import operator
 import sys
 import threading
 import time
@@ -43,6 +44,12 @@ from alertkit.model.values import to_json_safe
 #: True before.
 _RETURNS_RECORD = sys.version_info >= (3, 12)
 _WIRE_LEVELS = {n: level_from_number(n) for n in (10, 20, 30, 40, 50)}
+#: The record's attributes a capture keeps, in the order of its fields; then its code location.
+_FIELD_NAMES = ("name", "levelno", "created", "msg", "exc_info", "exc_text", "stack_info")
+_CODE_NAMES = ("funcName", "pathname", "lineno")
+_FIELDS = operator.itemgetter(*_FIELD_NAMES)
+_CODE = operator.itemgetter(*_CODE_NAMES)
+_UNREAD: Any = object()  # RecordCapture.of's ``extra`` when the caller has not read them
 __all__ = ["IGNORED_LOGGERS", "AlertHandler", "RecordCapture", "get_logger", "is_ignored"]
 
 
@@ -78,23 +85,33 @@ class RecordCapture(msgspec.Struct, gc=False):
         incident_key: str | None,
         scope: ScopeContext | None,
         crumbs: tuple[Entry, ...] | None = None,
+        extra: dict[str, Any] | None = _UNREAD,
     ) -> RecordCapture:
+        """``extra``: the record's :func:`extra_fields` when the caller has read them already."""
         attrs = record.__dict__
+        if extra is _UNREAD:
+            extra = extra_fields(attrs)
+        try:  # one C call for the attributes every LogRecord has
+            fields, code = _FIELDS(attrs), _CODE(attrs)
+        except KeyError:  # a record an application built or changed by hand
+            fields = tuple(map(attrs.get, _FIELD_NAMES))
+            code = tuple(map(attrs.get, _CODE_NAMES))
+        name, levelno, created, template, exc_info, exc_text, stack_info = fields
         return cls(
             client,
             message,
-            attrs.get("name"),
-            attrs.get("levelno"),
-            attrs.get("created"),
-            attrs.get("msg"),
-            attrs.get("exc_info"),
-            attrs.get("exc_text"),
-            attrs.get("stack_info"),
-            extra_fields(attrs),
+            name,
+            levelno,
+            created,
+            template,
+            exc_info,
+            exc_text,
+            stack_info,
+            extra,
             incident_key,
             scope,
             crumbs,
-            (attrs.get("funcName"), attrs.get("pathname"), attrs.get("lineno")),
+            code,
         )
 
     def __call__(self) -> Envelope:
@@ -149,8 +166,9 @@ class RecordCapture(msgspec.Struct, gc=False):
             levelno=levelno,
             logger_name=logger_name,
             template=template if isinstance(template, str) else safe_str(template),
-            # The extra dict is the capture's own: used as is when it is already JSON-safe.
-            details=to_json_safe(extra, copy=False) if extra else {},
+            # Copied unless steering made a copy already: the breadcrumb of this record may
+            # share the extra dict (see emit), and before_send may change the details in place.
+            details=to_json_safe(extra, copy=extra is self.extra) if extra else {},
             exc_text=exc_text,
             incident_key=key_text or None,
             links=links,
@@ -297,11 +315,13 @@ class AlertHandler(logging.Handler):
             scope = scope_for_record(record, message)
             client = self.client
             crumbs = client.breadcrumbs.snapshot(levelno)  # before this record joins the trail
+            extra = extra_fields(record.__dict__)  # read once, for the event and its crumb
             capture = traced(
-                RecordCapture.of(client, record, message, self.incident_key, scope, crumbs), scope
+                RecordCapture.of(client, record, message, self.incident_key, scope, crumbs, extra),
+                scope,
             )
             if client.breadcrumbs.max:
-                record_log(record, message)  # later events show it
+                record_log(record, message, extra)  # later events show it
             if scope is not None and scope.hold(self.client, capture):
                 return  # the request's escalation will carry it
             if not self.client.submit_capture(capture):

@@ -32,6 +32,10 @@ RECORD_ATTRS: frozenset[str] = frozenset(_PLAIN_RECORD) | {"message", "asctime",
 PLAIN_ATTRS = len(_PLAIN_RECORD)
 #: ``extra`` keys that steer delivery (the handler reads them) rather than describe the record.
 STEERING = ("incident_key", "dedup_key", "links", "images", "tags", "fingerprint")
+#: The extra keys of each record *shape* (its attribute names, in order) seen so far: a call
+#: site gives its records one shape, so its extra keys are found once, not at every call.
+_extra_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+_MAX_SHAPES = 1024
 
 
 def is_ignored(name: str) -> bool:
@@ -54,5 +58,12 @@ def extra_fields(attrs: dict[str, Any]) -> dict[str, Any] | None:
     """The ``extra`` fields of a record's ``__dict__``, in the order the application gave them."""
     if len(attrs) <= PLAIN_ATTRS:  # no more attributes than a plain record: no extra (most)
         return None
-    extra = {k: attrs[k] for k in attrs if k not in RECORD_ATTRS and not k.startswith("_")}
-    return extra or None
+    shape = tuple(attrs)  # in C; the names' hashes are cached, so the look-up is cheap too
+    keys = _extra_keys.get(shape)
+    if keys is None:
+        keys = tuple(k for k in shape if k not in RECORD_ATTRS and not k.startswith("_"))
+        if len(_extra_keys) < _MAX_SHAPES:
+            _extra_keys[shape] = keys
+    if not keys:
+        return None
+    return {k: attrs[k] for k in keys}

@@ -387,3 +387,26 @@ def test_a_crumbs_time_is_written_as_isoformat_writes_it(make_client, make_logge
         for t in (base + offset, base + offset + 0.25, base + 1 + offset)
     ]
     assert [c["timestamp"] for c in crumbs_of(memory)] == expected
+
+
+def test_an_errors_crumb_keeps_its_extra_when_before_send_changes_the_details(
+    make_client: Any, make_logger: Any, memory: MemoryBackend
+) -> None:
+    """An error's extra fields are read once for its event and its crumb: a before_send that
+    changes the event's details in place does not change what the next event's crumb shows."""
+
+    def hook(event: Any, hint: dict[str, Any]) -> Any:
+        hint["details"]["order"] = "changed"
+        hint["details"]["added"] = 1
+        return event
+
+    client = make_client(before_send=hook)
+    log = make_logger(client)
+    log.error("order %s failed", 7, extra={"order": 7, "region": "eu"})
+    log.error("second")
+    assert client.flush(5)
+    first, _ = memory.envelopes
+    assert first.details == {"order": "changed", "region": "eu", "added": 1}
+    crumb = crumbs_of(memory)[-1]
+    assert crumb["message"] == "order 7 failed"
+    assert crumb["data"] == {"order": 7, "region": "eu"}
