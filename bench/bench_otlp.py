@@ -299,7 +299,7 @@ def bench_encoders(records: int = 512, rounds: int = 40) -> dict[str, float]:
 
     from alertkit.backends import _otlp_wire as wire
     from alertkit.backends.otlp import to_record
-    from alertkit.model.event import AppEvent, Envelope
+    from alertkit.model.event import AppEvent, CodeLocation, Envelope
 
     envelopes = [
         Envelope(
@@ -314,7 +314,7 @@ def bench_encoders(records: int = 512, rounds: int = 40) -> dict[str, float]:
             logger_name="bench.otlp",
             details={"order": i, "region": "eu"},
             tags={"release": "2.4.1"},
-            code_location=("checkout", "/srv/app/shop.py", 42),
+            code_location=CodeLocation("checkout", "/srv/app/shop.py", 42),
         )
         for i in range(records)
     ]
