@@ -311,15 +311,8 @@ class Scope:
         except Exception as exc:
             report_internal_error(exc)
         trail, self._trail = self._trail, None
-        if trail is not None:
-            end_trail(trail)
         token, self._token = self._token, None
-        if token is not None:
-            try:
-                _current.reset(token)
-            except ValueError:  # left in another context (a server that closes elsewhere)
-                if _current.get() is self:
-                    _current.set(None)
+        _restore(self, trail, token)
 
     # -- what an integration reports itself ----------------------------------------------------
 
@@ -641,15 +634,24 @@ class PendingScope:
         if scope is not None:
             scope._leave()
         trail, self._trail = self._trail, None
-        if trail is not None:
-            end_trail(trail)
         token, self._token = self._token, None
-        if token is not None:
-            try:
-                _current.reset(token)
-            except ValueError:  # left in another context (a server that closes elsewhere)
-                if _current.get() is self:
-                    _current.set(None)
+        _restore(self, trail, token)
+
+
+def _restore(
+    left: Scope | PendingScope,
+    trail: Token[Any] | None,
+    token: Token[Scope | PendingScope | None] | None,
+) -> None:
+    """After ``left`` is left: the breadcrumb trail and the current scope from before it."""
+    if trail is not None:
+        end_trail(trail)
+    if token is not None:
+        try:
+            _current.reset(token)
+        except ValueError:  # left in another context (a server that closes elsewhere)
+            if _current.get() is left:
+                _current.set(None)
 
 
 _making = threading.RLock()

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from alertkit.capture import lifetime
 from alertkit.capture.events import was_reported
+from alertkit.capture.submit import Submitter
 from alertkit.guard import capture_internal_exceptions
 from alertkit.model.stacktrace import exception_type_name, format_exception_text, safe_str
 
@@ -61,25 +62,11 @@ _NOT_ERRORS = (KeyboardInterrupt, SystemExit)
 _MAX_REPR = 500
 
 
-class Reporter(Protocol):
-    """What a hook needs of a client (:class:`alertkit.Client`)."""
+class Reporter(Submitter, Protocol):
+    """What a hook needs of a client (:class:`alertkit.Client`): the submit interface (events
+    and envelopes with the client's defaults), and sending and waiting within its budget."""
 
     shutdown_timeout: float
-
-    def create_new_app_event(
-        self,
-        log_level: str = ...,
-        classification: str = ...,
-        event_type: str = ...,
-        event_message: str = ...,
-        exc_info: Any = ...,
-    ) -> AppEvent:
-        """A new event with the client's defaults."""
-        ...
-
-    def envelope_for(self, event: AppEvent, **fields: Any) -> Envelope:
-        """The event wrapped for the pipeline."""
-        ...
 
     def send_event_async(self, event: AppEvent | Envelope) -> Future[Results]:
         """Queue the event for every backend."""
