@@ -1,9 +1,10 @@
 """Breadcrumbs: what the program logged (and added) just before an error, carried by the error.
 
-A *trail* is a bounded deque of the last records of one context. It lives in a ContextVar, so a
-request (every :class:`~alertkit.capture.request.Scope` starts its own) and an asyncio task (a
-task gets its own trail, a copy of its parent's, the first time it records one) each have their
-own; threads that have no trail of their own share the process trail.
+A *trail* is a bounded deque of the last records of one context. It hangs on the current scope
+(:mod:`alertkit.capture.current`: every entered :class:`~alertkit.capture.request.Scope` and every
+web request has its own, made at its first crumb), and an asyncio task gets its own, a copy of
+the one it inherited, the first time it records one; threads outside any scope share the process
+trail.
 
 Cost on the caller's thread: a record becomes a small tuple of references (time, level, logger,
 template, args, ``extra``) appended to the deque, nothing formatted. Only an error or fatal event
@@ -23,10 +24,11 @@ import sys
 import time
 from collections import deque
 from collections.abc import Mapping
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from itertools import islice
 from typing import Any
 
+from alertkit.capture.current import Frame, current, running_task
 from alertkit.capture.records import STEERING, extra_fields, is_ignored
 from alertkit.guard import report_internal_error
 from alertkit.model.levels import level_number
@@ -43,18 +45,23 @@ Entry = tuple[Any, Any, Any, Any, Any, Any]
 
 
 class _Trail:
-    """A deque of entries and the asyncio task it belongs to (None: a thread's or a scope's)."""
+    """A deque of entries, the asyncio task it belongs to (None: a thread's or a frame's) and the
+    frame it was made under (see :mod:`alertkit.capture.current`)."""
 
-    __slots__ = ("items", "owner")
+    __slots__ = ("frame", "items", "owner")
 
-    def __init__(self, owner: object, items: deque[Entry]) -> None:
+    def __init__(self, owner: object, frame: Frame | None, items: deque[Entry]) -> None:
         self.owner = owner
+        self.frame = frame
         self.items = items
 
 
 _capacity = 0  # the largest max_breadcrumbs of any client made; 0: nothing is recorded
-_process = _Trail(None, deque(maxlen=0))
-_current: ContextVar[_Trail | None] = ContextVar("alertkit_breadcrumbs", default=None)
+_process = _Trail(None, None, deque(maxlen=0))
+# An asyncio task's own trail, set in the task's context at its first crumb. It holds the frame it
+# was made under, so a frame entered later in the task (or left) is not written through it.
+_task_trail: ContextVar[_Trail | None] = ContextVar("alertkit_task_breadcrumbs", default=None)
+_NONE: deque[Entry] = deque(maxlen=0)  # what a frame without a trail yet reads: never written
 
 
 def reserve(capacity: int) -> None:
@@ -65,25 +72,31 @@ def reserve(capacity: int) -> None:
         _process.items = deque(_process.items, maxlen=capacity)
 
 
-def _task() -> object:
-    """The running asyncio task, or None (no event loop: asyncio need not even be imported)."""
-    aio = sys.modules.get("asyncio")
-    if aio is None:
-        return None
-    loop = aio._get_running_loop()
-    return None if loop is None else aio.current_task(loop)
+def _found(frame: Frame | None) -> _Trail | None:
+    """The trail this context reads: its task's own made under ``frame``, else the frame's (None:
+    the frame has none yet), else the process trail."""
+    own = _task_trail.get()
+    if own is not None and own.frame is frame:
+        return own
+    return _process if frame is None else frame.crumbs
 
 
 def _writable() -> deque[Entry]:
-    """The trail to record into: an asyncio task that has none of its own gets a copy of the one
-    it inherited (its parent's, else the process trail), so sibling tasks never mix."""
-    trail = _current.get()
-    task = _task()
-    if task is not None and (trail is None or trail.owner is not task):
-        parent = (trail or _process).items
-        trail = _Trail(task, deque(parent, maxlen=parent.maxlen or _capacity))
-        _current.set(trail)
-    return (trail or _process).items
+    """The trail to record into: a frame's own is made at its first crumb; an asyncio task that
+    did not make the current frame current gets a copy of the trail it inherited (its parent's,
+    else the frame's or the process trail), so sibling tasks never mix."""
+    frame = current.get()
+    trail = _found(frame)
+    task = running_task()
+    if trail is not None and (task is None or trail.owner is task):
+        return trail.items  # the context's own (or, in a thread, the one it was given)
+    if trail is None and frame is not None and (task is None or frame.task is task):
+        trail = frame.crumbs = _Trail(frame.task, frame, deque((), _capacity))  # noqa: RUF037 (maxlen= is twice the cost)
+        return trail.items  # the frame's first crumb
+    parent = _NONE if trail is None else trail.items
+    trail = _Trail(task, frame, deque(parent, parent.maxlen or _capacity))
+    _task_trail.set(trail)
+    return trail.items
 
 
 def record(entry: Entry) -> None:
@@ -125,23 +138,10 @@ def record_log(
     items.append((created, attrs.get("levelno"), attrs.get("name"), template, args, extra))
 
 
-def start_trail() -> Token[_Trail | None]:
-    """Give the current context a new, empty trail (a scope's request); ``end_trail`` undoes it."""
-    return _current.set(_Trail(_task(), deque((), _capacity)))  # noqa: RUF037 (maxlen= is twice the cost)
-
-
-def end_trail(token: Token[_Trail | None]) -> None:
-    """Restore the trail that was current before :func:`start_trail`."""
-    try:
-        _current.reset(token)
-    except ValueError:  # ended in another context (a server that closes elsewhere)
-        _current.set(None)
-
-
 def current_items() -> deque[Entry]:
     """The current trail itself (read only: append through :func:`record`)."""
-    trail = _current.get()
-    return (trail or _process).items
+    trail = _found(current.get())
+    return _NONE if trail is None else trail.items
 
 
 def current_entries() -> tuple[Entry, ...]:

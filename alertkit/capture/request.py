@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from alertkit.capture.breadcrumbs import end_trail, start_trail
+from alertkit.capture.current import Frame, current, running_task
 from alertkit.capture.fold import (
     Held,
     Snapshot,
@@ -58,7 +58,8 @@ if TYPE_CHECKING:
     from alertkit.delivery.pipeline import Results
 
 
-_current: ContextVar[Scope | PendingScope | None] = ContextVar("alertkit_scope", default=None)
+#: The current scope, made or pending (see :mod:`alertkit.capture.current`).
+_current: ContextVar[Scope | PendingScope | None] = current  # type: ignore[assignment]
 
 
 def _tag_text(key: str, value: str) -> str:
@@ -121,7 +122,7 @@ class ScopeContext(msgspec.Struct, frozen=True):
         return envelope
 
 
-class Scope:
+class Scope(Frame):
     """One request (or job): tags, a user, and a request log; a context manager.
 
     Made by :meth:`alertkit.Client.scope`. Entering makes it the current scope of this thread or
@@ -148,7 +149,8 @@ class Scope:
         self._trace: tuple[str, str] | None = None
         self._own_fingerprint: tuple[str, ...] | None = None
         self._fingerprint: tuple[str, ...] | None = None
-        self._trail: Token[Any] | None = None
+        self.crumbs = None  # the breadcrumbs of the scope while entered, from its first crumb
+        self.outer = self.task = None
         self._lock = threading.Lock()
         self._log = RequestLog()
         self._token: Token[Scope | PendingScope | None] | None = None
@@ -263,9 +265,11 @@ class Scope:
     def __enter__(self) -> Scope:
         if self._token is not None:
             raise RuntimeError("this scope is already entered; open a new one with client.scope()")
-        self._attach(_resolved(_current.get()))
+        outer = self.outer = _current.get()
+        self._attach(_resolved(outer))
+        self.crumbs = None  # its own breadcrumbs, from the first one recorded in it
+        self.task = running_task()
         self._token = _current.set(self)
-        self._trail = start_trail()  # the request's own breadcrumbs
         return self
 
     def _attach(self, parent: Scope | None) -> None:
@@ -310,9 +314,8 @@ class Scope:
                 forget_deadline(self)
         except Exception as exc:
             report_internal_error(exc)
-        trail, self._trail = self._trail, None
         token, self._token = self._token, None
-        _restore(self, trail, token)
+        restore_current(self, token)
 
     # -- what an integration reports itself ----------------------------------------------------
 
@@ -589,7 +592,7 @@ class Scope:
         return f"<Scope alert_id={self.alert_id} level={self.level} tags={self._tags!r}>"
 
 
-class PendingScope:
+class PendingScope(Frame):
     """A scope made only when something needs it: current like an entered scope, but until an
     event is captured in it, or ``alertkit.scope`` is used, or :meth:`resolve` is called, there
     is no :class:`Scope` at all.
@@ -601,16 +604,17 @@ class PendingScope:
     attached as if entered where the pending scope was, and left with it.
     """
 
-    __slots__ = ("_parent", "_token", "_trail", "made")
+    __slots__ = ("_token", "made")
 
     #: Builds the scope, called once when first needed: a subclass defines it as a method.
     make: Callable[[], Scope]
 
     def __init__(self) -> None:
         """Become the current scope of the thread or task (no :class:`Scope` is made yet)."""
-        self._parent: Scope | PendingScope | None = _current.get()
-        self._token: Token[Scope | PendingScope | None] | None = _current.set(self)
-        self._trail: Token[Any] | None = start_trail()  # the request's own breadcrumbs
+        self.outer = _current.get()
+        self.crumbs = None  # its own breadcrumbs, from the first one recorded in it
+        self.task = running_task()
+        self._token: Token[Any] | None = _current.set(self)
         #: The scope, once made (None until something needed it).
         self.made: Scope | None = None
 
@@ -624,28 +628,23 @@ class PendingScope:
                 scope = self.made
                 if scope is None:
                     scope = self.make()
-                    scope._attach(_resolved(self._parent))
+                    scope._attach(_resolved(self.outer))  # type: ignore[arg-type]
                     self.made = scope
         return scope
 
     def leave(self) -> None:
         """Leave the scope, if it was made, and restore the previous one; idempotent."""
+        token, self._token = self._token, None
+        if token is None:
+            return
         scope = self.made
         if scope is not None:
             scope._leave()
-        trail, self._trail = self._trail, None
-        token, self._token = self._token, None
-        _restore(self, trail, token)
+        restore_current(self, token)
 
 
-def _restore(
-    left: Scope | PendingScope,
-    trail: Token[Any] | None,
-    token: Token[Scope | PendingScope | None] | None,
-) -> None:
-    """After ``left`` is left: the breadcrumb trail and the current scope from before it."""
-    if trail is not None:
-        end_trail(trail)
+def restore_current(left: Frame, token: Token[Any] | None) -> None:
+    """After ``left`` is left: the current scope (and so its trail) from before it."""
     if token is not None:
         try:
             _current.reset(token)

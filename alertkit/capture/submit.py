@@ -84,6 +84,9 @@ def default_client() -> Submitter:
         RuntimeError: no factory was given (``alertkit`` was not imported).
     """
     global _default
+    client = _default  # made already (every call but the first): no lock
+    if client is not None:
+        return client
     with _lock:
         if _default is None:
             if _factory is None:

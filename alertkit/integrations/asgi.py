@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from typing import Any
 
 from alertkit.capture.client import Client
+from alertkit.capture.current import running_task
 from alertkit.integrations import RequestHeaders, RequestTracker
 
 __all__ = ["AlertkitMiddleware"]
@@ -95,7 +96,10 @@ class AlertkitMiddleware:
         failed_request_status_codes: Iterable[int] | None = None,
     ) -> None:
         self.app = app
-        self.tracker = RequestTracker(client, escalate_from, failed_request_status_codes)
+        # The route is read when needed: the router fills scope["route"] in.
+        self.tracker = RequestTracker(
+            client, escalate_from, failed_request_status_codes, describe=describe, route=route_name
+        )
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -103,11 +107,11 @@ class AlertkitMiddleware:
             return
         method = str(scope.get("method") or "GET")
         path = str(scope.get("path") or "/")
-        request = self.tracker.begin(method, path, describe, scope)
+        request = self.tracker.begin(method, path, scope)
         if request is None:
             await self.app(scope, receive, send)
             return
-        request.route = route_name  # read when needed: the router fills scope["route"] in
+        request.task = running_task()  # this task keeps the request's own breadcrumbs
         status: int | None = None
 
         async def send_and_watch(message: Message) -> None:

@@ -38,6 +38,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import got_request_exception
 
 from alertkit.capture.api import get_client, init
+from alertkit.capture.current import running_task
 from alertkit.guard import capture_internal_exceptions
 from alertkit.integrations import (
     ActiveRequest,
@@ -133,18 +134,17 @@ class AlertkitMiddleware:
             None,
             options.get("escalate_from", "error"),
             options.get("failed_request_status_codes"),
+            describe=_describe,
+            route=_transaction,
+            user=_user,
+            absorb_loggers=(REQUEST_LOGGER,),
         )
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
 
     def _begin(self, request: Any) -> ActiveRequest | None:
-        active = self.tracker.begin(request.method or "GET", request.path, _describe, request)
-        if active is not None:
-            active.user = _user
-            active.route = _transaction
-            active.absorb_loggers = (REQUEST_LOGGER,)
-        return active
+        return self.tracker.begin(request.method or "GET", request.path, request)
 
     def _finish(self, active: ActiveRequest, response: Any, exc: BaseException | None) -> None:
         status = getattr(response, "status_code", None)
@@ -180,6 +180,7 @@ class AlertkitMiddleware:
         get_response: Callable[[Any], Awaitable[Any]] = self.get_response
         if active is None:
             return await get_response(request)
+        active.task = running_task()  # this task keeps the request's own breadcrumbs
         try:
             response = await get_response(request)
         except BaseException as exc:

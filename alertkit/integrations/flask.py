@@ -11,12 +11,13 @@
     init_app(app)
 
 Per request (see :mod:`alertkit.integrations`): a scope with the method, path and headers (secret
-ones masked), the endpoint name as ``transaction``, the status; the request is reported when Flask
-tears its context down (a streamed body with ``stream_with_context``: when the stream ends), not
-when the server has read the body. Flask turns an unhandled exception
-into a 500 page itself (unless ``PROPAGATE_EXCEPTIONS``); its ``got_request_exception`` signal tells
-the request which exception that was, so the request reports it once, with its traceback, and
-Flask's own "Exception on /x [GET]" log line, if it reaches an :class:`~alertkit.AlertHandler`, is
+ones masked), the endpoint name as ``transaction``, the status; the request is reported once
+Flask has torn its context down, when its ``wsgi_app`` returns (before Flask 3.1, a body streamed
+with ``stream_with_context`` kept the context until the stream ended, and so does the request),
+not when the server has read the body. Flask turns an unhandled exception into a 500 page itself
+(unless ``PROPAGATE_EXCEPTIONS``); its ``got_request_exception`` signal tells the request which
+exception that was, so the request reports it once, with its traceback, and Flask's own
+"Exception on /x [GET]" log line, if it reaches an :class:`~alertkit.AlertHandler`, is
 not sent a second time.
 
 Flask is imported when ``init_app`` runs, not at ``import alertkit``.
@@ -24,11 +25,11 @@ Flask is imported when ``init_app`` runs, not at ``import alertkit``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from alertkit.capture.client import Client
-from alertkit.integrations import current_request, note_exception
+from alertkit.integrations import note_exception
 from alertkit.integrations.wsgi import AlertkitMiddleware
 
 __all__ = ["init_app"]
@@ -45,20 +46,6 @@ def _endpoint(environ: dict[str, Any]) -> str | None:
     """The endpoint Flask routed the request to (its request object is in the environ)."""
     endpoint = getattr(environ.get("werkzeug.request"), "endpoint", None)
     return endpoint if isinstance(endpoint, str) else None
-
-
-def _finisher(middleware: AlertkitMiddleware) -> Callable[[BaseException | None], None]:
-    """The app's teardown function: the request is over (the response started, or the exception
-    escaped): report it now, not when the server finishes reading the body (a test client may
-    never read it). A teardown function, not a ``request_tearing_down`` receiver: blinker's
-    dispatch to a receiver cost a request five times as much."""
-
-    def finish(exc: BaseException | None) -> None:
-        request = current_request()
-        if request is not None:
-            middleware.tracker.finish(request, request.status, exc)
-
-    return finish
 
 
 def init_app(
@@ -84,7 +71,7 @@ def init_app(
         ImportError: Flask is not installed (``pip install 'alertkit[flask]'``).
     """
     try:
-        from flask import got_request_exception
+        from flask import got_request_exception, has_request_context
     except ImportError as exc:
         raise ImportError(
             "alertkit.integrations.flask needs Flask: pip install 'alertkit[flask]'"
@@ -95,11 +82,15 @@ def init_app(
         app.wsgi_app, client, escalate_from, failed_request_status_codes
     )
     middleware.route_of = _endpoint
-    app.wsgi_app = middleware
+    # Flask tears the request down before ``wsgi_app`` returns (its teardown functions have run,
+    # what they logged is the request's), unless a body streamed with ``stream_with_context``
+    # still holds it (Flask before 3.1): the request ends when wsgi_app returns, or with that body.
+    # (Not a teardown function of our own: Flask checks each for a coroutine at every request.)
+    middleware.holds_request = has_request_context
+    # Its bound method, not the middleware itself: Flask calls ``self.wsgi_app(...)`` at every
+    # request, and an object's ``__call__`` costs that call several times a method's.
+    app.wsgi_app = middleware.__call__
     # Connected for this app only, and strongly: the receiver is a module function.
     got_request_exception.connect(_on_exception, app, weak=False)
-    # First in the list: Flask calls the app's teardown functions last to first, so the request
-    # ends after every other one has run (what they log is still the request's).
-    app.teardown_request_funcs.setdefault(None, []).insert(0, _finisher(middleware))
     app.extensions[_EXTENSION] = middleware
     return app

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from contextvars import ContextVar, Token
 from http import HTTPStatus
 from typing import Any
 
 from alertkit.capture.client import Client
+from alertkit.capture.current import current
 from alertkit.capture.events import mark_reported
-from alertkit.capture.request import PendingScope
+from alertkit.capture.request import PendingScope, restore_current
 from alertkit.capture.scope import API_LOGS, Scope
 from alertkit.capture.submit import default_client
 from alertkit.capture.trace import continue_trace
@@ -42,8 +42,6 @@ Describe = Callable[[Any], tuple[str | None, Mapping[str, str] | None]]
 #: ``alertkit.get_client()`` without its two calls (``get_client`` and ``cast``): alertkit's
 #: default client is always a Client.
 _default_client: Callable[[], Client] = default_client  # type: ignore[assignment]
-
-_active: ContextVar[ActiveRequest | None] = ContextVar("alertkit_request", default=None)
 
 
 def status_level(status: int | None, failed: Collection[int] = DEFAULT_FAILED_STATUS_CODES) -> str:
@@ -95,69 +93,56 @@ class ActiveRequest(PendingScope):
     The scope is made only when needed (the request is a
     :class:`~alertkit.capture.request.PendingScope`): when something is captured or logged in the
     request, or when the request is reported. A request that ends well and captures nothing
-    costs this one object, two context-variable switches and the request's breadcrumb trail.
+    costs this one object and one context-variable switch (it is the current scope: see
+    :mod:`alertkit.capture.current`); its breadcrumb trail is made at its first crumb.
     """
 
     __slots__ = (
-        "absorb_loggers",
         "client",
-        "describe",
         "exception",
         "finished",
         "headers",
         "method",
         "path",
         "request",
-        "route",
         "started",
         "status",
-        "token",
         "tracker",
         "transaction",
-        "user",
     )
 
     def __init__(
-        self,
-        tracker: RequestTracker,
-        client: Client,
-        method: str,
-        path: str,
-        describe: Describe,
-        request: Any,
+        self, tracker: RequestTracker, client: Client, method: str, path: str, request: Any
     ) -> None:
         self.tracker = tracker
         self.client = client
         self.method = method
         self.path = path
-        self.describe = describe
+        #: The framework's request object (environ, ASGI scope, Django request), which the
+        #: tracker's ``describe``, ``route`` and ``user`` read when needed.
         self.request = request
         self.headers: Mapping[str, str] | None = None
-        self.started = (time.time(), time.monotonic())
+        self.started = time.monotonic()
         #: The response's status, once the app has started the response.
         self.status: int | None = None
         #: The exception the framework turned into a response, with its traceback as it was then
         #: (see :func:`note_exception`).
         self.exception: ExcInfo | None = None
-        #: ``user(request)`` gives the request's user when the request reports (a lazy lookup
-        #: may cost a query).
-        self.user: Callable[[Any], str | None] | None = None
         self.transaction: str | None = None
-        #: ``route(request)`` gives the route (the ``transaction``) when the scope is made or the
-        #: request reports, for a framework that knows it only once the app has routed it.
-        self.route: Callable[[Any], str | None] | None = None
-        #: Loggers whose records about the request the integration reports itself.
-        self.absorb_loggers: tuple[str, ...] = ()
         self.finished = False
-        PendingScope.__init__(self)  # current now, made when needed (not super(): cheaper)
-        self.token: Token[ActiveRequest | None] | None = _active.set(self)
+        # Current now, made when needed: PendingScope.__init__ written out (a call less).
+        self.outer = current.get()
+        self.crumbs = self.made = self.task = None  # (an async middleware sets the task)
+        self._token = current.set(self)
 
     def make(self) -> Scope:
         """The request's scope, as it would have been had it been made at the start."""
-        scope = Scope(self.client, escalate_from=self.tracker.escalate_from)
-        scope.set_start(*self.started)
+        tracker = self.tracker
+        scope = Scope(self.client, escalate_from=tracker.escalate_from)
+        clock = time.monotonic()
+        scope.set_start(time.time() - (clock - self.started), self.started)
         try:
-            scope.url, self.headers = self.describe(self.request)
+            scope.url, self.headers = tracker.describe(self.request)
         except Exception as exc:  # an odd request: the log goes without its URL and headers
             report_internal_error(exc)
         if self.headers is not None:  # the caller's trace, unless a span is active
@@ -169,13 +154,13 @@ class ActiveRequest(PendingScope):
         name = self.transaction or self.route_name()
         if name:
             scope.set_tag("transaction", name)
-        for name in self.absorb_loggers:
+        for name in tracker.absorb_loggers:
             scope.absorb(logger=name)
         return scope
 
     def route_name(self) -> str | None:
-        """The route from :attr:`route`, or None (also when it fails)."""
-        route = self.route
+        """The route from the tracker's ``route``, or None (also when it fails)."""
+        route = self.tracker.route
         if route is None:
             return None
         try:
@@ -201,18 +186,6 @@ class ActiveRequest(PendingScope):
             except Exception as exc:
                 report_internal_error(exc)
 
-    def leave(self) -> None:
-        """Leave the request's scope and stop being the current request; idempotent."""
-        token, self.token = self.token, None
-        if token is None:
-            return
-        try:
-            _active.reset(token)
-        except ValueError:  # left in another context (a server closing elsewhere)
-            if _active.get() is self:
-                _active.set(None)
-        PendingScope.leave(self)
-
     def note_exception(self, exc: BaseException) -> None:
         """The framework caught ``exc`` and answers with an error page: the request reports it,
         and a log record carrying it is not reported again."""
@@ -224,8 +197,12 @@ class ActiveRequest(PendingScope):
 
 def current_request() -> ActiveRequest | None:
     """The request the current thread or task serves under an alertkit integration, or None."""
-    request = _active.get()
-    return None if request is None or request.finished else request
+    frame = current.get()
+    while frame is not None:  # the request, or a scope opened inside it
+        if isinstance(frame, ActiveRequest):
+            return None if frame.finished else frame
+        frame = frame.outer
+    return None
 
 
 def note_exception(exc: BaseException) -> bool:
@@ -247,10 +224,20 @@ def note_exception(exc: BaseException) -> bool:
 class RequestTracker:
     """The per-request work every integration shares; never raises into the request.
 
+    What the integration knows of its framework's request object, the same for every request, is
+    the tracker's: ``describe``, ``route``, ``user`` and ``absorb_loggers``.
+
     Args:
         client: the client to report through; default ``alertkit.get_client()`` at request time.
         escalate_from: the request level from which the request log is escalated.
         failed_request_status_codes: the statuses that make a request an error (default: 5xx).
+        describe: ``describe(request) -> (url, headers)``, called when the scope is made (most
+            requests never need it).
+        route: ``route(request)`` gives the route (the ``transaction``) when the scope is made or
+            the request reports, for a framework that knows it only once the app has routed it.
+        user: ``user(request)`` gives the request's user when the request reports (a lazy
+            lookup may cost a query).
+        absorb_loggers: loggers whose records about the request the integration reports itself.
 
     Raises:
         ValueError: unknown ``escalate_from``, or a bad status code.
@@ -261,15 +248,24 @@ class RequestTracker:
         client: Client | None,
         escalate_from: str | int,
         failed_request_status_codes: Iterable[int] | None = None,
+        *,
+        describe: Describe,
+        route: Callable[[Any], str | None] | None = None,
+        user: Callable[[Any], str | None] | None = None,
+        absorb_loggers: tuple[str, ...] = (),
     ) -> None:
         self._client = client
+        self.describe = describe
+        self.route = route
+        self.user = user
+        self.absorb_loggers = absorb_loggers
         self.escalate_from = normalize_level(escalate_from)
         self._threshold = LEVEL_NUMBERS[self.escalate_from]
         self.failed_request_status_codes = check_status_codes(failed_request_status_codes)
-        # The statuses (None: no response) of a request that reports nothing when it captured
-        # nothing, logged nothing and raised nothing: most requests, ended in one set lookup.
         failed = self.failed_request_status_codes
-        self._quiet: frozenset[int | None] = frozenset(
+        #: The statuses (None: no response) of a request that reports nothing unless it captured,
+        #: logged or raised something: most requests, ended in one set lookup.
+        self.quiet: frozenset[int | None] = frozenset(
             code
             for code in (None, *range(100, 600))
             if LEVEL_NUMBERS[status_level(code, failed)] < self._threshold
@@ -281,20 +277,18 @@ class RequestTracker:
         client = self._client
         return client if client is not None else _default_client()
 
-    def begin(
-        self, method: str, path: str, describe: Describe, request: Any
-    ) -> ActiveRequest | None:
+    def begin(self, method: str, path: str, request: Any) -> ActiveRequest | None:
         """Make the request current, with a scope made when first needed.
 
-        ``describe(request)`` gives the request's URL and headers when the scope is made (most
-        requests never need them): the middleware passes a module function and its own request
-        object (environ, ASGI scope, Django request), so a request that ends well builds neither.
+        ``request`` is the framework's request object (environ, ASGI scope, Django request): the
+        tracker's ``describe`` reads its URL and headers when the scope is made, so a request
+        that ends well builds neither.
 
         Returns None (and the request runs without a scope) if that fails, e.g. when the default
         client cannot be made from a broken environment: alerting must not take requests down.
         """
-        stale = _active.get()
-        if stale is not None and stale.finished:  # a server that never closed the last response
+        stale = current.get()
+        if isinstance(stale, ActiveRequest) and stale.finished:  # a response never closed
             stale.leave()
         try:
             client = self._client
@@ -303,7 +297,7 @@ class RequestTracker:
         except Exception as exc:
             report_internal_error(exc)
             return None
-        return ActiveRequest(self, client, method, path, describe, request)
+        return ActiveRequest(self, client, method, path, request)
 
     def finish(
         self,
@@ -324,10 +318,12 @@ class RequestTracker:
             exc is None
             and request.made is None
             and request.exception is None
-            and status in self._quiet
+            and status in self.quiet
         ):  # nothing captured, nothing to report: most requests end here, scope-less
-            if leave:
-                request.leave()
+            if leave:  # PendingScope.leave written out for a scope never made (a call less)
+                token, request._token = request._token, None
+                if token is not None:
+                    restore_current(request, token)
             return
         try:
             self._report(request, status, exc)
@@ -373,9 +369,10 @@ class RequestTracker:
         scope.end()
         if failure is None and LEVEL_NUMBERS[scope.level] < self._threshold:
             return  # nothing to report: most requests end here
-        if request.user is not None and scope.user is None:
+        user = self.user
+        if user is not None and scope.user is None:
             with capture_internal_exceptions():
-                scope.set_user(request.user(request.request))
+                scope.set_user(user(request.request))
         method, path = request.method, request.path
         message = f"{method} {path} " + ("failed" if failure is not None else f"-> {status}")
         if failure is not None:

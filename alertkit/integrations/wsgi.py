@@ -64,9 +64,8 @@ def describe(environ: Environ) -> tuple[str | None, RequestHeaders]:
 
 
 def _status_code(status: str) -> int | None:
+    """The code of a status line that is not PEP 3333's ``"200 OK"`` (None: not one)."""
     try:
-        if status[3:4] == " ":  # "200 OK": PEP 3333's status line, the cheap way
-            return int(status[:3])
         return int(str(status).split(" ", 1)[0])
     except (TypeError, ValueError):
         return None
@@ -108,7 +107,7 @@ class _Response:
 
 
 def _finish(request: ActiveRequest, exc: BaseException | None) -> None:
-    if not request.finished:  # Flask's integration may have finished it at teardown
+    if not request.finished:
         request.tracker.finish(request, request.status, exc)
 
 
@@ -135,21 +134,44 @@ class AlertkitMiddleware:
         failed_request_status_codes: Iterable[int] | None = None,
     ) -> None:
         self.app = app
-        self.tracker = RequestTracker(client, escalate_from, failed_request_status_codes)
-        #: Gives the route of a request from its environ once the app has routed it (set by a
-        #: framework integration, e.g. Flask's endpoint); None: no ``transaction`` tag.
-        self.route_of: Callable[[Environ], str | None] | None = None
+        self.tracker = RequestTracker(
+            client, escalate_from, failed_request_status_codes, describe=describe
+        )
+        #: True while the app still holds the request after returning its response (set by a
+        #: framework integration: Flask's request context outlives ``wsgi_app`` only for a body
+        #: streamed with ``stream_with_context``). None: the request ends with the response body.
+        self.holds_request: Callable[[], bool] | None = None
+
+    @property
+    def route_of(self) -> Callable[[Environ], str | None] | None:
+        """Gives the route of a request from its environ once the app has routed it (set by a
+        framework integration, e.g. Flask's endpoint); None: no ``transaction`` tag."""
+        return self.tracker.route
+
+    @route_of.setter
+    def route_of(self, route: Callable[[Environ], str | None] | None) -> None:
+        self.tracker.route = route
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD") or "GET")
         path = (str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")) or "/"
-        request = self.tracker.begin(method, path, describe, environ)
+        tracker = self.tracker
+        request = tracker.begin(method, path, environ)
         if request is None:
             return self.app(environ, start_response)
-        request.route = self.route_of
 
         def watch_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
-            request.status = _status_code(status_line)
+            try:  # "200 OK": PEP 3333's status line, read the cheap way (no call)
+                status = int(status_line[:3]) if status_line[3:4] == " " else None
+            except (TypeError, ValueError):
+                status = None
+            if status is None:
+                status = _status_code(status_line)
+            request.status = status
+            if status not in tracker.quiet and tracker.route is not None:
+                # The request will report: read its route while the app still knows it (Flask
+                # forgets it when it tears the request down, before the request ends).
+                request.set_transaction(request.route_name())
             if exc_info is None:
                 return start_response(status_line, headers)
             return start_response(status_line, headers, exc_info)
@@ -159,6 +181,8 @@ class AlertkitMiddleware:
         except BaseException as exc:
             _finish(request, exc)
             raise
-        if request.finished:  # reported already (Flask's teardown): nothing left to watch
+        holds = self.holds_request
+        if holds is not None and not holds():  # the app is done with it: end it now
+            tracker.finish(request, request.status, None)
             return result
         return _Response(result, request)

@@ -410,3 +410,58 @@ def test_an_errors_crumb_keeps_its_extra_when_before_send_changes_the_details(
     crumb = crumbs_of(memory)[-1]
     assert crumb["message"] == "order 7 failed"
     assert crumb["data"] == {"order": 7, "region": "eu"}
+
+
+def test_tasks_inside_a_scope_start_from_its_trail_and_never_mix(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)
+    log.info("before the scope")
+
+    async def job(name: str) -> None:
+        log.info("%s step", name)
+        await asyncio.sleep(0.01)
+        log.error("%s failed", name)
+
+    async def main() -> None:
+        with client.scope():
+            log.info("in the scope")
+            await asyncio.gather(job("a"), job("b"))
+            log.error("the scope's own")
+        log.error("after the scope")
+
+    asyncio.run(main())
+    assert client.flush(5)
+    by_message = {
+        e.event.event_message: [c["message"] for c in e.breadcrumbs] for e in memory.envelopes
+    }
+    for name in ("a", "b"):
+        assert by_message[f"{name} failed"] == ["in the scope", f"{name} step"]
+    assert by_message["the scope's own"] == ["in the scope"]
+    assert by_message["after the scope"] == ["before the scope"]
+
+
+def test_a_scope_left_in_a_task_gives_the_task_its_trail_back(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)
+
+    async def main() -> None:
+        log.info("task before")
+        with client.scope():
+            log.info("scope only")
+        log.error("task after")
+
+    asyncio.run(main())
+    assert client.flush(5)
+    [event] = memory.envelopes
+    assert [c["message"] for c in event.breadcrumbs] == ["task before"]
+
+
+def test_a_scope_makes_its_trail_at_its_first_crumb(make_client, make_logger, memory):
+    client = make_client()
+    log = make_logger(client)
+    with client.scope() as scope:
+        assert scope.crumbs is None  # nothing recorded: no trail made
+        assert breadcrumbs.current_entries() == ()
+        log.info("first")
+        assert scope.crumbs is not None
+        assert [e[3] for e in breadcrumbs.current_entries()] == ["first"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 import pytest
-from flask import Flask, abort
+from flask import Flask, Response, abort, stream_with_context
 
 import alertkit
 from alertkit import AlertHandler, Client, Envelope
@@ -219,3 +220,82 @@ def test_a_request_makes_its_scope_only_when_used(client: Client, memory: Memory
     assert event.request_log["time_elapsed"] >= 0.02
     assert event.tags["transaction"] == "lazy"
     assert current_scope() is None
+
+
+def test_a_request_has_its_own_breadcrumbs(client: Client, memory: MemoryBackend) -> None:
+    log = logging.getLogger("tests.flask.crumbs")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    handler = AlertHandler(client=client)
+    log.addHandler(handler)
+    app = make_app()
+
+    @app.get("/crumbs")
+    def crumbs() -> str:
+        log.info("inside the request")
+        log.error("failed inside")
+        return "ok"
+
+    try:
+        log.info("before any request")
+        http = init_app(app, client=client).test_client()
+        assert http.get("/crumbs").status_code == 200
+        log.error("after the request")
+    finally:
+        log.removeHandler(handler)
+    by_message = {e.event.event_message: e for e in sent(client, memory)}
+    inside = by_message["GET /crumbs -> 200: tests.flask.crumbs: failed inside"]
+    assert [c["message"] for c in inside.breadcrumbs] == ["inside the request"]
+    assert inside.tags["transaction"] == "crumbs"
+    assert [c["message"] for c in by_message["after the request"].breadcrumbs] == [
+        "before any request"
+    ]
+
+
+def test_what_a_streamed_body_logs_is_never_lost(client: Client, memory: MemoryBackend) -> None:
+    """A body streamed with ``stream_with_context`` runs after ``wsgi_app`` returned (Flask 3.1
+    pushes the request context again around it): what it logs is delivered, in the request's
+    report while Flask still holds the request, else as an event of its own."""
+    log = logging.getLogger("tests.flask.stream")
+    log.propagate = False
+    handler = AlertHandler(client=client)
+    log.addHandler(handler)
+    app = make_app()
+
+    @app.get("/stream")
+    def stream() -> Response:
+        def body() -> Iterator[str]:
+            yield "a"
+            log.error("stream broke at %s", "b")
+            yield "b"
+
+        return Response(stream_with_context(body()))
+
+    try:
+        http = init_app(app, client=client).test_client()
+        response = http.get("/stream")
+        assert response.get_data() == b"ab"
+        response.close()
+    finally:
+        log.removeHandler(handler)
+    [event] = sent(client, memory)
+    assert "stream broke at b" in event.event.event_message
+    assert current_scope() is None
+
+
+def test_what_a_teardown_function_logs_is_the_requests(
+    client: Client, memory: MemoryBackend
+) -> None:
+    """The request ends after the app's teardown functions: an error one logs belongs to it."""
+    app = make_app()
+
+    @app.teardown_request
+    def tear_down(exc: BaseException | None) -> None:
+        add_to_log("teardown", "closing failed", tag="api_logs", level="error")
+
+    http = init_app(app, client=client).test_client()
+    assert http.get("/ok").status_code == 200
+    [event] = sent(client, memory)
+    assert event.request_log is not None
+    assert list(event.request_log["api_logs"]) == ["request", "teardown"]
+    assert event.tags["transaction"] == "ok"
