@@ -53,6 +53,17 @@ def _handler(kind: str) -> tuple[logging.Handler, Any]:
                 """Nothing: what logging itself costs."""
 
         return Nothing(logging.INFO), None
+    if kind == "otel":  # the OpenTelemetry SDK's handler, exporting to a port nobody serves
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        provider = LoggerProvider()
+        exporter = OTLPLogExporter(endpoint="http://127.0.0.1:9/v1/logs", timeout=1)
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(exporter, max_queue_size=100_000, schedule_delay_millis=60_000)
+        )
+        return LoggingHandler(logging.WARNING, logger_provider=provider), provider
     from alertkit import AlertHandler, Client
     from alertkit.backends.base import BaseBackend
     from alertkit.model.outcomes import Delivered
@@ -82,7 +93,7 @@ def run(kind: str, scenario: str, n: int) -> None:
     logger.addHandler(handler)
     for i in range(60):  # a full trail, as in a running application
         logger.info("step %d", i, extra={"step": i})
-    if client is not None:
+    if client is not None and kind != "otel":
         client.flush(30)
     for i in range(n):
         if scenario == "error":
@@ -96,7 +107,9 @@ def run(kind: str, scenario: str, n: int) -> None:
                 _fail(9, i)
             except ValueError:
                 logger.exception("order %d failed", i, extra={"order": i, "region": "eu"})
-    if client is not None:
+    if kind == "otel":
+        client.shutdown()  # (what it exports goes nowhere: the calls are what is counted)
+    elif client is not None:
         client.flush(30)
         client.shutdown(5)
 
@@ -135,6 +148,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--against", help="the root of another checkout to compare with")
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="also count the OpenTelemetry SDK's LoggingHandler (BatchLogRecordProcessor)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -156,6 +174,9 @@ def main() -> None:
             line += (
                 f" {before:,.0f} | {before - base:,.0f} | {(now - base) / (before - base):.2f} |"
             )
+        if args.otel:
+            otel = per_call("otel", scenario, args.n, here)
+            line += f" OpenTelemetry SDK's part {otel - base:,.0f}, alertkit's / its {(now - base) / (otel - base):.2f} |"
         print(line, flush=True)
 
 

@@ -28,7 +28,14 @@ from contextvars import ContextVar
 from itertools import islice
 from typing import Any
 
-from alertkit.capture.current import Frame, current, running_task
+from alertkit.capture.current import (
+    FINDERS,
+    Frame,
+    current,
+    current_frame,
+    find_frame,
+    running_task,
+)
 from alertkit.capture.records import STEERING, extra_fields, is_ignored
 from alertkit.guard import report_internal_error
 from alertkit.model.levels import level_number
@@ -86,6 +93,8 @@ def _writable() -> deque[Entry]:
     did not make the current frame current gets a copy of the trail it inherited (its parent's,
     else the frame's or the process trail), so sibling tasks never mix."""
     frame = current.get()
+    if frame is None and FINDERS:
+        frame = find_frame()
     trail = _found(frame)
     task = running_task()
     if trail is not None and (task is None or trail.owner is task):
@@ -140,7 +149,7 @@ def record_log(
 
 def current_items() -> deque[Entry]:
     """The current trail itself (read only: append through :func:`record`)."""
-    trail = _found(current.get())
+    trail = _found(current_frame())
     return _NONE if trail is None else trail.items
 
 

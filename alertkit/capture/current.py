@@ -11,6 +11,7 @@ integration.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -31,6 +32,34 @@ class Frame:
 
 
 current: ContextVar[Frame | None] = ContextVar("alertkit_scope", default=None)
+
+#: Where a framework keeps its own request context (Flask), the frame of a request found through
+#: it, for a context in which no frame was made current: consulted in order, each returning the
+#: frame or None. A request found this way costs no context switch at all (see
+#: :mod:`alertkit.integrations.flask`). Empty unless an integration added one.
+FINDERS: list[Callable[[], Frame | None]] = []
+
+
+def current_frame() -> Frame | None:
+    """The current frame: the one made current in this context, else one a finder knows."""
+    frame = current.get()
+    if frame is None and FINDERS:
+        return _found()
+    return frame
+
+
+def _found() -> Frame | None:
+    for find in FINDERS:
+        frame = find()
+        if frame is not None:
+            return frame
+    return None
+
+
+def find_frame() -> Frame | None:
+    """What :func:`current_frame` consults when no frame was made current (for a hot path that
+    reads :data:`current` itself and checks :data:`FINDERS` first)."""
+    return _found()
 
 
 def running_task() -> object:

@@ -12,13 +12,20 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar, Token
+from contextvars import Token
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from alertkit.capture.current import Frame, current, running_task
+from alertkit.capture.current import (
+    FINDERS,
+    Frame,
+    current_frame,
+    find_frame,
+    running_task,
+)
+from alertkit.capture.current import current as _current  # the scope, made or pending
 from alertkit.capture.fold import (
     Held,
     Snapshot,
@@ -56,10 +63,6 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from alertkit.delivery.pipeline import Results
-
-
-#: The current scope, made or pending (see :mod:`alertkit.capture.current`).
-_current: ContextVar[Scope | PendingScope | None] = current  # type: ignore[assignment]
 
 
 def _tag_text(key: str, value: str) -> str:
@@ -153,7 +156,7 @@ class Scope(Frame):
         self.outer = self.task = None
         self._lock = threading.Lock()
         self._log = RequestLog()
-        self._token: Token[Scope | PendingScope | None] | None = None
+        self._token: Token[Frame | None] | None = None
         # Errors captured while the scope is entered, waiting to be folded into its escalation.
         self._held: list[Held] = []
         self._holding = False
@@ -265,7 +268,7 @@ class Scope(Frame):
     def __enter__(self) -> Scope:
         if self._token is not None:
             raise RuntimeError("this scope is already entered; open a new one with client.scope()")
-        outer = self.outer = _current.get()
+        outer = self.outer = current_frame()
         self._attach(_resolved(outer))
         self.crumbs = None  # its own breadcrumbs, from the first one recorded in it
         self.task = running_task()
@@ -611,7 +614,7 @@ class PendingScope(Frame):
 
     def __init__(self) -> None:
         """Become the current scope of the thread or task (no :class:`Scope` is made yet)."""
-        self.outer = _current.get()
+        self.outer = current_frame()
         self.crumbs = None  # its own breadcrumbs, from the first one recorded in it
         self.task = running_task()
         self._token: Token[Any] | None = _current.set(self)
@@ -628,7 +631,7 @@ class PendingScope(Frame):
                 scope = self.made
                 if scope is None:
                     scope = self.make()
-                    scope._attach(_resolved(self.outer))  # type: ignore[arg-type]
+                    scope._attach(_resolved(self.outer))
                     self.made = scope
         return scope
 
@@ -640,7 +643,13 @@ class PendingScope(Frame):
         scope = self.made
         if scope is not None:
             scope._leave()
-        restore_current(self, token)
+        if token is not NOT_CURRENT:
+            restore_current(self, token)
+
+
+#: The token of a pending scope that was never made current here: its framework keeps its
+#: request current in a context of its own (see ``alertkit.capture.current.FINDERS``).
+NOT_CURRENT: Any = object()
 
 
 def restore_current(left: Frame, token: Token[Any] | None) -> None:
@@ -656,11 +665,11 @@ def restore_current(left: Frame, token: Token[Any] | None) -> None:
 _making = threading.RLock()
 
 
-def _resolved(current: Scope | PendingScope | None) -> Scope | None:
-    """The scope behind the ContextVar's value, made now if it is still pending."""
-    if isinstance(current, PendingScope):
-        return current.resolve()
-    return current
+def _resolved(frame: Frame | None) -> Scope | None:
+    """The scope behind a frame, made now if it is still pending."""
+    if isinstance(frame, PendingScope):
+        return frame.resolve()
+    return frame  # type: ignore[return-value]  # (a Frame is a Scope or a PendingScope)
 
 
 class Absorbed:
@@ -709,7 +718,10 @@ def _usable(exc_info: Any) -> Trace:
 def scope_for_record(record: logging.LogRecord, message: str) -> ScopeContext | None:
     """The current scope's context for a log record; an error record enters ``error_logs`` (and
     gets the holding context when the scope's escalation will carry it)."""
-    scope = _resolved(_current.get())
+    frame: Frame | None = _current.get()  # current_frame() written out: every record asks
+    if frame is None and FINDERS:
+        frame = find_frame()
+    scope = _resolved(frame)
     if scope is None:
         return None
     if scope._absorbed is not None and scope._absorbs(record):
@@ -723,7 +735,7 @@ def scope_for_record(record: logging.LogRecord, message: str) -> ScopeContext | 
 
 def scope_for_log(data: Mapping[str, Any], level: str, info: Any) -> ScopeContext | None:
     """The current scope's context for ``Client.log``; an error enters ``error_logs``."""
-    scope = _resolved(_current.get())
+    scope = _resolved(current_frame())
     if scope is None:
         return None
     if LEVEL_NUMBERS[level] >= logging.ERROR:
@@ -752,10 +764,10 @@ def scope_for_event(envelope: Envelope) -> ScopeContext | None:
     Only application events (kind ``"event"``) belong to a scope: incident lifecycle messages
     (acknowledge, resolve, change) and metrics pass through untouched.
     """
-    current = _current.get()
-    if current is None or envelope.kind != "event":
+    frame = current_frame()
+    if frame is None or envelope.kind != "event":
         return None
-    scope = _resolved(current)
+    scope = _resolved(frame)
     if scope is None:
         return None
     event = envelope.event
@@ -770,7 +782,7 @@ def scope_for_event(envelope: Envelope) -> ScopeContext | None:
 
 def current_scope() -> Scope | None:
     """The scope of this thread or asyncio task (made now if it was pending), or None."""
-    return _resolved(_current.get())
+    return _resolved(current_frame())
 
 
 def set_current_scope(scope: Scope) -> None:

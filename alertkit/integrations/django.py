@@ -104,6 +104,10 @@ def _transaction(request: Any) -> str | None:
     return str(match._func_path)
 
 
+def _request_line(request: Any) -> tuple[str, str]:
+    return str(request.method or "GET"), str(request.path)
+
+
 def _describe(request: Any) -> tuple[str | None, RequestHeaders]:
     """The URL (``scheme://host/path``, without the query string: it may carry secrets) and the
     headers of a request, read when its scope is made."""
@@ -135,6 +139,7 @@ class AlertkitMiddleware:
             options.get("escalate_from", "error"),
             options.get("failed_request_status_codes"),
             describe=_describe,
+            request_line=_request_line,
             route=_transaction,
             user=_user,
             absorb_loggers=(REQUEST_LOGGER,),
@@ -144,7 +149,7 @@ class AlertkitMiddleware:
             markcoroutinefunction(self)
 
     def _begin(self, request: Any) -> ActiveRequest | None:
-        return self.tracker.begin(request.method or "GET", request.path, request)
+        return self.tracker.begin(None, None, request)  # its method and path: read when needed
 
     def _finish(self, active: ActiveRequest, response: Any, exc: BaseException | None) -> None:
         status = getattr(response, "status_code", None)
@@ -164,7 +169,8 @@ class AlertkitMiddleware:
     def __call__(self, request: Any) -> Any:
         if self.is_async:
             return self._acall(request)
-        active = self._begin(request)
+        tracker = self.tracker
+        active = tracker.begin(None, None, request)  # (_begin written out: a call less)
         if active is None:
             return self.get_response(request)
         try:
@@ -172,7 +178,11 @@ class AlertkitMiddleware:
         except BaseException as exc:  # DEBUG_PROPAGATE_EXCEPTIONS, or a middleware inside ours
             self._finish(active, None, exc)
             raise
-        self._finish(active, response, None)
+        status = getattr(response, "status_code", None)
+        if type(status) is int and status < 400:  # most responses: _finish's first case
+            tracker.finish(active, status, None)
+        else:
+            self._finish(active, response, None)
         return response
 
     async def _acall(self, request: Any) -> Any:

@@ -11,9 +11,9 @@ from http import HTTPStatus
 from typing import Any
 
 from alertkit.capture.client import Client
-from alertkit.capture.current import current
+from alertkit.capture.current import current, current_frame
 from alertkit.capture.events import mark_reported
-from alertkit.capture.request import PendingScope, restore_current
+from alertkit.capture.request import NOT_CURRENT, PendingScope
 from alertkit.capture.scope import API_LOGS, Scope
 from alertkit.capture.submit import default_client
 from alertkit.capture.trace import continue_trace
@@ -112,17 +112,24 @@ class ActiveRequest(PendingScope):
     )
 
     def __init__(
-        self, tracker: RequestTracker, client: Client, method: str, path: str, request: Any
+        self,
+        tracker: RequestTracker,
+        client: Client,
+        method: str | None,
+        path: str | None,
+        request: Any,
+        started: float | None = None,
     ) -> None:
         self.tracker = tracker
         self.client = client
+        #: The method and path, or None until :meth:`line` reads them (see ``request_line``).
         self.method = method
         self.path = path
         #: The framework's request object (environ, ASGI scope, Django request), which the
         #: tracker's ``describe``, ``route`` and ``user`` read when needed.
         self.request = request
         self.headers: Mapping[str, str] | None = None
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
         #: The response's status, once the app has started the response.
         self.status: int | None = None
         #: The exception the framework turned into a response, with its traceback as it was then
@@ -130,10 +137,15 @@ class ActiveRequest(PendingScope):
         self.exception: ExcInfo | None = None
         self.transaction: str | None = None
         self.finished = False
-        # Current now, made when needed: PendingScope.__init__ written out (a call less).
-        self.outer = current.get()
+        # Current now (unless its framework keeps it current: ``started`` given, see
+        # RequestTracker.found), made when needed: PendingScope.__init__ written out.
         self.crumbs = self.made = self.task = None  # (an async middleware sets the task)
-        self._token = current.set(self)
+        if started is None:
+            self.outer = current.get()
+            self._token = current.set(self)
+        else:
+            self.outer = None
+            self._token = NOT_CURRENT
 
     def make(self) -> Scope:
         """The request's scope, as it would have been had it been made at the start."""
@@ -147,16 +159,30 @@ class ActiveRequest(PendingScope):
             report_internal_error(exc)
         if self.headers is not None:  # the caller's trace, unless a span is active
             continue_trace(scope, self.headers.get("traceparent"))
-        extras: dict[str, Any] = {"method": self.method, "path": self.path}
+        method, path = self.line()
+        extras: dict[str, Any] = {"method": method, "path": path}
         if self.headers is not None:
             extras["headers"] = self.headers
-        scope.add_to_log("request", f"{self.method} {self.path}", tag=API_LOGS, extras=extras)
+        scope.add_to_log("request", f"{method} {path}", tag=API_LOGS, extras=extras)
         name = self.transaction or self.route_name()
         if name:
             scope.set_tag("transaction", name)
         for name in tracker.absorb_loggers:
             scope.absorb(logger=name)
         return scope
+
+    def line(self) -> tuple[str, str]:
+        """The request's method and path, read from the request object when first needed."""
+        method, path = self.method, self.path
+        if method is None or path is None:
+            read = self.tracker.request_line
+            try:
+                method, path = ("GET", "/") if read is None else read(self.request)
+            except Exception as exc:  # an odd request object
+                report_internal_error(exc)
+                method, path = method or "GET", path or "/"
+            self.method, self.path = method, path
+        return method, path
 
     def route_name(self) -> str | None:
         """The route from the tracker's ``route``, or None (also when it fails)."""
@@ -197,7 +223,7 @@ class ActiveRequest(PendingScope):
 
 def current_request() -> ActiveRequest | None:
     """The request the current thread or task serves under an alertkit integration, or None."""
-    frame = current.get()
+    frame = current_frame()
     while frame is not None:  # the request, or a scope opened inside it
         if isinstance(frame, ActiveRequest):
             return None if frame.finished else frame
@@ -238,6 +264,9 @@ class RequestTracker:
         user: ``user(request)`` gives the request's user when the request reports (a lazy
             lookup may cost a query).
         absorb_loggers: loggers whose records about the request the integration reports itself.
+        request_line: ``request_line(request) -> (method, path)``, for a middleware that passes
+            None for them to :meth:`begin` (reading them costs a request that ends well for
+            nothing).
 
     Raises:
         ValueError: unknown ``escalate_from``, or a bad status code.
@@ -253,8 +282,10 @@ class RequestTracker:
         route: Callable[[Any], str | None] | None = None,
         user: Callable[[Any], str | None] | None = None,
         absorb_loggers: tuple[str, ...] = (),
+        request_line: Callable[[Any], tuple[str, str]] | None = None,
     ) -> None:
         self._client = client
+        self.request_line = request_line
         self.describe = describe
         self.route = route
         self.user = user
@@ -277,7 +308,7 @@ class RequestTracker:
         client = self._client
         return client if client is not None else _default_client()
 
-    def begin(self, method: str, path: str, request: Any) -> ActiveRequest | None:
+    def begin(self, method: str | None, path: str | None, request: Any) -> ActiveRequest | None:
         """Make the request current, with a scope made when first needed.
 
         ``request`` is the framework's request object (environ, ASGI scope, Django request): the
@@ -290,14 +321,31 @@ class RequestTracker:
         stale = current.get()
         if isinstance(stale, ActiveRequest) and stale.finished:  # a response never closed
             stale.leave()
+        client = self._client
+        if client is None:  # (not self.client: a request spares the property's call)
+            client = self._default()
+            if client is None:
+                return None
+        return ActiveRequest(self, client, method, path, request)
+
+    @staticmethod
+    def _default() -> Client | None:
+        """The default client; None if making it fails (reported, never raised)."""
         try:
-            client = self._client
-            if client is None:  # (not self.client: a request spares the property's call)
-                client = _default_client()
+            return _default_client()
         except Exception as exc:
             report_internal_error(exc)
             return None
-        return ActiveRequest(self, client, method, path, request)
+
+    def found(self, request: Any, started: float) -> ActiveRequest | None:
+        """The request, made when first needed, of a framework that keeps its request current
+        in a context of its own, found through it (see ``alertkit.capture.current.FINDERS``):
+        never made current here, so a request that needs nothing costs no context switch.
+        ``started``: ``time.monotonic()`` when it began. None: see :meth:`begin`."""
+        client = self._client if self._client is not None else self._default()
+        if client is None:
+            return None
+        return ActiveRequest(self, client, None, None, request, started)
 
     def finish(
         self,
@@ -320,10 +368,14 @@ class RequestTracker:
             and request.exception is None
             and status in self.quiet
         ):  # nothing captured, nothing to report: most requests end here, scope-less
-            if leave:  # PendingScope.leave written out for a scope never made (a call less)
+            if leave:  # PendingScope.leave written out for a scope never made (no call)
                 token, request._token = request._token, None
-                if token is not None:
-                    restore_current(request, token)
+                if token is not None and token is not NOT_CURRENT:
+                    try:
+                        current.reset(token)
+                    except ValueError:  # left in another context (a server closing elsewhere)
+                        if current.get() is request:
+                            current.set(None)
             return
         try:
             self._report(request, status, exc)
@@ -373,7 +425,7 @@ class RequestTracker:
         if user is not None and scope.user is None:
             with capture_internal_exceptions():
                 scope.set_user(user(request.request))
-        method, path = request.method, request.path
+        method, path = request.line()
         message = f"{method} {path} " + ("failed" if failure is not None else f"-> {status}")
         if failure is not None:
             message += f": {type(failure).__name__}: {safe_str(failure)}"

@@ -57,10 +57,16 @@ def request_url(environ: Environ, path: str) -> str | None:
         return None
 
 
+def request_line(environ: Environ) -> tuple[str, str]:
+    """The method and path (``SCRIPT_NAME`` + ``PATH_INFO``) of a WSGI request."""
+    method = str(environ.get("REQUEST_METHOD") or "GET")
+    path = (str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")) or "/"
+    return method, path
+
+
 def describe(environ: Environ) -> tuple[str | None, RequestHeaders]:
     """The URL and headers of a WSGI request, read when its scope is made."""
-    path = (str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")) or "/"
-    return request_url(environ, path), RequestHeaders(environ_headers, environ)
+    return request_url(environ, request_line(environ)[1]), RequestHeaders(environ_headers, environ)
 
 
 def _status_code(status: str) -> int | None:
@@ -71,7 +77,17 @@ def _status_code(status: str) -> int | None:
         return None
 
 
-class _Response:
+def status_of(status_line: str) -> int | None:
+    """The code of a WSGI status line (``"200 OK"``), None if it has none."""
+    try:  # PEP 3333's status line, read the cheap way
+        if status_line[3:4] == " ":
+            return int(status_line[:3])
+    except (TypeError, ValueError):
+        pass
+    return _status_code(status_line)
+
+
+class Response:
     """The app's response iterable, finishing the request once: on an error while iterating,
     when the body is exhausted, or at ``close()``, whichever comes first."""
 
@@ -84,7 +100,7 @@ class _Response:
     def _finish(self, exc: BaseException | None) -> None:
         request, self._request = self._request, None
         if request is not None:
-            _finish(request, exc)
+            finish(request, exc)
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -106,7 +122,7 @@ class _Response:
             self._finish(None)
 
 
-def _finish(request: ActiveRequest, exc: BaseException | None) -> None:
+def finish(request: ActiveRequest, exc: BaseException | None) -> None:
     if not request.finished:
         request.tracker.finish(request, request.status, exc)
 
@@ -135,12 +151,16 @@ class AlertkitMiddleware:
     ) -> None:
         self.app = app
         self.tracker = RequestTracker(
-            client, escalate_from, failed_request_status_codes, describe=describe
+            client,
+            escalate_from,
+            failed_request_status_codes,
+            describe=describe,
+            request_line=request_line,
         )
-        #: True while the app still holds the request after returning its response (set by a
+        #: Truthy while the app still holds the request after returning its response (set by a
         #: framework integration: Flask's request context outlives ``wsgi_app`` only for a body
         #: streamed with ``stream_with_context``). None: the request ends with the response body.
-        self.holds_request: Callable[[], bool] | None = None
+        self.holds_request: Callable[[], object] | None = None
 
     @property
     def route_of(self) -> Callable[[Environ], str | None] | None:
@@ -153,36 +173,26 @@ class AlertkitMiddleware:
         self.tracker.route = route
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        method = str(environ.get("REQUEST_METHOD") or "GET")
-        path = (str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")) or "/"
         tracker = self.tracker
-        request = tracker.begin(method, path, environ)
+        request = tracker.begin(None, None, environ)  # its method and path: read when needed
         if request is None:
             return self.app(environ, start_response)
 
         def watch_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
-            try:  # "200 OK": PEP 3333's status line, read the cheap way (no call)
-                status = int(status_line[:3]) if status_line[3:4] == " " else None
-            except (TypeError, ValueError):
-                status = None
-            if status is None:
-                status = _status_code(status_line)
-            request.status = status
+            status = request.status = status_of(status_line)
             if status not in tracker.quiet and tracker.route is not None:
                 # The request will report: read its route while the app still knows it (Flask
                 # forgets it when it tears the request down, before the request ends).
                 request.set_transaction(request.route_name())
-            if exc_info is None:
-                return start_response(status_line, headers)
-            return start_response(status_line, headers, exc_info)
+            return start_response(status_line, headers, exc_info)  # (PEP 3333 allows None)
 
         try:
             result = self.app(environ, watch_start_response)
         except BaseException as exc:
-            _finish(request, exc)
+            finish(request, exc)
             raise
         holds = self.holds_request
         if holds is not None and not holds():  # the app is done with it: end it now
             tracker.finish(request, request.status, None)
             return result
-        return _Response(result, request)
+        return Response(result, request)

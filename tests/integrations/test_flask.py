@@ -299,3 +299,41 @@ def test_what_a_teardown_function_logs_is_the_requests(
     assert event.request_log is not None
     assert list(event.request_log["api_logs"]) == ["request", "teardown"]
     assert event.tags["transaction"] == "ok"
+
+
+def test_a_request_is_found_through_flasks_context_not_made_current(
+    client: Client, memory: MemoryBackend
+) -> None:
+    """Flask keeps the request context: alertkit finds its request through it, so a request
+    makes no context switch of its own and no request object until something needs one."""
+    from alertkit.capture.current import current
+
+    seen: dict[str, object] = {}
+    app = make_app()
+
+    @app.get("/look")
+    def look() -> str:
+        seen["ours"] = current.get()
+        request = current_request()
+        seen["found"] = request
+        with client.scope() as inner:  # a scope opened inside the request inherits from it
+            seen["inner_outer"] = inner.outer
+            log.error("inside an inner scope")
+        return "ok"
+
+    log = logging.getLogger("tests.flask.found")
+    log.propagate = False
+    handler = AlertHandler(client=client)
+    log.addHandler(handler)
+    try:
+        http = init_app(app, client=client).test_client()
+        assert http.get("/look").status_code == 200
+    finally:
+        log.removeHandler(handler)
+    assert seen["ours"] is None
+    assert seen["found"] is not None
+    assert seen["inner_outer"] is seen["found"]
+    [event] = sent(client, memory)
+    assert event.event.event_message == "inside an inner scope"
+    assert event.tags["transaction"] == "look"
+    assert current_request() is None
