@@ -1,13 +1,13 @@
 """Breadcrumbs: what the program logged (and added) just before an error, carried by the error.
 
-A *trail* is a bounded deque of the last records of one context. It hangs on the current scope
+A *trail* is a bounded list of the last records of one context. It hangs on the current scope
 (:mod:`alertkit.capture.current`: every entered :class:`~alertkit.capture.request.Scope` and every
 web request has its own, made at its first crumb), and an asyncio task gets its own, a copy of
 the one it inherited, the first time it records one; threads outside any scope share the process
 trail.
 
 Cost on the caller's thread: a record becomes a small tuple of references (time, level, logger,
-template, args, ``extra``) appended to the deque, nothing formatted. Only an error or fatal event
+template, args, ``extra``) appended to the list, nothing formatted. Only an error or fatal event
 copies the trail (a tuple of at most ``max_breadcrumbs`` references), and the policy thread turns
 the copy into dicts (:mod:`alertkit.capture.crumbs`), runs ``before_breadcrumb`` and hands them to
 scrubbing and the size limits.
@@ -22,20 +22,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections import deque
 from collections.abc import Mapping
 from contextvars import ContextVar
 from itertools import islice
 from typing import Any
 
-from alertkit.capture.current import (
-    FINDERS,
-    Frame,
-    current,
-    current_frame,
-    find_frame,
-    running_task,
-)
+from alertkit.capture.current import FINDERS, Frame, current, find_frame
 from alertkit.capture.records import STEERING, extra_fields, is_ignored
 from alertkit.guard import report_internal_error
 from alertkit.model.levels import level_number
@@ -52,66 +44,90 @@ Entry = tuple[Any, Any, Any, Any, Any, Any]
 
 
 class _Trail:
-    """A deque of entries, the asyncio task it belongs to (None: a thread's or a frame's) and the
-    frame it was made under (see :mod:`alertkit.capture.current`)."""
+    """The entries of one context, the asyncio task it belongs to (None: a thread's or a frame's)
+    and the frame it was made under (see :mod:`alertkit.capture.current`).
+
+    ``items`` is a list that only grows, replaced by its newest entries once it holds twice the
+    capacity: a snapshot is a slice (a C copy), not a walk over a deque, at a cost of at most
+    twice the capacity held. (Two threads recording into one shared trail at the moment it is
+    replaced may lose one of their crumbs; a request's or a task's trail has one writer.)
+    """
 
     __slots__ = ("frame", "items", "owner")
 
-    def __init__(self, owner: object, frame: Frame | None, items: deque[Entry]) -> None:
+    def __init__(self, owner: object, frame: Frame | None, items: list[Entry]) -> None:
         self.owner = owner
         self.frame = frame
         self.items = items
 
+    def room(self) -> list[Entry]:
+        """The list to append one entry to (a new one, of the newest entries, when full)."""
+        items = self.items
+        if len(items) >= 2 * _capacity:
+            self.items = items = items[len(items) - _capacity + 1 :]
+        return items
+
 
 _capacity = 0  # the largest max_breadcrumbs of any client made; 0: nothing is recorded
-_process = _Trail(None, None, deque(maxlen=0))
+_process = _Trail(None, None, [])
 # An asyncio task's own trail, set in the task's context at its first crumb. It holds the frame it
 # was made under, so a frame entered later in the task (or left) is not written through it.
 _task_trail: ContextVar[_Trail | None] = ContextVar("alertkit_task_breadcrumbs", default=None)
-_NONE: deque[Entry] = deque(maxlen=0)  # what a frame without a trail yet reads: never written
+_NONE: list[Entry] = []  # what a frame without a trail yet reads: never written
 
 
 def reserve(capacity: int) -> None:
     """Make trails hold at least ``capacity`` entries (a client's ``max_breadcrumbs``)."""
     global _capacity
-    if capacity > _capacity:
-        _capacity = capacity
-        _process.items = deque(_process.items, maxlen=capacity)
+    _capacity = max(_capacity, capacity)
 
 
-def _found(frame: Frame | None) -> _Trail | None:
-    """The trail this context reads: its task's own made under ``frame``, else the frame's (None:
-    the frame has none yet), else the process trail."""
+def found(frame: Frame | None) -> _Trail | None:
+    """The trail a context under ``frame`` reads: its task's own made under ``frame``, else the
+    frame's (None: the frame has none yet), else the process trail."""
     own = _task_trail.get()
     if own is not None and own.frame is frame:
         return own
     return _process if frame is None else frame.crumbs
 
 
-def _writable() -> deque[Entry]:
-    """The trail to record into: a frame's own is made at its first crumb; an asyncio task that
-    did not make the current frame current gets a copy of the trail it inherited (its parent's,
-    else the frame's or the process trail), so sibling tasks never mix."""
-    frame = current.get()
-    if frame is None and FINDERS:
-        frame = find_frame()
-    trail = _found(frame)
-    task = running_task()
+def writable(frame: Frame | None) -> _Trail:
+    """The trail to record into under ``frame`` (the current frame): a frame's own is made at its
+    first crumb; an asyncio task that did not make the frame current gets a copy of the trail it
+    inherited (its parent's, else the frame's or the process trail), so sibling tasks never
+    mix."""
+    own = _task_trail.get()  # found(), written out: every record asks
+    trail = (
+        own
+        if own is not None and own.frame is frame
+        else (_process if frame is None else frame.crumbs)
+    )
+    aio = sys.modules.get("asyncio")  # running_task(), written out
+    task = None
+    if aio is not None:
+        loop = aio._get_running_loop()
+        if loop is not None:
+            task = aio.current_task(loop)
     if trail is not None and (task is None or trail.owner is task):
-        return trail.items  # the context's own (or, in a thread, the one it was given)
+        return trail  # the context's own (or, in a thread, the one it was given)
     if trail is None and frame is not None and (task is None or frame.task is task):
-        trail = frame.crumbs = _Trail(frame.task, frame, deque((), _capacity))  # noqa: RUF037 (maxlen= is twice the cost)
-        return trail.items  # the frame's first crumb
+        trail = frame.crumbs = _Trail(frame.task, frame, [])
+        return trail  # the frame's first crumb
     parent = _NONE if trail is None else trail.items
-    trail = _Trail(task, frame, deque(parent, parent.maxlen or _capacity))
+    trail = _Trail(task, frame, parent[-_capacity:])
     _task_trail.set(trail)
-    return trail.items
+    return trail
+
+
+def _current_frame() -> Frame | None:
+    frame = current.get()
+    return find_frame() if frame is None and FINDERS else frame
 
 
 def record(entry: Entry) -> None:
     """Append one entry to the current trail (nothing when no client keeps breadcrumbs)."""
     if _capacity:
-        _writable().append(entry)
+        writable(_current_frame()).room().append(entry)
 
 
 _UNREAD: Any = object()  # record_log's ``extra`` when the caller has not read it
@@ -121,16 +137,22 @@ def record_log(
     record_: logging.LogRecord,
     message: str | None = None,
     extra: dict[str, Any] | None = _UNREAD,
+    trail: _Trail | None = None,
 ) -> None:
     """Append a log record: references only, formatted later. ``message``: the record already
     formatted (an event's own record), which then needs no arguments. ``extra``: the record's
     :func:`~alertkit.capture.records.extra_fields`, when the caller has them already (an
     event's record: read once for both); the crumb may share that dict, which nobody changes.
     A record the previous entry already holds (two handlers of one logger tree) is not added
-    twice."""
+    twice. ``trail``: the :func:`writable` trail, when the caller has it already."""
     if not _capacity:
         return
-    items = _writable()
+    if trail is None:
+        frame = current.get()  # (_current_frame() written out: every record asks)
+        if frame is None and FINDERS:
+            frame = find_frame()
+        trail = writable(frame)
+    items = trail.items
     attrs = record_.__dict__
     created = attrs.get("created")
     if items and items[-1][0] is created:  # the same record object: the same float object
@@ -144,18 +166,22 @@ def record_log(
         template, args = attrs.get("msg"), attrs.get("args")
     else:
         template, args = message, None
+    if len(items) >= 2 * _capacity:
+        items = trail.room()
     items.append((created, attrs.get("levelno"), attrs.get("name"), template, args, extra))
 
 
-def current_items() -> deque[Entry]:
-    """The current trail itself (read only: append through :func:`record`)."""
-    trail = _found(current_frame())
+def current_items() -> list[Entry]:
+    """The current trail's list itself, which may hold up to twice the capacity (read only:
+    append through :func:`record`; slice the newest)."""
+    trail = found(_current_frame())
     return _NONE if trail is None else trail.items
 
 
-def current_entries() -> tuple[Entry, ...]:
-    """A copy of the current trail, oldest first (one C-level copy, safe against other threads)."""
-    return tuple(current_items())
+def current_entries(keep: int | None = None) -> tuple[Entry, ...]:
+    """A copy of the newest ``keep`` entries of the current trail (default: the capacity), oldest
+    first (a C-level slice, safe against other threads)."""
+    return tuple(current_items()[-(keep or _capacity or 1) :])
 
 
 def add_breadcrumb(
@@ -196,7 +222,7 @@ class BreadcrumbHandler(logging.Handler):
     that records of loggers without an :class:`~alertkit.AlertHandler` become crumbs too."""
 
     def handle(self, record: logging.LogRecord) -> Any:
-        """No handler lock: recording appends to a deque, which is thread-safe."""
+        """No handler lock: recording appends to a list, which is thread-safe."""
         if not self.filters or self.filter(record):
             self.emit(record)
             return record if sys.version_info >= (3, 12) else True

@@ -105,9 +105,18 @@ class Breadcrumbs:
         newest = items[-1][0]
         if type(newest) is float and newest < self.since:
             return None  # all of it recorded before this client was made
-        entries = tuple(items)
-        # Sliced only when the trail is longer than this client keeps (another client's is).
-        return entries if len(entries) <= self.max else entries[-self.max :]
+        return tuple(items[-self.max :])  # (the list may hold up to twice the capacity)
+
+    def cut(self, items: list[Entry] | None, end: int) -> tuple[Entry, ...] | None:
+        """On the policy thread: the trail an event took as :meth:`snapshot` gives it, from the
+        trail's list and its length when the event was captured (a trail's list only grows:
+        entries ``[:end]`` are still those). The caller's thread then copies nothing."""
+        if not items or end <= 0:
+            return None
+        newest = items[end - 1][0]
+        if type(newest) is float and newest < self.since:
+            return None  # all of it recorded before this client was made
+        return tuple(items[max(0, end - self.max) : end])
 
     def attach(self, envelope: Envelope | None, entries: tuple[Entry, ...] | None) -> Any:
         """On the policy thread: ``envelope`` with the crumbs of ``entries``, oldest first

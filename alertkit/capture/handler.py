@@ -22,10 +22,17 @@ import msgspec
 from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
 from alertkit.capture.api import get_client
-from alertkit.capture.breadcrumbs import Entry, record_log
+from alertkit.capture.breadcrumbs import Entry, record_log, writable
 from alertkit.capture.client import Client
+from alertkit.capture.current import FINDERS, current, find_frame
 from alertkit.capture.events import was_reported
-from alertkit.capture.records import IGNORED_LOGGERS, STEERING, extra_fields, is_ignored
+from alertkit.capture.records import (
+    IGNORED_LOGGERS,
+    STEERING,
+    extra_fields,
+    is_ignored,
+    known_ignored,
+)
 from alertkit.capture.request import ScopeContext, scope_for_record
 from alertkit.capture.trace import traced
 from alertkit.guard import capture_internal_exceptions, report_internal_error
@@ -73,8 +80,11 @@ class RecordCapture(msgspec.Struct, gc=False):
     extra: dict[str, Any] | None = None
     incident_key: str | None = None
     scope: ScopeContext | None = None
-    crumbs: tuple[Entry, ...] | None = None
+    #: The trail's list when the record was captured, and its length then (see
+    #: :meth:`~alertkit.capture.crumbs.Breadcrumbs.cut`): no copy on the caller's thread.
+    crumbs: list[Entry] | None = None
     code: Any = None
+    crumbs_end: int = 0
 
     @classmethod
     def of(
@@ -84,7 +94,7 @@ class RecordCapture(msgspec.Struct, gc=False):
         message: str,
         incident_key: str | None,
         scope: ScopeContext | None,
-        crumbs: tuple[Entry, ...] | None = None,
+        crumbs: list[Entry] | None = None,
         extra: dict[str, Any] | None = _UNREAD,
     ) -> RecordCapture:
         """``extra``: the record's :func:`extra_fields` when the caller has read them already."""
@@ -112,6 +122,7 @@ class RecordCapture(msgspec.Struct, gc=False):
             scope,
             crumbs,
             code,
+            0 if crumbs is None else len(crumbs),
         )
 
     def __call__(self) -> Envelope:
@@ -179,8 +190,25 @@ class RecordCapture(msgspec.Struct, gc=False):
             code_location=_code_location(self.code),
         )
         if self.crumbs is not None:
-            client.breadcrumbs.attach(envelope, self.crumbs)
+            client.breadcrumbs.attach(
+                envelope, client.breadcrumbs.cut(self.crumbs, self.crumbs_end)
+            )
         return envelope if scope is None else scope.apply(envelope, tags_win=False)
+
+
+#: With this module imported, an event may be in a span (see :func:`~alertkit.capture.trace.traced`).
+_TRACING = "opentelemetry.trace"
+
+
+def _message_now(record: logging.LogRecord) -> str:
+    """``record.getMessage()``; a template that fails to format keeps its arguments beside it."""
+    try:
+        return record.getMessage()
+    except Exception:
+        return (
+            f"{safe_str(record.msg)} (message arguments failed to format: "
+            f"{to_json_safe(record.args)!r})"
+        )
 
 
 def _code_location(code: Any) -> CodeLocation | None:
@@ -296,7 +324,9 @@ class AlertHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if is_ignored(record.name):
+            name = record.name
+            ignored = known_ignored.get(name)  # (is_ignored's cache first: no call)
+            if ignored or (ignored is None and is_ignored(name)):
                 return
             levelno = record.levelno
             if levelno < self.event_level and type(self.level) is _Threshold:
@@ -305,23 +335,24 @@ class AlertHandler(logging.Handler):
                 return
             if record.exc_info and was_reported(record.exc_info[1]):
                 return  # an integration reported it already (Celery's own failure log line)
-            try:
-                message = record.getMessage()
-            except Exception:
-                message = (
-                    f"{safe_str(record.msg)} (message arguments failed to format: "
-                    f"{to_json_safe(record.args)!r})"
-                )
-            scope = scope_for_record(record, message)
+            message = _message_now(record)  # now: the arguments may change after the call
+            frame = current.get()
+            if frame is None and FINDERS:
+                frame = find_frame()
+            scope = None if frame is None else scope_for_record(record, message)
             client = self.client
-            crumbs = client.breadcrumbs.snapshot(levelno)  # before this record joins the trail
+            # The trail this record joins; an error takes it as it is before: its list, whose
+            # length is noted (the list only grows), so nothing is copied here.
+            trail = writable(frame) if client.breadcrumbs.max else None
+            crumbs = trail.items if trail is not None and levelno >= logging.ERROR else None
             extra = extra_fields(record.__dict__)  # read once, for the event and its crumb
-            capture = traced(
-                RecordCapture.of(client, record, message, self.incident_key, scope, crumbs, extra),
-                scope,
+            capture: Any = RecordCapture.of(
+                client, record, message, self.incident_key, scope, crumbs, extra
             )
-            if client.breadcrumbs.max:
-                record_log(record, message, extra)  # later events show it
+            if scope is not None or _TRACING in sys.modules:
+                capture = traced(capture, scope)
+            if trail is not None:
+                record_log(record, message, extra, trail)  # later events show it
             if scope is not None and scope.hold(self.client, capture):
                 return  # the request's escalation will carry it
             if not self.client.submit_capture(capture):

@@ -24,7 +24,8 @@ IGNORED_LOGGERS: frozenset[str] = frozenset(
         "concurrent.futures",
     }
 )
-_ignored_cache: dict[str, bool] = {}
+#: :func:`is_ignored`'s answers so far, by logger name (a hot path reads it before calling).
+known_ignored: dict[str, bool] = {}
 
 #: Attributes every LogRecord has; whatever else is in ``record.__dict__`` came from ``extra``.
 _PLAIN_RECORD = logging.LogRecord("", 0, "", 0, "", (), None).__dict__
@@ -40,7 +41,7 @@ _MAX_SHAPES = 1024
 
 def is_ignored(name: str) -> bool:
     """True for the loggers in :data:`IGNORED_LOGGERS` and their children."""
-    cached = _ignored_cache.get(name)
+    cached = known_ignored.get(name)
     if cached is None:
         root = name
         cached = False
@@ -49,8 +50,8 @@ def is_ignored(name: str) -> bool:
                 cached = True
                 break
             root = root.rpartition(".")[0]
-        if len(_ignored_cache) < 10_000:
-            _ignored_cache[name] = cached
+        if len(known_ignored) < 10_000:
+            known_ignored[name] = cached
     return cached
 
 
