@@ -29,7 +29,10 @@ middleware is loaded, never at ``import alertkit``.
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -38,7 +41,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import got_request_exception
 
 from alertkit.capture.api import get_client, init
-from alertkit.capture.current import running_task
+from alertkit.capture.current import FINDERS, running_task
 from alertkit.guard import capture_internal_exceptions
 from alertkit.integrations import (
     ActiveRequest,
@@ -49,6 +52,8 @@ from alertkit.integrations import (
 )
 
 __all__ = ["AlertkitMiddleware"]
+
+_monotonic = time.monotonic
 
 #: Keys of ``settings.ALERTKIT`` that configure the middleware rather than the client.
 MIDDLEWARE_OPTIONS = ("escalate_from", "failed_request_status_codes")
@@ -147,6 +152,8 @@ class AlertkitMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+        if _django_request not in FINDERS:
+            FINDERS.append(_django_request)
 
     def _begin(self, request: Any) -> ActiveRequest | None:
         return self.tracker.begin(None, None, request)  # its method and path: read when needed
@@ -166,23 +173,52 @@ class AlertkitMiddleware:
         if closers is not None:
             closers.append(active.leave)
 
+    def request_of(self, served: _Served) -> ActiveRequest | None:
+        """The request of ``served``, made now if it was not yet (None: see ``found``)."""
+        active: ActiveRequest | None = served[_ACTIVE]
+        if active is None:
+            active = served[_ACTIVE] = self.tracker.found(served[_REQUEST], served[_STARTED])
+        return active
+
     def __call__(self, request: Any) -> Any:
+        """A sync request: found through the thread that serves it (see :data:`_serving`), made
+        only when something needs it."""
         if self.is_async:
             return self._acall(request)
-        tracker = self.tracker
-        active = tracker.begin(None, None, request)  # (_begin written out: a call less)
-        if active is None:
-            return self.get_response(request)
+        serving = _serving
+        outer = serving.now
+        if outer is not None and outer[_ACTIVE] is not None and outer[_ACTIVE].finished:
+            outer = _leave_stale(outer)  # a response the server never closed
+        served = serving.now = [request, _monotonic(), self, outer, None]
         try:
             response = self.get_response(request)
         except BaseException as exc:  # DEBUG_PROPAGATE_EXCEPTIONS, or a middleware inside ours
-            self._finish(active, None, exc)
+            serving.now = outer
+            active = self.request_of(served)
+            if active is not None:
+                self.tracker.finish(active, None, exc)
             raise
         status = getattr(response, "status_code", None)
-        if type(status) is int and status < 400:  # most responses: _finish's first case
-            tracker.finish(active, status, None)
+        if type(status) is int and status < 400:  # most responses: Django logs nothing after
+            serving.now = outer
+            active = served[_ACTIVE]
+            if active is not None or status not in self.tracker.quiet:
+                active = self.request_of(served)
+                if active is not None:
+                    self.tracker.finish(active, status, None)
+            return response
+        active = self.request_of(served)
+        if active is None:
+            serving.now = outer
+            return response
+        # Django logs a 4xx/5xx response ("Not Found: /x") after the middleware returns: the
+        # request stays this thread's, absorbing that line, until the server closes the response.
+        closers = getattr(response, "_resource_closers", None)
+        self.tracker.finish(active, status if type(status) is int else None, None, leave=False)
+        if isinstance(closers, list):
+            closers.append(partial(_close, served))
         else:
-            self._finish(active, response, None)
+            _close(served)
         return response
 
     async def _acall(self, request: Any) -> Any:
@@ -198,6 +234,49 @@ class AlertkitMiddleware:
             raise
         self._finish(active, response, None)
         return response
+
+
+#: What the sync middleware keeps per request: ``[request, started, middleware, outer, active]``
+#: (a list: cheaper to make than an object; the request is made into ``active`` when needed).
+_Served = list[Any]
+_REQUEST, _STARTED, _MIDDLEWARE, _OUTER, _ACTIVE = range(5)
+
+
+class _Serving(threading.local):
+    """The Django request each thread serves through the sync middleware, found through it by
+    ``alertkit.capture.current.FINDERS`` (a sync view runs on the thread of its middleware): no
+    context switch per request. Async requests are made current in their task instead."""
+
+    now: _Served | None = None  # (a class default: a thread that never served reads None)
+
+
+_serving = _Serving()
+
+
+def _close(served: _Served) -> None:
+    """The response is closed: the request leaves the thread (and its scope ends)."""
+    active = served[_ACTIVE]
+    if active is not None:
+        active.leave()
+    if _serving.now is served:
+        _serving.now = served[_OUTER]
+
+
+def _leave_stale(served: _Served) -> _Served | None:
+    """End a request whose response was never closed; what was served before it."""
+    while served is not None and served[_ACTIVE] is not None and served[_ACTIVE].finished:
+        _close(served)
+        served = served[_OUTER]
+    return served
+
+
+def _django_request() -> ActiveRequest | None:
+    """The finder: the request this thread serves, if any (made now if it was not yet)."""
+    served = _serving.now
+    if served is None:
+        return None
+    middleware: AlertkitMiddleware = served[_MIDDLEWARE]
+    return middleware.request_of(served)
 
 
 def _on_exception(sender: Any, request: Any = None, **_: Any) -> None:

@@ -254,3 +254,72 @@ def test_a_bad_status_code_in_settings_is_rejected() -> None:
         pytest.raises(ValueError, match="failed_request_status_codes"),
     ):
         alertkit_django.AlertkitMiddleware(lambda request: HttpResponse())
+
+
+def test_a_sync_request_is_found_through_its_thread_not_made_current(
+    memory: MemoryBackend,
+) -> None:
+    """A sync request costs no context switch: alertkit finds it through the thread serving it,
+    and makes its request object only when something needs it."""
+    from alertkit.capture.current import current
+    from alertkit.integrations import current_request
+
+    seen: dict[str, Any] = {}
+
+    def look(request: HttpRequest) -> HttpResponse:
+        seen["ours"] = current.get()
+        seen["found"] = current_request()
+        log.info("looking")
+        log.error("found it failing")
+        return HttpResponse("ok")
+
+    handler = AlertHandler(client=alertkit.get_client())
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        with override_settings(ROOT_URLCONF=_urls(path("look", look, name="look"))):
+            assert Client().get("/look").status_code == 200
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    assert seen["ours"] is None
+    assert seen["found"] is not None
+    [event] = sent(memory)
+    assert event.tags["transaction"] == "look"
+    assert [c["message"] for c in event.breadcrumbs] == ["looking"]
+    assert current_request() is None
+
+
+def test_a_response_never_closed_ends_with_the_next_request(memory: MemoryBackend) -> None:
+    """A 4xx/5xx response keeps its request until the server closes it; one never closed is
+    ended by the next request on the thread, and nothing logged meanwhile is held back."""
+    from django.test import RequestFactory
+
+    from alertkit.integrations import current_request
+
+    middleware = alertkit_django.AlertkitMiddleware(lambda request: HttpResponseServerError("x"))
+    factory = RequestFactory()
+    response = middleware(factory.get("/first"))  # never closed
+    assert response.status_code == 500
+    stale = current_request()
+    log.addHandler(handler := AlertHandler(client=alertkit.get_client()))
+    try:
+        ok_middleware = alertkit_django.AlertkitMiddleware(lambda request: HttpResponse("ok"))
+        assert ok_middleware(factory.get("/second")).status_code == 200
+        assert current_request() is None  # the stale request was ended, not restored
+        log.error("after both")
+    finally:
+        log.removeHandler(handler)
+    messages = sorted(e.event.event_message for e in sent(memory))
+    assert messages == ["GET /first -> 500", "after both"]
+    assert stale is None or stale.finished
+
+
+def _urls(*patterns: Any) -> Any:
+    """A module-like URLconf of ``patterns``, for a view of one test."""
+    import types
+
+    module = types.ModuleType("tests_django_urls")
+    module.urlpatterns = [*urlpatterns, *patterns]  # type: ignore[attr-defined]
+    return module
