@@ -11,7 +11,10 @@ a threaded HTTP/1.1 server on 127.0.0.1 that decodes every ``/v1/logs`` request 
 official ``opentelemetry-proto`` classes and counts the log records in it, and counts each
 ``/v1/events`` request (the HTTP backend's) as one event. Each case runs in a fresh interpreter
 and logs through ``logging.getLogger("bench.otlp")`` the same way:
-``logger.error("order %d failed", i, extra={"order": i, "region": "eu"})``.
+``logger.error("order %d failed", i, extra={"order": i, "region": "eu"})``. Breadcrumbs are on
+(the default); an OTLP record has no place for them, so a client sending only over OTLP takes no
+trail: ``alertkit-otlp-hook`` adds a pass-through processor of the application's, for which the
+trail is taken (made, scrubbed, bounded) as for every destination that sends it.
 
 Per case:
 
@@ -151,7 +154,11 @@ def _setup_alertkit(url: str, n: int, backend: str) -> tuple[logging.Handler, An
     from alertkit.backends.otlp import OtlpBackend
 
     chosen: Any
-    if backend == "otlp":
+    hooks: dict[str, Any] = {}
+    if backend == "otlp-hook":  # a processor of the application's may read the trail: taken
+        chosen = OtlpBackend(url)
+        hooks["processors"] = [lambda envelope: envelope]
+    elif backend == "otlp":
         chosen = OtlpBackend(url)
     elif backend == "http":
         chosen = HttpBackend(f"{url}/v1/events", api_key="bench")
@@ -163,6 +170,7 @@ def _setup_alertkit(url: str, n: int, backend: str) -> tuple[logging.Handler, An
         register_atexit=False,
         queue_size=n + 100,
         app_name="bench",
+        **hooks,
     )
     return AlertHandler(client=client, level=logging.INFO), client
 
@@ -231,7 +239,8 @@ def _logging_only(n: int, scenario: str) -> dict[str, Any]:
 
 def _null_backend(url: str) -> Any:
     """Accepts every batch at once, telling the receiver how many events it held (so the
-    harness counts them the same way): the pipeline's own ceiling, without encoding or I/O."""
+    harness counts them the same way): the OTLP pipeline's own ceiling, without encoding or I/O
+    (and, as OTLP, without breadcrumbs on the wire)."""
     from alertkit.backends.base import BaseBackend
     from alertkit.model.outcomes import Delivered
 
@@ -239,6 +248,7 @@ def _null_backend(url: str) -> Any:
         scheme = "null"
         max_batch = 512
         max_concurrency = 2
+        sends_breadcrumbs = False
 
         def send(self, batch: Any) -> Any:
             request = urllib.request.Request(f"{url}/null?n={len(batch)}", data=b"", method="POST")
@@ -435,7 +445,14 @@ def main() -> None:
                 raise SystemExit("the receiver did not start")
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port_file.read_text()}"
-        cases = ("alertkit-otlp", "otel-sdk", "alertkit-http", "alertkit-null", "logging-only")
+        cases = (
+            "alertkit-otlp",
+            "otel-sdk",
+            "alertkit-http",
+            "alertkit-null",
+            "alertkit-otlp-hook",
+            "logging-only",
+        )
         scenarios: dict[str, dict[str, list[dict[str, Any]]]] = {
             scenario: {case: [] for case in cases} for scenario in args.scenarios.split(",")
         }
@@ -520,6 +537,13 @@ def report(
             "alertkit OTLP / per-event HTTP, delivered/s",
             ">= 10",
             lambda r: r["alertkit-otlp"]["delivered_per_s"] / r["alertkit-http"]["delivered_per_s"],
+        ),
+        "otlp_hook_vs_per_event_http_rate": (
+            "the same, with a processor (the trail made, scrubbed and bounded for it)",
+            "-",
+            lambda r: (
+                r["alertkit-otlp-hook"]["delivered_per_s"] / r["alertkit-http"]["delivered_per_s"]
+            ),
         ),
         "otlp_vs_otel_sdk_rate": (
             "alertkit OTLP / OpenTelemetry SDK, delivered/s",

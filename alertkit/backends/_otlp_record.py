@@ -35,8 +35,6 @@ _BY_LEVEL = [severity(levelno) for levelno in range(60)]
 
 def _ids(envelope: Envelope) -> tuple[bytes | None, bytes | None]:
     """The W3C trace and span ids as bytes, or None when absent, malformed or all zero."""
-    if envelope.trace_id is None and envelope.span_id is None:  # most events
-        return None, None
     out: list[bytes | None] = []
     for value, size in ((envelope.trace_id, 16), (envelope.span_id, 8)):
         try:
@@ -78,20 +76,31 @@ def to_record(envelope: Envelope) -> wire.Record:
     if event.event_session:
         attributes["session.id"] = event.event_session
     for source in (envelope.tags, envelope.details):
-        for key, value in source.items():
-            attributes.setdefault(str(key), value)
+        for given, value in source.items():
+            key = given if type(given) is str else str(given)
+            if key not in attributes:  # what came first wins
+                attributes[key] = value
     levelno = envelope.levelno
     number, text = _BY_LEVEL[levelno] if 0 <= levelno < 60 else severity(levelno)
-    trace_id, span_id = _ids(envelope)
-    return wire.Record(
-        time_unix_nano=int(envelope.created * 1e9),
-        severity_number=number,
-        severity_text=text,
-        body=str(event.event_message),
-        attributes=list(attributes.items()),
-        trace_id=trace_id,
-        span_id=span_id,
+    if envelope.trace_id is None and envelope.span_id is None:  # most events
+        trace_id = span_id = None
+    else:
+        trace_id, span_id = _ids(envelope)
+    return _RECORD(
+        (
+            int(envelope.created * 1e9),
+            number,
+            text,
+            str(event.event_message),
+            list(attributes.items()),
+            trace_id,
+            span_id,
+        )
     )
+
+
+#: A record from its values in field order, without ``Record.__new__``'s keyword handling.
+_RECORD = wire.Record._make
 
 
 def _render(traces: Sequence[Any]) -> str:

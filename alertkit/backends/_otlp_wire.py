@@ -51,6 +51,8 @@ def _varint(value: int) -> bytes:
         value += 1 << 64
     if value < 0x80:
         return _SMALL[value]
+    if value < 0x4000:  # two bytes: a record's length, most often
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -146,15 +148,26 @@ def attributes_protobuf(number: int, attributes: Attributes) -> bytes:
     return b"".join(parts)
 
 
+#: Fields 2 and 3 (severity number and text) by their values: a handful, in every record.
+_SEVERITIES: dict[tuple[int, str], bytes] = {}
+
+
+def _severity(number: int, text: str) -> bytes:
+    encoded = _SEVERITIES.get((number, text))
+    if encoded is None:
+        encoded = b"\x10" + _varint(number) + _text(3, text)
+        if len(_SEVERITIES) < _CACHE_SIZE:
+            _SEVERITIES[number, text] = encoded
+    return encoded
+
+
 def record_protobuf(record: Record) -> bytes:
     """One ``LogRecord`` message (its bytes, without the field tag of the enclosing list)."""
     stamp = _FIXED64.pack(record.time_unix_nano)
     parts = [
         b"\x09",  # 1 time_unix_nano, fixed64
         stamp,
-        b"\x10",  # 2 severity_number
-        _varint(record.severity_number),
-        _text(3, record.severity_text),
+        _severity(record.severity_number, record.severity_text),  # 2 and 3
         _field(5, _any_value(record.body)),  # 5 body: AnyValue{string_value}
         attributes_protobuf(6, record.attributes),
     ]

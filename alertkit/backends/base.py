@@ -71,6 +71,10 @@ class Backend(Protocol):
     #: Backends that page or message people get storm control (one alert per fingerprint and
     #: window, then a digest); sinks that store or aggregate events get every event.
     storm_controlled: bool
+    #: Whether what it sends includes the breadcrumb trail. When no destination of a client does
+    #: (and no hook of the application's sees the event), its errors take no trail: making,
+    #: scrubbing and bounding 50 crumbs per error would be work nobody reads.
+    sends_breadcrumbs: bool
     #: ``(events, seconds)``: the most this backend is sent in that time (the worker waits); None:
     #: no pacing.
     rate_limit: tuple[int, float] | None
@@ -111,6 +115,7 @@ class BaseBackend:
     max_concurrency: int = 4
     ordered: bool = False
     storm_controlled: bool = False
+    sends_breadcrumbs: bool = True
     rate_limit: tuple[int, float] | None = None
     retry: RetryPolicy | None = None
 
@@ -228,6 +233,7 @@ class AdaptedBackend(BaseBackend):
             "max_concurrency",
             "ordered",
             "storm_controlled",
+            "sends_breadcrumbs",
             "rate_limit",
             "retry",
         ):

@@ -189,6 +189,9 @@ class OtlpBackend(WebBackend):
     batch_delay = 0.2
     max_concurrency = 2
     default_connections = 2
+    # An OpenTelemetry log record has no place for a trail (see to_record): a client sending
+    # only here makes none.
+    sends_breadcrumbs = False
 
     def __init__(
         self,

@@ -203,6 +203,9 @@ class Client:
             data_center_region=self.data_center_region,
         )
         self.backends = make_backends(backends, self._context())
+        self.breadcrumbs.read_by(
+            (b.sends_breadcrumbs for b in self.backends), processors, before_send, on_drop
+        )
         chain = processor_chain(
             sample_rate,
             processors,

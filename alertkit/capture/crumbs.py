@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from itertools import compress
 from typing import Any
@@ -81,6 +81,7 @@ class Breadcrumbs:
             raise TypeError("before_breadcrumb must be callable")
         self.max = max_breadcrumbs
         self.before = before_breadcrumb
+        self.read = True  # whether anything reads the trails (see read_by)
         self._warned = False
         # A client's events carry what was recorded since it was made, not what an earlier
         # client (or an earlier test in the same process) left in a shared trail.
@@ -94,10 +95,20 @@ class Breadcrumbs:
         self._last: tuple[tuple[Entry, ...], tuple[dict[str, Any] | None, ...]] = ((), ())
         reserve(max_breadcrumbs)
 
+    def read_by(
+        self, sends: Iterable[bool], processors: Sequence[object], *hooks: object | None
+    ) -> None:
+        """Take trails only if something reads them: a destination that sends breadcrumbs
+        (``sends``: each backend's ``sends_breadcrumbs``) or a hook of the application's (its
+        ``processors``, ``before_send``, ``on_drop``), which may look at the event. Otherwise
+        errors take none, as with ``max_breadcrumbs=0``, and the records still join the trail
+        (another client in the process may take it)."""
+        self.read = any(sends) or bool(processors) or any(hook is not None for hook in hooks)
+
     def snapshot(self, levelno: int) -> tuple[Entry, ...] | None:
         """On the caller's thread: the trail an event at ``levelno`` takes (error and fatal
-        events only), or None."""
-        if not self.max or levelno < logging.ERROR:
+        events only, when something reads it: :meth:`read_by`), or None."""
+        if not self.max or levelno < logging.ERROR or not self.read:
             return None
         items = current_items()
         if not items:

@@ -214,11 +214,10 @@ class Bounds:
                 return DEPTH_MARKER.format(n=self.max_depth)
             if id(value) in path:
                 return "<cycle>"
-            inner = path | {id(value)}
             if kind is dict or isinstance(value, Mapping):  # the exact type first: no ABC check
-                return self._mapping(value, depth, inner, budget, copy)
+                return self._mapping(value, depth, path, budget, copy)
             if kind is list or isinstance(value, list | tuple | set | frozenset):
-                return self._sequence(value, depth, inner, budget, copy)
+                return self._sequence(value, depth, path | {id(value)}, budget, copy)
         except Exception:  # a user collection that fails to iterate, a hostile type check
             pass
         return self._string(safe_repr(value), budget)
@@ -248,6 +247,7 @@ class Bounds:
         keep = self.max_items + (size == self.max_items + 1 and items_cut(value.get("...")) > 0)
         max_string = self.max_string
         left = budget[0]  # the budget in a local (this loop runs for every item of every dict)
+        inner: frozenset[int] | None = None  # the path below this mapping, made when needed
         try:
             for index, (key, item) in enumerate(value.items()):
                 if index >= keep or left <= 0:
@@ -269,8 +269,10 @@ class Bounds:
                 elif (kind is int and -INT64 <= item < INT64) or item is None or kind is bool:
                     new = item
                 else:
+                    if inner is None:
+                        inner = path | {id(value)}
                     budget[0] = left
-                    new = self._data(item, depth + 1, path, budget, copy)
+                    new = self._data(item, depth + 1, inner, budget, copy)
                     left = budget[0]
                 if result is None and (new is not item or name is not key):
                     result = dict(islice(value.items(), index))

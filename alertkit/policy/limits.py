@@ -178,6 +178,11 @@ class Limits(Bounds):
     def event(self, event: AppEvent) -> AppEvent:
         """The wire event with every field of its declared type and within the limits: the same
         object when nothing had to change, else a copy."""
+        fitted: AppEvent = self._event_transform()(event)
+        return fitted
+
+    def _event_transform(self) -> Callable[[Any], Any]:
+        """The wire event's compiled transform (made on first use)."""
         if self._fit_event is None:
             special: dict[str, _Fitter] = {
                 "event_message": (
@@ -188,15 +193,15 @@ class Limits(Bounds):
                 "context_tags": (self._context_tags, "{v} is None"),
             }
             self._fit_event = self._compile(_type_info(AppEvent), special)
-        fitted: AppEvent = self._fit_event(event)
-        return fitted
+        return self._fit_event
 
     def _compile(
         self, info: mi.StructType, special: dict[str, _Fitter] | None = None
     ) -> Callable[[Any], Any]:
         """The transform of one struct type, built once from its declared types: one Python
         function that reads every field, keeps a value that passes its kind's test (inline, no
-        call) and fits the others, and returns the struct itself when no field changed."""
+        call) and fits the others, and returns the struct itself when no field changed (told by
+        a flag set where a fitted value is a new one, not by comparing every field at the end)."""
         names = [field.name for field in info.fields]
         scope: dict[str, Any] = {
             "astuple": msgspec.structs.astuple,
@@ -213,16 +218,24 @@ class Limits(Bounds):
             "    except Exception:  # a field deleted from the struct: as if it were unset",
             f"        {olds} = (getattr(obj, name, None) for name in names)",
         ]
+        body.append("    changed = False")
         for i, field in enumerate(info.fields):
             fit, keep = (special or {}).get(field.name) or self._fitter(field.type, field.required)
             scope[f"fit{i}"] = _guarded(fit)
+            if keep == "True":  # not the limits' concern: not even read
+                continue
+            refit = [
+                f"n = fit{i}(v{i})",
+                f"if n is not v{i}:",
+                f"    v{i}, changed = n, True",
+            ]
             if keep is None:
-                body.append(f"    n{i} = fit{i}(v{i})")
-            else:
-                body.append(f"    n{i} = v{i} if {keep.format(v=f'v{i}')} else fit{i}(v{i})")
-        same = " and ".join(f"n{i} is v{i}" for i in range(len(names)))
-        values = ", ".join(f"{name}=n{i}" for i, name in enumerate(names))
-        body += [f"    if {same}:", "        return obj", f"    return cls({values})"]
+                body += [f"    {line}" for line in refit]
+            else:  # a value that passes its kind's test costs no call
+                body.append(f"    if not {keep.format(v=f'v{i}')}:")
+                body += [f"        {line}" for line in refit]
+        values = ", ".join(f"{name}=v{i}" for i, name in enumerate(names))
+        body += ["    if not changed:", "        return obj", f"    return cls({values})"]
         exec("\n".join(body), scope)  # source built from the type's own field names
         compiled: Callable[[Any], Any] = scope["fit"]
         return compiled
@@ -375,7 +388,7 @@ class Limits(Bounds):
         empty = "(type({v}) is dict and not {v})"
         no_links = "(type({v}) in (list, tuple) and not {v})"
         special: dict[str, _Fitter] = {
-            "event": (self.event, None),
+            "event": (self._event_transform(), None),  # not through self.event: a call less
             "kind": as_is,
             "event_id": as_is,
             "levelno": as_is,

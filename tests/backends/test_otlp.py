@@ -24,6 +24,7 @@ from alertkit.backends import create_backend
 from alertkit.backends.base import ClientContext
 from alertkit.backends.otlp import OtlpBackend, severity
 from alertkit.model.event import AppEvent, Envelope
+from alertkit.testing import MemoryBackend
 from tests.clients import clients_for_test
 from tests.standins.http import Reply, Request
 from tests.standins.otlp import OtlpReceiver, attributes_of, partial_success
@@ -151,6 +152,17 @@ def test_a_logged_exception_maps_onto_the_logs_data_model(
     assert resource["telemetry.sdk.language"] == "python"
     assert resource["telemetry.sdk.version"] == alertkit.__version__
     assert [s.scope.name for s in resource_logs.scope_logs] == ["shop.payments"]
+
+
+def test_a_record_has_no_breadcrumbs_so_an_otlp_client_takes_no_trail(make_client: Any) -> None:
+    """The log record has no place for a trail: alone, the backend spares the policy thread the
+    crumbs (made, scrubbed and bounded per error) nobody would read."""
+    assert OtlpBackend.sends_breadcrumbs is False
+    alone = make_client("otlp://127.0.0.1:9")
+    beside_one_that_sends_them = make_client("otlp://127.0.0.1:9", MemoryBackend())
+    alertkit.add_breadcrumb("cart loaded")
+    assert alone.breadcrumbs.snapshot(logging.ERROR) is None
+    assert beside_one_that_sends_them.breadcrumbs.snapshot(logging.ERROR)
 
 
 def test_trace_and_span_ids_travel_as_bytes(receiver: OtlpReceiver) -> None:

@@ -465,3 +465,39 @@ def test_a_scope_makes_its_trail_at_its_first_crumb(make_client, make_logger, me
         log.info("first")
         assert scope.crumbs is not None
         assert [e[3] for e in breadcrumbs.current_entries()] == ["first"]
+
+
+class _TrailLess(MemoryBackend):
+    """A destination whose wire format has no place for breadcrumbs (as OTLP's)."""
+
+    sends_breadcrumbs = False
+
+
+@pytest.mark.parametrize(
+    ("options", "taken"),
+    [
+        ({}, False),
+        ({"extra_backend": True}, True),
+        ({"before_send": lambda event, hint: event}, True),
+        ({"processors": [lambda envelope: envelope]}, True),
+        ({"on_drop": lambda envelope, reason: None}, True),
+    ],
+    ids=["nothing-reads-it", "another-backend-sends-it", "before_send", "processors", "on_drop"],
+)
+def test_errors_take_a_trail_only_when_a_destination_sends_it_or_a_hook_may_read_it(
+    make_logger, options, taken
+):
+    trail_less = _TrailLess()
+    backends: list[Any] = [trail_less]
+    if options.pop("extra_backend", False):
+        backends.append(MemoryBackend())
+    client = Client(backends=backends, sample_system=False, register_atexit=False, **options)
+    try:
+        log = make_logger(client)
+        log.info("loaded cart")
+        log.error("payment failed")
+        assert client.flush(5)
+        crumbs = trail_less.envelopes[-1].breadcrumbs
+        assert [c["message"] for c in crumbs] == (["loaded cart"] if taken else [])
+    finally:
+        client.shutdown(2)
