@@ -344,7 +344,11 @@ class AlertHandler(logging.Handler):
             # The trail this record joins; an error takes it as it is before: its list, whose
             # length is noted (the list only grows), so nothing is copied here.
             trail = writable(frame) if client.breadcrumbs.max else None
-            crumbs = trail.items if trail is not None and levelno >= logging.ERROR else None
+            crumbs = (
+                trail.items  # (only if a destination or a hook reads it: Breadcrumbs.read_by)
+                if trail is not None and levelno >= logging.ERROR and client.breadcrumbs.read
+                else None
+            )
             extra = extra_fields(record.__dict__)  # read once, for the event and its crumb
             capture: Any = RecordCapture.of(
                 client, record, message, self.incident_key, scope, crumbs, extra
