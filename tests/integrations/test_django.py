@@ -98,8 +98,16 @@ urlpatterns = [
 
 
 @pytest.fixture(scope="module", autouse=True)
-def database() -> None:
+def database() -> Iterator[None]:
     call_command("migrate", verbosity=0)
+    yield
+    # The default client the middleware made from settings.ALERTKIT ends with the module: no
+    # thread of it is left for the tests after these.
+    from alertkit.capture.submit import replace_default
+
+    previous = replace_default(None)
+    if previous is not None:
+        previous.shutdown(2)
 
 
 @pytest.fixture(autouse=True)
