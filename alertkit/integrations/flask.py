@@ -87,7 +87,10 @@ class _FlaskMiddleware(AlertkitMiddleware):
 
         def watch_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
             nonlocal status
-            status = status_of(status_line)
+            try:  # "200 OK": PEP 3333's status line, read without a call
+                status = int(status_line[:3]) if status_line[3:4] == " " else status_of(status_line)
+            except (TypeError, ValueError):
+                status = status_of(status_line)
             if status not in self.tracker.quiet:  # it will report: its route, while Flask knows it
                 request = self.request_of(environ)
                 if request is not None:
