@@ -80,11 +80,9 @@ def _status_code(status: str) -> int | None:
 def status_of(status_line: str) -> int | None:
     """The code of a WSGI status line (``"200 OK"``), None if it has none."""
     try:  # PEP 3333's status line, read the cheap way
-        if status_line[3:4] == " ":
-            return int(status_line[:3])
+        return int(status_line[:3]) if status_line[3:4] == " " else _status_code(status_line)
     except (TypeError, ValueError):
-        pass
-    return _status_code(status_line)
+        return _status_code(status_line)
 
 
 class Response:
