@@ -2,10 +2,12 @@
 
 Its value is a :class:`Frame`: the scope being served (an entered
 :class:`~alertkit.capture.request.Scope`, or a pending one such as a web request), which carries
-its own breadcrumb trail, made at its first crumb. Entering a request is one context switch, and a
-request that records no crumb makes no trail: the current request, the current scope and the
+its own breadcrumb trail, made at its first crumb. Entering a scope is one context switch, and a
+request that records no crumb makes no trail (the current request, the current scope and the
 current trail were three context variables, a third of what a trivial web request paid for the
-integration.
+integration). A framework that keeps its requests current itself (Flask's request context, the
+thread serving a sync Django view) lets alertkit find the request there instead
+(:data:`FINDERS`): no switch at all.
 """
 
 from __future__ import annotations
@@ -44,22 +46,18 @@ def current_frame() -> Frame | None:
     """The current frame: the one made current in this context, else one a finder knows."""
     frame = current.get()
     if frame is None and FINDERS:
-        return _found()
+        return find_frame()
     return frame
 
 
-def _found() -> Frame | None:
+def find_frame() -> Frame | None:
+    """What :func:`current_frame` consults when no frame was made current: the first frame a
+    finder knows (a hot path reads :data:`current` itself and checks :data:`FINDERS` first)."""
     for find in FINDERS:
         frame = find()
         if frame is not None:
             return frame
     return None
-
-
-def find_frame() -> Frame | None:
-    """What :func:`current_frame` consults when no frame was made current (for a hot path that
-    reads :data:`current` itself and checks :data:`FINDERS` first)."""
-    return _found()
 
 
 def running_task() -> object:
