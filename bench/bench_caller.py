@@ -32,6 +32,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,18 @@ def _handler(kind: str) -> tuple[logging.Handler, Any]:
                 """Nothing: what logging itself costs."""
 
         return Nothing(logging.INFO), None
+    if kind == "floor":  # the least a handler that keeps anything can do: the message, queued
+
+        class Floor(logging.Handler):
+            def __init__(self, level: int) -> None:
+                super().__init__(level)
+                self.queue: deque[str] = deque()
+
+            def handle(self, record: logging.LogRecord) -> bool:
+                self.queue.append(record.getMessage())
+                return True
+
+        return Floor(logging.WARNING), None
     if kind == "otel":  # the OpenTelemetry SDK's handler, exporting to a port nobody serves
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
@@ -107,6 +120,18 @@ def run(kind: str, scenario: str, n: int) -> None:
                 _fail(9, i)
             except ValueError:
                 logger.exception("order %d failed", i, extra={"order": i, "region": "eu"})
+    if kind == "floor":  # the least a handler that keeps anything can do: the message, queued
+
+        class Floor(logging.Handler):
+            def __init__(self, level: int) -> None:
+                super().__init__(level)
+                self.queue: deque[str] = deque()
+
+            def handle(self, record: logging.LogRecord) -> bool:
+                self.queue.append(record.getMessage())
+                return True
+
+        return Floor(logging.WARNING), None
     if kind == "otel":
         client.shutdown()  # (what it exports goes nowhere: the calls are what is counted)
     elif client is not None:
@@ -149,6 +174,11 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--against", help="the root of another checkout to compare with")
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also count a handler whose handle() only queues record.getMessage()",
+    )
+    parser.add_argument(
         "--otel",
         action="store_true",
         help="also count the OpenTelemetry SDK's LoggingHandler (BatchLogRecordProcessor)",
@@ -174,6 +204,9 @@ def main() -> None:
             line += (
                 f" {before:,.0f} | {before - base:,.0f} | {(now - base) / (before - base):.2f} |"
             )
+        if args.floor:
+            floor = per_call("floor", scenario, args.n, here)
+            line += f" a handler that only queues the message: {floor - base:,.0f} |"
         if args.otel:
             otel = per_call("otel", scenario, args.n, here)
             line += f" OpenTelemetry SDK's part {otel - base:,.0f}, alertkit's / its {(now - base) / (otel - base):.2f} |"
