@@ -120,18 +120,6 @@ def run(kind: str, scenario: str, n: int) -> None:
                 _fail(9, i)
             except ValueError:
                 logger.exception("order %d failed", i, extra={"order": i, "region": "eu"})
-    if kind == "floor":  # the least a handler that keeps anything can do: the message, queued
-
-        class Floor(logging.Handler):
-            def __init__(self, level: int) -> None:
-                super().__init__(level)
-                self.queue: deque[str] = deque()
-
-            def handle(self, record: logging.LogRecord) -> bool:
-                self.queue.append(record.getMessage())
-                return True
-
-        return Floor(logging.WARNING), None
     if kind == "otel":
         client.shutdown()  # (what it exports goes nowhere: the calls are what is counted)
     elif client is not None:

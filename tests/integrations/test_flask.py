@@ -37,6 +37,21 @@ def client(memory: MemoryBackend) -> Iterator[Client]:
     made.shutdown(2.0)
 
 
+@pytest.fixture
+def app_log(client: Client) -> Iterator[logging.Logger]:
+    """The app's logger, from INFO, with an AlertHandler on the test's client (removed after)."""
+    log = logging.getLogger("tests.flask.app")
+    level, propagate = log.level, log.propagate
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    handler = AlertHandler(client=client)
+    log.addHandler(handler)
+    yield log
+    log.removeHandler(handler)
+    log.setLevel(level)
+    log.propagate = propagate
+
+
 def make_app() -> Flask:
     app = Flask("shop")
 
@@ -222,12 +237,10 @@ def test_a_request_makes_its_scope_only_when_used(client: Client, memory: Memory
     assert current_scope() is None
 
 
-def test_a_request_has_its_own_breadcrumbs(client: Client, memory: MemoryBackend) -> None:
-    log = logging.getLogger("tests.flask.crumbs")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    handler = AlertHandler(client=client)
-    log.addHandler(handler)
+def test_a_request_has_its_own_breadcrumbs(
+    client: Client, memory: MemoryBackend, app_log: logging.Logger
+) -> None:
+    log = app_log
     app = make_app()
 
     @app.get("/crumbs")
@@ -236,15 +249,12 @@ def test_a_request_has_its_own_breadcrumbs(client: Client, memory: MemoryBackend
         log.error("failed inside")
         return "ok"
 
-    try:
-        log.info("before any request")
-        http = init_app(app, client=client).test_client()
-        assert http.get("/crumbs").status_code == 200
-        log.error("after the request")
-    finally:
-        log.removeHandler(handler)
+    log.info("before any request")
+    http = init_app(app, client=client).test_client()
+    assert http.get("/crumbs").status_code == 200
+    log.error("after the request")
     by_message = {e.event.event_message: e for e in sent(client, memory)}
-    inside = by_message["GET /crumbs -> 200: tests.flask.crumbs: failed inside"]
+    inside = by_message["GET /crumbs -> 200: tests.flask.app: failed inside"]
     assert [c["message"] for c in inside.breadcrumbs] == ["inside the request"]
     assert inside.tags["transaction"] == "crumbs"
     assert [c["message"] for c in by_message["after the request"].breadcrumbs] == [
@@ -252,14 +262,13 @@ def test_a_request_has_its_own_breadcrumbs(client: Client, memory: MemoryBackend
     ]
 
 
-def test_what_a_streamed_body_logs_is_never_lost(client: Client, memory: MemoryBackend) -> None:
+def test_what_a_streamed_body_logs_is_never_lost(
+    client: Client, memory: MemoryBackend, app_log: logging.Logger
+) -> None:
     """A body streamed with ``stream_with_context`` runs after ``wsgi_app`` returned (Flask 3.1
     pushes the request context again around it): what it logs is delivered, in the request's
     report while Flask still holds the request, else as an event of its own."""
-    log = logging.getLogger("tests.flask.stream")
-    log.propagate = False
-    handler = AlertHandler(client=client)
-    log.addHandler(handler)
+    log = app_log
     app = make_app()
 
     @app.get("/stream")
@@ -271,13 +280,10 @@ def test_what_a_streamed_body_logs_is_never_lost(client: Client, memory: MemoryB
 
         return Response(stream_with_context(body()))
 
-    try:
-        http = init_app(app, client=client).test_client()
-        response = http.get("/stream")
-        assert response.get_data() == b"ab"
-        response.close()
-    finally:
-        log.removeHandler(handler)
+    http = init_app(app, client=client).test_client()
+    response = http.get("/stream")
+    assert response.get_data() == b"ab"
+    response.close()
     [event] = sent(client, memory)
     assert "stream broke at b" in event.event.event_message
     assert current_scope() is None
@@ -302,7 +308,7 @@ def test_what_a_teardown_function_logs_is_the_requests(
 
 
 def test_a_request_is_found_through_flasks_context_not_made_current(
-    client: Client, memory: MemoryBackend
+    client: Client, memory: MemoryBackend, app_log: logging.Logger
 ) -> None:
     """Flask keeps the request context: alertkit finds its request through it, so a request
     makes no context switch of its own and no request object until something needs one."""
@@ -318,18 +324,11 @@ def test_a_request_is_found_through_flasks_context_not_made_current(
         seen["found"] = request
         with client.scope() as inner:  # a scope opened inside the request inherits from it
             seen["inner_outer"] = inner.outer
-            log.error("inside an inner scope")
+            app_log.error("inside an inner scope")
         return "ok"
 
-    log = logging.getLogger("tests.flask.found")
-    log.propagate = False
-    handler = AlertHandler(client=client)
-    log.addHandler(handler)
-    try:
-        http = init_app(app, client=client).test_client()
-        assert http.get("/look").status_code == 200
-    finally:
-        log.removeHandler(handler)
+    http = init_app(app, client=client).test_client()
+    assert http.get("/look").status_code == 200
     assert seen["ours"] is None
     assert seen["found"] is not None
     assert seen["inner_outer"] is seen["found"]
