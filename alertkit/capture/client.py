@@ -234,6 +234,10 @@ class Client:
             on_drop=on_drop,
             synchronous=self.synchronous,
         )
+        if type(self).submit_capture is Client.submit_capture:
+            # The logging handler's hand-off, one call shorter (every logged event asks); a
+            # subclass's own submit_capture stays in place.
+            self.submit_capture = self.pipeline.submit  # type: ignore[method-assign]
         _import_for_sending()
         watch_uwsgi_forks()
         self._shutdown_lock = threading.Lock()

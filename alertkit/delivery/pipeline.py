@@ -121,6 +121,9 @@ class Pipeline:
         # (the handler's) need no tuple, one container fewer per queued event for the GC to scan.
         self._intake: deque[Capture | tuple[Capture, Future[Results]]] = deque()
         self._wakeup = threading.Event()
+        # Whether a submit has set _wakeup since the policy thread last cleared it (cleared first,
+        # then this: a submit in between finds it still True, and its capture is taken anyway).
+        self._woken = False
         self._idle = threading.Condition(threading.Lock())
         self._count = threading.Lock()  # guards _in_flight; cheap, taken once per finished event
         self._in_flight = 0
@@ -128,6 +131,8 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._closed = False  # intake refuses new events; the policy thread drains what it has
+        # The policy thread runs and the intake is open (not synchronous): submit's short path.
+        self._taking = False
         self._halt = False  # the policy thread takes no further batch (set under _idle)
         self._leftovers_taken = False  # shutdown has taken the intake's rest (set under _idle)
         self._shut = False  # shutdown has finished: flush() returns, nothing is counted any more
@@ -148,15 +153,23 @@ class Pipeline:
 
         In synchronous mode the caller's thread does the policy thread's and the workers' work
         itself instead: build, route, one attempt per backend (see the module docs)."""
+        intake = self._intake
+        if self._taking and len(intake) < self.queue_size:  # (every logged event asks)
+            intake.append(capture if future is None else (capture, future))
+            if not self._woken:  # an attribute read, not Event.is_set()
+                self._woken = True
+                self._wakeup.set()
+            return True
         if self.synchronous:
             return self._submit_now(capture, future)
-        if self._closed or len(self._intake) >= self.queue_size:
+        if self._closed or len(intake) >= self.queue_size:
             self._drop_at_intake(future, "shut down" if self._closed else "intake queue full")
             return False
-        self._intake.append(capture if future is None else (capture, future))
+        intake.append(capture if future is None else (capture, future))
         if self._thread is None:
             self._start()
-        if not self._wakeup.is_set():
+        if not self._woken:
+            self._woken = True
             self._wakeup.set()
         return True
 
@@ -187,6 +200,7 @@ class Pipeline:
                 except RuntimeError:  # at exit (Python 3.12.0-1): shutdown takes the intake
                     return
                 self._thread = thread
+                self._taking = not self._closed
                 # The workers start with it: one first needed during the interpreter's exit
                 # could not start on Python 3.12.0-3.12.1, and its events would wait for nothing.
                 for worker in self.workers:
@@ -198,6 +212,7 @@ class Pipeline:
         while True:
             self._wakeup.wait(self.storm.next_due() if self.storm is not None else None)
             self._wakeup.clear()
+            self._woken = False
             if not self._closed:  # at shutdown the digests are sent once, by shutdown()
                 self._send_digests(flush_all=False)
             while True:
@@ -452,6 +467,7 @@ class Pipeline:
         tally = ShutdownTally({w.backend.name: w.stats for w in self.workers}, self.intake)
         timeout = max(0.0, timeout)
         close_by = tally.started + timeout
+        self._taking = False
         self._closed = True
         thread = self._thread
         if thread is not None:
