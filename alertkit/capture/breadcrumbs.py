@@ -7,14 +7,15 @@ the one it inherited, the first time it records one; threads outside any scope s
 trail.
 
 Cost on the caller's thread: a record becomes a small tuple of references (time, level, logger,
-template, args, ``extra``) appended to the list, nothing formatted. Only an error or fatal event
-copies the trail (a tuple of at most ``max_breadcrumbs`` references), and the policy thread turns
-the copy into dicts (:mod:`alertkit.capture.crumbs`), runs ``before_breadcrumb`` and hands them to
-scrubbing and the size limits.
+template, args, the names and values of its ``extra`` fields) appended to the list, nothing
+formatted. An error or fatal event takes the trail by reference (its list and that list's length:
+see :class:`_Trail`), and the policy thread turns the entries into dicts
+(:mod:`alertkit.capture.crumbs`), runs ``before_breadcrumb`` and hands them to scrubbing and the
+size limits.
 
-Memory per context: at most ``max_breadcrumbs`` entries (default 50), each a 6-item tuple
-holding references to the record's template and arguments and to at most
-:data:`MAX_DATA_KEYS` ``extra`` values; no traceback and no frame is kept.
+Memory per context: at most twice ``max_breadcrumbs`` entries (default 50), each a 6-item tuple
+holding references to the record's template and arguments and to its ``extra`` values (of which
+a crumb keeps :data:`MAX_DATA_KEYS`); no traceback and no frame is kept.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from itertools import islice
 from typing import Any
 
 from alertkit.capture.current import FINDERS, Frame, current, find_frame
-from alertkit.capture.records import STEERING, extra_fields, is_ignored
+from alertkit.capture.records import PLAIN_ATTRS, STEERING, extra_dict, extra_items, is_ignored
 from alertkit.guard import report_internal_error
 from alertkit.model.levels import level_number
 from alertkit.model.stacktrace import safe_str
@@ -37,7 +38,9 @@ from alertkit.model.stacktrace import safe_str
 MAX_DATA_KEYS = 20
 
 #: What a crumb is on the caller's thread: ``(created, levelno, category, message or template,
-#: args or None, data or None)``.
+#: args or None, data or None)``. A log record's data is its
+#: :func:`~alertkit.capture.records.extra_items` (a tuple), made into a dict only if an event
+#: takes the crumb (:func:`crumb_data`); an application's crumb's is a dict.
 Entry = tuple[Any, Any, Any, Any, Any, Any]
 
 # -- the trails ------------------------------------------------------------------------------------
@@ -63,12 +66,14 @@ class _Trail:
     def room(self) -> list[Entry]:
         """The list to append one entry to (a new one, of the newest entries, when full)."""
         items = self.items
-        if len(items) >= 2 * _capacity:
-            self.items = items = items[len(items) - _capacity + 1 :]
+        if len(items) >= 2 * capacity:
+            self.items = items = items[len(items) - capacity + 1 :]
         return items
 
 
-_capacity = 0  # the largest max_breadcrumbs of any client made; 0: nothing is recorded
+#: The largest ``max_breadcrumbs`` of any client made (0: nothing is recorded). Read elsewhere,
+#: written by :func:`reserve` only.
+capacity = 0
 _process = _Trail(None, None, [])
 # An asyncio task's own trail, set in the task's context at its first crumb. It holds the frame it
 # was made under, so a frame entered later in the task (or left) is not written through it.
@@ -76,10 +81,10 @@ _task_trail: ContextVar[_Trail | None] = ContextVar("alertkit_task_breadcrumbs",
 _NONE: list[Entry] = []  # what a frame without a trail yet reads: never written
 
 
-def reserve(capacity: int) -> None:
-    """Make trails hold at least ``capacity`` entries (a client's ``max_breadcrumbs``)."""
-    global _capacity
-    _capacity = max(_capacity, capacity)
+def reserve(entries: int) -> None:
+    """Make trails hold at least ``entries`` entries (a client's ``max_breadcrumbs``)."""
+    global capacity
+    capacity = max(capacity, entries)
 
 
 def found(frame: Frame | None) -> _Trail | None:
@@ -114,7 +119,7 @@ def writable(frame: Frame | None) -> _Trail:
         trail = frame.crumbs = _Trail(frame.task, frame, [])
         return trail  # the frame's first crumb
     parent = _NONE if trail is None else trail.items
-    trail = _Trail(task, frame, parent[-_capacity:])
+    trail = _Trail(task, frame, parent[-capacity:])
     _task_trail.set(trail)
     return trail
 
@@ -126,26 +131,18 @@ def _current_frame() -> Frame | None:
 
 def record(entry: Entry) -> None:
     """Append one entry to the current trail (nothing when no client keeps breadcrumbs)."""
-    if _capacity:
+    if capacity:
         writable(_current_frame()).room().append(entry)
 
 
-_UNREAD: Any = object()  # record_log's ``extra`` when the caller has not read it
-
-
 def record_log(
-    record_: logging.LogRecord,
-    message: str | None = None,
-    extra: dict[str, Any] | None = _UNREAD,
-    trail: _Trail | None = None,
+    record_: logging.LogRecord, message: str | None = None, trail: _Trail | None = None
 ) -> None:
     """Append a log record: references only, formatted later. ``message``: the record already
-    formatted (an event's own record), which then needs no arguments. ``extra``: the record's
-    :func:`~alertkit.capture.records.extra_fields`, when the caller has them already (an
-    event's record: read once for both); the crumb may share that dict, which nobody changes.
-    A record the previous entry already holds (two handlers of one logger tree) is not added
-    twice. ``trail``: the :func:`writable` trail, when the caller has it already."""
-    if not _capacity:
+    formatted (an event's own record), which then needs no arguments. A record the previous
+    entry already holds (two handlers of one logger tree) is not added twice. ``trail``: the
+    :func:`writable` trail, when the caller has it already."""
+    if not capacity:
         return
     if trail is None:
         frame = current.get()  # (_current_frame() written out: every record asks)
@@ -157,18 +154,32 @@ def record_log(
     created = attrs.get("created")
     if items and items[-1][0] is created:  # the same record object: the same float object
         return
-    if extra is _UNREAD:
-        extra = extra_fields(attrs)
-    if extra is not None and (len(extra) > MAX_DATA_KEYS or not extra.keys().isdisjoint(STEERING)):
-        selected = ((k, v) for k, v in extra.items() if k not in STEERING)
-        extra = dict(islice(selected, MAX_DATA_KEYS))
+    extra = extra_items(attrs) if len(attrs) > PLAIN_ATTRS else None
     if message is None:
         template, args = attrs.get("msg"), attrs.get("args")
     else:
         template, args = message, None
-    if len(items) >= 2 * _capacity:
+    if len(items) >= 2 * capacity:
         items = trail.room()
     items.append((created, attrs.get("levelno"), attrs.get("name"), template, args, extra))
+
+
+def kept(extra: dict[str, Any]) -> dict[str, Any]:
+    """What a crumb keeps of a record's ``extra`` fields: not those that steer delivery, and at
+    most :data:`MAX_DATA_KEYS`; the same dict when that is all of it (the caller's, shared)."""
+    if len(extra) > MAX_DATA_KEYS or not extra.keys().isdisjoint(STEERING):
+        selected = ((k, v) for k, v in extra.items() if k not in STEERING)
+        return dict(islice(selected, MAX_DATA_KEYS))
+    return extra
+
+
+def crumb_data(data: Any) -> dict[str, Any] | None:
+    """An entry's data as its crumb has it: a log record's extra fields made into a dict (on the
+    policy thread, when an event takes the crumb) and :func:`kept`; an application's as it is."""
+    if type(data) is tuple:
+        extra = extra_dict(data)
+        return None if extra is None else kept(extra)
+    return data  # type: ignore[no-any-return]
 
 
 def current_items() -> list[Entry]:
@@ -181,7 +192,7 @@ def current_items() -> list[Entry]:
 def current_entries(keep: int | None = None) -> tuple[Entry, ...]:
     """A copy of the newest ``keep`` entries of the current trail (default: the capacity), oldest
     first (a C-level slice, safe against other threads)."""
-    return tuple(current_items()[-(keep or _capacity or 1) :])
+    return tuple(current_items()[-(keep or capacity or 1) :])
 
 
 def add_breadcrumb(
@@ -206,7 +217,7 @@ def add_breadcrumb(
         ValueError: unknown ``level`` (a programming error, raised at once).
     """
     levelno = level_number(level)
-    if not _capacity:
+    if not capacity:
         return
     kept = None
     if data is not None:

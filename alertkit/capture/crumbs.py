@@ -16,7 +16,13 @@ from datetime import datetime, timezone
 from itertools import compress
 from typing import Any
 
-from alertkit.capture.breadcrumbs import MAX_DATA_KEYS, Entry, current_items, reserve
+from alertkit.capture.breadcrumbs import (
+    MAX_DATA_KEYS,
+    Entry,
+    crumb_data,
+    current_items,
+    reserve,
+)
 from alertkit.model.event import Envelope
 from alertkit.model.levels import level_from_number, level_number
 from alertkit.model.stacktrace import safe_str
@@ -167,6 +173,7 @@ class Breadcrumbs:
 
     def _crumb(self, entry: Entry) -> dict[str, Any] | None:
         created, levelno, category, message, args, data = entry
+        data = crumb_data(data)  # (a log record's extra fields are made a dict only now)
         if args:
             try:
                 text = str(message) % args

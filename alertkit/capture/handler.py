@@ -21,6 +21,7 @@ import msgspec
 
 from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
+from alertkit.capture import breadcrumbs
 from alertkit.capture.api import get_client
 from alertkit.capture.breadcrumbs import Entry, record_log, writable
 from alertkit.capture.client import Client
@@ -28,10 +29,14 @@ from alertkit.capture.current import FINDERS, current, find_frame
 from alertkit.capture.events import was_reported
 from alertkit.capture.records import (
     IGNORED_LOGGERS,
+    PLAIN_ATTRS,
     STEERING,
-    extra_fields,
+    ExtraItems,
+    extra_dict,
+    extra_items,
     is_ignored,
     known_ignored,
+    shape_by_size,
 )
 from alertkit.capture.request import ScopeContext, scope_for_record
 from alertkit.capture.trace import traced
@@ -51,104 +56,72 @@ from alertkit.model.values import to_json_safe
 #: True before.
 _RETURNS_RECORD = sys.version_info >= (3, 12)
 _WIRE_LEVELS = {n: level_from_number(n) for n in (10, 20, 30, 40, 50)}
-#: The record's attributes a capture keeps, in the order of its fields; then its code location.
-_FIELD_NAMES = ("name", "levelno", "created", "msg", "exc_info", "exc_text", "stack_info")
-_CODE_NAMES = ("funcName", "pathname", "lineno")
+#: The record's attributes a capture keeps (:attr:`RecordCapture.fields`), read in one C call.
+_FIELD_NAMES = (
+    "name",
+    "levelno",
+    "created",
+    "msg",
+    "exc_info",
+    "exc_text",
+    "stack_info",
+    "funcName",
+    "pathname",
+    "lineno",
+)
 _FIELDS = operator.itemgetter(*_FIELD_NAMES)
-_CODE = operator.itemgetter(*_CODE_NAMES)
-_UNREAD: Any = object()  # RecordCapture.of's ``extra`` when the caller has not read them
 __all__ = ["IGNORED_LOGGERS", "AlertHandler", "RecordCapture", "get_logger", "is_ignored"]
 
 
 class RecordCapture(msgspec.Struct, gc=False):
     """What ``emit`` keeps of a log record for the policy thread, which builds the event from it.
 
-    Only the attributes the event needs, and the ``extra`` fields, rather than a copy of the whole
-    record: cheaper to make, and untracked by the garbage collector (``gc=False``; nothing in it
-    refers back to it), so a backlog of queued records does not make every collection slower.
+    The attributes the event needs and the values of its ``extra`` fields, as they were when the
+    handler saw the record (later handlers and filters may change it), each read in one C call;
+    the extra dict is made on the policy thread. Untracked by the garbage collector
+    (``gc=False``; nothing in it refers back to it), and so are the tuples once a collection has
+    seen they hold plain values: a backlog of queued records adds nothing to the collector's
+    passes. (A copy of the record's ``__dict__`` would be cheaper to make, but it holds the
+    arguments tuple, so the collector tracks it until a full collection: in a burst of 20,000
+    errors that cost more than it saved.)
     """
 
     client: Client
     message: str
-    name: Any
-    levelno: Any
-    created: Any
-    template: Any
-    exc_info: Any = None
-    exc_text: Any = None
-    stack_info: Any = None
-    extra: dict[str, Any] | None = None
+    #: The record's attributes named in ``_FIELD_NAMES``, in that order.
+    fields: tuple[Any, ...]
+    #: The record's :func:`~alertkit.capture.records.extra_items`.
+    extra: ExtraItems | None = None
     incident_key: str | None = None
     scope: ScopeContext | None = None
     #: The trail's list when the record was captured, and its length then (see
     #: :meth:`~alertkit.capture.crumbs.Breadcrumbs.cut`): no copy on the caller's thread.
     crumbs: list[Entry] | None = None
-    code: Any = None
     crumbs_end: int = 0
-
-    @classmethod
-    def of(
-        cls,
-        client: Client,
-        record: logging.LogRecord,
-        message: str,
-        incident_key: str | None,
-        scope: ScopeContext | None,
-        crumbs: list[Entry] | None = None,
-        extra: dict[str, Any] | None = _UNREAD,
-    ) -> RecordCapture:
-        """``extra``: the record's :func:`extra_fields` when the caller has read them already."""
-        attrs = record.__dict__
-        if extra is _UNREAD:
-            extra = extra_fields(attrs)
-        try:  # one C call for the attributes every LogRecord has
-            fields, code = _FIELDS(attrs), _CODE(attrs)
-        except KeyError:  # a record an application built or changed by hand
-            fields = tuple(map(attrs.get, _FIELD_NAMES))
-            code = tuple(map(attrs.get, _CODE_NAMES))
-        name, levelno, created, template, exc_info, exc_text, stack_info = fields
-        return cls(
-            client,
-            message,
-            name,
-            levelno,
-            created,
-            template,
-            exc_info,
-            exc_text,
-            stack_info,
-            extra,
-            incident_key,
-            scope,
-            crumbs,
-            code,
-            0 if crumbs is None else len(crumbs),
-        )
 
     def __call__(self) -> Envelope:
         """Build the event (WIRE.md section 1 mapping); runs on the policy thread."""
         client = self.client
-        levelno, name, created = self.levelno, self.name, self.created
+        name, levelno, created, template, exc_info, exc_text, stack_info, *code = self.fields
         # Each value checked for the plain type a LogRecord has before anything is converted.
         if type(levelno) is not int:
             levelno = int(levelno if levelno is not None else logging.ERROR)
         level = _WIRE_LEVELS.get(levelno) or level_from_number(levelno)
-        info = resolve_exc_info(self.exc_info) if self.exc_info else None
+        info = resolve_exc_info(exc_info) if exc_info else None
         logger_name = name if type(name) is str and name else str(name or "root")
         if type(created) is not float:
             created = float(created or time.time())
         classification = "log" if levelno < logging.WARNING else "issue"
         event = client.events.new(level, classification, logger_name, self.message, created)
-        exc_text = None
         if info is not None:
             client.events.add_exception(event, info)
             event.event_type = exception_type_name(info[0])
             exc_text = format_exception_text(info)
-        elif self.exc_text:
-            exc_text = str(self.exc_text)
-        if self.stack_info:
-            exc_text = (exc_text + "\n" if exc_text else "") + str(self.stack_info)
-        extra = self.extra
+        else:
+            exc_text = str(exc_text) if exc_text else None
+        if stack_info:
+            exc_text = (exc_text + "\n" if exc_text else "") + str(stack_info)
+        extra = extra_dict(self.extra)
         scope = self.scope
         tags = dict(client.tags) if scope is None else {**client.tags, **scope.tags}
         key_text = self.incident_key
@@ -156,7 +129,6 @@ class RecordCapture(msgspec.Struct, gc=False):
         images: Sequence[dict[str, str]] = ()
         fingerprint = None
         if extra and not extra.keys().isdisjoint(STEERING):
-            extra = dict(extra)
             steering = {k: extra.pop(k) for k in STEERING if k in extra}
             fingerprint = normalize(steering.get("fingerprint"))
             if isinstance(steering.get("tags"), dict):
@@ -171,15 +143,13 @@ class RecordCapture(msgspec.Struct, gc=False):
                 links = _dict_list(steering["links"])
             if "images" in steering:
                 images = _dict_list(steering["images"])
-        template = self.template
         envelope = Envelope(
             event=event,
             levelno=levelno,
             logger_name=logger_name,
             template=template if isinstance(template, str) else safe_str(template),
-            # Copied unless steering made a copy already: the breadcrumb of this record may
-            # share the extra dict (see emit), and before_send may change the details in place.
-            details=to_json_safe(extra, copy=extra is self.extra) if extra else {},
+            # The extra dict is this event's own (made just now): no copy.
+            details=to_json_safe(extra, copy=False) if extra else {},
             exc_text=exc_text,
             incident_key=key_text or None,
             links=links,
@@ -187,7 +157,7 @@ class RecordCapture(msgspec.Struct, gc=False):
             tags=tags,
             created=created,
             fingerprint=fingerprint,
-            code_location=_code_location(self.code),
+            code_location=_code_location(tuple(code)),
         )
         if self.crumbs is not None:
             client.breadcrumbs.attach(
@@ -200,15 +170,12 @@ class RecordCapture(msgspec.Struct, gc=False):
 _TRACING = "opentelemetry.trace"
 
 
-def _message_now(record: logging.LogRecord) -> str:
-    """``record.getMessage()``; a template that fails to format keeps its arguments beside it."""
-    try:
-        return record.getMessage()
-    except Exception:
-        return (
-            f"{safe_str(record.msg)} (message arguments failed to format: "
-            f"{to_json_safe(record.args)!r})"
-        )
+def _unformatted(record: logging.LogRecord) -> str:
+    """The message of a record whose template fails to format: the arguments beside it."""
+    return (
+        f"{safe_str(record.msg)} (message arguments failed to format: "
+        f"{to_json_safe(record.args)!r})"
+    )
 
 
 def _code_location(code: Any) -> CodeLocation | None:
@@ -322,44 +289,78 @@ class AlertHandler(logging.Handler):
             self.emit(record)
         return result
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: PLR0915 (one frame on purpose)
+        """Queue the record as an event (or a breadcrumb): what it needs read now, the rest on the
+        policy thread. One function on purpose: every logged event runs it, and a call costs
+        about 500 instructions, 0.4% of what the OpenTelemetry SDK's handler costs in all."""
         try:
-            name = record.name
+            # The record's own dict, read by key: an attribute look-up costs more (every event).
+            attrs = record.__dict__
+            name = attrs["name"]
             ignored = known_ignored.get(name)  # (is_ignored's cache first: no call)
             if ignored or (ignored is None and is_ignored(name)):
                 return
-            levelno = record.levelno
-            if levelno < self.event_level and type(self.level) is _Threshold:
+            levelno = attrs["levelno"]
+            if levelno < self.event_level and isinstance(self.level, _Threshold):
                 if levelno >= self.level.crumbs:  # below the events: a breadcrumb only
                     record_log(record)
                 return
-            if record.exc_info and was_reported(record.exc_info[1]):
+            if attrs["exc_info"] and was_reported(attrs["exc_info"][1]):
                 return  # an integration reported it already (Celery's own failure log line)
-            message = _message_now(record)  # now: the arguments may change after the call
+            try:  # now: the arguments may change after the call
+                template = attrs["msg"]
+                if type(template) is str and type(record) is logging.LogRecord:
+                    args = attrs["args"]  # record.getMessage() written out: every event asks
+                    message = template % args if args else template
+                else:  # a record class may have its own getMessage
+                    message = record.getMessage()
+            except Exception:
+                message = _unformatted(record)
             frame = current.get()
             if frame is None and FINDERS:
                 frame = find_frame()
             scope = None if frame is None else scope_for_record(record, message)
             client = self.client
+            try:  # the attributes as they are now: later handlers and filters may change them
+                fields = _FIELDS(attrs)
+            except KeyError:  # a record an application built or changed by hand
+                fields = tuple(map(attrs.get, _FIELD_NAMES))
+            size = len(attrs)
+            if size <= PLAIN_ATTRS:
+                extra = None
+            else:  # extra_items() written out for a known shape (see there): every event asks
+                shape = shape_by_size.get(size)
+                try:
+                    extra = (shape[0], shape[1](attrs)) if shape else extra_items(attrs)
+                except KeyError:
+                    extra = extra_items(attrs)
             # The trail this record joins; an error takes it as it is before: its list, whose
             # length is noted (the list only grows), so nothing is copied here.
-            trail = writable(frame) if client.breadcrumbs.max else None
-            crumbs = (
-                trail.items  # (only if a destination or a hook reads it: Breadcrumbs.read_by)
-                if trail is not None and levelno >= logging.ERROR and client.breadcrumbs.read
-                else None
+            crumbs = client.breadcrumbs
+            trail = writable(frame) if crumbs.max else None
+            items = None if trail is None else trail.items
+            read = items is not None and levelno >= logging.ERROR and crumbs.read
+            capture: Any = RecordCapture(
+                client,
+                message,
+                fields,
+                extra,
+                self.incident_key,
+                scope,
+                items if read else None,  # (only if something reads it: Breadcrumbs.read_by)
+                len(items) if read else 0,  # type: ignore[arg-type]
             )
-            extra = extra_fields(record.__dict__)  # read once, for the event and its crumb
-            capture: Any = RecordCapture.of(
-                client, record, message, self.incident_key, scope, crumbs, extra
-            )
+            created = fields[2]
+            if items is not None and (not items or items[-1][0] is not created):
+                # The record's crumb, for later events (record_log written out: every event asks).
+                if len(items) >= 2 * breadcrumbs.capacity:
+                    items = trail.room()  # type: ignore[union-attr]
+                items.append((created, levelno, name, message, None, extra))
             if scope is not None or _TRACING in sys.modules:
                 capture = traced(capture, scope)
-            if trail is not None:
-                record_log(record, message, extra, trail)  # later events show it
-            if scope is not None and scope.hold(self.client, capture):
+            if scope is not None and scope.hold(client, capture):
                 return  # the request's escalation will carry it
-            if not self.client.submit_capture(capture):
+            if not client.submit_capture(capture):
                 self._count_drop()
         except Exception as exc:  # never into the application
             self._count_drop()
@@ -395,24 +396,27 @@ class _Threshold(int):
     test :mod:`logging` makes before calling a handler) holds from the breadcrumb level up.
 
     For ``a >= b`` with ``b`` of a subclass of ``a``'s type, Python asks ``b.__le__(a)`` first.
+    That ``__le__`` is the breadcrumb level's own bound ``int.__le__``: a C method-wrapper,
+    which has no ``__get__`` and so is called as it is, ``crumbs <= a``, without a Python frame
+    (a Python ``__le__`` cost every logging call about 1,300 instructions). Hence one subclass
+    per breadcrumb level, made once.
     """
 
     crumbs: int
 
     def __new__(cls, level: int, crumbs: int) -> _Threshold:
-        threshold = super().__new__(cls, level)
-        threshold.crumbs = crumbs
-        return threshold
-
-    def __le__(self, other: object) -> bool:
-        if isinstance(other, int):
-            return self.crumbs <= other
-        return NotImplemented
+        kind = _threshold_types.get(crumbs)
+        if kind is None:
+            crumbs = int(crumbs)
+            namespace = {"__le__": crumbs.__le__, "crumbs": crumbs, "__slots__": ()}
+            kind = _threshold_types[crumbs] = type(cls.__name__, (cls,), namespace)
+        return super().__new__(kind, level)
 
     def __repr__(self) -> str:
         return int.__repr__(self)
 
 
+_threshold_types: dict[int, type[_Threshold]] = {}
 _handlers: weakref.WeakSet[AlertHandler] = weakref.WeakSet()
 
 

@@ -296,7 +296,7 @@ def test_the_trail_is_bounded_whatever_is_logged(make_client, make_logger):
     for i in range(1000):
         log.info("step %d", i, extra={f"k{j}": j for j in range(50)})
     entries = breadcrumbs.current_entries()
-    assert len(entries) <= max(10, breadcrumbs._capacity)
+    assert len(entries) <= max(10, breadcrumbs.capacity)
     assert all(e[5] is None or len(e[5]) <= breadcrumbs.MAX_DATA_KEYS for e in entries)
     assert all(len(e) == 6 for e in entries), "no record, traceback or frame is kept"
 
@@ -501,3 +501,71 @@ def test_errors_take_a_trail_only_when_a_destination_sends_it_or_a_hook_may_read
         assert [c["message"] for c in crumbs] == (["loaded cart"] if taken else [])
     finally:
         client.shutdown(2)
+
+
+def test_an_errors_crumb_is_its_record_as_the_handler_saw_it(
+    make_client: Any, make_logger: Any, memory: MemoryBackend
+) -> None:
+    """The error's crumb reads its extra fields on the policy thread, from the copy the handler
+    took: a handler after alertkit's that changes the record changes neither the event nor the
+    crumb; the fields that steer delivery stay out of the crumb."""
+
+    class Meddler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            record.order = "changed"  # type: ignore[attr-defined]
+            record.added = 1  # type: ignore[attr-defined]
+            record.msg = "meddled %s"
+
+    client = make_client()
+    log = make_logger(client)
+    meddler = Meddler()
+    log.addHandler(meddler)
+    try:
+        log.error("order %s failed", 7, extra={"order": 7, "incident_key": "k-7"})
+        log.error("second")
+    finally:
+        log.removeHandler(meddler)
+    assert client.flush(5)
+    first, _ = memory.envelopes
+    assert first.details == {"order": 7} and first.incident_key == "k-7"
+    assert first.template == "order %s failed"
+    crumb = crumbs_of(memory)[-1]
+    assert crumb["message"] == "order 7 failed" and crumb["level"] == "error"
+    assert crumb["data"] == {"order": 7}
+
+
+def test_an_exceptions_crumb_keeps_no_traceback_alive(
+    make_client: Any, make_logger: Any, memory: MemoryBackend
+) -> None:
+    """The crumb of a record with exc_info is made from its fields at once: the trail holds no
+    reference to the traceback, nor to the locals of the frames it passed through."""
+    import gc
+    import weakref
+
+    class Big:
+        pass
+
+    client = make_client()
+    log = make_logger(client)
+    # pytest attaches its capturing handlers to a logger that exists when a test starts, and
+    # they hold every record (with its traceback) to the end of the test: not ours to test.
+    for other in [h for h in log.handlers if not isinstance(h, AlertHandler)]:
+        log.removeHandler(other)
+
+    def fail(big: Big) -> None:
+        raise ValueError("refused")
+
+    big = Big()
+    alive = weakref.ref(big)
+    try:
+        fail(big)
+    except ValueError:
+        log.exception("order failed", extra={"order": 8})
+    del big
+    assert client.flush(5)
+    gc.collect()
+    assert alive() is None, "the trail (or the queue) kept the traceback's frames alive"
+    log.error("next")
+    assert client.flush(5)
+    crumb = crumbs_of(memory)[-1]
+    assert crumb["message"] == "order failed" and crumb["data"] == {"order": 8}

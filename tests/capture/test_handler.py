@@ -214,8 +214,8 @@ def test_handler_rejects_client_plus_options(client) -> None:
 
 def test_queued_records_are_small_snapshots_the_gc_does_not_scan(client, memory) -> None:
     """emit keeps what the event needs, not the record: attributes a later handler or
-    formatter adds are not picked up, and a backlog (of records or of events) adds nothing for
-    the garbage collector."""
+    formatter adds or changes are not picked up, and a backlog (of records or of events) adds
+    nothing for the garbage collector once a young collection has seen it."""
     import gc
 
     from alertkit.capture.handler import RecordCapture
@@ -241,7 +241,9 @@ def test_queued_records_are_small_snapshots_the_gc_does_not_scan(client, memory)
     assert client.flush(5)
     capture = queued[0]
     assert isinstance(capture, RecordCapture) and not gc.is_tracked(capture)
+    gc.collect()  # a collection stops tracking tuples of plain values
     assert capture.extra is not None and not gc.is_tracked(capture.extra)
+    assert not gc.is_tracked(capture.fields) and not gc.is_tracked(capture.extra[1])
     envelope = memory.envelopes[0]
     # Nor does the event built from it on its way to the backends (links and images: no lists).
     # An error's breadcrumbs are the one exception: errors are rare and the trail is bounded.
