@@ -164,7 +164,7 @@ def record_log(
     items.append((created, attrs.get("levelno"), attrs.get("name"), template, args, extra))
 
 
-def kept(extra: dict[str, Any]) -> dict[str, Any]:
+def _kept(extra: dict[str, Any]) -> dict[str, Any]:
     """What a crumb keeps of a record's ``extra`` fields: not those that steer delivery, and at
     most :data:`MAX_DATA_KEYS`; the same dict when that is all of it (the caller's, shared)."""
     if len(extra) > MAX_DATA_KEYS or not extra.keys().isdisjoint(STEERING):
@@ -175,10 +175,10 @@ def kept(extra: dict[str, Any]) -> dict[str, Any]:
 
 def crumb_data(data: Any) -> dict[str, Any] | None:
     """An entry's data as its crumb has it: a log record's extra fields made into a dict (on the
-    policy thread, when an event takes the crumb) and :func:`kept`; an application's as it is."""
+    policy thread, when an event takes the crumb) and :func:`_kept`; an application's as it is."""
     if type(data) is tuple:
         extra = extra_dict(data)
-        return None if extra is None else kept(extra)
+        return None if extra is None else _kept(extra)
     return data  # type: ignore[no-any-return]
 
 

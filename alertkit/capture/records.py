@@ -90,8 +90,8 @@ def extra_items(attrs: dict[str, Any]) -> ExtraItems | None:
         if names[-1] in attrs:  # (most other shapes of the size fail here, without raising)
             try:
                 return names, values(attrs)
-            except KeyError:  # another shape of the same size
-                pass
+            except KeyError:  # another shape of the same size, with that newest name too
+                continue
     return _new_shape(attrs, size)
 
 

@@ -537,13 +537,13 @@ def test_an_errors_crumb_is_its_record_as_the_handler_saw_it(
 def test_an_exceptions_crumb_keeps_no_traceback_alive(
     make_client: Any, make_logger: Any, memory: MemoryBackend
 ) -> None:
-    """The crumb of a record with exc_info is made from its fields at once: the trail holds no
-    reference to the traceback, nor to the locals of the frames it passed through."""
+    """The crumb of a record with exc_info keeps its message and extra values, never the
+    traceback: the trail holds nothing of the frames it passed through nor of their locals."""
     import gc
     import weakref
 
     class Big:
-        pass
+        """A local of the frame the exception passes through."""
 
     client = make_client()
     log = make_logger(client)
