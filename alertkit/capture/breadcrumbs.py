@@ -135,33 +135,31 @@ def record(entry: Entry) -> None:
         writable(_current_frame()).room().append(entry)
 
 
-def record_log(
-    record_: logging.LogRecord, message: str | None = None, trail: _Trail | None = None
-) -> None:
-    """Append a log record: references only, formatted later. ``message``: the record already
-    formatted (an event's own record), which then needs no arguments. A record the previous
-    entry already holds (two handlers of one logger tree) is not added twice. ``trail``: the
-    :func:`writable` trail, when the caller has it already."""
+def record_log(record_: logging.LogRecord) -> None:
+    """Append a log record: references only, formatted later. A record the previous entry
+    already holds (two handlers of one logger tree) is not added twice. (An event's own record
+    is appended by :meth:`~alertkit.AlertHandler.emit`, which has its message and trail.)"""
     if not capacity:
         return
-    if trail is None:
-        frame = current.get()  # (_current_frame() written out: every record asks)
-        if frame is None and FINDERS:
-            frame = find_frame()
-        trail = writable(frame)
+    frame = current.get()  # (_current_frame() written out: every record asks)
+    if frame is None and FINDERS:
+        frame = find_frame()
+    trail = writable(frame)
     items = trail.items
     attrs = record_.__dict__
     created = attrs.get("created")
     if items and items[-1][0] is created:  # the same record object: the same float object
         return
     extra = extra_items(attrs) if len(attrs) > PLAIN_ATTRS else None
-    if message is None:
-        template, args = attrs.get("msg"), attrs.get("args")
-    else:
-        template, args = message, None
     if len(items) >= 2 * capacity:
         items = trail.room()
-    items.append((created, attrs.get("levelno"), attrs.get("name"), template, args, extra))
+    levelno, name, template, args = (
+        attrs.get("levelno"),
+        attrs.get("name"),
+        attrs.get("msg"),
+        attrs.get("args"),
+    )
+    items.append((created, levelno, name, template, args, extra))
 
 
 def _kept(extra: dict[str, Any]) -> dict[str, Any]:

@@ -102,7 +102,8 @@ class RecordCapture(msgspec.Struct, gc=False):
     def __call__(self) -> Envelope:
         """Build the event (WIRE.md section 1 mapping); runs on the policy thread."""
         client = self.client
-        name, levelno, created, template, exc_info, exc_text, stack_info, *code = self.fields
+        fields = self.fields
+        name, levelno, created, template, exc_info, exc_text, stack_info = fields[:7]
         # Each value checked for the plain type a LogRecord has before anything is converted.
         if type(levelno) is not int:
             levelno = int(levelno if levelno is not None else logging.ERROR)
@@ -157,7 +158,7 @@ class RecordCapture(msgspec.Struct, gc=False):
             tags=tags,
             created=created,
             fingerprint=fingerprint,
-            code_location=_code_location(tuple(code)),
+            code_location=_code_location(fields[7:]),
         )
         if self.crumbs is not None:
             client.breadcrumbs.attach(
@@ -352,7 +353,8 @@ class AlertHandler(logging.Handler):
             )
             created = fields[2]
             if items is not None and (not items or items[-1][0] is not created):
-                # The record's crumb, for later events (record_log written out: every event asks).
+                # The record's crumb, for later events, formatted already (as record_log appends
+                # one, written out: every event asks).
                 if len(items) >= 2 * breadcrumbs.capacity:
                     items = trail.room()  # type: ignore[union-attr]
                 items.append((created, levelno, name, message, None, extra))
