@@ -101,7 +101,7 @@ def setup(case: str, url: str) -> tuple[logging.Logger, Callable[[], dict[str, A
             client.flush(10)
             entries = breadcrumbs.current_entries()
             own = sum(sys.getsizeof(e) + (sys.getsizeof(e[5]) if e[5] else 0) for e in entries)
-            trail = breadcrumbs._process.items  # the benchmark's thread has no scope
+            trail = breadcrumbs.process_trail.items  # the benchmark's thread has no scope
             return {"trail_entries": len(entries), "trail_bytes": own + sys.getsizeof(trail)}
 
         return logger, report

@@ -7,13 +7,13 @@ the one it inherited, the first time it records one; threads outside any scope s
 trail.
 
 Cost on the caller's thread: a record becomes a small tuple of references (time, level, logger,
-template, args, the names and values of its ``extra`` fields) appended to the list, nothing
-formatted. An error or fatal event takes the trail by reference (its list and that list's length:
+template, args, the names and the values of its ``extra`` fields, side by side) appended to the
+list, nothing formatted. An error or fatal event takes the trail by reference (its list and that list's length:
 see :class:`_Trail`), and the policy thread turns the entries into dicts
 (:mod:`alertkit.capture.crumbs`), runs ``before_breadcrumb`` and hands them to scrubbing and the
 size limits.
 
-Memory per context: at most twice ``max_breadcrumbs`` entries (default 50), each a 6-item tuple
+Memory per context: at most twice ``max_breadcrumbs`` entries (default 50), each a 7-item tuple
 holding references to the record's template and arguments and to its ``extra`` values (of which
 a crumb keeps :data:`MAX_DATA_KEYS`); no traceback and no frame is kept.
 """
@@ -29,7 +29,13 @@ from itertools import islice
 from typing import Any
 
 from alertkit.capture.current import FINDERS, Frame, current, find_frame
-from alertkit.capture.records import PLAIN_ATTRS, STEERING, extra_dict, extra_items, is_ignored
+from alertkit.capture.records import (
+    PLAIN_ATTRS,
+    STEERING,
+    extra_dict,
+    extra_items,
+    is_ignored,
+)
 from alertkit.guard import report_internal_error
 from alertkit.model.levels import level_number
 from alertkit.model.stacktrace import safe_str
@@ -38,10 +44,11 @@ from alertkit.model.stacktrace import safe_str
 MAX_DATA_KEYS = 20
 
 #: What a crumb is on the caller's thread: ``(created, levelno, category, message or template,
-#: args or None, data or None)``. A log record's data is its
-#: :func:`~alertkit.capture.records.extra_items` (a tuple), made into a dict only if an event
-#: takes the crumb (:func:`crumb_data`); an application's crumb's is a dict.
-Entry = tuple[Any, Any, Any, Any, Any, Any]
+#: args or None, data or None, values or None)``. A log record's data and values are its
+#: :func:`~alertkit.capture.records.extra_items`, the names and the values side by side (a
+#: tuple holding them both would stay tracked by the garbage collector), made into a dict only
+#: if an event takes the crumb (:func:`crumb_data`); an application's crumb's data is a dict.
+Entry = tuple[Any, Any, Any, Any, Any, Any, Any]
 
 # -- the trails ------------------------------------------------------------------------------------
 
@@ -74,10 +81,11 @@ class _Trail:
 #: The largest ``max_breadcrumbs`` of any client made (0: nothing is recorded). Read elsewhere,
 #: written by :func:`reserve` only.
 capacity = 0
-_process = _Trail(None, None, [])
+#: The trail of threads outside any scope (read by a hot path that writes out :func:`writable`).
+process_trail = _Trail(None, None, [])
 # An asyncio task's own trail, set in the task's context at its first crumb. It holds the frame it
 # was made under, so a frame entered later in the task (or left) is not written through it.
-_task_trail: ContextVar[_Trail | None] = ContextVar("alertkit_task_breadcrumbs", default=None)
+task_trail: ContextVar[_Trail | None] = ContextVar("alertkit_task_breadcrumbs", default=None)
 _NONE: list[Entry] = []  # what a frame without a trail yet reads: never written
 
 
@@ -90,10 +98,10 @@ def reserve(entries: int) -> None:
 def found(frame: Frame | None) -> _Trail | None:
     """The trail a context under ``frame`` reads: its task's own made under ``frame``, else the
     frame's (None: the frame has none yet), else the process trail."""
-    own = _task_trail.get()
+    own = task_trail.get()
     if own is not None and own.frame is frame:
         return own
-    return _process if frame is None else frame.crumbs
+    return process_trail if frame is None else frame.crumbs
 
 
 def writable(frame: Frame | None) -> _Trail:
@@ -101,11 +109,11 @@ def writable(frame: Frame | None) -> _Trail:
     first crumb; an asyncio task that did not make the frame current gets a copy of the trail it
     inherited (its parent's, else the frame's or the process trail), so sibling tasks never
     mix."""
-    own = _task_trail.get()  # found(), written out: every record asks
+    own = task_trail.get()  # found(), written out: every record asks
     trail = (
         own
         if own is not None and own.frame is frame
-        else (_process if frame is None else frame.crumbs)
+        else (process_trail if frame is None else frame.crumbs)
     )
     aio = sys.modules.get("asyncio")  # running_task(), written out
     task = None
@@ -120,7 +128,7 @@ def writable(frame: Frame | None) -> _Trail:
         return trail  # the frame's first crumb
     parent = _NONE if trail is None else trail.items
     trail = _Trail(task, frame, parent[-capacity:])
-    _task_trail.set(trail)
+    task_trail.set(trail)
     return trail
 
 
@@ -150,7 +158,9 @@ def record_log(record_: logging.LogRecord) -> None:
     created = attrs.get("created")
     if items and items[-1][0] is created:  # the same record object: the same float object
         return
-    extra = extra_items(attrs) if len(attrs) > PLAIN_ATTRS else None
+    names = values = None
+    if len(attrs) > PLAIN_ATTRS:
+        names, values = extra_items(attrs) or (None, None)
     if len(items) >= 2 * capacity:
         items = trail.room()
     levelno, name, template, args = (
@@ -159,7 +169,7 @@ def record_log(record_: logging.LogRecord) -> None:
         attrs.get("msg"),
         attrs.get("args"),
     )
-    items.append((created, levelno, name, template, args, extra))
+    items.append((created, levelno, name, template, args, names, values))
 
 
 def _kept(extra: dict[str, Any]) -> dict[str, Any]:
@@ -171,11 +181,12 @@ def _kept(extra: dict[str, Any]) -> dict[str, Any]:
     return extra
 
 
-def crumb_data(data: Any) -> dict[str, Any] | None:
-    """An entry's data as its crumb has it: a log record's extra fields made into a dict (on the
-    policy thread, when an event takes the crumb) and :func:`_kept`; an application's as it is."""
+def crumb_data(data: Any, values: Any) -> dict[str, Any] | None:
+    """An entry's data as its crumb has it: a log record's extra fields (their names and values)
+    made into a dict (on the policy thread, when an event takes the crumb) and :func:`_kept`; an
+    application's as it is."""
     if type(data) is tuple:
-        extra = extra_dict(data)
+        extra = extra_dict(data, values)
         return None if extra is None else _kept(extra)
     return data  # type: ignore[no-any-return]
 
@@ -223,7 +234,7 @@ def add_breadcrumb(
             kept = dict(islice(dict.items(dict(data)), MAX_DATA_KEYS))
         except Exception:  # an application's mapping that fails to copy
             kept = {"data": safe_str(data)}
-    record((time.time(), levelno, category, message, None, kept))
+    record((time.time(), levelno, category, message, None, kept, None))
 
 
 class BreadcrumbHandler(logging.Handler):

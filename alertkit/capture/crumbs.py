@@ -172,8 +172,8 @@ class Breadcrumbs:
         return pair
 
     def _crumb(self, entry: Entry) -> dict[str, Any] | None:
-        created, levelno, category, message, args, data = entry
-        data = crumb_data(data)  # (a log record's extra fields are made a dict only now)
+        created, levelno, category, message, args, data, values = entry
+        data = crumb_data(data, values)  # (a log record's extra fields are made a dict only now)
         if args:
             try:
                 text = str(message) % args

@@ -23,7 +23,7 @@ from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
 from alertkit.capture import breadcrumbs
 from alertkit.capture.api import get_client
-from alertkit.capture.breadcrumbs import Entry, record_log, writable
+from alertkit.capture.breadcrumbs import Entry, process_trail, record_log, task_trail, writable
 from alertkit.capture.client import Client
 from alertkit.capture.current import FINDERS, current, find_frame
 from alertkit.capture.events import was_reported
@@ -31,7 +31,6 @@ from alertkit.capture.records import (
     IGNORED_LOGGERS,
     PLAIN_ATTRS,
     STEERING,
-    ExtraItems,
     extra_dict,
     extra_items,
     is_ignored,
@@ -55,6 +54,7 @@ from alertkit.model.values import to_json_safe
 #: ``Handler.handle`` returns the record itself for a record no filter stopped from Python 3.12 on,
 #: True before.
 _RETURNS_RECORD = sys.version_info >= (3, 12)
+_ERROR = logging.ERROR
 _WIRE_LEVELS = {n: level_from_number(n) for n in (10, 20, 30, 40, 50)}
 #: The record's attributes a capture keeps (:attr:`RecordCapture.fields`), read in one C call.
 _FIELD_NAMES = (
@@ -90,8 +90,9 @@ class RecordCapture(msgspec.Struct, gc=False):
     message: str
     #: The record's attributes named in ``_FIELD_NAMES``, in that order.
     fields: tuple[Any, ...]
-    #: The record's :func:`~alertkit.capture.records.extra_items`.
-    extra: ExtraItems | None = None
+    #: The record's :func:`~alertkit.capture.records.extra_items`: the names, and the values.
+    extra_names: tuple[str, ...] | None = None
+    extra_values: Any = None
     incident_key: str | None = None
     scope: ScopeContext | None = None
     #: The trail's list when the record was captured, and its length then (see
@@ -122,7 +123,7 @@ class RecordCapture(msgspec.Struct, gc=False):
             exc_text = str(exc_text) if exc_text else None
         if stack_info:
             exc_text = (exc_text + "\n" if exc_text else "") + str(stack_info)
-        extra = extra_dict(self.extra)
+        extra = extra_dict(self.extra_names, self.extra_values)
         scope = self.scope
         tags = dict(client.tags) if scope is None else {**client.tags, **scope.tags}
         key_text = self.incident_key
@@ -306,10 +307,15 @@ class AlertHandler(logging.Handler):
                 if levelno >= self.level.crumbs:  # below the events: a breadcrumb only
                     record_log(record)
                 return
-            if attrs["exc_info"] and was_reported(attrs["exc_info"][1]):
+            try:  # the attributes as they are now: later handlers and filters may change them
+                fields = _FIELDS(attrs)
+            except KeyError:  # a record an application built or changed by hand
+                fields = tuple(map(attrs.get, _FIELD_NAMES))
+            exc_info = fields[4]
+            if exc_info and was_reported(exc_info[1]):
                 return  # an integration reported it already (Celery's own failure log line)
             try:  # now: the arguments may change after the call
-                template = attrs["msg"]
+                template = fields[3]
                 if type(template) is str and type(record) is logging.LogRecord:
                     args = attrs["args"]  # record.getMessage() written out: every event asks
                     message = template % args if args else template
@@ -322,30 +328,39 @@ class AlertHandler(logging.Handler):
                 frame = find_frame()
             scope = None if frame is None else scope_for_record(record, message)
             client = self.client
-            try:  # the attributes as they are now: later handlers and filters may change them
-                fields = _FIELDS(attrs)
-            except KeyError:  # a record an application built or changed by hand
-                fields = tuple(map(attrs.get, _FIELD_NAMES))
             size = len(attrs)
-            if size <= PLAIN_ATTRS:
-                extra = None
-            else:  # extra_items() written out for a known shape (see there): every event asks
+            names = values = None
+            if size > PLAIN_ATTRS:  # extra_items() written out for a known shape (see there)
                 shape = shape_by_size.get(size)
                 try:
-                    extra = (shape[0], shape[1](attrs)) if shape else extra_items(attrs)
+                    if shape:
+                        names = shape[0]
+                        values = shape[1](attrs)
+                    else:
+                        names, values = extra_items(attrs) or (None, None)
                 except KeyError:
-                    extra = extra_items(attrs)
+                    names, values = extra_items(attrs) or (None, None)
             # The trail this record joins; an error takes it as it is before: its list, whose
             # length is noted (the list only grows), so nothing is copied here.
             crumbs = client.breadcrumbs
-            trail = writable(frame) if crumbs.max else None
+            if not crumbs.max:
+                trail = None
+            elif (
+                frame is None  # writable()'s thread case written out: every event asks
+                and task_trail.get() is None
+                and ((aio := sys.modules.get("asyncio")) is None or aio._get_running_loop() is None)
+            ):
+                trail = process_trail
+            else:
+                trail = writable(frame)
             items = None if trail is None else trail.items
-            read = items is not None and levelno >= logging.ERROR and crumbs.read
+            read = items is not None and levelno >= _ERROR and crumbs.read
             capture: Any = RecordCapture(
                 client,
                 message,
                 fields,
-                extra,
+                names,
+                values,
                 self.incident_key,
                 scope,
                 items if read else None,  # (only if something reads it: Breadcrumbs.read_by)
@@ -357,7 +372,7 @@ class AlertHandler(logging.Handler):
                 # one, written out: every event asks).
                 if len(items) >= 2 * breadcrumbs.capacity:
                     items = trail.room()  # type: ignore[union-attr]
-                items.append((created, levelno, name, message, None, extra))
+                items.append((created, levelno, name, message, None, names, values))
             if scope is not None or _TRACING in sys.modules:
                 capture = traced(capture, scope)
             if scope is not None and scope.hold(client, capture):

@@ -39,7 +39,9 @@ STEERING = ("incident_key", "dedup_key", "links", "images", "tags", "fingerprint
 #: A record's attributes beyond a plain record's, as the handler keeps them: their names (the
 #: same tuple for every record of a shape) and their values, read in one C call (a tuple; the
 #: value itself for one name). Made into the ``extra`` dict on the policy thread
-#: (:func:`extra_dict`).
+#: (:func:`extra_dict`). Those who keep them keep the two side by side, not this pair: a tuple
+#: holding a young tuple stays tracked by the garbage collector past its first collection,
+#: and a backlog of them costs every later one (see ``docs/performance.md``).
 ExtraItems = tuple[tuple[str, ...], Any]
 
 
@@ -107,13 +109,12 @@ def _new_shape(attrs: dict[str, Any], size: int) -> ExtraItems:
     return names, values(attrs)
 
 
-def extra_dict(items: ExtraItems | None) -> dict[str, Any] | None:
-    """The ``extra`` fields of :func:`extra_items`, in the order the application gave them:
-    not a formatter's attributes (``message``, ``asctime``) nor underscored names; None if
-    that leaves none."""
-    if items is None:
+def extra_dict(names: tuple[str, ...] | None, values: Any) -> dict[str, Any] | None:
+    """The ``extra`` fields of :func:`extra_items` (its names and values, which a capture and a
+    crumb hold side by side), in the order the application gave them: not a formatter's
+    attributes (``message``, ``asctime``) nor underscored names; None if that leaves none."""
+    if names is None:
         return None
-    names, values = items
     if len(names) == 1:
         values = (values,)
     pairs = zip(names, values, strict=True)
@@ -123,4 +124,4 @@ def extra_dict(items: ExtraItems | None) -> dict[str, Any] | None:
 
 def extra_fields(attrs: dict[str, Any]) -> dict[str, Any] | None:
     """The ``extra`` fields of a record's ``__dict__``, in the order the application gave them."""
-    return extra_dict(extra_items(attrs))
+    return extra_dict(*(extra_items(attrs) or (None, None)))

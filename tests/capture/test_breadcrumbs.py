@@ -297,8 +297,9 @@ def test_the_trail_is_bounded_whatever_is_logged(make_client, make_logger):
         log.info("step %d", i, extra={f"k{j}": j for j in range(50)})
     entries = breadcrumbs.current_entries()
     assert len(entries) <= max(10, breadcrumbs.capacity)
-    assert all(e[5] is None or len(e[5]) <= breadcrumbs.MAX_DATA_KEYS for e in entries)
-    assert all(len(e) == 6 for e in entries), "no record, traceback or frame is kept"
+    made = [breadcrumbs.crumb_data(e[5], e[6]) for e in entries]
+    assert all(data is not None and len(data) == breadcrumbs.MAX_DATA_KEYS for data in made)
+    assert all(len(e) == 7 for e in entries), "no record, traceback or frame is kept"
 
 
 def test_init_records_the_root_loggers_records(memory) -> None:

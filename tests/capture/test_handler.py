@@ -11,6 +11,7 @@ import pytest
 
 from alertkit import AlertHandler, Client, get_logger
 from alertkit.backends import register
+from alertkit.capture import breadcrumbs
 from alertkit.testing import MemoryBackend, capture_events
 
 
@@ -234,16 +235,21 @@ def test_queued_records_are_small_snapshots_the_gc_does_not_scan(client, memory)
             record.msg = "changed %s"
 
     log.addHandler(Later())
+    gc.disable()  # what the call made stays young until the collection below
     try:
-        log.error("order %s failed", 7, extra={"order": 7})
+        log.error("order %s failed", 7, extra={"order": 7, "region": "eu"})
+        crumb = breadcrumbs.current_items()[-1]
+        capture = queued[0]
+        assert isinstance(capture, RecordCapture) and not gc.is_tracked(capture)
+        assert crumb[3] == "order 7 failed" and gc.is_tracked(crumb)
+        gc.collect(0)  # one young collection stops tracking tuples of plain values
     finally:
+        gc.enable()
         log.handlers.clear()
+    assert capture.extra_names == ("order", "region") and capture.extra_values == (7, "eu")
+    assert not gc.is_tracked(capture.fields) and not gc.is_tracked(capture.extra_values)
+    assert not gc.is_tracked(crumb), "the error's crumb holds plain values, side by side"
     assert client.flush(5)
-    capture = queued[0]
-    assert isinstance(capture, RecordCapture) and not gc.is_tracked(capture)
-    gc.collect()  # a collection stops tracking tuples of plain values
-    assert capture.extra is not None and not gc.is_tracked(capture.extra)
-    assert not gc.is_tracked(capture.fields) and not gc.is_tracked(capture.extra[1])
     envelope = memory.envelopes[0]
     # Nor does the event built from it on its way to the backends (links and images: no lists).
     # An error's breadcrumbs are the one exception: errors are rare and the trail is bounded.
@@ -253,7 +259,7 @@ def test_queued_records_are_small_snapshots_the_gc_does_not_scan(client, memory)
         if f != "breadcrumbs" and gc.is_tracked(getattr(envelope, f))
     ]
     assert not gc.is_tracked(envelope) and tracked == []
-    assert envelope.details == {"order": 7}
+    assert envelope.details == {"order": 7, "region": "eu"}
     assert envelope.template == "order %s failed"
     assert envelope.event.event_message == "order 7 failed"
 

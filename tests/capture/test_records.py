@@ -50,7 +50,7 @@ def test_values_are_read_when_the_record_is_seen() -> None:
     record = _record({"order": 7, "tags": {"a": "b"}})
     items = extra_items(record.__dict__)
     record.order = 8  # type: ignore[attr-defined]
-    assert extra_dict(items) == {"order": 7, "tags": {"a": "b"}}
+    assert extra_dict(*items) == {"order": 7, "tags": {"a": "b"}}
 
 
 def test_a_record_missing_a_plain_attribute_still_gives_its_extra_fields() -> None:
