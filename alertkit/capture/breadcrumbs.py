@@ -87,6 +87,9 @@ process_trail = _Trail(None, None, [])
 # was made under, so a frame entered later in the task (or left) is not written through it.
 task_trail: ContextVar[_Trail | None] = ContextVar("alertkit_task_breadcrumbs", default=None)
 _NONE: list[Entry] = []  # what a frame without a trail yet reads: never written
+# Bound once: Python 3.11 calls a method of an imported name through a plain attribute look-up,
+# which makes a bound method object at every call (every record asks).
+_current = current.get
 
 
 def reserve(entries: int) -> None:
@@ -133,7 +136,7 @@ def writable(frame: Frame | None) -> _Trail:
 
 
 def _current_frame() -> Frame | None:
-    frame = current.get()
+    frame = _current()
     return find_frame() if frame is None and FINDERS else frame
 
 
@@ -149,7 +152,7 @@ def record_log(record_: logging.LogRecord) -> None:
     is appended by :meth:`~alertkit.AlertHandler.emit`, which has its message and trail.)"""
     if not capacity:
         return
-    frame = current.get()  # (_current_frame() written out: every record asks)
+    frame = _current()  # (_current_frame() written out: every record asks)
     if frame is None and FINDERS:
         frame = find_frame()
     trail = writable(frame)

@@ -70,6 +70,13 @@ _FIELD_NAMES = (
     "lineno",
 )
 _FIELDS = operator.itemgetter(*_FIELD_NAMES)
+# Bound once. Python 3.11 calls a method of an imported name through a plain attribute look-up
+# (the name might be a module's), which makes a new bound method object at every call: about
+# 200 instructions each, four of them per logged event.
+_ignored_known = known_ignored.get
+_shape_of_size = shape_by_size.get
+_current_frame = current.get
+_own_task_trail = task_trail.get
 __all__ = ["IGNORED_LOGGERS", "AlertHandler", "RecordCapture", "get_logger", "is_ignored"]
 
 
@@ -258,12 +265,25 @@ class AlertHandler(logging.Handler):
             if self._owns_client:
                 client.shutdown(0)
             raise
-        self.client = client
+        self.client = client  # (and the hand-off: see the property)
         self.incident_key = incident_key
         self.dropped = 0
         self._drop_lock = threading.Lock()
         self.setLevel(self.level)
         _handlers.add(self)
+
+    @property
+    def client(self) -> Client:
+        """The client events go to; its ``submit_capture`` is looked up when this is set (a
+        method replaced on the client afterwards is not seen)."""
+        return self._client
+
+    @client.setter
+    def client(self, client: Client) -> None:
+        self._client = client
+        # Read once: an instance attribute that shadows the class's method is looked up the slow
+        # way at every call (the client sets it: see Client.__init__).
+        self._hand_off = client.submit_capture
 
     def setLevel(self, level: int | str) -> None:  # noqa: N802 (logging's name)
         """Set the lowest level sent as an event (``event_level``).
@@ -299,7 +319,7 @@ class AlertHandler(logging.Handler):
             # The record's own dict, read by key: an attribute look-up costs more (every event).
             attrs = record.__dict__
             name = attrs["name"]
-            ignored = known_ignored.get(name)  # (is_ignored's cache first: no call)
+            ignored = _ignored_known(name)  # (is_ignored's cache first: no call)
             if ignored or (ignored is None and is_ignored(name)):
                 return
             levelno = attrs["levelno"]
@@ -323,15 +343,15 @@ class AlertHandler(logging.Handler):
                     message = record.getMessage()
             except Exception:
                 message = _unformatted(record)
-            frame = current.get()
+            frame = _current_frame()
             if frame is None and FINDERS:
                 frame = find_frame()
             scope = None if frame is None else scope_for_record(record, message)
-            client = self.client
+            client = self._client
             size = len(attrs)
             names = values = None
             if size > PLAIN_ATTRS:  # extra_items() written out for a known shape (see there)
-                shape = shape_by_size.get(size)
+                shape = _shape_of_size(size)
                 try:
                     if shape:
                         names = shape[0]
@@ -347,7 +367,7 @@ class AlertHandler(logging.Handler):
                 trail = None
             elif (
                 frame is None  # writable()'s thread case written out: every event asks
-                and task_trail.get() is None
+                and _own_task_trail() is None
                 and ((aio := sys.modules.get("asyncio")) is None or aio._get_running_loop() is None)
             ):
                 trail = process_trail
@@ -377,7 +397,8 @@ class AlertHandler(logging.Handler):
                 capture = traced(capture, scope)
             if scope is not None and scope.hold(client, capture):
                 return  # the request's escalation will carry it
-            if not client.submit_capture(capture):
+            hand_off = self._hand_off  # (a local: called as a method, the look-up is slow)
+            if not hand_off(capture):
                 self._count_drop()
         except Exception as exc:  # never into the application
             self._count_drop()
