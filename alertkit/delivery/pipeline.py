@@ -154,16 +154,27 @@ class Pipeline:
         In synchronous mode the caller's thread does the policy thread's and the workers' work
         itself instead: build, route, one attempt per backend (see the module docs)."""
         intake = self._intake
-        if not self._taking or len(intake) >= self.queue_size:  # (a flag: every event asks)
-            if self.synchronous:
-                return self._submit_now(capture, future)
-            if self._closed or len(intake) >= self.queue_size:
-                self._drop_at_intake(future, "shut down" if self._closed else "intake queue full")
-                return False
+        if self._taking and len(intake) < self.queue_size:  # the short path: every event takes it
+            intake.append(capture if future is None else (capture, future))
+            if not self._woken:  # an attribute read, not Event.is_set()
+                self._woken = True
+                self._wakeup.set()
+            return True
+        return self._submit_otherwise(capture, future)
+
+    def _submit_otherwise(self, capture: Capture, future: Future[Results] | None) -> bool:
+        """``submit`` with the policy thread not running (first event, after a fork), the intake
+        full or closed, or synchronous mode."""
+        intake = self._intake
+        if self.synchronous:
+            return self._submit_now(capture, future)
+        if self._closed or len(intake) >= self.queue_size:
+            self._drop_at_intake(future, "shut down" if self._closed else "intake queue full")
+            return False
         intake.append(capture if future is None else (capture, future))
         if self._thread is None:
             self._start()
-        if not self._woken:  # an attribute read, not Event.is_set()
+        if not self._woken:
             self._woken = True
             self._wakeup.set()
         return True

@@ -279,6 +279,37 @@ def test_filters_still_apply_without_the_handler_lock(client, memory) -> None:
     assert [e.event.event_message for e in memory.envelopes] == ["keep me"]
 
 
+def test_a_subclass_emit_is_called_and_a_direct_emit_queues(client, memory) -> None:
+    """``handle`` does ``emit``'s work in its own frame; a subclass with an ``emit`` of its own
+    still has it called for every record the filters pass, and its ``super().emit()`` queues."""
+    seen: list[str] = []
+
+    class Counting(AlertHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+            super().emit(record)
+
+    log = logging.getLogger("tests.handler.subclass")
+    log.propagate = False
+    handler = Counting(client=client, level=logging.ERROR)
+    handler.addFilter(lambda record: "skip" not in record.getMessage())
+    log.addHandler(handler)
+    try:
+        log.error("first %d", 1)
+        log.error("skip me")
+        log.warning("below the level")
+    finally:
+        log.removeHandler(handler)
+    plain = AlertHandler(client=client, level=logging.ERROR)
+    plain.addFilter(lambda record: False)  # emit is past the filters: they are not asked again
+    plain.emit(
+        logging.LogRecord("tests.handler.direct", logging.ERROR, __file__, 1, "direct", None, None)
+    )
+    assert client.flush(5)
+    assert seen == ["first 1", "below the level"]  # (a breadcrumb: its emit sees it too)
+    assert sorted(e.event.event_message for e in memory.envelopes) == ["direct", "first 1"]
+
+
 def test_a_handler_incident_key_that_is_not_a_string_is_refused_at_construction(client) -> None:
     """Every value of a log record's envelope has its declared type (the limits trust it), so a
     misconfigured key fails here, not as an odd event later."""
