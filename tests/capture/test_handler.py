@@ -264,17 +264,22 @@ def test_queued_records_are_small_snapshots_the_gc_does_not_scan(client, memory)
     assert envelope.event.event_message == "order 7 failed"
 
 
-def test_filters_still_apply_without_the_handler_lock(client, memory) -> None:
-    log = logging.getLogger("tests.handler.filtered")
+def _log_through(handler: logging.Handler, *calls: tuple[int, str]) -> None:
+    """Log each (level, message) through a logger that has only ``handler``."""
+    log = logging.getLogger(f"tests.handler.{type(handler).__name__}.{len(calls)}")
     log.propagate = False
-    handler = AlertHandler(client=client, level=logging.DEBUG)
-    handler.addFilter(lambda record: "secret" not in record.getMessage())
     log.addHandler(handler)
     try:
-        log.error("keep me")
-        log.error("a secret one")
+        for level, message in calls:
+            log.log(level, message)
     finally:
         log.removeHandler(handler)
+
+
+def test_filters_still_apply_without_the_handler_lock(client, memory) -> None:
+    handler = AlertHandler(client=client, level=logging.DEBUG)
+    handler.addFilter(lambda record: "secret" not in record.getMessage())
+    _log_through(handler, (logging.ERROR, "keep me"), (logging.ERROR, "a secret one"))
     assert client.flush(5)
     assert [e.event.event_message for e in memory.envelopes] == ["keep me"]
 
@@ -289,24 +294,17 @@ def test_a_subclass_emit_is_called_and_a_direct_emit_queues(client, memory) -> N
             seen.append(record.getMessage())
             super().emit(record)
 
-    log = logging.getLogger("tests.handler.subclass")
-    log.propagate = False
     handler = Counting(client=client, level=logging.ERROR)
     handler.addFilter(lambda record: "skip" not in record.getMessage())
-    log.addHandler(handler)
-    try:
-        log.error("first %d", 1)
-        log.error("skip me")
-        log.warning("below the level")
-    finally:
-        log.removeHandler(handler)
+    calls = [(logging.ERROR, "first 1"), (logging.ERROR, "skip me"), (logging.WARNING, "below")]
+    _log_through(handler, *calls)
     plain = AlertHandler(client=client, level=logging.ERROR)
     plain.addFilter(lambda record: False)  # emit is past the filters: they are not asked again
     plain.emit(
         logging.LogRecord("tests.handler.direct", logging.ERROR, __file__, 1, "direct", None, None)
     )
     assert client.flush(5)
-    assert seen == ["first 1", "below the level"]  # (a breadcrumb: its emit sees it too)
+    assert seen == ["first 1", "below"]  # (a breadcrumb: its emit sees it too)
     assert sorted(e.event.event_message for e in memory.envelopes) == ["direct", "first 1"]
 
 
