@@ -20,6 +20,10 @@ their trail full, and a backend that accepts everything without I/O):
 * ``extra``: the same with two ``extra`` fields;
 * ``info``: ``logger.info`` below the handler's level: a breadcrumb only;
 * ``exception``: ``logger.exception`` for an exception raised ten frames down, with ``extra``.
+
+``--tracing`` runs every case with OpenTelemetry's API imported and no span active, as in an
+application that also traces (or in one process beside the OpenTelemetry SDK's handler): an event
+then asks for the current span.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+_TRACING = False  # --tracing
 SCENARIOS = ("error", "extra", "info", "exception")
 
 
@@ -98,6 +103,8 @@ def _handler(kind: str) -> tuple[logging.Handler, Any]:
 
 def run(kind: str, scenario: str, n: int) -> None:
     """The calls of one scenario (in a child under callgrind)."""
+    if os.environ.get("ALERTKIT_BENCH_TRACING"):
+        import opentelemetry.trace  # noqa: F401 (imported is what matters: see --tracing)
     logger = logging.getLogger("bench.caller")
     logger.propagate = False
     logger.setLevel(logging.INFO)
@@ -133,6 +140,8 @@ def _instructions(kind: str, scenario: str, n: int, path: str, seed: int = 0) ->
     """Instructions the main thread ran for ``n`` calls, set-up included."""
     with tempfile.TemporaryDirectory(prefix="alertkit-callgrind-") as out:
         env = {**os.environ, "PYTHONPATH": path, "PYTHONHASHSEED": str(seed)}
+        if _TRACING:
+            env["ALERTKIT_BENCH_TRACING"] = "1"
         command = [
             "valgrind",
             "--tool=callgrind",
@@ -184,8 +193,15 @@ def main() -> None:
     parser.add_argument(
         "--seeds", type=int, default=1, help="median over this many hash seeds (default 1: seed 0)"
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="every case with OpenTelemetry's API imported (no span active)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global _TRACING
+    _TRACING = args.tracing
     if args.child:
         kind, scenario, n = args.child
         run(kind, scenario, int(n))

@@ -21,7 +21,7 @@ import msgspec
 
 from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
-from alertkit.capture import breadcrumbs
+from alertkit.capture import breadcrumbs, trace
 from alertkit.capture.api import get_client
 from alertkit.capture.breadcrumbs import Entry, process_trail, record_log, task_trail, writable
 from alertkit.capture.client import Client
@@ -393,8 +393,12 @@ class AlertHandler(logging.Handler):
                 if len(items) >= 2 * breadcrumbs.capacity:
                     items = trail.room()  # type: ignore[union-attr]
                 items.append((created, levelno, name, message, None, names, values))
-            if scope is not None or _TRACING in sys.modules:
+            if scope is not None:
                 capture = traced(capture, scope)
+            elif _TRACING in sys.modules:  # traced()'s no-span case written out: every event asks
+                variable = trace.span_variable
+                if variable is None or variable.get().get(trace.span_key) is not None:
+                    capture = traced(capture, scope)
             if scope is not None and scope.hold(client, capture):
                 return handled  # the request's escalation will carry it
             hand_off = self._hand_off  # (a local: called as a method, the look-up is slow)

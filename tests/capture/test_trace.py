@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from alertkit import AlertHandler, Client, Envelope
 from alertkit.backends._message import summarize
 from alertkit.backends.redis import RedisBackend
+from alertkit.capture import trace
 from alertkit.capture.trace import continue_trace, parse_traceparent
 from alertkit.integrations.asgi import AlertkitMiddleware as AsgiMiddleware
 from alertkit.integrations.wsgi import AlertkitMiddleware as WsgiMiddleware
@@ -97,6 +98,57 @@ def test_an_invalid_span_is_ignored(client: Client, memory: MemoryBackend) -> No
         client.send_event_async(client.create_new_app_event("error"))
     assert client.flush(5)
     assert memory.envelopes[0].trace_id is None
+
+
+def test_the_span_is_read_where_get_current_span_looks(
+    client: Client, memory: MemoryBackend
+) -> None:
+    """With the API on its default runtime context, "no span" is one read of OpenTelemetry's own
+    context variable; a handler's events with and without a span get what the API says."""
+    log = logging.getLogger("tests.trace.direct")
+    log.propagate = False
+    log.addHandler(AlertHandler(client=client))
+    try:
+        log.error("before any span")
+        assert trace.span_variable is not None and trace.span_key  # found at the first event
+        with TRACER.start_as_current_span("work") as span:
+            log.error("in the span")
+            with otel.use_span(otel.INVALID_SPAN):
+                log.error("in an invalid span")
+        log.error("after the span")
+    finally:
+        log.handlers.clear()
+    assert client.flush(5)
+    got = {e.event.event_message: (e.trace_id, e.span_id) for e in memory.envelopes}
+    none = (None, None)
+    assert got == {
+        "before any span": none,
+        "in the span": ids(span),
+        "in an invalid span": none,
+        "after the span": none,
+    }
+
+
+def test_another_runtime_context_is_asked_through_the_api(
+    client: Client, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runtime context other than the API's default (``OTEL_PYTHON_CONTEXT``) is never read
+    behind the API's back: the API is asked for every event."""
+    import opentelemetry.context as otel_context
+
+    class Wrapped(type(otel_context._RUNTIME_CONTEXT)):  # type: ignore[misc]
+        """Another class: the variable it keeps is not assumed to be where the span is."""
+
+    monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", Wrapped())
+    monkeypatch.setattr(trace, "span_variable", None)
+    trace._find_span_variable()
+    assert trace.span_variable is None
+    with TRACER.start_as_current_span("elsewhere") as span:
+        client.send_event_async(client.create_new_app_event("error", event_message="in"))
+    client.send_event_async(client.create_new_app_event("error", event_message="out"))
+    assert client.flush(5)
+    got = {e.event.event_message: (e.trace_id, e.span_id) for e in memory.envelopes}
+    assert got == {"in": ids(span), "out": (None, None)}
 
 
 # -- traceparent (W3C Trace Context level 1, section 3.2) ------------------------------------
