@@ -1,6 +1,6 @@
 """One guard around everything that must never raise into the application.
 
-Used around ``AlertHandler.emit``, every queued send, and every user callback: it logs the error to
+Used around ``AlertHandler.handle``, every queued send, and every user callback: it logs the error to
 alertkit's own logger (which the handler ignores, so no feedback loop) and swallows it. Tests install
 a hook through :func:`add_internal_error_hook` so that a swallowed error still fails them.
 """

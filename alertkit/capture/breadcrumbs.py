@@ -8,8 +8,8 @@ trail.
 
 Cost on the caller's thread: a record becomes a small tuple of references (time, level, logger,
 template, args, the names and the values of its ``extra`` fields, side by side) appended to the
-list, nothing formatted. An error or fatal event takes the trail by reference (its list and that list's length:
-see :class:`_Trail`), and the policy thread turns the entries into dicts
+list, nothing formatted. An error or fatal event takes the trail by reference (its list and that
+list's length: see :class:`_Trail`), and the policy thread turns the entries into dicts
 (:mod:`alertkit.capture.crumbs`), runs ``before_breadcrumb`` and hands them to scrubbing and the
 size limits.
 
@@ -29,13 +29,7 @@ from itertools import islice
 from typing import Any
 
 from alertkit.capture.current import FINDERS, Frame, current, find_frame
-from alertkit.capture.records import (
-    PLAIN_ATTRS,
-    STEERING,
-    extra_dict,
-    extra_items,
-    is_ignored,
-)
+from alertkit.capture.records import PLAIN_ATTRS, STEERING, extra_dict, extra_items, is_ignored
 from alertkit.guard import report_internal_error
 from alertkit.model.levels import level_number
 from alertkit.model.stacktrace import safe_str
@@ -149,7 +143,7 @@ def record(entry: Entry) -> None:
 def record_log(record_: logging.LogRecord) -> None:
     """Append a log record: references only, formatted later. A record the previous entry
     already holds (two handlers of one logger tree) is not added twice. (An event's own record
-    is appended by :meth:`~alertkit.AlertHandler.emit`, which has its message and trail.)"""
+    is appended by :meth:`~alertkit.AlertHandler.handle`, which has its message and trail.)"""
     if not capacity:
         return
     frame = _current()  # (_current_frame() written out: every record asks)

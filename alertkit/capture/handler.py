@@ -1,6 +1,6 @@
 """``AlertHandler``: the logging capture point. Cheap on the caller's thread, never raising.
 
-On the caller's thread ``emit`` does only what keeps the event correct later: the formatted message
+On the caller's thread ``handle`` does only what keeps the event correct later: the formatted message
 (the args may change after the call), the record's attributes the event needs and its ``extra``
 fields (:class:`RecordCapture`), and a hand-off to the pipeline. The event is built from them on
 the policy thread.
@@ -81,7 +81,7 @@ __all__ = ["IGNORED_LOGGERS", "AlertHandler", "RecordCapture", "get_logger", "is
 
 
 class RecordCapture(msgspec.Struct, gc=False):
-    """What ``emit`` keeps of a log record for the policy thread, which builds the event from it.
+    """What ``handle`` keeps of a log record for the policy thread, which builds the event from it.
 
     The attributes the event needs and the values of its ``extra`` fields, as they were when the
     handler saw the record (later handlers and filters may change it), each read in one C call;
@@ -422,7 +422,7 @@ class AlertHandler(logging.Handler):
             cls.handle = _handle_through_emit  # type: ignore[method-assign,assignment]
 
     def _count_drop(self) -> None:
-        with self._drop_lock:  # emit runs without the handler lock (see handle)
+        with self._drop_lock:  # handle runs without the handler lock (see handle)
             self.dropped += 1
 
     def flush(self) -> None:
