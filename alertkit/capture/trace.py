@@ -209,12 +209,12 @@ def traced(
     Runs on the caller's thread, where the tracing context is; returns ``capture`` itself when
     there are no ids, which is the whole cost for an application without tracing.
     """
-    ids: TraceIds | None = None
     variable = span_variable
-    if variable is not None and variable.get().get(span_key) is None:
-        pass  # no span (what get_current_span() would find, read directly)
-    elif _get_current_span is not None or "opentelemetry.trace" in sys.modules:
-        ids = current_span_ids()
+    if variable is not None:  # read where get_current_span() looks: "no span" costs no call
+        maybe_span = variable.get().get(span_key) is not None
+    else:
+        maybe_span = _get_current_span is not None or "opentelemetry.trace" in sys.modules
+    ids: TraceIds | None = current_span_ids() if maybe_span else None
     if ids is None:
         if scope is None or scope.trace is None:
             return capture
