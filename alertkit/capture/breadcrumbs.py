@@ -81,6 +81,11 @@ process_trail = _Trail(None, None, [])
 # was made under, so a frame entered later in the task (or left) is not written through it.
 task_trail: ContextVar[_Trail | None] = ContextVar("alertkit_task_breadcrumbs", default=None)
 _NONE: list[Entry] = []  # what a frame without a trail yet reads: never written
+#: The ``created`` of the record whose crumb was appended last, by anyone (one slot, written in
+#: place): a later handler of the same record, such as ``alertkit.init``'s recorder on the root
+#: logger after an ``AlertHandler``, sees that it is there without finding the trail. The float
+#: object is the record's own (no two live records share one), kept here so it is not reused.
+last_appended: list[Any] = [None]
 # Bound once: Python 3.11 calls a method of an imported name through a plain attribute look-up,
 # which makes a bound method object at every call (every record asks).
 _current = current.get
@@ -167,6 +172,7 @@ def record_log(record_: logging.LogRecord) -> None:
         attrs.get("args"),
     )
     items.append((created, levelno, name, template, args, names, values))
+    last_appended[0] = created
 
 
 def _kept(extra: dict[str, Any]) -> dict[str, Any]:
@@ -239,11 +245,17 @@ class BreadcrumbHandler(logging.Handler):
     that records of loggers without an :class:`~alertkit.AlertHandler` become crumbs too."""
 
     def handle(self, record: logging.LogRecord) -> Any:
-        """No handler lock: recording appends to a list, which is thread-safe."""
-        if not self.filters or self.filter(record):
+        """No handler lock: recording appends to a list, which is thread-safe. A record whose
+        crumb was appended last (an ``AlertHandler`` below took it) is not looked at again."""
+        if self.filters and not self.filter(record):
+            return False
+        try:
+            appended = record.created is last_appended[0]
+        except Exception:  # a record an application built without a time: record_log copes
+            appended = False
+        if not appended:
             self.emit(record)
-            return record if sys.version_info >= (3, 12) else True
-        return False
+        return record if sys.version_info >= (3, 12) else True
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

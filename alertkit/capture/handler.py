@@ -23,7 +23,14 @@ from alertkit._forking import at_fork_in_child, renew_locks
 from alertkit.backends.base import Backend
 from alertkit.capture import breadcrumbs, trace
 from alertkit.capture.api import get_client
-from alertkit.capture.breadcrumbs import Entry, process_trail, record_log, task_trail, writable
+from alertkit.capture.breadcrumbs import (
+    Entry,
+    last_appended,
+    process_trail,
+    record_log,
+    task_trail,
+    writable,
+)
 from alertkit.capture.client import Client
 from alertkit.capture.current import FINDERS, current, find_frame
 from alertkit.capture.events import was_reported
@@ -393,6 +400,7 @@ class AlertHandler(logging.Handler):
                 if len(items) >= 2 * breadcrumbs.capacity:
                     items = trail.room()  # type: ignore[union-attr]
                 items.append((created, levelno, name, message, None, names, values))
+                last_appended[0] = created
             if scope is not None:
                 capture = traced(capture, scope)
             elif _TRACING in sys.modules:  # traced()'s no-span case written out: every event asks

@@ -324,6 +324,41 @@ def test_init_records_the_root_loggers_records(memory) -> None:
     assert not [h for h in root.handlers if isinstance(h, breadcrumbs.BreadcrumbHandler)]
 
 
+def test_a_record_an_alert_handler_took_is_one_crumb_under_init(memory) -> None:
+    """With ``alertkit.init`` the root logger's recorder sees every record an ``AlertHandler``
+    below it already made a crumb of: each record is still one crumb (the recorder sees the crumb
+    is the last one appended and does not look for the trail), and a record no handler took is
+    recorded by the root's recorder."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)
+    client = alertkit.init(backends=[memory], sample_system=False, register_atexit=False)
+    log = logging.getLogger("tests.crumbs.under_init")
+    handler = AlertHandler(client=client, level=logging.ERROR)
+    log.addHandler(handler)
+    try:
+        log.info("step %d", 1)
+        log.error("first failure")
+        logging.getLogger("tests.crumbs.elsewhere").warning("no AlertHandler here")
+        log.info("step %d", 2)
+        log.error("second failure")
+        assert client.flush(5)
+        second = next(e for e in memory.envelopes if e.event.event_message == "second failure")
+        assert [c["message"] for c in second.breadcrumbs or ()] == [
+            "step 1",
+            "first failure",
+            "no AlertHandler here",
+            "step 2",
+        ]
+    finally:
+        log.removeHandler(handler)
+        root.setLevel(level)
+        previous = submit.replace_default(None)
+        if previous is not None:
+            previous.shutdown(2)
+        breadcrumbs.install_logging(None)
+
+
 def test_an_escalation_carries_its_headline_errors_breadcrumbs(make_client, make_logger, memory):
     client = make_client()
     log = make_logger(client)
