@@ -111,14 +111,15 @@ def shutdown_all_at_exit() -> None:
 
 def _announce_unsettled(clients: list[Closable]) -> None:
     """Say what is still unsettled once the exit stops waiting: the interpreter ends the threads
-    that hold it (a spool write waiting for the file's lock behind many others), and an event
-    must not vanish without a word."""
+    that hold it (an ``on_drop`` hook that does not return, a give-up slower than its reserve),
+    and an event must not vanish without a word."""
     with capture_internal_exceptions():
         unsettled = sum(client.pipeline.pending() for client in clients)
         if unsettled:
             sys.stderr.write(
                 f"alertkit: {unsettled} event(s) not settled when the exit's shutdown budget ran"
-                " out (delivery or spooling still running): they may be lost\n"
+                " out (their delivery, spooling or a hook of yours was still running): they may"
+                " be lost\n"
             )
 
 

@@ -65,8 +65,8 @@ class ShutdownTally:
             budget=budget,
             elapsed=time.monotonic() - self.started,
         )
-        if summary is not None:
-            print(summary, file=sys.stderr)
+        if summary is not None:  # one write: clients shut down side by side at exit print at once
+            sys.stderr.write(summary + "\n")
         given_up = {
             name: _given_up(stats) - self._before[name] for name, stats in self._backends.items()
         }

@@ -3,57 +3,58 @@ an event it could not settle in time."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
 
 from tests.standins.http import Reply, ScriptedServer
 
-CHILD = """
-import sys
+BUDGET = 1.0
+#: Interpreter start and exit on a loaded machine, beyond the budget.
+ALLOWANCE = 2.0
+#: Python 3.12.0 and 3.12.1 start no thread at exit: clients are shut down one after another on
+#: the exiting thread itself (``lifetime._shutdown_in_turn``).
+NO_THREADS_AT_EXIT = sys.version_info[:3] in ((3, 12, 0), (3, 12, 1))
+
+HOOKED = """
+import sys, time
 from alertkit import Client
 
-url, spool = sys.argv[1], sys.argv[2]
+url, budget = sys.argv[1], float(sys.argv[2])
 clients = [
-    Client(api_key="k", backends=[url], spool_path=spool, sample_system=False, shutdown_timeout=1.0)
+    Client(api_key="k", backends=[url], sample_system=False, shutdown_timeout=budget,
+           on_drop=lambda envelope, reason: time.sleep(4))
     for _ in range(2)
 ]
 for index, client in enumerate(clients):
     client.send_event_async(client.create_new_app_event("error", event_message=f"event-{index}"))
-print("ready", flush=True)
-sys.stdin.readline()  # the test holds the spool's write lock from here on
+time.sleep(0.3)  # both requests hang at the destination
 """
 
 
-def test_events_still_being_spooled_when_the_exit_budget_runs_out_are_announced(tmp_path) -> None:
-    """Two clients (shut down side by side at exit) give up on a hanging destination, and their
-    spool writes wait behind another process's lock on the file: the exit ends within its budget
-    anyway, and says how many events it leaves unsettled instead of letting them vanish."""
-    spool = tmp_path / "spool.db"
+def test_events_unsettled_when_the_exit_stops_waiting_are_announced() -> None:
+    """An ``on_drop`` hook that takes longer than the budget holds each client's give-up: the exit
+    stops waiting at its budget anyway, and says how many events it leaves unsettled rather than
+    letting them vanish. (Where no thread can start at exit, the exiting thread runs the hook
+    itself and so waits for it: each event then ends dropped and announced.)"""
     with ScriptedServer(lambda request: Reply(hang=True)) as server:
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, f"{server.url}/v1/events", str(spool)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        started = time.monotonic()
+        child = subprocess.run(
+            [sys.executable, "-c", HOOKED, f"{server.url}/v1/events", str(BUDGET)],
+            capture_output=True,
             text=True,
+            timeout=60,
+            check=False,
         )
-        try:
-            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-            holder = sqlite3.connect(spool, timeout=5, isolation_level=None)
-            holder.execute("BEGIN EXCLUSIVE")  # every write of the child's waits for this one
-            try:
-                started = time.monotonic()
-                _, stderr = child.communicate("go\n", timeout=30)
-                took = time.monotonic() - started
-            finally:
-                holder.execute("ROLLBACK")
-                holder.close()
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait(10)
-    assert child.returncode == 0, stderr
-    assert took < 1.0 + 2.0, "the exit stays within its budget"
-    assert "2 event(s) not settled when the exit's shutdown budget ran out" in stderr, stderr
+        took = time.monotonic() - started
+    assert child.returncode == 0, child.stderr
+    if NO_THREADS_AT_EXIT:
+        summaries = [
+            s for s in child.stderr.splitlines() if s.startswith("alertkit: not delivered")
+        ]
+        assert len(summaries) == 2 and all("1 dropped" in line for line in summaries), child.stderr
+        return
+    assert took < 0.3 + BUDGET + ALLOWANCE, "the exit stays within its budget"
+    assert "alertkit: 2 event(s) not settled when the exit's shutdown budget ran out" in (
+        child.stderr
+    ), child.stderr
