@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-_TRACING = False  # --tracing
 SCENARIOS = ("error", "extra", "info", "exception")
 
 
@@ -103,7 +102,7 @@ def _handler(kind: str) -> tuple[logging.Handler, Any]:
 
 def run(kind: str, scenario: str, n: int) -> None:
     """The calls of one scenario (in a child under callgrind)."""
-    if os.environ.get("ALERTKIT_BENCH_TRACING"):
+    if os.environ.get("ALERTKIT_BENCH_TRACING"):  # set by --tracing; the children inherit it
         import opentelemetry.trace  # noqa: F401 (imported is what matters: see --tracing)
     logger = logging.getLogger("bench.caller")
     logger.propagate = False
@@ -140,8 +139,6 @@ def _instructions(kind: str, scenario: str, n: int, path: str, seed: int = 0) ->
     """Instructions the main thread ran for ``n`` calls, set-up included."""
     with tempfile.TemporaryDirectory(prefix="alertkit-callgrind-") as out:
         env = {**os.environ, "PYTHONPATH": path, "PYTHONHASHSEED": str(seed)}
-        if _TRACING:
-            env["ALERTKIT_BENCH_TRACING"] = "1"
         command = [
             "valgrind",
             "--tool=callgrind",
@@ -200,8 +197,8 @@ def main() -> None:
     )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global _TRACING
-    _TRACING = args.tracing
+    if args.tracing:
+        os.environ["ALERTKIT_BENCH_TRACING"] = "1"
     if args.child:
         kind, scenario, n = args.child
         run(kind, scenario, int(n))

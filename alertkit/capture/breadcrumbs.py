@@ -28,7 +28,7 @@ from contextvars import ContextVar
 from itertools import islice
 from typing import Any
 
-from alertkit.capture.current import FINDERS, Frame, current, find_frame
+from alertkit.capture.current import FINDERS, Frame, current_frame, find_frame, get_current
 from alertkit.capture.records import PLAIN_ATTRS, STEERING, extra_dict, extra_items, is_ignored
 from alertkit.guard import report_internal_error
 from alertkit.model.levels import level_number
@@ -86,9 +86,6 @@ _NONE: list[Entry] = []  # what a frame without a trail yet reads: never written
 #: logger after an ``AlertHandler``, sees that it is there without finding the trail. The float
 #: object is the record's own (no two live records share one), kept here so it is not reused.
 last_appended: list[Any] = [None]
-# Bound once: Python 3.11 calls a method of an imported name through a plain attribute look-up,
-# which makes a bound method object at every call (every record asks).
-_current = current.get
 
 
 def reserve(entries: int) -> None:
@@ -134,15 +131,10 @@ def writable(frame: Frame | None) -> _Trail:
     return trail
 
 
-def _current_frame() -> Frame | None:
-    frame = _current()
-    return find_frame() if frame is None and FINDERS else frame
-
-
 def record(entry: Entry) -> None:
     """Append one entry to the current trail (nothing when no client keeps breadcrumbs)."""
     if capacity:
-        writable(_current_frame()).room().append(entry)
+        writable(current_frame()).room().append(entry)
 
 
 def record_log(record_: logging.LogRecord) -> None:
@@ -151,7 +143,7 @@ def record_log(record_: logging.LogRecord) -> None:
     is appended by :meth:`~alertkit.AlertHandler.handle`, which has its message and trail.)"""
     if not capacity:
         return
-    frame = _current()  # (_current_frame() written out: every record asks)
+    frame = get_current()  # (current_frame() written out: every record asks)
     if frame is None and FINDERS:
         frame = find_frame()
     trail = writable(frame)
@@ -197,7 +189,7 @@ def crumb_data(data: Any, values: Any) -> dict[str, Any] | None:
 def current_items() -> list[Entry]:
     """The current trail's list itself, which may hold up to twice the capacity (read only:
     append through :func:`record`; slice the newest)."""
-    trail = found(_current_frame())
+    trail = found(current_frame())
     return _NONE if trail is None else trail.items
 
 

@@ -23,6 +23,7 @@ from alertkit.capture.current import (
     Frame,
     current_frame,
     find_frame,
+    get_current,
     running_task,
 )
 from alertkit.capture.current import current as _current  # the scope, made or pending
@@ -663,9 +664,6 @@ def restore_current(left: Frame, token: Token[Any] | None) -> None:
 
 
 _making = threading.RLock()
-# Bound once: Python 3.11 calls a method of an imported name through a plain attribute look-up,
-# which makes a bound method object at every call (every record in a scope asks).
-_current_of_context = _current.get
 
 
 def _resolved(frame: Frame | None) -> Scope | None:
@@ -721,7 +719,7 @@ def _usable(exc_info: Any) -> Trace:
 def scope_for_record(record: logging.LogRecord, message: str) -> ScopeContext | None:
     """The current scope's context for a log record; an error record enters ``error_logs`` (and
     gets the holding context when the scope's escalation will carry it)."""
-    frame: Frame | None = _current_of_context()  # current_frame() written out: every record asks
+    frame: Frame | None = get_current()  # current_frame() written out: every record asks
     if frame is None and FINDERS:
         frame = find_frame()
     scope = _resolved(frame)

@@ -11,10 +11,10 @@ Where the ids come from, first found wins, read on the caller's thread when the 
 
 ``opentelemetry-api`` is never imported by alertkit: a process that has not imported
 ``opentelemetry.trace`` itself has no span to read, so one ``sys.modules`` look-up is the whole
-cost there. With OpenTelemetry loaded and no span current (most log records of most services),
-one read of OpenTelemetry's own context variable tells so (see :func:`_find_span_variable`); with
-a span, a capture costs one ``get_current_span()``. The ids are kept as integers and written as
-hex on the policy thread.
+cost there. With OpenTelemetry loaded, the span is read from OpenTelemetry's own context variable
+where ``get_current_span()`` looks (see :func:`_find_span_variable`; else through that function),
+so that "no span", most log records of most services, costs one read. The ids are kept as
+integers and written as hex on the policy thread.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ def _find_span_variable() -> None:
     the handler's own cost), most often to say that there is no span. Its answer is the current
     context's value under the span key, a dict entry in a context variable when the API runs on
     its default ``ContextVarsRuntimeContext``. Any other runtime context (``OTEL_PYTHON_CONTEXT``),
-    or internals not as expected: the variable stays unknown and the API is asked every time. A
-    span found this way is still read through the API.
+    or internals not as expected: the variable stays unknown and the API is asked every time. (A
+    value there that is not a span, which the API would replace by ``INVALID_SPAN``, fails
+    ``get_span_context()`` and gives no ids, as the invalid span would.)
     """
     global span_variable, span_key
     try:
